@@ -1,0 +1,1 @@
+//! SIP, sans-IO.
