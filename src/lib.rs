@@ -1,9 +1,18 @@
 //! termphone: a SIP softphone for the terminal.
 //!
-//! Layout (see DESIGN.md in the repository's docs):
 //! - [`sip`] and [`media`] are sans-IO cores: driven by input and `now`, no clocks, no sockets.
-//! - [`engine`], [`audio`], [`config`] are the I/O edges.
+//! - [`engine`], [`audio`], [`config`] are the I/O edges; [`engine::api`] is the boundary
+//!   every front end speaks (commands in, events out).
 //! - [`headless`] holds the non-interactive front ends (`serve`, `dial`).
 
-pub mod sip;
+pub mod app;
+pub mod audio;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod headless;
+pub mod logging;
 pub mod media;
+pub mod sip;
+
+pub use app::run;

@@ -1,0 +1,137 @@
+//! Mode dispatch: turn the parsed command line and the configuration into a running mode.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cli::{Cli, Command, DialArgs, ServeArgs};
+use crate::config::Config;
+use crate::engine::api::AudioSourceSpec;
+use crate::engine::{self, EngineConfig, RtpPortRange};
+use crate::headless::dial::{self, DialPlan};
+use crate::headless::serve::{self, ServePolicy};
+use crate::headless::EventPrinter;
+
+/// Run the mode the command line asks for; returns the process exit status.
+pub async fn run(cli: Cli, json_default: bool) -> i32 {
+    let config = match load_config(cli.config.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("termphone: {e}");
+            return 1;
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => run_serve(&config, cli.sip_trace, args, json_default).await,
+        Command::Dial(args) => run_dial(&config, cli.sip_trace, args, json_default).await,
+        Command::Devices => run_devices(),
+    }
+}
+
+fn load_config(explicit: Option<&PathBuf>) -> Result<Config, String> {
+    let path = match explicit {
+        Some(p) => Some(p.clone()),
+        None => Config::default_path().filter(|p| p.exists()),
+    };
+    match path {
+        Some(p) => {
+            let cfg = Config::load(&p).map_err(|e| e.to_string())?;
+            Ok(cfg)
+        }
+        None => Ok(Config::builtin()),
+    }
+}
+
+fn engine_config(config: &Config, sip_trace: bool, listen: Option<SocketAddr>, default_listen: SocketAddr) -> EngineConfig {
+    let account = config.accounts.iter().find(|a| a.enabled);
+    let mut ec = EngineConfig {
+        listen: listen.or(config.general.listen).unwrap_or(default_listen),
+        rtp_ports: RtpPortRange { min: config.general.rtp_port_min, max: config.general.rtp_port_max },
+        sip_trace: sip_trace || config.general.sip_trace,
+        ..EngineConfig::default()
+    };
+    if !config.general.user_agent.is_empty() {
+        ec.user_agent = config.general.user_agent.clone();
+    }
+    if let Some(a) = account {
+        if !a.user.is_empty() {
+            ec.user = a.user.clone();
+        }
+        ec.display_name = a.display_name.clone();
+    }
+    ec
+}
+
+async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_default: bool) -> i32 {
+    let policy = ServePolicy {
+        answer_delay: secs(args.answer_delay),
+        source: match (&args.play, args.echo) {
+            (Some(p), _) => AudioSourceSpec::File(p.clone()),
+            (None, true) => AudioSourceSpec::Echo,
+            (None, false) => AudioSourceSpec::Silence,
+        },
+        record_dir: args.record.clone(),
+        hangup_after: args.hangup_after.map(secs),
+        reject: args.reject,
+    };
+    if let Err(e) = serve::validate(&policy) {
+        eprintln!("termphone: {e}");
+        return 1;
+    }
+    let ec = engine_config(config, sip_trace, args.engine.listen, SocketAddr::from(([0, 0, 0, 0], 5060)));
+    let engine = match engine::start(ec).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("termphone: {e}");
+            return 1;
+        }
+    };
+    serve::run(engine, policy, EventPrinter { json: args.engine.json || json_default }).await
+}
+
+async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default: bool) -> i32 {
+    let plan = DialPlan {
+        target: args.uri.clone(),
+        play: args.play.clone(),
+        record: args.record.clone(),
+        dtmf: args.dtmf.clone(),
+        duration: args.duration.map(secs),
+        ring_timeout: secs(args.timeout),
+    };
+    if let Err(e) = dial::validate(&plan) {
+        eprintln!("termphone: {e}");
+        return dial::exit::LOCAL_ERROR;
+    }
+    // dial is a client: an ephemeral port unless told otherwise.
+    let ec = engine_config(config, sip_trace, args.engine.listen, SocketAddr::from(([0, 0, 0, 0], 0)));
+    let engine = match engine::start(ec).await {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("termphone: {e}");
+            return dial::exit::LOCAL_ERROR;
+        }
+    };
+    dial::run(engine, plan, EventPrinter { json: args.engine.json || json_default }).await
+}
+
+fn run_devices() -> i32 {
+    match crate::audio::list_devices() {
+        Ok(list) => {
+            print!("{list}");
+            0
+        }
+        Err(e) => {
+            eprintln!("termphone: {e}");
+            1
+        }
+    }
+}
+
+/// Seconds from the command line (negative or NaN count as zero).
+fn secs(s: f64) -> Duration {
+    if s.is_finite() && s > 0.0 {
+        Duration::from_secs_f64(s.min(1e9))
+    } else {
+        Duration::ZERO
+    }
+}

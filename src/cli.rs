@@ -1,0 +1,104 @@
+//! Command-line interface (clap derive). Only subcommands that work exist.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A SIP softphone for the terminal.
+#[derive(Debug, Parser)]
+#[command(
+    name = "termphone",
+    version,
+    about = "A SIP softphone for the terminal",
+    after_help = "Examples:\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone dial sip:echo@127.0.0.1:5070 --play speech.wav --record back.wav --duration 5"
+)]
+pub struct Cli {
+    /// Configuration file (default: $XDG_CONFIG_HOME/termphone/config.toml; without one, a
+    /// serverless "local" account is used for direct sip:user@host:port calls).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Write logs to this file (level from RUST_LOG, default info). Without it, warnings go to stderr.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Print every SIP message sent and received to stderr.
+    #[arg(long, global = true)]
+    pub sip_trace: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The modes of termphone.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Answer calls unattended by a policy, printing events.
+    #[command(after_help = "Examples:\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone serve --play greeting.wav --hangup-after 30 --record /var/tmp/calls\n  termphone serve --reject 486")]
+    Serve(ServeArgs),
+    /// Place one call and exit with a status that says how it ended.
+    #[command(after_help = "Examples:\n  termphone dial sip:echo@127.0.0.1:5070 --play speech.wav --record back.wav --duration 5\n  termphone dial 1002@192.0.2.7 --dtmf 123# --duration 10 --json\n\nExit status:\n  0  answered and ended normally\n  1  local error before the call (bad file, bad config)\n  2  usage error\n  3  busy (486, 600)\n  4  declined (603)\n  5  not found (404, 604)\n  6  no answer (ringing timeout, 408, 480)\n  7  network or transport failure (no response)\n  8  other failure")]
+    Dial(DialArgs),
+    /// List audio devices.
+    #[command(after_help = "Example:\n  termphone devices")]
+    Devices,
+}
+
+/// Options shared by the modes that run the engine.
+#[derive(Debug, Args)]
+pub struct EngineArgs {
+    /// Local SIP address (UDP). Default: from the config, else 0.0.0.0:5060 for serve and an
+    /// ephemeral port for dial.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Print events as JSON lines (the default when stdout is not a terminal).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `termphone serve`
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Seconds to ring before answering.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    pub answer_delay: f64,
+    /// Play this WAV file to each caller.
+    #[arg(long, value_name = "FILE", conflicts_with = "echo")]
+    pub play: Option<PathBuf>,
+    /// Send each caller's audio back to them.
+    #[arg(long)]
+    pub echo: bool,
+    /// Record each call to a WAV file in this directory (named by time and caller).
+    #[arg(long, value_name = "DIR")]
+    pub record: Option<PathBuf>,
+    /// Hang up each call after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub hangup_after: Option<f64>,
+    /// Reject every call with this SIP status code (e.g. 486, 603) instead of answering.
+    #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(400..=699))]
+    pub reject: Option<u16>,
+}
+
+/// `termphone dial`
+#[derive(Debug, Args)]
+pub struct DialArgs {
+    /// Who to call: sip:user@host[:port], or user@host[:port].
+    pub uri: String,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Play this WAV file once the call is answered.
+    #[arg(long, value_name = "FILE")]
+    pub play: Option<PathBuf>,
+    /// Record what the peer sends to this WAV file.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Send these DTMF digits (RFC 4733) after the call is answered.
+    #[arg(long, value_name = "DIGITS")]
+    pub dtmf: Option<String>,
+    /// Hang up this many seconds after the answer (default: when --play ends, else 30).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Give up if not answered within this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub timeout: f64,
+}

@@ -1,0 +1,562 @@
+//! The engine task: `select!` over commands, the SIP socket, RTP, SIP timers and the media
+//! clock. All protocol logic lives in the sans-IO cores; this file moves bytes and time.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, MissedTickBehavior};
+use tracing::{debug, info, warn};
+
+use super::api::{CallAudio, CallId, CallState, Command, CommandError, Event};
+use super::media::{CallMedia, StreamIds};
+use super::EngineConfig;
+use crate::sip::msg::{Host, Message, Uri};
+use crate::sip::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
+use crate::sip::ua::{CallRef, EndCause, UaConfig, UaEvent, UserAgent};
+
+/// Largest datagram we read.
+const MAX_DATAGRAM: usize = 65_535;
+/// How long shutdown waits for BYEs to be answered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction_ {
+    Outgoing,
+    Incoming,
+}
+
+struct Call {
+    id: CallId,
+    direction: Direction_,
+    peer: String,
+    state: CallState,
+    local_ip: IpAddr,
+    rtp: Option<Arc<UdpSocket>>,
+    rtp_task: Option<JoinHandle<()>>,
+    local_media: Option<LocalMedia>,
+    /// The peer's SDP offer (incoming calls).
+    offer: Vec<u8>,
+    audio: CallAudio,
+    media: Option<CallMedia>,
+    next_stats: Instant,
+}
+
+pub(crate) struct EngineActor {
+    cfg: EngineConfig,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    commands: mpsc::Receiver<Command>,
+    events: broadcast::Sender<Event>,
+    ua: UserAgent,
+    calls: BTreeMap<CallRef, Call>,
+    rng: StdRng,
+    rtp_tx: mpsc::Sender<(CallRef, Vec<u8>)>,
+    rtp_rx: mpsc::Receiver<(CallRef, Vec<u8>)>,
+    shutdown: Option<(oneshot::Sender<()>, Instant)>,
+}
+
+impl EngineActor {
+    pub(crate) fn new(
+        cfg: EngineConfig,
+        socket: UdpSocket,
+        local_addr: SocketAddr,
+        commands: mpsc::Receiver<Command>,
+        events: broadcast::Sender<Event>,
+    ) -> EngineActor {
+        let mut seed_rng = StdRng::from_os_rng();
+        let ua = UserAgent::new(UaConfig {
+            user: cfg.user.clone(),
+            display_name: cfg.display_name.clone(),
+            user_agent: cfg.user_agent.clone(),
+            timers: cfg.timers,
+            seed: seed_rng.random(),
+        });
+        let (rtp_tx, rtp_rx) = mpsc::channel(1024);
+        EngineActor {
+            cfg,
+            socket,
+            local_addr,
+            commands,
+            events,
+            ua,
+            calls: BTreeMap::new(),
+            rng: seed_rng,
+            rtp_tx,
+            rtp_rx,
+            shutdown: None,
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut media_clock = tokio::time::interval(Duration::from_millis(20));
+        media_clock.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        info!(addr = %self.local_addr, "engine started");
+        loop {
+            if let Some((_, deadline)) = &self.shutdown {
+                if (self.calls.is_empty() && !self.ua.has_pending_requests()) || Instant::now() >= *deadline {
+                    break;
+                }
+            }
+            let timeout = self.ua.poll_timeout();
+            let shutdown_deadline = self.shutdown.as_ref().map(|(_, d)| *d);
+            let wake = match (timeout, shutdown_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                cmd = self.commands.recv(), if self.shutdown.is_none() => match cmd {
+                    Some(cmd) => self.on_command(cmd).await,
+                    None => self.begin_shutdown(None),
+                },
+                res = self.socket.recv_from(&mut buf) => match res {
+                    Ok((n, source)) => {
+                        let now = Instant::now();
+                        if self.cfg.sip_trace {
+                            trace_message("<--", source, &buf[..n]);
+                        }
+                        let local = self.local_for(source);
+                        self.ua.handle_datagram(now, &buf[..n], source, local);
+                    }
+                    Err(e) => debug!("sip socket receive error: {e}"),
+                },
+                Some((call, data)) = self.rtp_rx.recv() => {
+                    if let Some(media) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
+                        media.handle_rtp(Instant::now(), &data);
+                    }
+                },
+                _ = sleep_until(wake.map(tokio::time::Instant::from_std).unwrap_or_else(far_future)), if wake.is_some() => {
+                    self.ua.handle_timeout(Instant::now());
+                },
+                _ = media_clock.tick() => self.on_media_tick(),
+            }
+            self.drain_ua().await;
+        }
+        for (_, call) in std::mem::take(&mut self.calls) {
+            self.finish_media(call);
+        }
+        if let Some((reply, _)) = self.shutdown.take() {
+            let _ = reply.send(());
+        }
+        info!("engine stopped");
+    }
+
+    fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    fn warn(&self, call: Option<CallId>, message: String) {
+        warn!(call = ?call, "{message}");
+        self.emit(Event::Warning { call, message });
+    }
+
+    /// The address the peer at `dest` sees us at: our bound address, or, when bound to a
+    /// wildcard address, the local address the OS would route through.
+    fn local_for(&self, dest: SocketAddr) -> SocketAddr {
+        if !self.local_addr.ip().is_unspecified() {
+            return self.local_addr;
+        }
+        let probe = match dest {
+            SocketAddr::V4(_) => std::net::UdpSocket::bind("0.0.0.0:0"),
+            SocketAddr::V6(_) => std::net::UdpSocket::bind("[::]:0"),
+        };
+        let ip = probe
+            .and_then(|s| s.connect(dest).and_then(|_| s.local_addr()))
+            .map(|a| a.ip())
+            .unwrap_or_else(|_| self.local_addr.ip());
+        SocketAddr::new(ip, self.local_addr.port())
+    }
+
+    async fn on_command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Dial { target, audio, reply } => {
+                let res = self.dial(now, &target, audio).await;
+                let _ = reply.send(res);
+            }
+            Command::Answer { call, audio, reply } => {
+                let res = self.answer(now, call, audio).await;
+                let _ = reply.send(res);
+            }
+            Command::Reject { call, code, reply } => {
+                let res = if !(400..=699).contains(&code) {
+                    Err(CommandError::InvalidCode(code))
+                } else {
+                    self.ua.reject(now, call.0, code).map_err(|_| self.state_error(call))
+                };
+                let _ = reply.send(res);
+            }
+            Command::Hangup { call, reply } => {
+                let res = self.ua.hangup(now, call.0).map_err(|_| self.state_error(call));
+                let _ = reply.send(res);
+            }
+            Command::SendDtmf { call, digits, reply } => {
+                let res = if digits.is_empty() || !digits.chars().all(|c| "0123456789*#ABCDabcd".contains(c)) {
+                    Err(CommandError::InvalidDtmf(digits))
+                } else {
+                    match self.calls.get_mut(&call.0).and_then(|c| c.media.as_mut()) {
+                        Some(media) => {
+                            media.send_dtmf(now, &digits.to_ascii_uppercase());
+                            Ok(())
+                        }
+                        None => Err(self.state_error(call)),
+                    }
+                };
+                let _ = reply.send(res);
+            }
+            Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
+        }
+    }
+
+    fn state_error(&self, call: CallId) -> CommandError {
+        if self.calls.contains_key(&call.0) {
+            CommandError::WrongState(call)
+        } else {
+            CommandError::NoSuchCall(call)
+        }
+    }
+
+    fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
+        let now = Instant::now();
+        let ids: Vec<CallRef> = self.calls.keys().copied().collect();
+        for id in ids {
+            let _ = self.ua.hangup(now, id);
+        }
+        let (tx, _rx) = oneshot::channel();
+        self.shutdown = Some((reply.unwrap_or(tx), now + SHUTDOWN_GRACE));
+    }
+
+    async fn dial(&mut self, now: Instant, target: &str, audio: CallAudio) -> Result<CallId, CommandError> {
+        let uri = parse_target(target)?;
+        let dest = resolve(&uri).await.map_err(|reason| CommandError::InvalidTarget { target: target.into(), reason })?;
+        let local = self.local_for(dest);
+        let (rtp, local_media) = self.open_rtp(local.ip()).await.map_err(|e| CommandError::InvalidTarget {
+            target: target.into(),
+            reason: format!("no local RTP port: {e}"),
+        })?;
+        let offer = sdp::create_offer(&local_media).into_bytes();
+        let id = self.ua.invite(now, uri.clone(), dest, local, offer);
+        let call = CallId(id);
+        let peer = uri.to_string();
+        self.calls.insert(
+            id,
+            Call {
+                id: call,
+                direction: Direction_::Outgoing,
+                peer: peer.clone(),
+                state: CallState::Dialing,
+                local_ip: local.ip(),
+                rtp: Some(rtp),
+                rtp_task: None,
+                local_media: Some(local_media),
+                offer: Vec::new(),
+                audio,
+                media: None,
+                next_stats: now,
+            },
+        );
+        self.emit(Event::Call { call, state: CallState::Dialing, peer, code: None, reason: None });
+        Ok(call)
+    }
+
+    async fn answer(&mut self, now: Instant, call: CallId, audio: CallAudio) -> Result<(), CommandError> {
+        let Some(c) = self.calls.get(&call.0) else { return Err(CommandError::NoSuchCall(call)) };
+        if c.state != CallState::Incoming {
+            return Err(CommandError::WrongState(call));
+        }
+        let local_ip = c.local_ip;
+        let offer = String::from_utf8_lossy(&c.offer).into_owned();
+        let (rtp, local_media) = match self.open_rtp(local_ip).await {
+            Ok(x) => x,
+            Err(e) => {
+                self.warn(Some(call), format!("no local RTP port: {e}"));
+                let _ = self.ua.reject(now, call.0, 500);
+                return Ok(());
+            }
+        };
+        if offer.trim().is_empty() {
+            // Offer in the ACK (late offer) is not supported yet: 488 with a clear log.
+            self.warn(Some(call), "incoming INVITE without SDP offer is not supported yet".into());
+            let _ = self.ua.reject(now, call.0, 488);
+            return Ok(());
+        }
+        match sdp::create_answer(&offer, &local_media) {
+            Ok((answer, negotiated)) => {
+                self.ua.answer(now, call.0, answer.into_bytes()).map_err(|_| CommandError::WrongState(call))?;
+                let c = self.calls.get_mut(&call.0).expect("checked above");
+                c.rtp = Some(rtp);
+                c.local_media = Some(local_media);
+                c.audio = audio;
+                self.start_media(call.0, &negotiated);
+                self.set_state(call.0, CallState::Connected, None, None);
+                Ok(())
+            }
+            Err(e) => {
+                let code = match e {
+                    SdpError::NoCommonCodec => 488,
+                    _ => 488,
+                };
+                self.warn(Some(call), format!("cannot answer the offer: {e}"));
+                let _ = self.ua.reject(now, call.0, code);
+                Ok(())
+            }
+        }
+    }
+
+    async fn open_rtp(&mut self, ip: IpAddr) -> std::io::Result<(Arc<UdpSocket>, LocalMedia)> {
+        let bind_ip = if self.local_addr.ip().is_unspecified() { self.local_addr.ip() } else { ip };
+        let socket = self.cfg.rtp_ports.bind(bind_ip, self.rng.random()).await?;
+        let port = socket.local_addr()?.port();
+        let local_media = LocalMedia {
+            addr: ip,
+            port,
+            codecs: vec![sdp::pcmu(), sdp::pcma()],
+            telephone_event: true,
+            direction: Direction::SendRecv,
+            session_id: self.rng.random_range(1..u32::MAX as u64),
+            session_version: 1,
+            username: "termphone".into(),
+        };
+        Ok((Arc::new(socket), local_media))
+    }
+
+    fn start_media(&mut self, id: CallRef, negotiated: &Negotiated) {
+        let ids = StreamIds { ssrc: self.rng.random(), seq: self.rng.random(), timestamp: self.rng.random() };
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        let Some(rtp) = c.rtp.clone() else { return };
+        let (media, warnings) = CallMedia::start(negotiated, &c.audio, rtp.clone(), ids);
+        c.media = Some(media);
+        let call = c.id;
+        // RTP receive: a small task per call forwards datagrams into the engine loop.
+        let tx = self.rtp_tx.clone();
+        c.rtp_task = Some(tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, _src)) = rtp.recv_from(&mut buf).await {
+                if tx.try_send((id, buf[..n].to_vec())).is_err() && tx.is_closed() {
+                    break;
+                }
+            }
+        }));
+        if let crate::engine::api::AudioSinkSpec::File(path) = &c.audio.sink {
+            let path = path.clone();
+            self.emit(Event::Recording { call, path });
+        }
+        for w in warnings {
+            self.warn(Some(call), w);
+        }
+    }
+
+    fn on_media_tick(&mut self) {
+        let now = Instant::now();
+        let mut warnings = Vec::new();
+        let mut events = Vec::new();
+        for c in self.calls.values_mut() {
+            let Some(media) = c.media.as_mut() else { continue };
+            if let Some(w) = media.tick(now) {
+                warnings.push((c.id, w));
+            }
+            while let Some(digit) = media.poll_dtmf() {
+                events.push(Event::Dtmf { call: c.id, digit });
+            }
+            if now >= c.next_stats {
+                c.next_stats = now + self.cfg.stats_interval;
+                events.push(Event::Stats { call: c.id, stats: media.stats() });
+            }
+        }
+        for e in events {
+            self.emit(e);
+        }
+        for (call, w) in warnings {
+            self.warn(Some(call), w);
+        }
+    }
+
+    fn set_state(&mut self, id: CallRef, state: CallState, code: Option<u16>, reason: Option<String>) {
+        let Some(c) = self.calls.get_mut(&id) else { return };
+        if c.state == state {
+            return;
+        }
+        c.state = state;
+        let event = Event::Call { call: c.id, state, peer: c.peer.clone(), code, reason };
+        self.emit(event);
+    }
+
+    async fn drain_ua(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.ua.poll_transmit() {
+                progressed = true;
+                let bytes = t.message.to_bytes();
+                if self.cfg.sip_trace {
+                    trace_message("-->", t.dest, &bytes);
+                }
+                if let Err(e) = self.socket.send_to(&bytes, t.dest).await {
+                    debug!(dest = %t.dest, "sip send failed: {e}");
+                }
+                log_message(&t.message, t.dest);
+            }
+            while let Some(ev) = self.ua.poll_event() {
+                progressed = true;
+                self.on_ua_event(ev);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    fn on_ua_event(&mut self, ev: UaEvent) {
+        let now = Instant::now();
+        match ev {
+            UaEvent::Incoming { call, from, to: _, offer, local } => {
+                let peer = from.uri.to_string();
+                let local_ip = local.ip();
+                self.calls.insert(
+                    call,
+                    Call {
+                        id: CallId(call),
+                        direction: Direction_::Incoming,
+                        peer: peer.clone(),
+                        state: CallState::Incoming,
+                        local_ip,
+                        rtp: None,
+                        rtp_task: None,
+                        local_media: None,
+                        offer,
+                        audio: CallAudio::default(),
+                        media: None,
+                        next_stats: now,
+                    },
+                );
+                let _ = self.ua.ringing(now, call);
+                self.emit(Event::Call { call: CallId(call), state: CallState::Incoming, peer, code: None, reason: None });
+            }
+            UaEvent::Progress { call, code: _, sdp: _ } => {
+                self.set_state(call, CallState::Alerting, None, None);
+            }
+            UaEvent::Answered { call, sdp } => {
+                let Some(c) = self.calls.get(&call) else { return };
+                let Some(local) = c.local_media.clone() else { return };
+                match sdp::process_answer(&local, &String::from_utf8_lossy(&sdp)) {
+                    Ok(neg) => {
+                        self.start_media(call, &neg);
+                        self.set_state(call, CallState::Connected, None, None);
+                    }
+                    Err(e) => {
+                        self.warn(Some(CallId(call)), format!("unusable SDP answer, hanging up: {e}"));
+                        if let Some(c) = self.calls.get_mut(&call) {
+                            c.state = CallState::Connected;
+                        }
+                        let _ = self.ua.hangup(now, call);
+                        // The Ended event from the UA reports hanguplocal; mark the cause.
+                    }
+                }
+            }
+            UaEvent::Confirmed { .. } => {}
+            UaEvent::Info { call, content_type, body } => {
+                debug!(call, %content_type, len = body.len(), "INFO received");
+            }
+            UaEvent::Ended { call, cause } => {
+                let Some(c) = self.calls.get(&call) else { return };
+                let incoming_unanswered = c.direction == Direction_::Incoming && c.state == CallState::Incoming;
+                let (state, code, reason) = match cause {
+                    EndCause::LocalBye => (CallState::HangupLocal, None, None),
+                    EndCause::RemoteBye => (CallState::HangupRemote, None, None),
+                    EndCause::LocalCancel => (CallState::HangupLocal, Some(487), Some("Request Terminated".into())),
+                    EndCause::RemoteCancel => (CallState::Missed, Some(487), Some("Request Terminated".into())),
+                    EndCause::LocalReject(code) if incoming_unanswered => {
+                        (CallState::HangupLocal, Some(code), Some(crate::sip::msg::default_reason(code).into()))
+                    }
+                    EndCause::LocalReject(code) => (CallState::OtherFailure, Some(code), None),
+                    EndCause::Rejected { code, reason } => (CallState::OtherFailure, Some(code), Some(reason)),
+                    EndCause::Timeout => (CallState::NetworkFailure, Some(408), Some("no response".into())),
+                    EndCause::Failed(msg) => (CallState::OtherFailure, None, Some(msg)),
+                };
+                if let Some(media) = self.calls.get(&call).and_then(|c| c.media.as_ref()) {
+                    let stats = media.stats();
+                    self.emit(Event::Stats { call: CallId(call), stats });
+                }
+                self.set_state(call, state, code, reason);
+                if let Some(c) = self.calls.remove(&call) {
+                    self.finish_media(c);
+                }
+            }
+            UaEvent::Dropped { source, reason } => {
+                debug!(%source, "dropped SIP datagram: {reason}");
+            }
+        }
+    }
+
+    fn finish_media(&self, mut call: Call) {
+        if let Some(task) = call.rtp_task.take() {
+            task.abort();
+        }
+        if let Some(media) = call.media.take() {
+            if let Some(w) = media.finish() {
+                self.warn(Some(call.id), w);
+            }
+        }
+    }
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400)
+}
+
+/// `sip:user@host:port`, `sips:...`, `user@host:port` or `host[:port]`.
+pub(crate) fn parse_target(target: &str) -> Result<Uri, CommandError> {
+    let t = target.trim();
+    let text = if t.starts_with("sip:") || t.starts_with("sips:") {
+        t.to_string()
+    } else if t.starts_with("tel:") {
+        return Err(CommandError::InvalidTarget {
+            target: target.into(),
+            reason: "tel: URIs need an account with a registrar (not supported yet)".into(),
+        });
+    } else {
+        format!("sip:{t}")
+    };
+    let uri: Uri = text
+        .parse()
+        .map_err(|e: crate::sip::msg::ParseError| CommandError::InvalidTarget { target: target.into(), reason: e.to_string() })?;
+    if matches!(&uri.host, Host::Domain(d) if d.is_empty()) {
+        return Err(CommandError::InvalidTarget { target: target.into(), reason: "no host".into() });
+    }
+    Ok(uri)
+}
+
+/// Where to send the INVITE for `uri`: its IP literal, or the host name looked up (A/AAAA).
+async fn resolve(uri: &Uri) -> Result<SocketAddr, String> {
+    if let Some(addr) = uri.socket_addr() {
+        return Ok(addr);
+    }
+    let port = uri.port.unwrap_or(5060);
+    let host = match &uri.host {
+        Host::Domain(d) => d.clone(),
+        other => other.to_string(),
+    };
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    addrs.next().ok_or_else(|| format!("{host} has no address"))
+}
+
+fn trace_message(arrow: &str, peer: SocketAddr, bytes: &[u8]) {
+    use std::io::Write;
+    let text = String::from_utf8_lossy(bytes);
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{arrow} {peer} ({} bytes)\n{}", bytes.len(), text.trim_end());
+    let _ = writeln!(err);
+}
+
+fn log_message(msg: &Message, dest: SocketAddr) {
+    match msg {
+        Message::Request(r) => debug!(%dest, method = %r.method, uri = %r.uri, "sip out"),
+        Message::Response(r) => debug!(%dest, code = r.code, "sip out"),
+    }
+}

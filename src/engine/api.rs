@@ -1,0 +1,219 @@
+//! The engine boundary: [`Command`]s in, [`Event`]s out. Every front end (serve, dial, the
+//! control socket, later the TUI) speaks only this vocabulary.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+/// A call, as named in events and commands ("c1", "c2", ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+impl Serialize for CallId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::str::FromStr for CallId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.strip_prefix('c')
+            .and_then(|n| n.parse().ok())
+            .map(CallId)
+            .ok_or_else(|| format!("not a call id: {s:?} (expected c1, c2, ...)"))
+    }
+}
+
+/// An account, by its index in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct AccountId(pub usize);
+
+/// Where a call's outgoing audio comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioSourceSpec {
+    /// Silence (RTP keeps flowing).
+    Silence,
+    /// A WAV file, played once, then silence.
+    File(PathBuf),
+    /// A sine tone.
+    Tone { freq_hz: f32, amplitude: f32 },
+    /// What the peer sends us, sent straight back.
+    Echo,
+    /// A capture device through cpal (`None` = default).
+    Device(Option<String>),
+}
+
+/// Where a call's incoming audio goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AudioSinkSpec {
+    /// Discarded.
+    Null,
+    /// Written to a WAV file (16-bit mono at the codec rate).
+    File(PathBuf),
+    /// A playback device through cpal (`None` = default).
+    Device(Option<String>),
+}
+
+/// How a call's audio is wired.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallAudio {
+    pub source: AudioSourceSpec,
+    pub sink: AudioSinkSpec,
+}
+
+impl Default for CallAudio {
+    fn default() -> Self {
+        CallAudio { source: AudioSourceSpec::Silence, sink: AudioSinkSpec::Null }
+    }
+}
+
+/// Why a command was refused at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("no such call: {0}")]
+    NoSuchCall(CallId),
+    #[error("invalid target {target:?}: {reason}")]
+    InvalidTarget { target: String, reason: String },
+    #[error("call {0} is not in a state that allows this")]
+    WrongState(CallId),
+    #[error("invalid DTMF digits {0:?} (allowed: 0-9 * # A-D)")]
+    InvalidDtmf(String),
+    #[error("invalid SIP status code {0} for a rejection (allowed: 400-699)")]
+    InvalidCode(u16),
+    #[error("the engine has stopped")]
+    EngineStopped,
+}
+
+/// Reply channel for commands that are validated at once.
+pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
+
+/// Imperative requests to the engine.
+#[derive(Debug)]
+pub enum Command {
+    /// Place a call to `target` (a SIP URI, or `user@host[:port]`).
+    Dial { target: String, audio: CallAudio, reply: Reply<CallId> },
+    /// Answer an incoming call.
+    Answer { call: CallId, audio: CallAudio, reply: Reply<()> },
+    /// Reject an incoming call with a final status code (486, 603, ...).
+    Reject { call: CallId, code: u16, reply: Reply<()> },
+    /// End a call in any state: CANCEL while dialing, BYE when connected, 603 while incoming.
+    Hangup { call: CallId, reply: Reply<()> },
+    /// Send DTMF digits on a connected call (RFC 4733).
+    SendDtmf { call: CallId, digits: String, reply: Reply<()> },
+    /// End every call, then stop the engine. The reply comes when all calls have ended.
+    Shutdown { reply: oneshot::Sender<()> },
+}
+
+/// Call states, in the vocabulary of the classic phone-call-handler protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallState {
+    /// An incoming call is ringing here.
+    Incoming,
+    /// We sent an INVITE, no ringing yet.
+    Dialing,
+    /// The far end is ringing (180/183).
+    Alerting,
+    /// The call is up.
+    Connected,
+    /// The call is on hold.
+    Hold,
+    /// We ended it.
+    HangupLocal,
+    /// The peer ended it.
+    HangupRemote,
+    /// An incoming call ended before it was answered.
+    Missed,
+    /// No response, or the network failed.
+    NetworkFailure,
+    /// Ended by a failure response or a local error.
+    OtherFailure,
+}
+
+impl CallState {
+    /// True for the states a call ends in.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            CallState::HangupLocal
+                | CallState::HangupRemote
+                | CallState::Missed
+                | CallState::NetworkFailure
+                | CallState::OtherFailure
+        )
+    }
+}
+
+impl fmt::Display for CallState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            CallState::Incoming => "incoming",
+            CallState::Dialing => "dialing",
+            CallState::Alerting => "alerting",
+            CallState::Connected => "connected",
+            CallState::Hold => "hold",
+            CallState::HangupLocal => "hanguplocal",
+            CallState::HangupRemote => "hangupremote",
+            CallState::Missed => "missed",
+            CallState::NetworkFailure => "networkfailure",
+            CallState::OtherFailure => "otherfailure",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Per-call media counters.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CallMediaStats {
+    pub codec: String,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub lost: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    pub concealed: u64,
+    pub bad_packets: u64,
+    pub jitter_ms: f64,
+}
+
+/// What happened, for every front end. Events carry ids and the new state, so a late
+/// subscriber can resync.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// The SIP transport is bound.
+    Listening { addr: SocketAddr, transport: &'static str },
+    /// A call changed state. `code`/`reason` say why a call ended (SIP status or local cause).
+    Call {
+        call: CallId,
+        state: CallState,
+        peer: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A DTMF digit arrived from the peer.
+    Dtmf { call: CallId, digit: char },
+    /// Media counters (periodically, and once when a call ends).
+    Stats { call: CallId, stats: CallMediaStats },
+    /// A recording file was opened for a call.
+    Recording { call: CallId, path: PathBuf },
+    /// Something worth telling the user that is not a state change (a file error, a dropped
+    /// malformed message).
+    Warning {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        call: Option<CallId>,
+        message: String,
+    },
+}

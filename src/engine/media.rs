@@ -1,0 +1,185 @@
+//! One call's media at the I/O edge: the RTP socket, the sans-IO [`MediaSession`], and the
+//! audio source and sink it is wired to.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+
+use crate::audio::{self, AudioSink, AudioSource, NullSink, SilenceSource, SourceState, ToneSource, WavSink, WavSource};
+use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallMediaStats};
+use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
+use crate::media::CodecParams;
+use crate::sip::sdp::Negotiated;
+
+enum Source {
+    Audio(Box<dyn AudioSource>),
+    /// Send back what we play out.
+    Echo,
+}
+
+/// A call's running media.
+pub(crate) struct CallMedia {
+    session: MediaSession,
+    socket: Arc<UdpSocket>,
+    remote: SocketAddr,
+    source: Source,
+    sink: Box<dyn AudioSink>,
+    capture: Vec<i16>,
+    playout: Vec<i16>,
+    packets: Vec<Vec<u8>>,
+    codec: String,
+    send_errors: u64,
+    sink_failed: bool,
+}
+
+/// Ids for a new RTP stream (random per call).
+pub(crate) struct StreamIds {
+    pub ssrc: u32,
+    pub seq: u16,
+    pub timestamp: u32,
+}
+
+impl CallMedia {
+    /// Start media for a negotiated session. Problems opening files or devices are returned
+    /// as warnings, and silence / discard is used instead, so that the call itself goes on.
+    pub(crate) fn start(
+        neg: &Negotiated,
+        audio: &CallAudio,
+        socket: Arc<UdpSocket>,
+        ids: StreamIds,
+    ) -> (CallMedia, Vec<String>) {
+        let mut warnings = Vec::new();
+        let codec = CodecParams {
+            name: neg.codec.name.clone(),
+            payload_type: neg.codec.payload_type,
+            clock_rate: neg.codec.clock_rate,
+        };
+        let session = MediaSession::new(MediaConfig {
+            codec,
+            telephone_event_pt: neg.telephone_event_pt,
+            ptime_ms: neg.ptime.max(10),
+            ssrc: ids.ssrc,
+            initial_seq: ids.seq,
+            initial_ts: ids.timestamp,
+        });
+        let rate = session.sample_rate();
+        let source = match &audio.source {
+            AudioSourceSpec::Echo => Source::Echo,
+            spec => Source::Audio(open_source(spec, rate).unwrap_or_else(|e| {
+                warnings.push(e);
+                Box::new(SilenceSource)
+            })),
+        };
+        let sink = open_sink(&audio.sink, rate).unwrap_or_else(|e| {
+            warnings.push(e);
+            Box::new(NullSink)
+        });
+        let n = session.frame_samples();
+        let media = CallMedia {
+            session,
+            socket,
+            remote: neg.remote,
+            source,
+            sink,
+            capture: vec![0; n],
+            playout: Vec::with_capacity(n),
+            packets: Vec::new(),
+            codec: neg.codec.name.clone(),
+            send_errors: 0,
+            sink_failed: false,
+        };
+        (media, warnings)
+    }
+
+    /// One media clock tick (ptime): capture → RTP out; jitter buffer → playout → sink.
+    /// Returns a warning the first time the sink fails.
+    pub(crate) fn tick(&mut self, now: Instant) -> Option<String> {
+        let mut warning = None;
+        // Playout first, so that echo sends back this tick's audio.
+        self.playout.clear();
+        self.session.playout(now, &mut self.playout);
+        if !self.sink_failed {
+            if let Err(e) = self.sink.write(&self.playout) {
+                self.sink_failed = true;
+                warning = Some(format!("audio output failed, discarding from now on: {e}"));
+            }
+        }
+        let n = self.capture.len();
+        match &mut self.source {
+            Source::Echo => {
+                self.capture.clear();
+                self.capture.extend(self.playout.iter().copied().chain(std::iter::repeat(0)).take(n));
+            }
+            Source::Audio(src) => {
+                if src.read(&mut self.capture) == SourceState::Ended {
+                    self.capture.fill(0);
+                }
+            }
+        }
+        self.packets.clear();
+        self.session.on_tick(now, Some(&self.capture), &mut self.packets);
+        for pkt in &self.packets {
+            if self.socket.try_send_to(pkt, self.remote).is_err() {
+                self.send_errors += 1;
+            }
+        }
+        warning
+    }
+
+    pub(crate) fn handle_rtp(&mut self, now: Instant, data: &[u8]) {
+        self.session.handle_rtp(now, data);
+    }
+
+    pub(crate) fn send_dtmf(&mut self, now: Instant, digits: &str) {
+        self.session.send_dtmf(digits, now);
+    }
+
+    pub(crate) fn poll_dtmf(&mut self) -> Option<char> {
+        loop {
+            match self.session.poll_event()? {
+                MediaEvent::DtmfReceived(d) => return Some(d),
+                #[allow(unreachable_patterns)]
+                _ => continue,
+            }
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CallMediaStats {
+        let s = self.session.stats();
+        CallMediaStats {
+            codec: self.codec.clone(),
+            packets_sent: s.packets_sent,
+            packets_received: s.packets_received,
+            lost: s.lost,
+            late: s.late,
+            duplicates: s.duplicates,
+            concealed: s.concealed,
+            bad_packets: s.bad_packets,
+            jitter_ms: s.jitter_ms,
+        }
+    }
+
+    /// Close the sink (finalizes a WAV file).
+    pub(crate) fn finish(mut self) -> Option<String> {
+        self.sink.finish().err().map(|e| format!("closing the recording failed: {e}"))
+    }
+}
+
+fn open_source(spec: &AudioSourceSpec, rate: u32) -> Result<Box<dyn AudioSource>, String> {
+    Ok(match spec {
+        AudioSourceSpec::Silence | AudioSourceSpec::Echo => Box::new(SilenceSource),
+        AudioSourceSpec::File(path) => Box::new(WavSource::open(path, rate).map_err(|e| e.to_string())?),
+        AudioSourceSpec::Tone { freq_hz, amplitude } => Box::new(ToneSource::new(*freq_hz, *amplitude, rate)),
+        AudioSourceSpec::Device(name) => audio::open_capture(name.as_deref(), rate).map_err(|e| e.to_string())?,
+    })
+}
+
+fn open_sink(spec: &AudioSinkSpec, rate: u32) -> Result<Box<dyn AudioSink>, String> {
+    Ok(match spec {
+        AudioSinkSpec::Null => Box::new(NullSink),
+        AudioSinkSpec::File(path) => Box::new(WavSink::create(path, rate).map_err(|e| e.to_string())?),
+        AudioSinkSpec::Device(name) => audio::open_playback(name.as_deref(), rate).map_err(|e| e.to_string())?,
+    })
+}

@@ -1,0 +1,142 @@
+//! The engine: one tokio task that owns the SIP socket, RTP sockets, timers and calls, and
+//! drives the sans-IO cores ([`crate::sip::ua`], [`crate::media`]). Front ends talk to it only
+//! through [`EngineHandle`] ([`api::Command`] in, [`api::Event`] out).
+
+pub mod api;
+mod actor;
+mod media;
+mod rtp_ports;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::sip::txn::TimerConfig;
+use api::{CallAudio, CallId, Command, CommandError, Event};
+
+pub use rtp_ports::RtpPortRange;
+
+/// Settings of one engine instance.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where the SIP UDP socket binds.
+    pub listen: SocketAddr,
+    /// Local RTP ports to use (even ports; RTP only, RTCP comes later).
+    pub rtp_ports: RtpPortRange,
+    /// User part of our URI.
+    pub user: String,
+    /// Display name in From.
+    pub display_name: Option<String>,
+    /// User-Agent header.
+    pub user_agent: String,
+    /// Print every SIP message sent and received to stderr.
+    pub sip_trace: bool,
+    /// SIP timers (T1/T2/T4).
+    pub timers: TimerConfig,
+    /// How often media statistics events are sent during a call.
+    pub stats_interval: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 5060)),
+            rtp_ports: RtpPortRange::default(),
+            user: "termphone".into(),
+            display_name: None,
+            user_agent: format!("termphone/{}", env!("CARGO_PKG_VERSION")),
+            sip_trace: false,
+            timers: TimerConfig::default(),
+            stats_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot listen on {addr} (udp): {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// The way in: sends commands to the engine task and subscribes to its events.
+#[derive(Clone)]
+pub struct EngineHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Event>,
+    local_addr: SocketAddr,
+}
+
+/// A running engine: its handle, its first event subscription and the task.
+pub struct Engine {
+    pub handle: EngineHandle,
+    /// Subscribed before the task started, so no event is missed.
+    pub events: broadcast::Receiver<Event>,
+    pub task: JoinHandle<()>,
+}
+
+/// Bind the SIP socket and start the engine task.
+pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
+    let socket = UdpSocket::bind(cfg.listen).await.map_err(|source| EngineError::Bind { addr: cfg.listen, source })?;
+    let local_addr = socket.local_addr().map_err(|source| EngineError::Bind { addr: cfg.listen, source })?;
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (ev_tx, ev_rx) = broadcast::channel(4096);
+    let _ = ev_tx.send(Event::Listening { addr: local_addr, transport: "udp" });
+    let actor = actor::EngineActor::new(cfg, socket, local_addr, cmd_rx, ev_tx.clone());
+    let task = tokio::spawn(actor.run());
+    Ok(Engine { handle: EngineHandle { commands: cmd_tx, events: ev_tx, local_addr }, events: ev_rx, task })
+}
+
+impl EngineHandle {
+    /// The bound SIP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A new subscription to the event stream.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn request<T>(&self, make: impl FnOnce(api::Reply<T>) -> Command) -> Result<T, CommandError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.map_err(|_| CommandError::EngineStopped)?;
+        rx.await.map_err(|_| CommandError::EngineStopped)?
+    }
+
+    /// Place a call.
+    pub async fn dial(&self, target: &str, audio: CallAudio) -> Result<CallId, CommandError> {
+        self.request(|reply| Command::Dial { target: target.to_string(), audio, reply }).await
+    }
+
+    /// Answer an incoming call.
+    pub async fn answer(&self, call: CallId, audio: CallAudio) -> Result<(), CommandError> {
+        self.request(|reply| Command::Answer { call, audio, reply }).await
+    }
+
+    /// Reject an incoming call.
+    pub async fn reject(&self, call: CallId, code: u16) -> Result<(), CommandError> {
+        self.request(|reply| Command::Reject { call, code, reply }).await
+    }
+
+    /// End a call.
+    pub async fn hangup(&self, call: CallId) -> Result<(), CommandError> {
+        self.request(|reply| Command::Hangup { call, reply }).await
+    }
+
+    /// Send DTMF digits.
+    pub async fn send_dtmf(&self, call: CallId, digits: &str) -> Result<(), CommandError> {
+        self.request(|reply| Command::SendDtmf { call, digits: digits.to_string(), reply }).await
+    }
+
+    /// End every call and stop the engine; returns when it has stopped.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown { reply: tx }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}

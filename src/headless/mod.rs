@@ -1,0 +1,91 @@
+//! Non-interactive front ends: `serve` (auto-answer by policy) and `dial` (one scripted call).
+//! Both print engine events, as JSON lines or as human-readable lines.
+
+pub mod dial;
+pub mod serve;
+
+use std::io::Write;
+
+use crate::engine::api::Event;
+
+/// Prints events to stdout, one per line.
+#[derive(Debug, Clone, Copy)]
+pub struct EventPrinter {
+    /// JSON objects instead of human text.
+    pub json: bool,
+}
+
+impl EventPrinter {
+    /// Print one event. Errors writing stdout (a closed pipe) are ignored: the call goes on.
+    pub fn print(&self, event: &Event) {
+        let line = if self.json {
+            match serde_json::to_string(event) {
+                Ok(s) => s,
+                Err(_) => return,
+            }
+        } else {
+            human(event)
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    }
+}
+
+/// A one-line human description of an event.
+pub fn human(event: &Event) -> String {
+    match event {
+        Event::Listening { addr, transport } => format!("listening on {addr} ({transport})"),
+        Event::Call { call, state, peer, code, reason } => {
+            let mut s = format!("{call} {state} {peer}");
+            if let Some(code) = code {
+                s.push_str(&format!(" {code}"));
+            }
+            if let Some(reason) = reason {
+                s.push_str(&format!(" {reason}"));
+            }
+            s
+        }
+        Event::Dtmf { call, digit } => format!("{call} dtmf {digit}"),
+        Event::Stats { call, stats } => format!(
+            "{call} stats codec={} sent={} received={} lost={} late={} jitter={:.1}ms",
+            stats.codec, stats.packets_sent, stats.packets_received, stats.lost, stats.late, stats.jitter_ms
+        ),
+        Event::Recording { call, path } => format!("{call} recording to {}", path.display()),
+        Event::Warning { call: Some(call), message } => format!("{call} warning: {message}"),
+        Event::Warning { call: None, message } => format!("warning: {message}"),
+    }
+}
+
+/// Wait for SIGINT or SIGTERM.
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Check a WAV file can be played before any call starts; returns its length in seconds.
+pub fn check_wav(path: &std::path::Path) -> Result<f64, String> {
+    let reader = hound::WavReader::open(path).map_err(|e| format!("cannot play {}: {e}", path.display()))?;
+    let spec = reader.spec();
+    if spec.sample_rate == 0 || spec.channels == 0 {
+        return Err(format!("cannot play {}: invalid WAV header", path.display()));
+    }
+    Ok(f64::from(reader.duration()) / f64::from(spec.sample_rate))
+}

@@ -1,0 +1,144 @@
+//! `termphone serve`: answer calls unattended by a policy, print events, stop cleanly on
+//! SIGINT/SIGTERM (BYE for every call, recordings closed, exit 0).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{check_wav, termination_signal, EventPrinter};
+use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallId, CallState, Event};
+use crate::engine::{Engine, EngineHandle};
+
+/// How `serve` treats each incoming call.
+#[derive(Debug, Clone)]
+pub struct ServePolicy {
+    /// Ring this long before answering.
+    pub answer_delay: Duration,
+    /// What callers hear.
+    pub source: AudioSourceSpec,
+    /// Record each call into this directory.
+    pub record_dir: Option<PathBuf>,
+    /// Hang up this long after answering.
+    pub hangup_after: Option<Duration>,
+    /// Reject every call with this code instead of answering.
+    pub reject: Option<u16>,
+}
+
+/// Check the policy's files before listening.
+pub fn validate(policy: &ServePolicy) -> Result<(), String> {
+    if let AudioSourceSpec::File(path) = &policy.source {
+        check_wav(path)?;
+    }
+    if let Some(dir) = &policy.record_dir {
+        if !dir.is_dir() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot record into {}: {e}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Run until SIGINT/SIGTERM; returns the exit status.
+pub async fn run(engine: Engine, policy: ServePolicy, printer: EventPrinter) -> i32 {
+    let Engine { handle, mut events, task } = engine;
+    if let Err(e) = validate(&policy) {
+        eprintln!("termphone: {e}");
+        handle.shutdown().await;
+        return 1;
+    }
+    let signal = termination_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    printer.print(&ev);
+                    if let Event::Call { call, state: CallState::Incoming, peer, .. } = &ev {
+                        tokio::spawn(handle_call(handle.clone(), *call, peer.clone(), policy.clone()));
+                    }
+                }
+                Err(RecvError::Lagged(n)) => eprintln!("termphone: {n} events were dropped"),
+                Err(RecvError::Closed) => break,
+            },
+            _ = &mut signal => break,
+        }
+    }
+    handle.shutdown().await;
+    while let Ok(ev) = events.try_recv() {
+        printer.print(&ev);
+    }
+    let _ = task.await;
+    0
+}
+
+async fn handle_call(handle: EngineHandle, call: CallId, peer: String, policy: ServePolicy) {
+    if let Some(code) = policy.reject {
+        let _ = handle.reject(call, code).await;
+        return;
+    }
+    if !policy.answer_delay.is_zero() {
+        tokio::time::sleep(policy.answer_delay).await;
+    }
+    let sink = match &policy.record_dir {
+        Some(dir) => AudioSinkSpec::File(recording_path(dir, &peer, call, SystemTime::now())),
+        None => AudioSinkSpec::Null,
+    };
+    let audio = CallAudio { source: policy.source.clone(), sink };
+    if handle.answer(call, audio).await.is_err() {
+        return; // the caller gave up while we waited
+    }
+    if let Some(after) = policy.hangup_after {
+        tokio::time::sleep(after).await;
+        let _ = handle.hangup(call).await;
+    }
+}
+
+/// `DIR/20261125-093012-alice_127.0.0.1-c3.wav`: UTC time, caller, call id; only safe characters.
+pub fn recording_path(dir: &Path, peer: &str, call: CallId, now: SystemTime) -> PathBuf {
+    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (y, mo, d, h, mi, s) = utc_parts(secs);
+    let caller: String = peer
+        .trim_start_matches("sips:")
+        .trim_start_matches("sip:")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .take(64)
+        .collect();
+    dir.join(format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{caller}-{call}.wav"))
+}
+
+/// Civil UTC date and time from Unix seconds (Howard Hinnant's days-from-civil, inverted).
+fn utc_parts(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, (rem / 3600) as u32, ((rem % 3600) / 60) as u32, (rem % 60) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recording_names_are_time_caller_and_call() {
+        // 2026-11-25 09:30:12 UTC
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_599_012);
+        let p = recording_path(Path::new("/rec"), "sip:alice@127.0.0.1:5070;x=<y>", CallId(3), t);
+        assert_eq!(p, PathBuf::from("/rec/20261125-093012-alice_127.0.0.1_5070_x__y_-c3.wav"));
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(utc_parts(0), (1970, 1, 1, 0, 0, 0));
+        assert_eq!(utc_parts(951_782_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(utc_parts(4_107_542_399), (2100, 2, 28, 23, 59, 59));
+    }
+}

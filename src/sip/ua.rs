@@ -1,0 +1,1080 @@
+//! The user agent core: INVITE sessions on top of the transaction layer, sans-IO.
+//!
+//! It owns a [`TxnLayer`] and the calls. Inputs are datagrams, commands and `now`; outputs
+//! are datagrams to send, [`UaEvent`]s and the next deadline. It never reads the clock or
+//! touches a socket.
+//!
+//! Drain invariant: after every `handle_*` call or command, the caller drains
+//! [`UserAgent::poll_transmit`] and [`UserAgent::poll_event`] until both return `None`, then
+//! sleeps until [`UserAgent::poll_timeout`] (or the next input) and calls
+//! [`UserAgent::handle_timeout`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use core::net::SocketAddr;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::sip::dialog::{host_port, ip_host, local_via, random_token, response_to, Dialog, DialogId};
+use crate::sip::msg::{
+    parse_datagram, CSeq, Datagram, HeaderName, Message, Method, NameAddr, Request, Response, Uri,
+};
+use crate::sip::txn::{new_branch, TimerConfig, Transmit, TxnEvent, TxnKey, TxnLayer};
+
+/// Methods we answer (Allow header).
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+
+/// Settings of the user agent.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    /// User part of our own URI and Contact.
+    pub user: String,
+    /// Display name in From.
+    pub display_name: Option<String>,
+    /// User-Agent / Server header value.
+    pub user_agent: String,
+    /// Transaction timers.
+    pub timers: TimerConfig,
+    /// Seed for tags, branches and Call-IDs (from the OS in production, fixed in tests).
+    pub seed: u64,
+}
+
+/// A call handle inside the user agent.
+pub type CallRef = u64;
+
+/// Why a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndCause {
+    /// We sent BYE.
+    LocalBye,
+    /// The peer sent BYE.
+    RemoteBye,
+    /// We cancelled our INVITE (or gave up before any response).
+    LocalCancel,
+    /// The caller cancelled before we answered.
+    RemoteCancel,
+    /// We rejected the incoming call with this code.
+    LocalReject(u16),
+    /// Our INVITE got a final failure response.
+    Rejected { code: u16, reason: String },
+    /// No response to our INVITE (timer B), or no ACK for our 2xx.
+    Timeout,
+    /// A local problem (bad SDP from the peer, ...).
+    Failed(String),
+}
+
+/// What happened, for the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UaEvent {
+    /// A new incoming call. `offer` is the SDP body (empty when the INVITE had none).
+    Incoming { call: CallRef, from: NameAddr, to: NameAddr, offer: Vec<u8>, local: SocketAddr },
+    /// The far end is ringing or sent early media (18x).
+    Progress { call: CallRef, code: u16, sdp: Option<Vec<u8>> },
+    /// Our INVITE was answered (2xx). `sdp` is the answer.
+    Answered { call: CallRef, sdp: Vec<u8> },
+    /// The ACK for our 2xx arrived.
+    Confirmed { call: CallRef },
+    /// The call ended.
+    Ended { call: CallRef, cause: EndCause },
+    /// An INFO request inside a call (body and content type), already answered 200.
+    Info { call: CallRef, content_type: String, body: Vec<u8> },
+    /// A datagram was dropped (malformed, stray). For logs.
+    Dropped { source: SocketAddr, reason: String },
+}
+
+/// Errors of commands given to the user agent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UaError {
+    #[error("no such call")]
+    NoSuchCall,
+    #[error("the call is not in a state that allows this")]
+    WrongState,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// UAC: INVITE sent, `provisional` once any 1xx arrived.
+    Calling { provisional: bool, cancel_pending: bool },
+    /// UAS: INVITE received, not answered yet.
+    Ringing,
+    /// UAS: 2xx sent, waiting for ACK.
+    Answered,
+    /// Both: the call is up.
+    Confirmed,
+}
+
+#[derive(Debug)]
+struct Call {
+    phase: Phase,
+    invite: Request,
+    invite_key: TxnKey,
+    /// Where the INVITE came from / went to.
+    peer: SocketAddr,
+    /// Our address as seen by the peer, for Via/Contact.
+    local: SocketAddr,
+    local_tag: String,
+    dialog: Option<Dialog>,
+    /// UAS: the 2xx to retransmit until ACK (RFC 3261 §13.3.1.4).
+    ok_retransmit: Option<Retransmit>,
+    /// UAC: the ACK we sent for the 2xx, re-sent on 2xx retransmissions.
+    ack: Option<(SocketAddr, Request)>,
+    /// The SDP we last sent, for answering re-INVITEs with the same session.
+    local_sdp: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Retransmit {
+    response: Response,
+    dest: SocketAddr,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+    /// CSeq of the INVITE this 2xx answers, to match the ACK.
+    cseq: u32,
+}
+
+/// The sans-IO SIP user agent.
+pub struct UserAgent {
+    cfg: UaConfig,
+    txn: TxnLayer,
+    rng: StdRng,
+    calls: HashMap<CallRef, Call>,
+    next_call: CallRef,
+    /// Server INVITE transaction key → call, for CANCEL matching.
+    by_invite_branch: HashMap<String, CallRef>,
+    events: VecDeque<UaEvent>,
+    transmits: VecDeque<Transmit>,
+    /// BYE and CANCEL transactions still waiting for a final response.
+    pending: HashSet<TxnKey>,
+}
+
+impl UserAgent {
+    /// A user agent with no calls.
+    pub fn new(cfg: UaConfig) -> UserAgent {
+        UserAgent {
+            txn: TxnLayer::new(cfg.timers),
+            rng: StdRng::seed_from_u64(cfg.seed),
+            cfg,
+            calls: HashMap::new(),
+            next_call: 1,
+            by_invite_branch: HashMap::new(),
+            events: VecDeque::new(),
+            transmits: VecDeque::new(),
+            pending: HashSet::new(),
+        }
+    }
+
+    /// True while a BYE or CANCEL we sent has no final response yet (shutdown waits for it).
+    pub fn has_pending_requests(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Number of calls not yet ended.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if let Some(t) = self.transmits.pop_front() {
+            return Some(t);
+        }
+        self.txn.poll_transmit()
+    }
+
+    /// Next event for the engine.
+    pub fn poll_event(&mut self) -> Option<UaEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next instant at which [`UserAgent::handle_timeout`] must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let ours = self.calls.values().filter_map(|c| c.ok_retransmit.as_ref().map(|r| r.next.min(r.give_up)));
+        ours.chain(self.txn.poll_timeout()).min()
+    }
+
+    /// A datagram arrived from `source` on our socket bound (or seen by the peer) at `local`.
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8], source: SocketAddr, local: SocketAddr) {
+        match parse_datagram(data) {
+            Ok(Datagram::KeepAlive) => {}
+            Ok(Datagram::Message(msg)) => {
+                self.txn.handle_message(now, msg, source, false);
+                self.drain_txn(now, local);
+            }
+            Err(err) => {
+                if let Some(headers) = err.request_headers() {
+                    // Answer 400 statelessly when we can address a response (RFC 3261 §8.2).
+                    let mut req = Request::new(Method::Options, Uri::sip(None, ip_host(local), None));
+                    req.headers = headers.clone();
+                    if req.headers.top_via().is_ok() && req.headers.cseq().is_ok() {
+                        let resp = response_to(&req, 400, Some(&truncate_reason(err.reason())), None);
+                        self.txn.send_stateless(source, Message::Response(resp));
+                    }
+                }
+                self.events.push_back(UaEvent::Dropped { source, reason: err.reason().to_string() });
+            }
+        }
+    }
+
+    /// Timers are due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.txn.handle_timeout(now);
+        let mut ended = Vec::new();
+        for (&id, call) in self.calls.iter_mut() {
+            if let Some(rt) = call.ok_retransmit.as_mut() {
+                if now >= rt.give_up {
+                    ended.push(id);
+                } else if now >= rt.next {
+                    self.transmits.push_back(Transmit { dest: rt.dest, message: Message::Response(rt.response.clone()) });
+                    rt.interval = (rt.interval * 2).min(self.cfg.timers.t2);
+                    rt.next = now + rt.interval;
+                }
+            }
+        }
+        for id in ended {
+            // No ACK for our 2xx within 64·T1: RFC 3261 §13.3.1.4 says end the session with BYE.
+            self.send_bye(now, id);
+            self.end_call(id, EndCause::Timeout);
+        }
+        let local = self.calls.values().next().map(|c| c.local);
+        if let Some(local) = local {
+            self.drain_txn(now, local);
+        } else {
+            self.drain_txn_any(now);
+        }
+    }
+
+    /// Place a call to `target`, sending the INVITE to `dest` from `local`, with SDP `offer`.
+    pub fn invite(&mut self, now: Instant, target: Uri, dest: SocketAddr, local: SocketAddr, offer: Vec<u8>) -> CallRef {
+        let id = self.alloc_call();
+        let local_tag = random_token(&mut self.rng, 16);
+        let call_id = format!("{}@{}", random_token(&mut self.rng, 24), host_port(local));
+        let branch = new_branch(&mut self.rng);
+        let our_uri = Uri::sip(Some(&self.cfg.user), ip_host(local), Some(local.port()));
+        let mut from = NameAddr::new(our_uri.clone());
+        from.display = self.cfg.display_name.clone();
+        from.set_tag(&local_tag);
+        let mut to_uri = target.clone();
+        to_uri.headers.clear();
+        let to = NameAddr::new(to_uri);
+
+        let mut req = Request::new(Method::Invite, target);
+        let h = &mut req.headers;
+        h.push(HeaderName::VIA, local_via(local, &branch).to_string());
+        h.push(HeaderName::MAX_FORWARDS, "70");
+        h.push(HeaderName::FROM, from.to_string());
+        h.push(HeaderName::TO, to.to_string());
+        h.push(HeaderName::CALL_ID, call_id);
+        h.push(HeaderName::CSEQ, CSeq { seq: 1, method: Method::Invite }.to_string());
+        h.push(HeaderName::CONTACT, NameAddr::new(our_uri).to_string());
+        h.push(HeaderName::ALLOW, ALLOW);
+        h.push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
+        if !offer.is_empty() {
+            h.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        }
+        req.body = offer.clone();
+
+        let key = self.txn.send_request(now, req.clone(), dest, false);
+        self.calls.insert(
+            id,
+            Call {
+                phase: Phase::Calling { provisional: false, cancel_pending: false },
+                invite: req,
+                invite_key: key,
+                peer: dest,
+                local,
+                local_tag,
+                dialog: None,
+                ok_retransmit: None,
+                ack: None,
+                local_sdp: offer,
+            },
+        );
+        self.drain_txn(now, local);
+        id
+    }
+
+    /// Tell the caller it is ringing (180).
+    pub fn ringing(&mut self, now: Instant, call: CallRef) -> Result<(), UaError> {
+        self.provisional(now, call, 180)
+    }
+
+    fn provisional(&mut self, now: Instant, call: CallRef, code: u16) -> Result<(), UaError> {
+        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
+        if !matches!(c.phase, Phase::Ringing) {
+            return Err(UaError::WrongState);
+        }
+        let mut resp = response_to(&c.invite, code, None, Some(&c.local_tag));
+        if code > 100 {
+            resp.headers.push(HeaderName::CONTACT, NameAddr::new(self.contact_uri(c.local)).to_string());
+        }
+        let key = c.invite_key.clone();
+        let local = c.local;
+        let _ = self.txn.send_response(now, &key, resp);
+        self.drain_txn(now, local);
+        Ok(())
+    }
+
+    /// Answer an incoming call with SDP `answer` (200 OK). The 2xx is retransmitted until ACK.
+    pub fn answer(&mut self, now: Instant, call: CallRef, answer: Vec<u8>) -> Result<(), UaError> {
+        let contact = {
+            let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
+            if !matches!(c.phase, Phase::Ringing) {
+                return Err(UaError::WrongState);
+            }
+            self.contact_uri(c.local)
+        };
+        let t1 = self.cfg.timers.t1;
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        let mut resp = response_to(&c.invite, 200, None, Some(&c.local_tag));
+        resp.headers.push(HeaderName::CONTACT, NameAddr::new(contact.clone()).to_string());
+        resp.headers.push(HeaderName::ALLOW, ALLOW);
+        resp.headers.push(HeaderName::SERVER, self.cfg.user_agent.clone());
+        resp.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        resp.body = answer.clone();
+        c.local_sdp = answer;
+        c.dialog = Dialog::new_uas(&c.invite, &c.local_tag, contact, c.peer).ok();
+        c.phase = Phase::Answered;
+        let cseq = c.invite.headers.cseq().map(|s| s.seq).unwrap_or(0);
+        c.ok_retransmit = Some(Retransmit {
+            response: resp.clone(),
+            dest: c.peer,
+            next: now + t1,
+            interval: t1,
+            give_up: now + t1 * 64,
+            cseq,
+        });
+        let key = c.invite_key.clone();
+        let local = c.local;
+        let _ = self.txn.send_response(now, &key, resp);
+        self.drain_txn(now, local);
+        Ok(())
+    }
+
+    /// Reject an incoming call with `code` (486, 603, ...).
+    pub fn reject(&mut self, now: Instant, call: CallRef, code: u16) -> Result<(), UaError> {
+        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
+        if !matches!(c.phase, Phase::Ringing) {
+            return Err(UaError::WrongState);
+        }
+        let resp = response_to(&c.invite, code, None, Some(&c.local_tag));
+        let key = c.invite_key.clone();
+        let local = c.local;
+        let _ = self.txn.send_response(now, &key, resp);
+        self.end_call(call, EndCause::LocalReject(code));
+        self.drain_txn(now, local);
+        Ok(())
+    }
+
+    /// End a call in any state: CANCEL while calling, BYE when answered, 603 while ringing.
+    pub fn hangup(&mut self, now: Instant, call: CallRef) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        let local = c.local;
+        match c.phase {
+            Phase::Ringing => return self.reject(now, call, 603),
+            Phase::Calling { provisional: true, .. } => {
+                self.send_cancel(now, call);
+                // The call ends when the 487 (or a 2xx, then BYE) arrives.
+            }
+            Phase::Calling { provisional: false, ref mut cancel_pending } => {
+                // RFC 3261 §9.1: no CANCEL before a provisional response. The call ends for
+                // the user now; if a 1xx comes later we CANCEL, if a 2xx comes we ACK + BYE.
+                *cancel_pending = true;
+                self.events.push_back(UaEvent::Ended { call, cause: EndCause::LocalCancel });
+            }
+            Phase::Answered | Phase::Confirmed => {
+                self.send_bye(now, call);
+                self.end_call(call, EndCause::LocalBye);
+            }
+        }
+        self.drain_txn(now, local);
+        Ok(())
+    }
+
+    /// The SDP we last sent on `call`.
+    pub fn local_sdp(&self, call: CallRef) -> Option<&[u8]> {
+        self.calls.get(&call).map(|c| c.local_sdp.as_slice())
+    }
+
+    fn alloc_call(&mut self) -> CallRef {
+        let id = self.next_call;
+        self.next_call += 1;
+        id
+    }
+
+    fn contact_uri(&self, local: SocketAddr) -> Uri {
+        Uri::sip(Some(&self.cfg.user), ip_host(local), Some(local.port()))
+    }
+
+    fn end_call(&mut self, call: CallRef, cause: EndCause) {
+        if let Some(c) = self.calls.remove(&call) {
+            self.by_invite_branch.remove(&c.invite_key.branch);
+            let already_reported = matches!(c.phase, Phase::Calling { cancel_pending: true, provisional: false });
+            if !already_reported {
+                self.events.push_back(UaEvent::Ended { call, cause });
+            }
+        }
+    }
+
+    fn send_cancel(&mut self, now: Instant, call: CallRef) {
+        let Some(c) = self.calls.get(&call) else { return };
+        // RFC 3261 §9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE.
+        let mut cancel = Request::new(Method::Cancel, c.invite.uri.clone());
+        let h = &c.invite.headers;
+        if let Ok(via) = h.top_via() {
+            cancel.headers.push(HeaderName::VIA, via.to_string());
+        }
+        cancel.headers.push(HeaderName::MAX_FORWARDS, "70");
+        for route in h.get_all(&HeaderName::ROUTE) {
+            cancel.headers.push(HeaderName::ROUTE, route);
+        }
+        for name in [HeaderName::FROM, HeaderName::TO, HeaderName::CALL_ID] {
+            if let Some(v) = h.get(&name) {
+                cancel.headers.push(name.clone(), v);
+            }
+        }
+        let seq = h.cseq().map(|s| s.seq).unwrap_or(1);
+        cancel.headers.push(HeaderName::CSEQ, CSeq { seq, method: Method::Cancel }.to_string());
+        let dest = c.peer;
+        let key = self.txn.send_request(now, cancel, dest, false);
+        self.pending.insert(key);
+    }
+
+    fn send_bye(&mut self, now: Instant, call: CallRef) {
+        let branch = new_branch(&mut self.rng);
+        let Some(c) = self.calls.get_mut(&call) else { return };
+        let Some(dialog) = c.dialog.as_mut() else { return };
+        let bye = dialog.request(Method::Bye, c.local, &branch, None);
+        let dest = dialog.next_hop();
+        let key = self.txn.send_request(now, bye, dest, false);
+        self.pending.insert(key);
+    }
+
+    fn drain_txn_any(&mut self, now: Instant) {
+        // With no call we still need a local address for stateless answers; requests carry
+        // it implicitly (we answer to the source), so any placeholder is fine here.
+        let local = SocketAddr::from(([0, 0, 0, 0], 0));
+        self.drain_txn(now, local);
+    }
+
+    fn drain_txn(&mut self, now: Instant, local: SocketAddr) {
+        while let Some(ev) = self.txn.poll_event() {
+            match ev {
+                TxnEvent::Request { key, request, source } => self.on_request(now, key, request, source, local),
+                TxnEvent::Response { key, response } => self.on_response(now, key, response),
+                TxnEvent::StrayResponse { response, source } => self.on_stray_response(now, response, source),
+                TxnEvent::Timeout { key } => self.on_txn_timeout(key),
+                TxnEvent::Terminated { .. } => {}
+                #[allow(unreachable_patterns)]
+                _ => {}
+            }
+        }
+    }
+
+    fn find_call_by_key(&self, key: &TxnKey) -> Option<CallRef> {
+        self.calls.iter().find(|(_, c)| &c.invite_key == key).map(|(&id, _)| id)
+    }
+
+    fn find_dialog(&self, req: &Request) -> Option<CallRef> {
+        let call_id = req.headers.call_id().ok()?;
+        let to_tag = req.headers.to().ok()?.tag()?.to_string();
+        let from_tag = req.headers.from().ok()?.tag().map(str::to_string).unwrap_or_default();
+        let want = DialogId { call_id: call_id.to_string(), local_tag: to_tag, remote_tag: from_tag };
+        self.calls.iter().find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.id == want)).map(|(&id, _)| id)
+    }
+
+    fn respond(&mut self, now: Instant, key: &Option<TxnKey>, req: &Request, source: SocketAddr, resp: Response) {
+        match key {
+            Some(key) => {
+                let _ = self.txn.send_response(now, key, resp);
+            }
+            None => self.txn.send_stateless(source, Message::Response(resp)),
+        }
+        let _ = req;
+    }
+
+    fn on_request(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr, local: SocketAddr) {
+        let in_dialog = req.headers.to().ok().and_then(|t| t.tag().map(str::to_string)).is_some();
+        match req.method {
+            Method::Invite if !in_dialog => self.on_new_invite(now, key, req, source, local),
+            Method::Invite => self.on_reinvite(now, key, req, source),
+            Method::Ack => self.on_ack(req),
+            Method::Cancel => self.on_cancel(now, key, req, source),
+            Method::Bye => self.on_bye(now, key, req, source),
+            Method::Options => {
+                let mut resp = response_to(&req, 200, None, Some(&random_token(&mut self.rng, 16)));
+                resp.headers.push(HeaderName::ALLOW, ALLOW);
+                resp.headers.push(HeaderName::ACCEPT, "application/sdp");
+                resp.headers.push(HeaderName::SUPPORTED, "");
+                resp.headers.push(HeaderName::SERVER, self.cfg.user_agent.clone());
+                self.respond(now, &key, &req, source, resp);
+            }
+            Method::Info if in_dialog => match self.find_dialog(&req) {
+                Some(call) => {
+                    let resp = response_to(&req, 200, None, None);
+                    self.respond(now, &key, &req, source, resp);
+                    let content_type = req.headers.content_type().unwrap_or_default().to_string();
+                    self.events.push_back(UaEvent::Info { call, content_type, body: req.body });
+                }
+                None => {
+                    let resp = response_to(&req, 481, None, None);
+                    self.respond(now, &key, &req, source, resp);
+                }
+            },
+            _ => {
+                let code = if in_dialog && self.find_dialog(&req).is_none() { 481 } else { 405 };
+                let mut resp = response_to(&req, code, None, None);
+                resp.headers.push(HeaderName::ALLOW, ALLOW);
+                self.respond(now, &key, &req, source, resp);
+            }
+        }
+    }
+
+    fn on_new_invite(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr, local: SocketAddr) {
+        let Some(key) = key else { return };
+        let (from, to) = match (req.headers.from(), req.headers.to()) {
+            (Ok(f), Ok(t)) => (f, t),
+            _ => {
+                let resp = response_to(&req, 400, Some("Bad From or To"), None);
+                let _ = self.txn.send_response(now, &key, resp);
+                return;
+            }
+        };
+        let required = req.headers.tokens(&HeaderName::REQUIRE);
+        if !required.is_empty() {
+            // We support no extensions yet (100rel, timer come later): RFC 3261 §8.2.2.3.
+            let mut resp = response_to(&req, 420, None, None);
+            resp.headers.push(HeaderName::UNSUPPORTED, required.join(", "));
+            let _ = self.txn.send_response(now, &key, resp);
+            return;
+        }
+        let id = self.alloc_call();
+        let local_tag = random_token(&mut self.rng, 16);
+        // 100 Trying at once, so the caller stops retransmitting (RFC 3261 §8.2.6.1).
+        let trying = response_to(&req, 100, None, None);
+        let _ = self.txn.send_response(now, &key, trying);
+        self.by_invite_branch.insert(key.branch.clone(), id);
+        let offer = req.body.clone();
+        self.calls.insert(
+            id,
+            Call {
+                phase: Phase::Ringing,
+                invite: req,
+                invite_key: key,
+                peer: source,
+                local,
+                local_tag,
+                dialog: None,
+                ok_retransmit: None,
+                ack: None,
+                local_sdp: Vec::new(),
+            },
+        );
+        self.events.push_back(UaEvent::Incoming { call: id, from, to, offer, local });
+    }
+
+    fn on_reinvite(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
+        let Some(key) = key else { return };
+        let Some(call) = self.find_dialog(&req) else {
+            let resp = response_to(&req, 481, None, None);
+            let _ = self.txn.send_response(now, &key, resp);
+            return;
+        };
+        let t1 = self.cfg.timers.t1;
+        let c = self.calls.get_mut(&call).expect("found above");
+        let Some(dialog) = c.dialog.as_mut() else { return };
+        if !dialog.accept_remote_seq(&req) {
+            let resp = response_to(&req, 500, Some("CSeq Out of Order"), None);
+            let _ = self.txn.send_response(now, &key, resp);
+            return;
+        }
+        if matches!(c.phase, Phase::Answered) {
+            // A re-INVITE while our 2xx is unacknowledged: RFC 3261 §14.2 says 500 + Retry-After.
+            let mut resp = response_to(&req, 500, None, None);
+            resp.headers.push(HeaderName::RETRY_AFTER, "1");
+            let _ = self.txn.send_response(now, &key, resp);
+            return;
+        }
+        dialog.refresh_target(&Message::Request(req.clone()));
+        // For now the session does not change: answer with the SDP we already sent.
+        let mut resp = response_to(&req, 200, None, None);
+        resp.headers.push(HeaderName::CONTACT, NameAddr::new(dialog.local_contact.clone()).to_string());
+        resp.headers.push(HeaderName::ALLOW, ALLOW);
+        resp.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        resp.body = c.local_sdp.clone();
+        let cseq = req.headers.cseq().map(|s| s.seq).unwrap_or(0);
+        c.ok_retransmit = Some(Retransmit {
+            response: resp.clone(),
+            dest: source,
+            next: now + t1,
+            interval: t1,
+            give_up: now + t1 * 64,
+            cseq,
+        });
+        let _ = self.txn.send_response(now, &key, resp);
+    }
+
+    fn on_ack(&mut self, req: Request) {
+        let Some(call) = self.find_dialog(&req) else { return };
+        let cseq = req.headers.cseq().map(|s| s.seq).unwrap_or(0);
+        let c = self.calls.get_mut(&call).expect("found above");
+        if c.ok_retransmit.as_ref().is_some_and(|r| r.cseq == cseq) {
+            c.ok_retransmit = None;
+            if matches!(c.phase, Phase::Answered) {
+                c.phase = Phase::Confirmed;
+                self.events.push_back(UaEvent::Confirmed { call });
+            }
+        }
+    }
+
+    fn on_cancel(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
+        let branch = req.headers.top_via().ok().and_then(|v| v.branch().map(str::to_string));
+        let call = branch.and_then(|b| self.by_invite_branch.get(&b).copied());
+        let Some(call) = call else {
+            let resp = response_to(&req, 481, None, None);
+            self.respond(now, &key, &req, source, resp);
+            return;
+        };
+        let resp = response_to(&req, 200, None, None);
+        self.respond(now, &key, &req, source, resp);
+        let c = self.calls.get(&call).expect("indexed");
+        if matches!(c.phase, Phase::Ringing) {
+            // RFC 3261 §9.2: the INVITE gets 487 Request Terminated.
+            let resp = response_to(&c.invite, 487, None, Some(&c.local_tag));
+            let key = c.invite_key.clone();
+            let _ = self.txn.send_response(now, &key, resp);
+            self.end_call(call, EndCause::RemoteCancel);
+        }
+    }
+
+    fn on_bye(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
+        let Some(call) = self.find_dialog(&req) else {
+            let resp = response_to(&req, 481, None, None);
+            self.respond(now, &key, &req, source, resp);
+            return;
+        };
+        let resp = response_to(&req, 200, None, None);
+        self.respond(now, &key, &req, source, resp);
+        self.end_call(call, EndCause::RemoteBye);
+    }
+
+    fn on_response(&mut self, now: Instant, key: TxnKey, resp: Response) {
+        if key.method != Method::Invite {
+            // BYE/CANCEL responses need no action: the call already ended (BYE) or ends on
+            // the INVITE's 487 (CANCEL).
+            if resp.code >= 200 {
+                self.pending.remove(&key);
+            }
+            return;
+        }
+        let Some(call) = self.find_call_by_key(&key) else {
+            // A 2xx for an INVITE whose call we already ended: ACK it and BYE (RFC 3261 §15).
+            return;
+        };
+        let code = resp.code;
+        let branch = new_branch(&mut self.rng);
+        let c = self.calls.get_mut(&call).expect("found above");
+        match code {
+            100 => {
+                if let Phase::Calling { provisional, cancel_pending } = &mut c.phase {
+                    *provisional = true;
+                    if *cancel_pending {
+                        self.send_cancel(now, call);
+                    }
+                }
+            }
+            101..=199 => {
+                if let Phase::Calling { provisional, cancel_pending } = &mut c.phase {
+                    *provisional = true;
+                    if *cancel_pending {
+                        self.send_cancel(now, call);
+                        return;
+                    }
+                    let sdp = (!resp.body.is_empty()).then(|| resp.body.clone());
+                    self.events.push_back(UaEvent::Progress { call, code, sdp });
+                }
+            }
+            200..=299 => {
+                if let Some((dest, ack)) = &c.ack {
+                    // A retransmitted 2xx: our ACK was lost, send it again.
+                    self.transmits.push_back(Transmit { dest: *dest, message: Message::Request(ack.clone()) });
+                    return;
+                }
+                let mut dialog = match Dialog::new_uac(&c.invite, &resp, c.peer) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        let reason = format!("bad 2xx: {e}");
+                        self.end_call(call, EndCause::Failed(reason));
+                        return;
+                    }
+                };
+                let cseq = c.invite.headers.cseq().map(|s| s.seq).unwrap_or(1);
+                let ack = dialog.request(Method::Ack, c.local, &branch, Some(cseq));
+                let dest = dialog.next_hop();
+                self.transmits.push_back(Transmit { dest, message: Message::Request(ack.clone()) });
+                c.ack = Some((dest, ack));
+                c.dialog = Some(dialog);
+                let cancelled = matches!(c.phase, Phase::Calling { cancel_pending: true, .. });
+                c.phase = Phase::Confirmed;
+                if cancelled {
+                    // We hung up before the answer arrived: end it at once with BYE.
+                    self.send_bye(now, call);
+                    if let Some(c) = self.calls.remove(&call) {
+                        self.by_invite_branch.remove(&c.invite_key.branch);
+                    }
+                } else {
+                    self.events.push_back(UaEvent::Answered { call, sdp: resp.body });
+                }
+            }
+            _ => {
+                let cause = if matches!(c.phase, Phase::Calling { cancel_pending: true, .. }) || code == 487 {
+                    EndCause::LocalCancel
+                } else {
+                    EndCause::Rejected { code, reason: resp.reason.clone() }
+                };
+                self.end_call(call, cause);
+            }
+        }
+    }
+
+    fn on_stray_response(&mut self, _now: Instant, resp: Response, source: SocketAddr) {
+        // A 2xx retransmission after the INVITE transaction ended (RFC 6026 keeps it alive in
+        // Accepted, so this is rare): re-send the ACK of the matching call.
+        if (200..300).contains(&resp.code) {
+            if let Ok(call_id) = resp.headers.call_id() {
+                for c in self.calls.values() {
+                    if c.invite.headers.call_id().ok() == Some(call_id) {
+                        if let Some((dest, ack)) = &c.ack {
+                            self.transmits.push_back(Transmit { dest: *dest, message: Message::Request(ack.clone()) });
+                        }
+                        return;
+                    }
+                }
+            }
+        }
+        self.events.push_back(UaEvent::Dropped { source, reason: format!("stray response {}", resp.code) });
+    }
+
+    fn on_txn_timeout(&mut self, key: TxnKey) {
+        self.pending.remove(&key);
+        if let Some(call) = self.find_call_by_key(&key) {
+            let cancelled = self
+                .calls
+                .get(&call)
+                .is_some_and(|c| matches!(c.phase, Phase::Calling { cancel_pending: true, .. }));
+            let cause = if cancelled { EndCause::LocalCancel } else { EndCause::Timeout };
+            self.end_call(call, cause);
+        }
+    }
+}
+
+fn truncate_reason(reason: &str) -> String {
+    let clean: String = reason.chars().filter(|c| !c.is_control()).take(80).collect();
+    if clean.is_empty() {
+        "Bad Request".to_string()
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two user agents wired in memory, on synthetic time, with an optional lossy link.
+
+    use super::*;
+
+    const A: &str = "127.0.0.1:5061";
+    const B: &str = "127.0.0.1:5062";
+
+    fn ua(user: &str, seed: u64) -> UserAgent {
+        UserAgent::new(UaConfig {
+            user: user.into(),
+            display_name: None,
+            user_agent: "test".into(),
+            timers: TimerConfig::default(),
+            seed,
+        })
+    }
+
+    /// A pair of agents and the datagrams between them.
+    struct Pair {
+        a: UserAgent,
+        b: UserAgent,
+        now: Instant,
+        a_events: Vec<UaEvent>,
+        b_events: Vec<UaEvent>,
+        /// Drop the n-th datagram (0-based) of each kind whose first line starts with the key.
+        drop_first: Vec<String>,
+        wire: Vec<String>,
+    }
+
+    impl Pair {
+        fn new() -> Pair {
+            Pair {
+                a: ua("alice", 1),
+                b: ua("bob", 2),
+                now: Instant::now(),
+                a_events: vec![],
+                b_events: vec![],
+                drop_first: vec![],
+                wire: vec![],
+            }
+        }
+
+        fn addr(s: &str) -> SocketAddr {
+            s.parse().unwrap()
+        }
+
+        /// Move datagrams until quiet (bounded).
+        fn pump(&mut self) {
+            for _ in 0..100 {
+                let mut moved = false;
+                while let Some(t) = self.a.poll_transmit() {
+                    moved = true;
+                    self.deliver(true, t);
+                }
+                while let Some(t) = self.b.poll_transmit() {
+                    moved = true;
+                    self.deliver(false, t);
+                }
+                while let Some(e) = self.a.poll_event() {
+                    self.a_events.push(e);
+                }
+                while let Some(e) = self.b.poll_event() {
+                    self.b_events.push(e);
+                }
+                if !moved {
+                    return;
+                }
+            }
+            panic!("no quiescence");
+        }
+
+        fn deliver(&mut self, from_a: bool, t: Transmit) {
+            let bytes = t.message.to_bytes();
+            let first = String::from_utf8_lossy(&bytes).lines().next().unwrap_or_default().to_string();
+            self.wire.push(format!("{} {}", if from_a { "A->B" } else { "B->A" }, first));
+            if let Some(i) = self.drop_first.iter().position(|p| first.starts_with(p.as_str())) {
+                self.drop_first.remove(i);
+                return;
+            }
+            let now = self.now;
+            if from_a {
+                assert_eq!(t.dest, Self::addr(B));
+                self.b.handle_datagram(now, &bytes, Self::addr(A), Self::addr(B));
+            } else {
+                assert_eq!(t.dest, Self::addr(A));
+                self.a.handle_datagram(now, &bytes, Self::addr(B), Self::addr(A));
+            }
+        }
+
+        /// Advance synthetic time to the next timer of either side, up to `limit`.
+        fn advance(&mut self, limit: Duration) {
+            let end = self.now + limit;
+            loop {
+                let next = [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min();
+                match next {
+                    Some(t) if t <= end => {
+                        self.now = self.now.max(t);
+                        let now = self.now;
+                        self.a.handle_timeout(now);
+                        self.b.handle_timeout(now);
+                        self.pump();
+                    }
+                    _ => break,
+                }
+            }
+            self.now = end;
+        }
+
+        fn dial(&mut self) -> CallRef {
+            let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+            let now = self.now;
+            let id = self.a.invite(now, target, Self::addr(B), Self::addr(A), b"v=0\r\n".to_vec());
+            self.pump();
+            id
+        }
+
+        fn incoming(&self) -> CallRef {
+            self.b_events
+                .iter()
+                .find_map(|e| match e {
+                    UaEvent::Incoming { call, .. } => Some(*call),
+                    _ => None,
+                })
+                .expect("bob got the call")
+        }
+    }
+
+    fn ended(events: &[UaEvent]) -> Option<EndCause> {
+        events.iter().find_map(|e| match e {
+            UaEvent::Ended { cause, .. } => Some(cause.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn call_answered_and_hung_up_by_caller() {
+        let mut p = Pair::new();
+        let a_call = p.dial();
+        let b_call = p.incoming();
+        assert!(p.a_events.iter().any(|e| matches!(e, UaEvent::Progress { code: 180, .. })));
+        p.b.answer(p.now, b_call, b"v=0 answer\r\n".to_vec()).unwrap();
+        p.pump();
+        assert!(p.a_events.iter().any(|e| matches!(e, UaEvent::Answered { sdp, .. } if sdp == b"v=0 answer\r\n")));
+        assert!(p.b_events.iter().any(|e| matches!(e, UaEvent::Confirmed { .. })));
+        p.a.hangup(p.now, a_call).unwrap();
+        p.pump();
+        assert_eq!(ended(&p.a_events), Some(EndCause::LocalBye));
+        assert_eq!(ended(&p.b_events), Some(EndCause::RemoteBye));
+        assert!(!p.a.has_pending_requests(), "BYE answered");
+        assert_eq!(p.a.call_count() + p.b.call_count(), 0);
+    }
+
+    #[test]
+    fn callee_hangs_up_first() {
+        let mut p = Pair::new();
+        p.dial();
+        let b_call = p.incoming();
+        p.b.answer(p.now, b_call, b"v=0\r\n".to_vec()).unwrap();
+        p.pump();
+        p.b.hangup(p.now, b_call).unwrap();
+        p.pump();
+        assert_eq!(ended(&p.a_events), Some(EndCause::RemoteBye));
+        assert_eq!(ended(&p.b_events), Some(EndCause::LocalBye));
+    }
+
+    #[test]
+    fn cancel_while_ringing_gets_487_and_ack() {
+        let mut p = Pair::new();
+        let a_call = p.dial();
+        p.incoming();
+        p.a.hangup(p.now, a_call).unwrap();
+        p.pump();
+        assert_eq!(ended(&p.a_events), Some(EndCause::LocalCancel));
+        assert_eq!(ended(&p.b_events), Some(EndCause::RemoteCancel));
+        let wire = p.wire.join("\n");
+        assert!(wire.contains("A->B CANCEL sip:bob@127.0.0.1:5062 SIP/2.0"), "{wire}");
+        assert!(wire.contains("B->A SIP/2.0 487 Request Terminated"), "{wire}");
+        assert!(wire.contains("A->B ACK sip:bob@127.0.0.1:5062 SIP/2.0"), "{wire}");
+    }
+
+    #[test]
+    fn busy_and_decline_are_reported_with_their_codes() {
+        for code in [486u16, 603] {
+            let mut p = Pair::new();
+            p.dial();
+            let b_call = p.incoming();
+            p.b.reject(p.now, b_call, code).unwrap();
+            p.pump();
+            match ended(&p.a_events) {
+                Some(EndCause::Rejected { code: c, .. }) => assert_eq!(c, code),
+                other => panic!("{other:?}"),
+            }
+            assert!(p.wire.iter().any(|l| l.starts_with("A->B ACK")), "non-2xx ACKed");
+        }
+    }
+
+    #[test]
+    fn lost_invite_and_lost_200_still_complete() {
+        let mut p = Pair::new();
+        p.drop_first = vec!["INVITE".into()];
+        p.dial();
+        assert!(p.b_events.is_empty(), "first INVITE was dropped");
+        p.advance(Duration::from_millis(600)); // timer A retransmits at T1
+        let b_call = p.incoming();
+        p.drop_first = vec!["SIP/2.0 200".into()];
+        p.b.answer(p.now, b_call, b"v=0\r\n".to_vec()).unwrap();
+        p.pump();
+        assert!(!p.a_events.iter().any(|e| matches!(e, UaEvent::Answered { .. })));
+        p.advance(Duration::from_millis(600)); // the UAS retransmits its 2xx
+        assert!(p.a_events.iter().any(|e| matches!(e, UaEvent::Answered { .. })));
+        assert!(p.b_events.iter().any(|e| matches!(e, UaEvent::Confirmed { .. })));
+        let incoming = p.b_events.iter().filter(|e| matches!(e, UaEvent::Incoming { .. })).count();
+        assert_eq!(incoming, 1, "retransmitted INVITE absorbed");
+    }
+
+    #[test]
+    fn lost_ack_makes_the_2xx_retransmit_and_reack() {
+        let mut p = Pair::new();
+        p.dial();
+        let b_call = p.incoming();
+        p.drop_first = vec!["ACK".into()];
+        p.b.answer(p.now, b_call, b"v=0\r\n".to_vec()).unwrap();
+        p.pump();
+        assert!(!p.b_events.iter().any(|e| matches!(e, UaEvent::Confirmed { .. })));
+        p.advance(Duration::from_millis(600));
+        assert!(p.b_events.iter().any(|e| matches!(e, UaEvent::Confirmed { .. })));
+        let answered = p.a_events.iter().filter(|e| matches!(e, UaEvent::Answered { .. })).count();
+        assert_eq!(answered, 1);
+    }
+
+    #[test]
+    fn no_ack_at_all_ends_the_call_with_bye_after_64_t1() {
+        let mut p = Pair::new();
+        p.dial();
+        let b_call = p.incoming();
+        p.drop_first = vec!["ACK".into(); 20];
+        p.b.answer(p.now, b_call, b"v=0\r\n".to_vec()).unwrap();
+        p.pump();
+        p.advance(Duration::from_secs(33));
+        assert_eq!(ended(&p.b_events), Some(EndCause::Timeout));
+        assert_eq!(ended(&p.a_events), Some(EndCause::RemoteBye));
+    }
+
+    #[test]
+    fn no_response_times_out_after_64_t1() {
+        let mut p = Pair::new();
+        p.drop_first = vec!["INVITE".into(); 20];
+        p.dial();
+        p.advance(Duration::from_secs(31));
+        assert_eq!(ended(&p.a_events), None);
+        p.advance(Duration::from_secs(2));
+        assert_eq!(ended(&p.a_events), Some(EndCause::Timeout));
+        let invites = p.wire.iter().filter(|l| l.starts_with("A->B INVITE")).count();
+        assert_eq!(invites, 7, "sent at 0, .5, 1.5, 3.5, 7.5, 15.5, 31.5 s");
+    }
+
+    #[test]
+    fn options_and_unknown_dialog_requests() {
+        let mut p = Pair::new();
+        let opts = format!(
+            "OPTIONS sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKopt1\r\nFrom: <sip:x@{A}>;tag=1\r\nTo: <sip:bob@{B}>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let now = p.now;
+        p.b.handle_datagram(now, opts.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let t = p.b.poll_transmit().expect("200 to OPTIONS");
+        let text = String::from_utf8(t.message.to_bytes()).unwrap();
+        assert!(text.starts_with("SIP/2.0 200"), "{text}");
+        assert!(text.contains("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"), "{text}");
+        assert!(text.contains("Accept: application/sdp"), "{text}");
+
+        let bye = format!(
+            "BYE sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKbye1\r\nFrom: <sip:x@{A}>;tag=1\r\nTo: <sip:bob@{B}>;tag=nope\r\nCall-ID: nope\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        p.b.handle_datagram(now, bye.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let t = p.b.poll_transmit().expect("481");
+        assert!(String::from_utf8(t.message.to_bytes()).unwrap().starts_with("SIP/2.0 481"));
+    }
+
+    #[test]
+    fn garbage_gets_400_or_is_dropped_never_panics() {
+        let mut p = Pair::new();
+        let now = p.now;
+        let bad = format!(
+            "INVITE sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKbad\r\nFrom: <sip:x@{A}>;tag=1\r\nTo: <sip:bob@{B}>\r\nCall-ID: b1\r\nCSeq: 1 INVITE\r\nContent-Length: 9999\r\n\r\nv=0\r\n"
+        );
+        p.b.handle_datagram(now, bad.as_bytes(), Pair::addr(A), Pair::addr(B));
+        if let Some(t) = p.b.poll_transmit() {
+            let text = String::from_utf8(t.message.to_bytes()).unwrap();
+            assert!(text.starts_with("SIP/2.0 400"), "{text}");
+        }
+        for junk in [&b"\x00\x01\x02garbage"[..], b"INVITE", b"SIP/2.0 200 OK\r\n\r\n", b"\r\n\r\n", &[0xff; 300]] {
+            p.b.handle_datagram(now, junk, Pair::addr(A), Pair::addr(B));
+            while p.b.poll_transmit().is_some() {}
+        }
+        assert_eq!(p.b.call_count(), 0);
+    }
+}
