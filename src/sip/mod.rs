@@ -1,3 +1,8 @@
-//! SIP, sans-IO.
+//! SIP, sans-IO: the message layer, transactions (RFC 3261 §17), dialogs, the user agent
+//! core and SDP offer/answer. No clocks, no sockets: time and bytes are inputs.
 
+pub mod dialog;
 pub mod msg;
+pub mod sdp;
+pub mod txn;
+pub mod ua;
