@@ -158,15 +158,28 @@ impl<'s> LineIndex<'s> {
         Location { line, column }
     }
 
-    /// The text of the line holding `offset`, without its line ending.
-    pub(crate) fn line_text(&self, offset: usize) -> &'s str {
-        let loc = self.location(offset);
-        let start = self.starts[loc.line - 1];
-        let end = self
+    /// The line holding `offset`, split at `offset` (line ending not included).
+    pub(crate) fn split_line(&self, offset: usize) -> (&'s str, &'s str) {
+        let (start, at, end) = self.line_bounds(offset);
+        (&self.text[start..at], &self.text[at..end])
+    }
+
+    /// (line start, offset clamped into the line, line end without `\r\n`).
+    fn line_bounds(&self, offset: usize) -> (usize, usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let line = self.starts.partition_point(|&s| s <= offset);
+        let start = self.starts[line - 1];
+        let mut end = self
             .starts
-            .get(loc.line)
+            .get(line)
             .map_or(self.text.len(), |&next| next - 1);
-        self.text[start..end].trim_end_matches('\r')
+        if self.text[start..end].ends_with('\r') {
+            end -= 1;
+        }
+        (start, offset.min(end), end)
     }
 }
 
@@ -195,9 +208,10 @@ mod tests {
         assert_eq!(idx.location(4), Location { line: 2, column: 1 });
         assert_eq!(idx.location(text.len()), Location { line: 4, column: 2 });
         assert_eq!(idx.location(1000), Location { line: 4, column: 2 });
-        assert_eq!(idx.line_text(5), "çd = 1");
-        assert_eq!(idx.line_text(12), "");
-        assert_eq!(idx.line_text(13), "x");
+        assert_eq!(idx.split_line(12), ("", ""));
+        assert_eq!(idx.split_line(13), ("", "x"));
+        assert_eq!(idx.split_line(5), ("ç", "d = 1"));
+        assert_eq!(idx.split_line(10), ("çd = 1", ""));
     }
 
     #[test]

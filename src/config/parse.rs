@@ -68,7 +68,7 @@ pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         Ok(root) => root,
         Err(e) => {
             let at = e.span().map_or(0, |s| s.start);
-            let message = syntax_message(e.message(), e.span(), text, ctx.idx.line_text(at));
+            let message = syntax_message(e.message(), e.span(), text, ctx.idx.split_line(at));
             ctx.problems.push(Problem {
                 location: ctx.idx.location(at),
                 key: None,
@@ -93,10 +93,15 @@ fn syntax_message(
     message: &str,
     span: Option<std::ops::Range<usize>>,
     text: &str,
-    line: &str,
+    (before, after): (&str, &str),
 ) -> String {
-    let echoes_line = line
-        .split(|c: char| !c.is_alphanumeric())
+    let after = after.trim_start();
+    if before.trim_end().ends_with('=') && (after.is_empty() || after.starts_with('#')) {
+        return "invalid TOML: missing value; expected a value after =".to_string();
+    }
+    let echoes_line = [before, after]
+        .iter()
+        .flat_map(|part| part.split(|c: char| !c.is_alphanumeric()))
         .filter(|w| w.chars().count() >= 3)
         .any(|w| message.contains(w));
     let mut out = if echoes_line {
@@ -754,9 +759,12 @@ mod tests {
     #[test]
     fn syntax_message_never_repeats_the_line() {
         let line = "password = hunter2secret";
-        let m = syntax_message("unexpected hunter2secret", Some(11..24), line, line);
+        let split = line.split_at(11);
+        let m = syntax_message("unexpected hunter2secret", Some(11..24), line, split);
         assert_eq!(m, "invalid TOML syntax");
-        let m = syntax_message("string values must be quoted", Some(11..24), line, line);
+        let m = syntax_message("string values must be quoted", Some(11..24), line, split);
         assert_eq!(m, "invalid TOML: string values must be quoted");
+        let m = syntax_message("whatever", Some(8..8), "listen = # c", ("listen = ", "# c"));
+        assert_eq!(m, "invalid TOML: missing value; expected a value after =");
     }
 }
