@@ -132,3 +132,41 @@ fn missing_file_is_a_read_error_naming_the_file() {
         "{text}"
     );
 }
+
+#[test]
+fn no_input_makes_the_loader_panic() {
+    let example =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml"))
+            .unwrap();
+    let mut texts = vec![
+        "a = ".to_string() + &"[".repeat(100_000),
+        "a = ".to_string() + &"{ b = ".repeat(50_000),
+        "[[account]]\n".repeat(10_000),
+        "\u{feff}[general]\nsip_trace = true\n".to_string(),
+        "[general]\r\nlisten = 7\r\n".to_string(),
+    ];
+    // Every prefix of the example (cut at character boundaries) and each line removed.
+    texts.extend(
+        (0..=example.len())
+            .filter(|&i| example.is_char_boundary(i))
+            .map(|i| example[..i].to_string()),
+    );
+    let lines: Vec<&str> = example.lines().collect();
+    texts.extend((0..lines.len()).map(|skip| {
+        let kept: Vec<&str> = (0..lines.len())
+            .filter(|&i| i != skip)
+            .map(|i| lines[i])
+            .collect();
+        kept.join("\n")
+    }));
+    for text in &texts {
+        let line_count = text.lines().count().max(1) + 1;
+        if let Err(e) = Config::from_str(text, Path::new("c.toml")) {
+            assert!(!e.problems().is_empty());
+            for p in e.problems() {
+                assert!(p.location.line >= 1 && p.location.line <= line_count, "{e}");
+                assert!(p.location.column >= 1, "{e}");
+            }
+        }
+    }
+}

@@ -165,13 +165,14 @@ domain = "pbx.example.com"
 #[test]
 fn equal_rtp_ports_and_inline_account_tables_are_fine() {
     let text = "general = { rtp_port_min = 20000, rtp_port_max = 20000 }\n\
-                account = [{ name = \"a\", user = \"alice\" }]\n";
+                account = [{ name = \"a\", user = \"alice\", display_name = \"\" }]\n";
     let c = Config::from_str(text, Path::new("c.toml")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         (c.general.rtp_port_min, c.general.rtp_port_max),
         (20000, 20000)
     );
     assert_eq!(c.accounts[0].name, "a");
+    assert_eq!(c.accounts[0].display_name, None);
 }
 
 #[test]

@@ -25,7 +25,7 @@ pub use path::{default_path_from, APP_DIR, FILE_NAME};
 pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
 
 /// The whole configuration: `[general]`, `[audio]` and the `[[account]]` list.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `[general]`: network and logging settings.
     pub general: General,
@@ -99,13 +99,13 @@ pub struct Audio {
 }
 
 /// One `[[account]]`: who we are and how we reach the other side.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountConfig {
     /// Unique name used in the UI and on the command line (`--account work`).
     pub name: String,
     /// Disabled accounts are loaded but not used.
     pub enabled: bool,
-    /// Display name for the `From` header.
+    /// Display name for the `From` header (`None` when not set or empty).
     pub display_name: Option<String>,
     /// SIP user part (`alice` in `sip:alice@example.com`).
     pub user: String,

@@ -391,10 +391,9 @@ fn host_port(s: &str) -> bool {
             },
         }
     } else {
-        match s.split_once(':') {
-            Some((h, p)) => (h, p),
-            None => (s, ""),
-        }
+        let (h, p) = s.split_once(':').unwrap_or((s, ""));
+        // A fully qualified name may end with a dot.
+        (h.strip_suffix('.').unwrap_or(h), p)
     };
     let port_ok = s.ends_with(']')
         || port.is_empty() && !s.ends_with(':')
@@ -594,22 +593,13 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
     if let Some(b) = t.boolean(ctx, "enabled") {
         a.enabled = b;
     }
-    if t.get("display_name").is_some() {
-        a.display_name = t
-            .string(ctx, "display_name", EXPECT_DISPLAY_NAME)
-            .and_then(|(s, v)| {
-                if no_control(s) {
-                    Some(s.to_string())
-                } else {
-                    ctx.invalid(
-                        v,
-                        &t.path("display_name"),
-                        "control characters",
-                        EXPECT_DISPLAY_NAME,
-                    );
-                    None
-                }
-            });
+    if let Some((s, v)) = t.string(ctx, "display_name", EXPECT_DISPLAY_NAME) {
+        if !no_control(s) {
+            let key = t.path("display_name");
+            ctx.invalid(v, &key, "control characters", EXPECT_DISPLAY_NAME);
+        } else if !s.is_empty() {
+            a.display_name = Some(s.to_string());
+        }
     }
     if let Some(s) = t.checked_string(ctx, "user", EXPECT_USER, sip_user) {
         a.user = s;
@@ -727,6 +717,8 @@ mod tests {
             "[::1]",
             "[::1]:5060",
             "localhost",
+            "example.com.",
+            "example.com.:5060",
         ] {
             assert!(host_port(ok), "{ok}");
         }
@@ -742,6 +734,8 @@ mod tests {
             "[::1]x",
             "exa mple.com",
             ":5060",
+            ".",
+            "example.com..",
         ] {
             assert!(!host_port(bad), "{bad}");
         }
