@@ -376,37 +376,27 @@ fn sip_user(s: &str) -> bool {
 
 /// `host[:port]`: a domain name, an IPv4 address or a bracketed IPv6 address.
 fn host_port(s: &str) -> bool {
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let Some((v6, after)) = rest.split_once(']') else {
-            return false;
-        };
-        if v6.parse::<std::net::Ipv6Addr>().is_err() {
-            return false;
-        }
-        match after {
-            "" => return true,
-            _ => match after.strip_prefix(':') {
-                Some(port) => ("", port),
-                None => return false,
-            },
-        }
-    } else {
-        let (h, p) = s.split_once(':').unwrap_or((s, ""));
-        // A fully qualified name may end with a dot.
-        (h.strip_suffix('.').unwrap_or(h), p)
+    // Split off ":port" (for a bracketed IPv6 address, only after the "]").
+    let (host, port) = match s.rfind(':') {
+        Some(i) if !s.starts_with('[') || s[..i].ends_with(']') => (&s[..i], Some(&s[i + 1..])),
+        _ => (s, None),
     };
-    let port_ok = s.ends_with(']')
-        || port.is_empty() && !s.ends_with(':')
-        || port.parse::<u16>().is_ok_and(|p| p > 0);
-    let host_ok = host.is_empty() && s.starts_with('[')
-        || !host.is_empty()
-            && host.split('.').all(|label| {
-                !label.is_empty()
-                    && label.len() <= 63
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            // A fully qualified name may end with a dot.
+            let name = host.strip_suffix('.').unwrap_or(host);
+            !name.is_empty()
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        }
+    };
     port_ok && host_ok
 }
 
