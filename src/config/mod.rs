@@ -1,0 +1,381 @@
+//! Configuration: the TOML model, loading with `file:line:col` errors, validation and defaults.
+//!
+//! The file lives at `$XDG_CONFIG_HOME/termphone/config.toml` (fallback
+//! `~/.config/termphone/config.toml`) or at an explicit path. With no file, [`Config::builtin`]
+//! gives a serverless `local` account for direct `sip:user@host:port` calls.
+//!
+//! Errors never contain a value from the file, only positions, key paths and what was
+//! expected, so a password can never leak into a message or a log. The file is read by our own
+//! walker over toml's spanned document rather than through serde, because serde's messages
+//! quote values (`invalid type: integer `12345``) and would lose the span of semantic errors.
+
+mod error;
+mod parse;
+mod path;
+
+use std::fmt;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub use error::{ConfigError, ConfigWarning, Location, Problem};
+pub use path::{default_path_from, APP_DIR, FILE_NAME};
+
+/// Files larger than this are refused (a config is a few KiB; this guards against mistakes).
+pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// The whole configuration: `[general]`, `[audio]` and the `[[account]]` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `[general]`: network and logging settings.
+    pub general: General,
+    /// `[audio]`: device choice.
+    pub audio: Audio,
+    /// `[[account]]` tables in file order; never empty (the `local` account when none is given).
+    pub accounts: Vec<AccountConfig>,
+    /// The file this config came from; `None` for [`Config::builtin`].
+    pub origin: Option<PathBuf>,
+    /// Problems that did not stop loading (e.g. a password in the file); print them to the user.
+    pub warnings: Vec<ConfigWarning>,
+}
+
+/// `[general]`: network and logging settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct General {
+    /// Local SIP address (UDP). `None` when not set: the mode decides (the TUI and `serve` use
+    /// [`General::DEFAULT_LISTEN`]; `dial` may take an ephemeral port so it can run beside them).
+    pub listen: Option<SocketAddr>,
+    /// Lowest local RTP port (even).
+    pub rtp_port_min: u16,
+    /// Highest local RTP port (`>= rtp_port_min`).
+    pub rtp_port_max: u16,
+    /// `User-Agent` / `Server` header value.
+    pub user_agent: String,
+    /// Where to write the log; `None` = no log file.
+    pub log_file: Option<PathBuf>,
+    /// Log every SIP message sent and received.
+    pub sip_trace: bool,
+}
+
+impl General {
+    /// `0.0.0.0:5060`: the listen address when none is configured.
+    pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 5060);
+    /// Default lowest RTP port.
+    pub const DEFAULT_RTP_PORT_MIN: u16 = 16384;
+    /// Default highest RTP port.
+    pub const DEFAULT_RTP_PORT_MAX: u16 = 32767;
+
+    /// The configured listen address, or [`General::DEFAULT_LISTEN`].
+    pub fn listen_or_default(&self) -> SocketAddr {
+        self.listen.unwrap_or(Self::DEFAULT_LISTEN)
+    }
+
+    /// The default `User-Agent`: `termphone/<version>`.
+    pub fn default_user_agent() -> String {
+        format!("termphone/{}", env!("CARGO_PKG_VERSION"))
+    }
+}
+
+impl Default for General {
+    fn default() -> General {
+        General {
+            listen: None,
+            rtp_port_min: Self::DEFAULT_RTP_PORT_MIN,
+            rtp_port_max: Self::DEFAULT_RTP_PORT_MAX,
+            user_agent: Self::default_user_agent(),
+            log_file: None,
+            sip_trace: false,
+        }
+    }
+}
+
+/// `[audio]`: which devices to use (`None` = the system default).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Audio {
+    /// Capture (microphone) device name, as `termphone devices` lists it.
+    pub capture_device: Option<String>,
+    /// Playback (speaker) device name, as `termphone devices` lists it.
+    pub playback_device: Option<String>,
+}
+
+/// One `[[account]]`: who we are and how we reach the other side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    /// Unique name used in the UI and on the command line (`--account work`).
+    pub name: String,
+    /// Disabled accounts are loaded but not used.
+    pub enabled: bool,
+    /// Display name for the `From` header (`None` when not set or empty).
+    pub display_name: Option<String>,
+    /// SIP user part (`alice` in `sip:alice@example.com`).
+    pub user: String,
+    /// SIP domain; `None` for a serverless account (From uses the local address).
+    pub domain: Option<String>,
+    /// Registrar URI (`sip:sip.example.com`); accepted but not used yet.
+    pub registrar: Option<String>,
+    /// Transport for SIP.
+    pub transport: Transport,
+    /// Password stored in the file (discouraged: loading it gives a warning).
+    pub password: Option<Secret>,
+    /// Codecs in preference order (never empty, no duplicates).
+    pub codecs: Vec<CodecName>,
+    /// How DTMF digits are sent.
+    pub dtmf_mode: DtmfMode,
+}
+
+impl AccountConfig {
+    /// Name of the built-in serverless account.
+    pub const LOCAL_NAME: &'static str = "local";
+
+    /// The built-in serverless account: direct `sip:user@host:port` calls, no registrar.
+    pub fn local() -> AccountConfig {
+        AccountConfig {
+            name: Self::LOCAL_NAME.to_string(),
+            enabled: true,
+            display_name: None,
+            user: "termphone".to_string(),
+            domain: None,
+            registrar: None,
+            transport: Transport::Udp,
+            password: None,
+            codecs: CodecName::default_list(),
+            dtmf_mode: DtmfMode::Rfc4733,
+        }
+    }
+
+    /// True when the account has neither a domain nor a registrar (direct IP calls only).
+    pub fn is_serverless(&self) -> bool {
+        self.domain.is_none() && self.registrar.is_none()
+    }
+}
+
+/// SIP transport of an account. Only UDP exists for now; TCP and TLS come later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Transport {
+    /// SIP over UDP.
+    #[default]
+    Udp,
+}
+
+impl Transport {
+    /// The config spelling (`"udp"`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+        }
+    }
+}
+
+/// A codec name a config may list, checked against what the media layer supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodecName {
+    /// G.711 µ-law.
+    Pcmu,
+    /// G.711 A-law.
+    Pcma,
+}
+
+impl CodecName {
+    /// Every supported codec, in default preference order.
+    pub const ALL: [CodecName; 2] = [CodecName::Pcmu, CodecName::Pcma];
+
+    /// The default preference list (`["PCMU", "PCMA"]`).
+    pub fn default_list() -> Vec<CodecName> {
+        Self::ALL.to_vec()
+    }
+
+    /// The SDP name (`"PCMU"`), as `media::codec_by_name` takes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CodecName::Pcmu => "PCMU",
+            CodecName::Pcma => "PCMA",
+        }
+    }
+
+    /// Look a codec up by name, case-insensitively.
+    pub fn from_name(name: &str) -> Option<CodecName> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for CodecName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How DTMF digits are sent. Only RFC 4733 telephone-events for now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum DtmfMode {
+    /// RFC 4733 telephone-event RTP packets.
+    #[default]
+    Rfc4733,
+}
+
+impl DtmfMode {
+    /// The config spelling (`"rfc4733"`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            DtmfMode::Rfc4733 => "rfc4733",
+        }
+    }
+}
+
+/// A secret string (a password) whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wrap a secret value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret value, for the one place that needs it (digest auth).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Config {
+    /// Read and validate a config file; errors name file:line:col and never echo a value.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let read_err = |source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(read_err)?;
+        let mut bytes = Vec::new();
+        file.take(MAX_FILE_SIZE + 1)
+            .read_to_end(&mut bytes)
+            .map_err(read_err)?;
+        if bytes.len() as u64 > MAX_FILE_SIZE {
+            return Err(ConfigError::invalid(
+                path,
+                vec![Problem {
+                    location: Location { line: 1, column: 1 },
+                    key: None,
+                    message: format!(
+                        "file is too large; expected a config file of at most {} KiB",
+                        MAX_FILE_SIZE / 1024
+                    ),
+                }],
+            ));
+        }
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => text,
+            Err(e) => {
+                return Err(ConfigError::invalid(
+                    path,
+                    vec![Problem {
+                        location: error::utf8_error_location(&bytes, &e),
+                        key: None,
+                        message: "invalid UTF-8; expected a UTF-8 text file (TOML is UTF-8)"
+                            .to_string(),
+                    }],
+                ))
+            }
+        };
+        Config::from_str(text, path)
+    }
+
+    /// Parse and validate config text; `origin` names the file in errors and warnings.
+    pub fn from_str(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        parse::parse(text, origin)
+    }
+
+    /// The default config path: `$XDG_CONFIG_HOME/termphone/config.toml`, else
+    /// `$HOME/.config/termphone/config.toml`; `None` when neither variable is usable.
+    pub fn default_path() -> Option<PathBuf> {
+        default_path_from(
+            std::env::var_os("XDG_CONFIG_HOME").as_deref(),
+            std::env::var_os("HOME").as_deref(),
+        )
+    }
+
+    /// The config used when there is no file: defaults and the serverless `local` account.
+    pub fn builtin() -> Config {
+        Config {
+            general: General::default(),
+            audio: Audio::default(),
+            accounts: vec![AccountConfig::local()],
+            origin: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Load `explicit` if given (it must exist), else the file at [`Config::default_path`] if it
+    /// exists, else [`Config::builtin`].
+    pub fn load_or_builtin(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_or_builtin_from(explicit, Config::default_path().as_deref())
+    }
+
+    /// [`Config::load_or_builtin`] with the default path given (for tests).
+    pub fn load_or_builtin_from(
+        explicit: Option<&Path>,
+        default: Option<&Path>,
+    ) -> Result<Config, ConfigError> {
+        if let Some(path) = explicit {
+            return Config::load(path);
+        }
+        match default {
+            Some(path) => match Config::load(path) {
+                Err(ConfigError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(Config::builtin())
+                }
+                other => other,
+            },
+            None => Ok(Config::builtin()),
+        }
+    }
+
+    /// The account with this name.
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_has_one_serverless_local_account() {
+        let c = Config::builtin();
+        assert_eq!(c.accounts.len(), 1);
+        let a = &c.accounts[0];
+        assert_eq!(a.name, "local");
+        assert!(a.enabled && a.is_serverless());
+        assert_eq!(a.codecs, vec![CodecName::Pcmu, CodecName::Pcma]);
+        assert_eq!(c.general.listen_or_default().to_string(), "0.0.0.0:5060");
+        assert_eq!(
+            (c.general.rtp_port_min, c.general.rtp_port_max),
+            (16384, 32767)
+        );
+        assert!(c.origin.is_none() && c.warnings.is_empty());
+    }
+
+    #[test]
+    fn secret_debug_is_redacted() {
+        let s = Secret::new("hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn codec_names_are_case_insensitive() {
+        assert_eq!(CodecName::from_name("pcma"), Some(CodecName::Pcma));
+        assert_eq!(CodecName::from_name("PCMU"), Some(CodecName::Pcmu));
+        assert_eq!(CodecName::from_name("G729"), None);
+    }
+}
