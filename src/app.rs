@@ -29,17 +29,11 @@ pub async fn run(cli: Cli, json_default: bool) -> i32 {
 }
 
 fn load_config(explicit: Option<&PathBuf>) -> Result<Config, String> {
-    let path = match explicit {
-        Some(p) => Some(p.clone()),
-        None => Config::default_path().filter(|p| p.exists()),
-    };
-    match path {
-        Some(p) => {
-            let cfg = Config::load(&p).map_err(|e| e.to_string())?;
-            Ok(cfg)
-        }
-        None => Ok(Config::builtin()),
+    let cfg = Config::load_or_builtin(explicit.map(PathBuf::as_path)).map_err(|e| e.to_string())?;
+    for w in &cfg.warnings {
+        eprintln!("termphone: warning: {w}");
     }
+    Ok(cfg)
 }
 
 fn engine_config(config: &Config, sip_trace: bool, listen: Option<SocketAddr>, default_listen: SocketAddr) -> EngineConfig {
