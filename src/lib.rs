@@ -5,5 +5,5 @@
 //! - [`engine`], [`audio`], [`config`] are the I/O edges.
 //! - [`headless`] holds the non-interactive front ends (`serve`, `dial`).
 
-pub mod sip;
 pub mod media;
+pub mod sip;

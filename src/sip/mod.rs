@@ -1,1 +1,3 @@
 //! SIP, sans-IO.
+
+pub mod sdp;
