@@ -601,6 +601,7 @@ fn base_session(local: &LocalMedia) -> sdp::Session {
         .username
         .trim()
         .chars()
+        .filter(|c| !c.is_control() || c.is_whitespace())
         .map(|c| if c.is_whitespace() { '_' } else { c })
         .collect();
     let mut origin = sdp::Origin::with_ip_addr(local.session_id, local.session_version, local.addr);
@@ -669,18 +670,26 @@ fn audio_media(
     media
 }
 
-/// An m= line answered with port 0: same media, proto and formats as offered.
+/// An m= line answered with port 0: same media, proto and formats as offered (each cleaned
+/// to single-space-separated tokens so that odd input cannot shift the fields when re-read).
 fn rejected_media(offered: &sdp::Media) -> sdp::Media {
-    let fmt = if offered.fmt.trim().is_empty() {
+    let token = |s: &str, default: &str| {
+        s.split_ascii_whitespace()
+            .next()
+            .unwrap_or(default)
+            .to_string()
+    };
+    let fmt = offered.fmt.split_ascii_whitespace().collect::<Vec<_>>();
+    let fmt = if fmt.is_empty() {
         "0".to_string()
     } else {
-        offered.fmt.clone()
+        fmt.join(" ")
     };
     sdp::Media {
-        media: offered.media.clone(),
+        media: token(&offered.media, "unknown"),
         port: 0,
         num_ports: None,
-        proto: offered.proto.clone(),
+        proto: token(&offered.proto, "RTP/AVP"),
         fmt,
         media_title: None,
         connections: Vec::new(),
