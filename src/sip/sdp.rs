@@ -315,6 +315,10 @@ pub fn create_offer(local: &LocalMedia) -> String {
 
 /// Answers an offer: the answerer's (our) preference decides; direction per RFC 3264 §6.1.
 /// No common codec -> `Err(SdpError::NoCommonCodec)` (caller sends 488).
+///
+/// The first RTP/AVP(F) audio stream with a common codec and a usable `c=` is taken; every
+/// other m= line gets port 0. Errors: `Parse`/`Invalid` (400), `NoAudio`/`NoCommonCodec` (488),
+/// see [`SdpError::sip_status`].
 pub fn create_answer(offer: &str, local: &LocalMedia) -> Result<(String, Negotiated), SdpError> {
     let session = parse_session(offer)?;
     let ours = local.effective_codecs();
@@ -362,6 +366,9 @@ pub fn create_answer(offer: &str, local: &LocalMedia) -> Result<(String, Negotia
 
 /// Reads the answer to `offer_sent` (the LocalMedia our offer was made from): the codec must be
 /// one we offered; the remote payload types and telephone-event PT come from the answer.
+///
+/// Our offers have one m= line, so the answer's first m= line is the one read; codecs in it
+/// that we did not offer are skipped, and the first one we did offer is used.
 pub fn process_answer(offer_sent: &LocalMedia, answer: &str) -> Result<Negotiated, SdpError> {
     let session = parse_session(answer)?;
     let Some(media) = session.medias.first() else {
@@ -896,6 +903,17 @@ mod tests {
         let offer = offer_with(&format!("m=audio 6000 RTP/AVP 0\r\nc=IN IP4 {long}\r\n"));
         let e = create_answer(&offer, &local()).unwrap_err();
         assert!(e.to_string().len() < 200, "{e}");
+    }
+
+    #[test]
+    fn odd_rejected_m_line_is_written_cleanly() {
+        // Found by proptest: an empty proto used to be echoed and shift the fields.
+        let offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\nc=IN IP4 127.0.0.1\r\n\
+                     m=PCMU/8000 0  0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let (answer, _) = create_answer(offer, &local()).unwrap();
+        assert!(answer.contains("m=PCMU/8000 0 RTP/AVP 0\r\n"), "{answer}");
+        let back = sdp::Session::parse(answer.as_bytes()).unwrap();
+        assert_eq!(back.medias[1].port, 40000);
     }
 
     #[test]
