@@ -550,9 +550,11 @@ fn connection_addr(session: &sdp::Session, media: &sdp::Media) -> Result<IpAddr,
             snippet(conn.nettype.as_str())
         )));
     }
-    // Multicast addresses may carry "/ttl" or "/count"; the address is what comes first.
+    // Multicast addresses may carry "/ttl" or "/count", link-local IPv6 a "%zone";
+    // the address is what comes first.
     let raw = conn.connection_address.split('/').next().unwrap_or("");
-    raw.trim().parse::<IpAddr>().map_err(|_| {
+    let addr = raw.split('%').next().unwrap_or("");
+    addr.trim().parse::<IpAddr>().map_err(|_| {
         SdpError::Invalid(format!(
             "c= address {:?} is not an IP address",
             snippet(raw)
@@ -914,6 +916,13 @@ mod tests {
         assert!(answer.contains("m=PCMU/8000 0 RTP/AVP 0\r\n"), "{answer}");
         let back = sdp::Session::parse(answer.as_bytes()).unwrap();
         assert_eq!(back.medias[1].port, 40000);
+    }
+
+    #[test]
+    fn ipv6_zone_is_stripped() {
+        let offer = offer_with("m=audio 6000 RTP/AVP 0\r\nc=IN IP6 fe80::1%eth0\r\n");
+        let n = create_answer(&offer, &local()).unwrap().1;
+        assert_eq!(n.remote, "[fe80::1]:6000".parse().unwrap());
     }
 
     #[test]
