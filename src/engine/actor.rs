@@ -18,7 +18,7 @@ use super::api::{CallAudio, CallId, CallState, Command, CommandError, Event};
 use super::media::{CallMedia, StreamIds};
 use super::EngineConfig;
 use crate::sip::msg::{Host, Message, Uri};
-use crate::sip::sdp::{self, Direction, LocalMedia, Negotiated, SdpError};
+use crate::sip::sdp::{self, Direction, LocalMedia, Negotiated};
 use crate::sip::ua::{CallRef, EndCause, UaConfig, UaEvent, UserAgent};
 
 /// Largest datagram we read.
@@ -299,10 +299,7 @@ impl EngineActor {
                 Ok(())
             }
             Err(e) => {
-                let code = match e {
-                    SdpError::NoCommonCodec => 488,
-                    _ => 488,
-                };
+                let code = e.sip_status();
                 self.warn(Some(call), format!("cannot answer the offer: {e}"));
                 let _ = self.ua.reject(now, call.0, code);
                 Ok(())
