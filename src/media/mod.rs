@@ -3,6 +3,7 @@
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
 pub mod codec;
+pub mod jitter;
 pub mod rtp;
 
 pub use codec::{codec_by_name, Codec};
