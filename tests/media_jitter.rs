@@ -297,3 +297,50 @@ fn idle_after_one_second_then_restart_with_target_delay() {
     let s = jb.stats();
     assert_eq!((s.lost, s.concealed, s.resets), (72, 5, 0));
 }
+
+// ---- basics ----
+
+fn unit_pkt(seq: u16, ts: u32) -> RtpPacket {
+    RtpPacket {
+        payload_type: 0,
+        seq,
+        timestamp: ts,
+        ssrc: 1,
+        payload: vec![seq as u8],
+        ..RtpPacket::default()
+    }
+}
+
+#[test]
+fn silence_until_target_delay_then_frames() {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
+    assert_eq!(jb.pop(t0), Playout::Silence);
+    assert_eq!(jb.poll_timeout(), None);
+    jb.push(t0, unit_pkt(5, 800));
+    assert_eq!(jb.poll_timeout(), Some(t0 + Duration::from_millis(60)));
+    assert_eq!(jb.pop(t0 + Duration::from_millis(59)), Playout::Silence);
+    assert_eq!(
+        jb.pop(t0 + Duration::from_millis(60)),
+        Playout::Frame(unit_pkt(5, 800))
+    );
+    assert!(jb.is_playing());
+    assert_eq!(jb.poll_timeout(), Some(t0 + Duration::from_millis(80)));
+}
+
+#[test]
+fn new_ssrc_resets() {
+    let t0 = Instant::now();
+    let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
+    jb.push(t0, unit_pkt(1, 160));
+    let mut other = unit_pkt(1000, 99);
+    other.ssrc = 2;
+    jb.push(t0, other.clone());
+    assert_eq!(jb.stats().resets, 1);
+    assert_eq!(jb.len(), 1);
+    assert_eq!(jb.ssrc(), Some(2));
+    assert_eq!(
+        jb.pop(t0 + Duration::from_millis(60)),
+        Playout::Frame(other)
+    );
+}

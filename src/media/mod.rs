@@ -3,8 +3,11 @@
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
 pub mod codec;
+pub mod dtmf;
 pub mod jitter;
 pub mod rtp;
+pub mod session;
 
 pub use codec::{codec_by_name, Codec};
 pub use rtp::{RtpError, RtpPacket};
+pub use session::{CodecParams, MediaConfig, MediaError, MediaEvent, MediaSession, MediaStats};
