@@ -344,3 +344,78 @@ fn new_ssrc_resets() {
         Playout::Frame(other)
     );
 }
+
+/// Random reorder/loss/duplication: played frames are always new, in order, and were pushed.
+#[test]
+fn random_traces_keep_invariants() {
+    let mut state = 0x1234_5678_9abc_def0u64;
+    let mut rnd = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let (mut late_total, mut dup_total, mut conceal_total) = (0, 0, 0);
+    for trial in 0..50 {
+        let mut jb = JitterBuffer::new(test_config());
+        let t0 = Instant::now();
+        let first: u16 = (rnd() % 65536) as u16;
+        let mut arrivals: Vec<(u64, u16)> = Vec::new();
+        for i in 0..300u64 {
+            let r = rnd();
+            if r % 10 == 0 {
+                continue; // lost
+            }
+            let seq = first.wrapping_add(i as u16);
+            let at = i * 20 + (r >> 8) % 70;
+            arrivals.push((at, seq));
+            if r % 13 == 0 {
+                arrivals.push((at + (r >> 20) % 50, seq)); // duplicate
+            }
+        }
+        arrivals.sort();
+        let mut pushed = std::collections::HashSet::new();
+        let mut next = arrivals.iter().peekable();
+        let mut last_played: Option<i64> = None;
+        let mut played = 0u64;
+        for k in 0..320u64 {
+            let tick = k * 20 + 5;
+            while let Some(&&(at, seq)) = next.peek() {
+                if at > tick {
+                    break;
+                }
+                pushed.insert(seq);
+                let pkt = RtpPacket {
+                    seq,
+                    timestamp: ts_for(first, seq),
+                    ssrc: 5,
+                    ..RtpPacket::default()
+                };
+                jb.push(t0 + Duration::from_millis(at), pkt);
+                next.next();
+            }
+            if let Playout::Frame(p) = jb.pop(t0 + Duration::from_millis(tick)) {
+                assert!(pushed.contains(&p.seq), "trial {trial}");
+                let idx = i64::from(p.seq.wrapping_sub(first));
+                assert!(last_played.is_none_or(|l| idx > l), "trial {trial}: order");
+                last_played = Some(idx);
+                played += 1;
+            }
+        }
+        let s = jb.stats();
+        assert_eq!(s.received, arrivals.len() as u64);
+        assert_eq!(s.resets, 0, "trial {trial}");
+        let unique = pushed.len() as u64;
+        assert_eq!(
+            played + s.late + s.overflow + jb.len() as u64,
+            unique,
+            "trial {trial}: every unique packet is played, late, dropped or still buffered"
+        );
+        assert_eq!(s.duplicates, s.received - unique, "trial {trial}");
+        assert!(s.lost <= 300 - unique + 1, "trial {trial}: lost {}", s.lost);
+        late_total += s.late;
+        dup_total += s.duplicates;
+        conceal_total += s.concealed;
+    }
+    assert!(late_total > 0 && dup_total > 0 && conceal_total > 0);
+}

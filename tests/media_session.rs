@@ -375,3 +375,63 @@ fn jitter_beyond_the_buffer_drops_late_packets_but_not_digits() {
     let (loud, share, _) = analyse(&r.b_heard, 1000.0, 600.0);
     assert!(share > 0.9 && loud > 250, "share {share} loud {loud}");
 }
+
+#[test]
+fn sequence_restart_does_not_count_as_loss() {
+    let mut s = session(1, 0, 0, 0, 101);
+    let t0 = Instant::now();
+    let p = |seq: u16| RtpPacket {
+        payload_type: 0,
+        ssrc: 9,
+        seq,
+        timestamp: u32::from(seq) * 160,
+        payload: vec![0xff; 160],
+        ..RtpPacket::default()
+    };
+    for seq in [10, 11, 13] {
+        s.handle_rtp(t0, &p(seq).to_bytes());
+    }
+    for seq in [40_000, 40_001] {
+        s.handle_rtp(t0, &p(seq).to_bytes());
+    }
+    assert_eq!(s.stats().lost, 1);
+}
+
+#[test]
+fn random_datagrams_never_panic() {
+    let mut s = session(1, 0, 0, 0, 101);
+    let mut rng = Rng(42);
+    let t0 = Instant::now();
+    let mut frame = Vec::new();
+    let mut out = Vec::new();
+    let (mut seq, mut ts) = (0u16, 0u32);
+    for k in 0..20_000u64 {
+        let now = t0 + Duration::from_millis(k * 5);
+        let r = rng.next();
+        let len = (r % 200) as usize;
+        let mut d: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if r & 0x100 != 0 && len >= 12 {
+            // a plausible header: version 2, a likely PT, a nearby seq/ts, one of two SSRCs
+            seq = seq.wrapping_add((rng.next() % 7) as u16).wrapping_sub(2);
+            ts = ts.wrapping_add((rng.next() % 500) as u32).wrapping_sub(100);
+            d[0] = 0x80 | (d[0] & 0x3f);
+            d[1] = [0u8, 101, 0x80, 0xe5, 8][(rng.next() % 5) as usize];
+            d[2..4].copy_from_slice(&seq.to_be_bytes());
+            d[4..8].copy_from_slice(&ts.to_be_bytes());
+            d[8..12].copy_from_slice(&[0, 0, 0, (rng.next() % 2) as u8]);
+        }
+        s.handle_rtp(now, &d);
+        if k % 4 == 0 {
+            s.playout(now, &mut frame);
+            assert_eq!(frame.len(), 160);
+            out.clear();
+            s.on_tick(now, Some(&frame), &mut out);
+            if k % 400 == 0 {
+                s.send_dtmf("1#", now);
+            }
+        }
+        while s.poll_event().is_some() {}
+    }
+    let st = s.stats();
+    assert!(st.bad_packets > 0 && st.packets_received > 0);
+}

@@ -123,6 +123,8 @@ pub struct JitterBuffer {
     played: VecDeque<i64>,
     /// Sequence numbers above `last_seq` known not to be losses (late or other payload type).
     skipped: VecDeque<i64>,
+    /// Recently dropped late sequence numbers (so a copy of one counts as a duplicate).
+    late_seen: VecDeque<i64>,
 }
 
 impl JitterBuffer {
@@ -143,6 +145,7 @@ impl JitterBuffer {
             last_seq: None,
             played: VecDeque::with_capacity(PLAYED_MEMORY),
             skipped: VecDeque::with_capacity(SKIP_MEMORY),
+            late_seen: VecDeque::with_capacity(SKIP_MEMORY),
         }
     }
 
@@ -203,6 +206,7 @@ impl JitterBuffer {
         self.last_seq = None;
         self.played.clear();
         self.skipped.clear();
+        self.late_seen.clear();
     }
 
     /// Extend the packet's seq/ts, resetting first on a new SSRC or a jump. Returns (seq, ts).
@@ -267,6 +271,11 @@ impl JitterBuffer {
         }
         if let Some((hs, hts)) = self.highest {
             let s = extend_seq(hs, seq);
+            if s - hs > i64::from(self.cfg.max_seq_jump)
+                || hs - s > i64::from(self.cfg.max_misorder)
+            {
+                return;
+            }
             if s > hs {
                 self.highest = Some((s, hts));
             }
@@ -278,7 +287,10 @@ impl JitterBuffer {
     pub fn push(&mut self, now: Instant, pkt: RtpPacket) {
         self.stats.received += 1;
         let (seq, ts) = self.extend(&pkt);
-        if self.buf.contains_key(&seq) || self.played.contains(&seq) {
+        if self.buf.contains_key(&seq)
+            || self.played.contains(&seq)
+            || self.late_seen.contains(&seq)
+        {
             self.stats.duplicates += 1;
             return;
         }
@@ -291,7 +303,7 @@ impl JitterBuffer {
                 let (seq, ts) = self.extend(&pkt);
                 self.insert(now, seq, ts, pkt);
             } else {
-                self.not_lost(seq);
+                self.drop_late(seq);
             }
             return;
         }
@@ -304,6 +316,14 @@ impl JitterBuffer {
             self.first_arrival = Some(now);
         }
         self.buf.insert(seq, (ts, pkt));
+    }
+
+    fn drop_late(&mut self, seq: i64) {
+        if self.late_seen.len() == SKIP_MEMORY {
+            self.late_seen.pop_front();
+        }
+        self.late_seen.push_back(seq);
+        self.not_lost(seq);
     }
 
     fn mark_played(&mut self, seq: i64) {
@@ -366,7 +386,7 @@ impl JitterBuffer {
             }
             let (seq, _) = entry.remove_entry();
             self.stats.late += 1;
-            self.not_lost(seq);
+            self.drop_late(seq);
         }
 
         let head_plays = self

@@ -128,6 +128,11 @@ pub struct MediaStats {
     pub jitter_ms: f64,
 }
 
+/// A sequence number this far ahead of the highest seen restarts loss counting (RFC 3550 A.1).
+const MAX_DROPOUT: i64 = 3000;
+/// A sequence number this far behind the highest seen restarts loss counting (RFC 3550 A.1).
+const MAX_MISORDER: i64 = 100;
+
 /// RFC 3550 receive-side state for one remote SSRC.
 #[derive(Debug, Clone)]
 struct RxSource {
@@ -329,6 +334,14 @@ impl MediaSession {
             }
         };
         let ext = extend_seq(src.max, pkt.seq);
+        if src.received > 0 && (ext - src.max > MAX_DROPOUT || src.max - ext > MAX_MISORDER) {
+            // the sender restarted its sequence: count the old run, start a new one
+            self.lost_before += src.lost();
+            src.base = ext;
+            src.max = ext - 1;
+            src.received = 0;
+            src.last_transit = None;
+        }
         if ext < src.base {
             src.base = ext;
         }
