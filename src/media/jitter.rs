@@ -242,24 +242,15 @@ impl JitterBuffer {
     /// Account for a sequence number that is known not to be a loss (arrived late, or used
     /// by another payload type of the same stream).
     fn not_lost(&mut self, seq: i64) {
-        match self.last_seq {
-            None => {
-                if self.skipped.len() == SKIP_MEMORY {
-                    self.skipped.pop_front();
-                }
-                self.skipped.push_back(seq);
+        if self.last_seq.is_none_or(|last| seq > last) {
+            // its gap is not counted yet: remember to leave it out
+            if self.skipped.len() == SKIP_MEMORY {
+                self.skipped.pop_front();
             }
-            Some(last) if seq > last => {
-                if self.skipped.len() == SKIP_MEMORY {
-                    self.skipped.pop_front();
-                }
-                self.skipped.push_back(seq);
-            }
-            Some(_) if self.played.front().is_some_and(|&first| seq > first) => {
-                // its gap was already counted as lost
-                self.stats.lost = self.stats.lost.saturating_sub(1);
-            }
-            _ => {}
+            self.skipped.push_back(seq);
+        } else if self.played.front().is_some_and(|&first| seq > first) {
+            // its gap was already counted as lost
+            self.stats.lost = self.stats.lost.saturating_sub(1);
         }
     }
 

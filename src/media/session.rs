@@ -209,7 +209,11 @@ impl MediaSession {
         }
         let frame_samples = (codec.sample_rate() / 1000 * p) as usize;
         let frame_ts = codec.clock_rate() / 1000 * p;
-        let jitter = JitterConfig { frame_ts, ..jitter };
+        let jitter = JitterConfig {
+            frame_ts,
+            clock_rate: codec.clock_rate(),
+            ..jitter
+        };
         Ok(MediaSession {
             dtmf_tx: DtmfSender::new(DtmfSenderConfig::new(cfg.codec.clock_rate, p)),
             dtmf_rx: DtmfReceiver::new(),
