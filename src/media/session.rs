@@ -1,0 +1,418 @@
+//! One call's RTP stream, sans-IO: capture frames in, RTP out; RTP in, playout frames out.
+//!
+//! The caller ticks [`MediaSession::on_tick`] and [`MediaSession::playout`] once per frame
+//! (every `ptime_ms`) and feeds every received datagram to [`MediaSession::handle_rtp`].
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use core::fmt;
+
+use super::codec::{codec_by_name, Codec};
+use super::dtmf::{DtmfReceiver, DtmfSender, DtmfSenderConfig};
+use super::jitter::{JitterBuffer, JitterConfig, Playout};
+use super::rtp::{extend_seq, RtpPacket};
+
+/// The negotiated codec (what SDP said), independent of the SIP layer's types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecParams {
+    /// Encoding name, e.g. "PCMU".
+    pub name: String,
+    /// Payload type used on the wire (both directions).
+    pub payload_type: u8,
+    /// RTP clock rate.
+    pub clock_rate: u32,
+}
+
+impl CodecParams {
+    /// PCMU, payload type 0, 8 kHz.
+    pub fn pcmu() -> CodecParams {
+        CodecParams {
+            name: "PCMU".into(),
+            payload_type: 0,
+            clock_rate: 8000,
+        }
+    }
+
+    /// PCMA, payload type 8, 8 kHz.
+    pub fn pcma() -> CodecParams {
+        CodecParams {
+            name: "PCMA".into(),
+            payload_type: 8,
+            clock_rate: 8000,
+        }
+    }
+}
+
+/// Setup of a [`MediaSession`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaConfig {
+    /// The audio codec.
+    pub codec: CodecParams,
+    /// Payload type of telephone-event (RFC 4733), if negotiated.
+    pub telephone_event_pt: Option<u8>,
+    /// Frame length in ms (20).
+    pub ptime_ms: u32,
+    /// Our SSRC (random, from the caller).
+    pub ssrc: u32,
+    /// First sequence number (random, from the caller).
+    pub initial_seq: u16,
+    /// First timestamp (random, from the caller).
+    pub initial_ts: u32,
+}
+
+/// Why a [`MediaSession`] could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaError {
+    /// No codec of that name.
+    UnknownCodec(String),
+    /// The SDP clock rate is not the codec's.
+    ClockRate {
+        /// Codec name.
+        codec: &'static str,
+        /// Rate given.
+        given: u32,
+        /// Rate the codec runs at.
+        expected: u32,
+    },
+    /// ptime outside 1..=200 ms or not a whole number of samples.
+    Ptime(u32),
+}
+
+impl fmt::Display for MediaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MediaError::UnknownCodec(n) => write!(f, "unknown codec {n:?}"),
+            MediaError::ClockRate {
+                codec,
+                given,
+                expected,
+            } => write!(f, "{codec} runs at {expected} Hz, not {given} Hz"),
+            MediaError::Ptime(p) => write!(f, "unsupported ptime {p} ms"),
+        }
+    }
+}
+
+impl std::error::Error for MediaError {}
+
+/// Something the session noticed that the engine should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// A DTMF digit arrived (RFC 4733), once per key press.
+    DtmfReceived(char),
+}
+
+/// Counters of one session, for the call-quality display and RTCP.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MediaStats {
+    /// RTP packets sent (audio and telephone-event).
+    pub packets_sent: u64,
+    /// Payload octets sent (as RTCP's sender octet count).
+    pub bytes_sent: u64,
+    /// RTP packets received with a known payload type.
+    pub packets_received: u64,
+    /// Payload octets received.
+    pub bytes_received: u64,
+    /// Packets lost, RFC 3550 style: expected (from extended sequence numbers) minus
+    /// received, summed over the remote SSRCs seen; never negative.
+    pub lost: u64,
+    /// Audio packets that arrived after their playout slot.
+    pub late: u64,
+    /// Duplicate audio packets.
+    pub duplicates: u64,
+    /// Frames filled by concealment.
+    pub concealed: u64,
+    /// Datagrams that were not valid RTP, or had an unknown payload type.
+    pub bad_packets: u64,
+    /// Interarrival jitter (RFC 3550 A.8) of the audio packets, in ms.
+    pub jitter_ms: f64,
+}
+
+/// A sequence number this far ahead of the highest seen restarts loss counting (RFC 3550 A.1).
+const MAX_DROPOUT: i64 = 3000;
+/// A sequence number this far behind the highest seen restarts loss counting (RFC 3550 A.1).
+const MAX_MISORDER: i64 = 100;
+
+/// RFC 3550 receive-side state for one remote SSRC.
+#[derive(Debug, Clone)]
+struct RxSource {
+    ssrc: u32,
+    base: i64,
+    max: i64,
+    received: u64,
+    /// Interarrival jitter in timestamp units.
+    jitter: f64,
+    last_transit: Option<u32>,
+}
+
+impl RxSource {
+    fn lost(&self) -> u64 {
+        let expected = (self.max - self.base + 1).max(0) as u64;
+        expected.saturating_sub(self.received)
+    }
+}
+
+/// One call's media stream (see the module docs).
+pub struct MediaSession {
+    cfg: MediaConfig,
+    codec: Box<dyn Codec>,
+    jitter: JitterBuffer,
+    dtmf_tx: DtmfSender,
+    dtmf_rx: DtmfReceiver,
+    frame_samples: usize,
+    frame_ts: u32,
+    seq: u16,
+    ts: u32,
+    sent_audio: bool,
+    events: VecDeque<MediaEvent>,
+    stats: MediaStats,
+    rx: Option<RxSource>,
+    lost_before: u64,
+    /// Reference for arrival times in timestamp units.
+    epoch: Option<Instant>,
+    pcm: Vec<i16>,
+    payload: Vec<u8>,
+}
+
+impl fmt::Debug for MediaSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MediaSession")
+            .field("cfg", &self.cfg)
+            .field("seq", &self.seq)
+            .field("ts", &self.ts)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MediaSession {
+    /// A session with the default jitter buffer (60 ms fixed delay).
+    pub fn new(cfg: MediaConfig) -> Result<MediaSession, MediaError> {
+        let jcfg = JitterConfig::new(cfg.codec.clock_rate, cfg.ptime_ms);
+        MediaSession::with_jitter(cfg, jcfg)
+    }
+
+    /// A session with a jitter buffer tuned by the caller.
+    pub fn with_jitter(cfg: MediaConfig, jitter: JitterConfig) -> Result<MediaSession, MediaError> {
+        let codec = codec_by_name(&cfg.codec.name)
+            .ok_or_else(|| MediaError::UnknownCodec(cfg.codec.name.clone()))?;
+        if codec.clock_rate() != cfg.codec.clock_rate {
+            return Err(MediaError::ClockRate {
+                codec: codec.name(),
+                given: cfg.codec.clock_rate,
+                expected: codec.clock_rate(),
+            });
+        }
+        let p = cfg.ptime_ms;
+        if p == 0 || p > 200 || codec.sample_rate() % 1000 != 0 || codec.clock_rate() % 1000 != 0 {
+            return Err(MediaError::Ptime(p));
+        }
+        let frame_samples = (codec.sample_rate() / 1000 * p) as usize;
+        let frame_ts = codec.clock_rate() / 1000 * p;
+        let jitter = JitterConfig {
+            frame_ts,
+            clock_rate: codec.clock_rate(),
+            ..jitter
+        };
+        Ok(MediaSession {
+            dtmf_tx: DtmfSender::new(DtmfSenderConfig::new(cfg.codec.clock_rate, p)),
+            dtmf_rx: DtmfReceiver::new(),
+            jitter: JitterBuffer::new(jitter),
+            frame_samples,
+            frame_ts,
+            seq: cfg.initial_seq,
+            ts: cfg.initial_ts,
+            sent_audio: false,
+            events: VecDeque::new(),
+            stats: MediaStats::default(),
+            rx: None,
+            lost_before: 0,
+            epoch: None,
+            pcm: Vec::with_capacity(frame_samples),
+            payload: Vec::with_capacity(frame_samples),
+            codec,
+            cfg,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &MediaConfig {
+        &self.cfg
+    }
+
+    /// PCM samples per frame (160 for 8 kHz / 20 ms).
+    pub fn frame_samples(&self) -> usize {
+        self.frame_samples
+    }
+
+    /// Every frame: the captured PCM (None when muted or no source: silence is sent) goes out as
+    /// RTP; the datagrams to send are appended to `out`. While a DTMF digit is on the wire,
+    /// telephone-event packets replace audio.
+    pub fn on_tick(&mut self, _now: Instant, captured: Option<&[i16]>, out: &mut Vec<Vec<u8>>) {
+        let ts = self.ts;
+        self.ts = self.ts.wrapping_add(self.frame_ts);
+        if let (Some(pt), Some(p)) = (self.cfg.telephone_event_pt, self.dtmf_tx.tick(ts)) {
+            let bytes = p.event.to_bytes();
+            out.push(self.packet(pt, p.marker, p.timestamp, &bytes));
+            return;
+        }
+        self.pcm.clear();
+        if let Some(frame) = captured {
+            let n = frame.len().min(self.frame_samples);
+            self.pcm.extend_from_slice(&frame[..n]);
+        }
+        self.pcm.resize(self.frame_samples, 0);
+        let mut payload = std::mem::take(&mut self.payload);
+        payload.clear();
+        self.codec.encode(&self.pcm, &mut payload);
+        let marker = !self.sent_audio;
+        self.sent_audio = true;
+        out.push(self.packet(self.cfg.codec.payload_type, marker, ts, &payload));
+        self.payload = payload;
+    }
+
+    fn packet(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let seq = self.seq;
+        self.seq = self.seq.wrapping_add(1);
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += payload.len() as u64;
+        let mut out = Vec::with_capacity(12 + payload.len());
+        out.push(0x80);
+        out.push((u8::from(marker) << 7) | (pt & 0x7f));
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&ts.to_be_bytes());
+        out.extend_from_slice(&self.cfg.ssrc.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// A datagram arrived on the RTP port at `now`. Invalid RTP and unknown payload types are
+    /// dropped and counted in `bad_packets`.
+    pub fn handle_rtp(&mut self, now: Instant, data: &[u8]) {
+        let Ok(pkt) = RtpPacket::parse(data) else {
+            self.stats.bad_packets += 1;
+            return;
+        };
+        let audio = pkt.payload_type == self.cfg.codec.payload_type;
+        let event = self.cfg.telephone_event_pt == Some(pkt.payload_type);
+        if !audio && !event {
+            self.stats.bad_packets += 1;
+            return;
+        }
+        if event && pkt.payload.len() < 4 {
+            self.stats.bad_packets += 1;
+            return;
+        }
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += pkt.payload.len() as u64;
+        self.track_source(now, &pkt, audio);
+        if audio {
+            self.jitter.push(now, pkt);
+        } else {
+            self.jitter.note_other(pkt.ssrc, pkt.seq);
+            match self.dtmf_rx.handle(pkt.ssrc, pkt.timestamp, &pkt.payload) {
+                Ok(Some(d)) => self.events.push_back(MediaEvent::DtmfReceived(d)),
+                Ok(None) => {}
+                Err(_) => self.stats.bad_packets += 1,
+            }
+        }
+    }
+
+    /// RFC 3550 A.1/A.3 counting and A.8 jitter for the packet's source.
+    fn track_source(&mut self, now: Instant, pkt: &RtpPacket, audio: bool) {
+        let src = match &mut self.rx {
+            Some(src) if src.ssrc == pkt.ssrc => src,
+            other => {
+                if let Some(old) = other.take() {
+                    self.lost_before += old.lost();
+                }
+                let ext = 1 << 16 | i64::from(pkt.seq);
+                self.rx.insert(RxSource {
+                    ssrc: pkt.ssrc,
+                    base: ext,
+                    max: ext - 1,
+                    received: 0,
+                    jitter: 0.0,
+                    last_transit: None,
+                })
+            }
+        };
+        let ext = extend_seq(src.max, pkt.seq);
+        if src.received > 0 && (ext - src.max > MAX_DROPOUT || src.max - ext > MAX_MISORDER) {
+            // the sender restarted its sequence: count the old run, start a new one
+            self.lost_before += src.lost();
+            src.base = ext;
+            src.max = ext - 1;
+            src.received = 0;
+            src.last_transit = None;
+        }
+        if ext < src.base {
+            src.base = ext;
+        }
+        src.max = src.max.max(ext);
+        src.received += 1;
+        if audio {
+            let epoch = *self.epoch.get_or_insert(now);
+            let micros = now.saturating_duration_since(epoch).as_micros();
+            let arrival = (micros * u128::from(self.cfg.codec.clock_rate) / 1_000_000) as u32;
+            let transit = arrival.wrapping_sub(pkt.timestamp);
+            if let Some(last) = src.last_transit {
+                let d = f64::from((transit.wrapping_sub(last) as i32).unsigned_abs());
+                src.jitter += (d - src.jitter) / 16.0;
+            }
+            src.last_transit = Some(transit);
+        }
+    }
+
+    /// Every frame: the next frame to play (decoded, concealed or silence). `out` is cleared
+    /// and filled with exactly [`MediaSession::frame_samples`] samples.
+    pub fn playout(&mut self, now: Instant, out: &mut Vec<i16>) {
+        out.clear();
+        match self.jitter.pop(now) {
+            Playout::Frame(pkt) => self.codec.decode(&pkt.payload, out),
+            Playout::Conceal => self.codec.conceal(self.frame_samples, out),
+            Playout::Silence => {}
+        }
+        out.resize(self.frame_samples, 0);
+    }
+
+    /// Queue DTMF digits (0-9 * # A-D, others skipped) to send as telephone-events, in order.
+    /// Without a negotiated telephone-event payload type nothing is sent.
+    pub fn send_dtmf(&mut self, digits: &str, _now: Instant) {
+        if self.cfg.telephone_event_pt.is_some() {
+            self.dtmf_tx.queue(digits);
+        }
+    }
+
+    /// True while DTMF digits are queued or on the wire.
+    pub fn is_sending_dtmf(&self) -> bool {
+        !self.dtmf_tx.is_idle()
+    }
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> MediaStats {
+        let jb = self.jitter.stats();
+        let (lost, jitter) = match &self.rx {
+            Some(src) => (src.lost(), src.jitter),
+            None => (0, 0.0),
+        };
+        MediaStats {
+            lost: self.lost_before + lost,
+            late: jb.late,
+            duplicates: jb.duplicates,
+            concealed: jb.concealed,
+            jitter_ms: jitter * 1000.0 / f64::from(self.cfg.codec.clock_rate),
+            ..self.stats
+        }
+    }
+
+    /// The jitter buffer's own counters.
+    pub fn jitter_stats(&self) -> super::jitter::JitterStats {
+        self.jitter.stats()
+    }
+}
