@@ -328,9 +328,16 @@ impl EngineActor {
         let ids = StreamIds { ssrc: self.rng.random(), seq: self.rng.random(), timestamp: self.rng.random() };
         let Some(c) = self.calls.get_mut(&id) else { return };
         let Some(rtp) = c.rtp.clone() else { return };
-        let (media, warnings) = CallMedia::start(negotiated, &c.audio, rtp.clone(), ids);
-        c.media = Some(media);
         let call = c.id;
+        let (media, warnings) = match CallMedia::start(negotiated, &c.audio, rtp.clone(), ids) {
+            Ok(x) => x,
+            Err(e) => {
+                self.warn(Some(call), e);
+                let _ = self.ua.hangup(Instant::now(), id);
+                return;
+            }
+        };
+        c.media = Some(media);
         // RTP receive: a small task per call forwards datagrams into the engine loop.
         let tx = self.rtp_tx.clone();
         c.rtp_task = Some(tokio::spawn(async move {

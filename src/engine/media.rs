@@ -49,22 +49,25 @@ impl CallMedia {
         audio: &CallAudio,
         socket: Arc<UdpSocket>,
         ids: StreamIds,
-    ) -> (CallMedia, Vec<String>) {
+    ) -> Result<(CallMedia, Vec<String>), String> {
         let mut warnings = Vec::new();
         let codec = CodecParams {
             name: neg.codec.name.clone(),
             payload_type: neg.codec.payload_type,
             clock_rate: neg.codec.clock_rate,
         };
+        let ptime_ms = neg.ptime.clamp(10, 200);
         let session = MediaSession::new(MediaConfig {
             codec,
             telephone_event_pt: neg.telephone_event_pt,
-            ptime_ms: neg.ptime.max(10),
+            ptime_ms,
             ssrc: ids.ssrc,
             initial_seq: ids.seq,
             initial_ts: ids.timestamp,
-        });
-        let rate = session.sample_rate();
+        })
+        .map_err(|e| format!("cannot start media: {e}"))?;
+        // Samples per second of the codec's audio (frame length over ptime).
+        let rate = (session.frame_samples() as u32 * 1000) / ptime_ms;
         let source = match &audio.source {
             AudioSourceSpec::Echo => Source::Echo,
             spec => Source::Audio(open_source(spec, rate).unwrap_or_else(|e| {
@@ -90,7 +93,7 @@ impl CallMedia {
             send_errors: 0,
             sink_failed: false,
         };
-        (media, warnings)
+        Ok((media, warnings))
     }
 
     /// One media clock tick (ptime): capture → RTP out; jitter buffer → playout → sink.
