@@ -60,13 +60,23 @@ fn invite_provisional_stops_timer_a_and_timer_b() {
     let invite = request(Method::Invite, "z9hG4bKc1", 1);
     layer.handle_timeout(at(t0, 0.5));
     drain_into(&mut layer, t0, at(t0, 0.5), &mut log);
-    layer.handle_message(at(t0, 0.7), Message::Response(reply(&invite, 180, Some("b1"))), bob(), false);
+    layer.handle_message(
+        at(t0, 0.7),
+        Message::Response(reply(&invite, 180, Some("b1"))),
+        bob(),
+        false,
+    );
     drain_into(&mut layer, t0, at(t0, 0.7), &mut log);
     assert_eq!(layer.client_state(&key), Some(TxnState::Proceeding));
     assert_eq!(layer.poll_timeout(), None, "no timer runs in Proceeding");
-    assert_eq!(log.tx_times(|m| is_request(m, Method::Invite)), vec![0.0, 0.5]);
     assert_eq!(
-        log.event_times(|e| matches!(e, TxnEvent::Response { response, .. } if response.code == 180)),
+        log.tx_times(|m| is_request(m, Method::Invite)),
+        vec![0.0, 0.5]
+    );
+    assert_eq!(
+        log.event_times(
+            |e| matches!(e, TxnEvent::Response { response, .. } if response.code == 180)
+        ),
         vec![0.7]
     );
 }
@@ -91,7 +101,12 @@ fn non_invite_timer_e_caps_at_t2_and_timer_f_at_32s() {
 fn non_invite_in_proceeding_retransmits_every_t2() {
     let (mut layer, t0, key, mut log) = start(Method::Options, false);
     let req = request(Method::Options, "z9hG4bKc1", 1);
-    layer.handle_message(at(t0, 0.2), Message::Response(reply(&req, 100, None)), bob(), false);
+    layer.handle_message(
+        at(t0, 0.2),
+        Message::Response(reply(&req, 100, None)),
+        bob(),
+        false,
+    );
     drain_into(&mut layer, t0, at(t0, 0.2), &mut log);
     assert_eq!(layer.client_state(&key), Some(TxnState::Proceeding));
     run_timers(&mut layer, t0, at(t0, 100.0), &mut log);
@@ -99,15 +114,28 @@ fn non_invite_in_proceeding_retransmits_every_t2() {
         log.tx_times(|m| is_request(m, Method::Options)),
         vec![0.0, 0.5, 4.5, 8.5, 12.5, 16.5, 20.5, 24.5, 28.5]
     );
-    assert_eq!(log.event_times(|e| matches!(e, TxnEvent::Timeout { .. })), vec![32.0]);
+    assert_eq!(
+        log.event_times(|e| matches!(e, TxnEvent::Timeout { .. })),
+        vec![32.0]
+    );
 }
 
 #[test]
 fn invite_486_is_acked_by_the_transaction() {
     let (mut layer, t0, key, mut log) = start(Method::Invite, false);
     let invite = request(Method::Invite, "z9hG4bKc1", 1);
-    layer.handle_message(at(t0, 0.1), Message::Response(reply(&invite, 100, None)), bob(), false);
-    layer.handle_message(at(t0, 1.0), Message::Response(reply(&invite, 486, Some("b1"))), bob(), false);
+    layer.handle_message(
+        at(t0, 0.1),
+        Message::Response(reply(&invite, 100, None)),
+        bob(),
+        false,
+    );
+    layer.handle_message(
+        at(t0, 1.0),
+        Message::Response(reply(&invite, 486, Some("b1"))),
+        bob(),
+        false,
+    );
     drain_into(&mut layer, t0, at(t0, 1.0), &mut log);
     assert_eq!(layer.client_state(&key), Some(TxnState::Completed));
 
@@ -118,7 +146,9 @@ fn invite_486_is_acked_by_the_transaction() {
         .collect();
     assert_eq!(acks.len(), 1);
     assert_eq!(acks[0].1.dest, bob());
-    let Message::Request(ack) = &acks[0].1.message else { unreachable!() };
+    let Message::Request(ack) = &acks[0].1.message else {
+        unreachable!()
+    };
     assert_eq!(ack.uri, invite.uri);
     let vias = ack.headers.vias().expect("vias");
     assert_eq!(vias.len(), 1);
@@ -131,17 +161,27 @@ fn invite_486_is_acked_by_the_transaction() {
     assert_eq!(cseq.seq, 1);
     assert_eq!(cseq.method, Method::Ack);
     let routes: Vec<_> = ack.headers.get_all(&HeaderName::ROUTE).collect();
-    assert_eq!(routes, vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]);
+    assert_eq!(
+        routes,
+        vec!["<sip:p1.example.com;lr>", "<sip:p2.example.com;lr>"]
+    );
     assert!(ack.headers.get(&HeaderName::CONTACT).is_none());
     assert!(ack.body.is_empty());
 
     assert_eq!(
-        log.event_times(|e| matches!(e, TxnEvent::Response { response, .. } if response.code >= 100)),
+        log.event_times(
+            |e| matches!(e, TxnEvent::Response { response, .. } if response.code >= 100)
+        ),
         vec![1.0, 1.0]
     );
 
     // A retransmitted 486 is absorbed: ACK again, nothing for the TU.
-    layer.handle_message(at(t0, 2.0), Message::Response(reply(&invite, 486, Some("b1"))), bob(), false);
+    layer.handle_message(
+        at(t0, 2.0),
+        Message::Response(reply(&invite, 486, Some("b1"))),
+        bob(),
+        false,
+    );
     let (tx, ev) = drain(&mut layer);
     assert_eq!(tx.len(), 1);
     assert!(is_request(&tx[0].message, Method::Ack));
@@ -160,7 +200,12 @@ fn invite_486_is_acked_by_the_transaction() {
 fn invite_486_over_reliable_transport_ends_at_once() {
     let (mut layer, t0, key, _log) = start(Method::Invite, true);
     let invite = request(Method::Invite, "z9hG4bKc1", 1);
-    layer.handle_message(at(t0, 1.0), Message::Response(reply(&invite, 486, Some("b1"))), bob(), true);
+    layer.handle_message(
+        at(t0, 1.0),
+        Message::Response(reply(&invite, 486, Some("b1"))),
+        bob(),
+        true,
+    );
     let (tx, ev) = drain(&mut layer);
     assert!(is_request(&tx[0].message, Method::Ack));
     assert!(matches!(&ev[0], TxnEvent::Response { response, .. } if response.code == 486));
@@ -173,21 +218,39 @@ fn invite_2xx_goes_to_accepted_and_retransmissions_reach_the_tu() {
     let (mut layer, t0, key, mut log) = start(Method::Invite, false);
     let invite = request(Method::Invite, "z9hG4bKc1", 1);
     for s in [1.0, 1.5, 2.5] {
-        layer.handle_message(at(t0, s), Message::Response(reply(&invite, 200, Some("b1"))), bob(), false);
+        layer.handle_message(
+            at(t0, s),
+            Message::Response(reply(&invite, 200, Some("b1"))),
+            bob(),
+            false,
+        );
         drain_into(&mut layer, t0, at(t0, s), &mut log);
     }
     assert_eq!(layer.client_state(&key), Some(TxnState::Accepted));
     assert_eq!(
-        log.event_times(|e| matches!(e, TxnEvent::Response { response, .. } if response.code == 200)),
+        log.event_times(
+            |e| matches!(e, TxnEvent::Response { response, .. } if response.code == 200)
+        ),
         vec![1.0, 1.5, 2.5]
     );
-    assert!(log.tx_times(|m| is_request(m, Method::Ack)).is_empty(), "2xx ACK is the TU's job");
+    assert!(
+        log.tx_times(|m| is_request(m, Method::Ack)).is_empty(),
+        "2xx ACK is the TU's job"
+    );
     // A late non-2xx in Accepted is dropped.
-    layer.handle_message(at(t0, 3.0), Message::Response(reply(&invite, 500, Some("b2"))), bob(), false);
+    layer.handle_message(
+        at(t0, 3.0),
+        Message::Response(reply(&invite, 500, Some("b2"))),
+        bob(),
+        false,
+    );
     assert_eq!(drain(&mut layer), (vec![], vec![]));
     // Timer M = 64·T1 after the first 2xx.
     run_timers(&mut layer, t0, at(t0, 100.0), &mut log);
-    assert_eq!(log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })), vec![33.0]);
+    assert_eq!(
+        log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })),
+        vec![33.0]
+    );
     assert_eq!(log.tx_times(|m| is_request(m, Method::Invite)), vec![0.0]);
 }
 
@@ -195,23 +258,46 @@ fn invite_2xx_goes_to_accepted_and_retransmissions_reach_the_tu() {
 fn non_invite_completed_absorbs_retransmissions_until_timer_k() {
     let (mut layer, t0, key, mut log) = start(Method::Options, false);
     let req = request(Method::Options, "z9hG4bKc1", 1);
-    layer.handle_message(at(t0, 0.2), Message::Response(reply(&req, 200, Some("b1"))), bob(), false);
+    layer.handle_message(
+        at(t0, 0.2),
+        Message::Response(reply(&req, 200, Some("b1"))),
+        bob(),
+        false,
+    );
     drain_into(&mut layer, t0, at(t0, 0.2), &mut log);
     assert_eq!(layer.client_state(&key), Some(TxnState::Completed));
-    layer.handle_message(at(t0, 0.9), Message::Response(reply(&req, 200, Some("b1"))), bob(), false);
+    layer.handle_message(
+        at(t0, 0.9),
+        Message::Response(reply(&req, 200, Some("b1"))),
+        bob(),
+        false,
+    );
     drain_into(&mut layer, t0, at(t0, 0.9), &mut log);
     run_timers(&mut layer, t0, at(t0, 100.0), &mut log);
-    assert_eq!(log.event_times(|e| matches!(e, TxnEvent::Response { .. })), vec![0.2]);
-    assert_eq!(log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })), vec![5.2]);
+    assert_eq!(
+        log.event_times(|e| matches!(e, TxnEvent::Response { .. })),
+        vec![0.2]
+    );
+    assert_eq!(
+        log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })),
+        vec![5.2]
+    );
     assert_eq!(log.tx_times(|m| is_request(m, Method::Options)), vec![0.0]);
-    assert!(log.event_times(|e| matches!(e, TxnEvent::Timeout { .. })).is_empty());
+    assert!(log
+        .event_times(|e| matches!(e, TxnEvent::Timeout { .. }))
+        .is_empty());
 }
 
 #[test]
 fn non_invite_over_reliable_transport_ends_on_the_final_response() {
     let (mut layer, t0, key, _) = start(Method::Options, true);
     let req = request(Method::Options, "z9hG4bKc1", 1);
-    layer.handle_message(at(t0, 0.2), Message::Response(reply(&req, 200, Some("b1"))), bob(), true);
+    layer.handle_message(
+        at(t0, 0.2),
+        Message::Response(reply(&req, 200, Some("b1"))),
+        bob(),
+        true,
+    );
     let (_, ev) = drain(&mut layer);
     assert!(matches!(&ev[0], TxnEvent::Response { .. }));
     assert!(matches!(&ev[1], TxnEvent::Terminated { key: k } if *k == key));
@@ -225,16 +311,35 @@ fn cancel_and_invite_responses_match_by_cseq_method() {
     let invite = request(Method::Invite, "z9hG4bKc1", 1);
     let cancel = request(Method::Cancel, "z9hG4bKc1", 1);
     let ik = layer.send_request(t0, invite.clone(), bob(), false);
-    layer.handle_message(at(t0, 0.1), Message::Response(reply(&invite, 180, Some("b1"))), bob(), false);
+    layer.handle_message(
+        at(t0, 0.1),
+        Message::Response(reply(&invite, 180, Some("b1"))),
+        bob(),
+        false,
+    );
     let ck = layer.send_request(at(t0, 1.0), cancel.clone(), bob(), false);
     assert_ne!(ik, ck);
     assert_eq!(ck.cancel_target(), ik);
     drain(&mut layer);
-    layer.handle_message(at(t0, 1.1), Message::Response(reply(&cancel, 200, Some("b1"))), bob(), false);
-    layer.handle_message(at(t0, 1.2), Message::Response(reply(&invite, 487, Some("b1"))), bob(), false);
+    layer.handle_message(
+        at(t0, 1.1),
+        Message::Response(reply(&cancel, 200, Some("b1"))),
+        bob(),
+        false,
+    );
+    layer.handle_message(
+        at(t0, 1.2),
+        Message::Response(reply(&invite, 487, Some("b1"))),
+        bob(),
+        false,
+    );
     let (tx, ev) = drain(&mut layer);
-    assert!(matches!(&ev[0], TxnEvent::Response { key, response } if *key == ck && response.code == 200));
-    assert!(matches!(&ev[1], TxnEvent::Response { key, response } if *key == ik && response.code == 487));
+    assert!(
+        matches!(&ev[0], TxnEvent::Response { key, response } if *key == ck && response.code == 200)
+    );
+    assert!(
+        matches!(&ev[1], TxnEvent::Response { key, response } if *key == ik && response.code == 487)
+    );
     assert_eq!(tx.len(), 1);
     assert!(is_request(&tx[0].message, Method::Ack));
     assert_eq!(layer.client_state(&ck), Some(TxnState::Completed));
@@ -246,7 +351,12 @@ fn unmatched_response_is_stray() {
     let t0 = Instant::now();
     let mut layer = TxnLayer::new(TimerConfig::default());
     let req = request(Method::Bye, "z9hG4bKnone", 2);
-    layer.handle_message(t0, Message::Response(reply(&req, 200, Some("b1"))), bob(), false);
+    layer.handle_message(
+        t0,
+        Message::Response(reply(&req, 200, Some("b1"))),
+        bob(),
+        false,
+    );
     let (tx, ev) = drain(&mut layer);
     assert!(tx.is_empty());
     assert!(matches!(&ev[0], TxnEvent::StrayResponse { source, .. } if *source == bob()));

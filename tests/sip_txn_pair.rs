@@ -71,15 +71,25 @@ impl Pair {
     fn first_line(m: &Message) -> String {
         match m {
             Message::Request(r) => r.method.to_string(),
-            Message::Response(r) => format!("{} {}", r.code, r.headers.cseq().map(|c| c.method.to_string()).unwrap_or_default()),
+            Message::Response(r) => format!(
+                "{} {}",
+                r.code,
+                r.headers
+                    .cseq()
+                    .map(|c| c.method.to_string())
+                    .unwrap_or_default()
+            ),
         }
     }
 
     fn send(&mut self, from: SocketAddr, to: SocketAddr, m: Message) {
         let line = Self::first_line(&m);
-        self.sent.push((since(self.t0, self.now), from, line.clone()));
+        self.sent
+            .push((since(self.t0, self.now), from, line.clone()));
         let drop = match &m {
-            Message::Request(r) if self.dropped_request.is_none() && r.method == self.drop_request_method => {
+            Message::Request(r)
+                if self.dropped_request.is_none() && r.method == self.drop_request_method =>
+            {
                 self.dropped_request = Some(r.method.clone());
                 true
             }
@@ -93,7 +103,12 @@ impl Pair {
             self.dropped.push(line);
             return;
         }
-        self.net.push(Packet { at: self.now + LATENCY, from, to, bytes: m.to_bytes() });
+        self.net.push(Packet {
+            at: self.now + LATENCY,
+            from,
+            to,
+            bytes: m.to_bytes(),
+        });
     }
 
     /// Drain both layers, run the TUs, put transmissions on the wire; repeat until quiet.
@@ -124,10 +139,19 @@ impl Pair {
 
     fn alice_tu(&mut self, e: TxnEvent) {
         if let TxnEvent::Response { response, .. } = &e {
-            if response.code / 100 == 2 && response.headers.cseq().map(|c| c.method == Method::Invite).unwrap_or(false) {
+            if response.code / 100 == 2
+                && response
+                    .headers
+                    .cseq()
+                    .map(|c| c.method == Method::Invite)
+                    .unwrap_or(false)
+            {
                 // ACK for 2xx: a new branch, outside the transaction.
                 let mut ack = request(Method::Ack, "z9hG4bKack2xx", 1);
-                ack.headers.set(HeaderName::TO, response.headers.get(&HeaderName::TO).unwrap_or(""));
+                ack.headers.set(
+                    HeaderName::TO,
+                    response.headers.get(&HeaderName::TO).unwrap_or(""),
+                );
                 self.a.send_stateless(bob(), Message::Request(ack));
             }
         }
@@ -136,15 +160,25 @@ impl Pair {
 
     fn bob_tu(&mut self, e: TxnEvent) {
         match &e {
-            TxnEvent::Request { key: Some(key), request, source } => {
+            TxnEvent::Request {
+                key: Some(key),
+                request,
+                source,
+            } => {
                 let resp = match request.method {
                     Method::Invite => {
-                        self.b.send_response(self.now, key, reply(request, 180, Some("b1"))).expect("180");
+                        self.b
+                            .send_response(self.now, key, reply(request, 180, Some("b1")))
+                            .expect("180");
                         match self.answer {
                             Answer::Busy => reply(request, 486, Some("b1")),
                             Answer::Ok => {
                                 let r = reply(request, 200, Some("b1"));
-                                self.b_pending_2xx = Some((Message::Response(r.clone()), self.now + Duration::from_millis(500), Duration::from_millis(500)));
+                                self.b_pending_2xx = Some((
+                                    Message::Response(r.clone()),
+                                    self.now + Duration::from_millis(500),
+                                    Duration::from_millis(500),
+                                ));
                                 let _ = source;
                                 r
                             }
@@ -154,7 +188,9 @@ impl Pair {
                 };
                 self.b.send_response(self.now, key, resp).expect("final");
             }
-            TxnEvent::Request { key: None, request, .. } if request.method == Method::Ack => {
+            TxnEvent::Request {
+                key: None, request, ..
+            } if request.method == Method::Ack => {
                 self.b_pending_2xx = None;
             }
             _ => {}
@@ -182,11 +218,17 @@ impl Pair {
             }
             assert!(next >= self.now, "time went backwards");
             self.now = next;
-            let (due, rest): (Vec<Packet>, Vec<Packet>) = std::mem::take(&mut self.net).into_iter().partition(|p| p.at <= next);
+            let (due, rest): (Vec<Packet>, Vec<Packet>) = std::mem::take(&mut self.net)
+                .into_iter()
+                .partition(|p| p.at <= next);
             self.net = rest;
             for p in due {
                 let msg = Message::parse(&p.bytes).expect("own messages parse");
-                let layer = if p.to == alice() { &mut self.a } else { &mut self.b };
+                let layer = if p.to == alice() {
+                    &mut self.a
+                } else {
+                    &mut self.b
+                };
                 layer.handle_message(next, msg, p.from, false);
                 self.settle();
             }
@@ -204,10 +246,13 @@ impl Pair {
     }
 
     fn a_responses(&self) -> Vec<u16> {
-        self.a_events.iter().filter_map(|(_, e)| match e {
-            TxnEvent::Response { response, .. } => Some(response.code),
-            _ => None,
-        }).collect()
+        self.a_events
+            .iter()
+            .filter_map(|(_, e)| match e {
+                TxnEvent::Response { response, .. } => Some(response.code),
+                _ => None,
+            })
+            .collect()
     }
 }
 
@@ -220,19 +265,39 @@ fn busy_call_completes_despite_lost_invite_and_lost_486() {
     let mut p = Pair::new(Method::Invite, Answer::Busy);
     p.a.send_request(p.t0, invite(), bob(), false);
     p.run(200.0);
-    assert_eq!(p.dropped, vec!["INVITE".to_string(), "486 INVITE".to_string()]);
+    assert_eq!(
+        p.dropped,
+        vec!["INVITE".to_string(), "486 INVITE".to_string()]
+    );
     // Alice: 100 and 180 (the 100 of the retransmitted INVITE may come twice? no: once), 486 once.
     let codes = p.a_responses();
     assert_eq!(codes.iter().filter(|c| **c == 486).count(), 1, "{codes:?}");
     assert!(codes.contains(&180));
-    assert!(!p.a_events.iter().any(|(_, e)| matches!(e, TxnEvent::Timeout { .. })));
+    assert!(!p
+        .a_events
+        .iter()
+        .any(|(_, e)| matches!(e, TxnEvent::Timeout { .. })));
     // Bob saw the INVITE once, never the ACK (absorbed in Completed -> Confirmed).
-    let reqs: Vec<_> = p.b_events.iter().filter(|(_, e)| matches!(e, TxnEvent::Request { .. })).collect();
+    let reqs: Vec<_> = p
+        .b_events
+        .iter()
+        .filter(|(_, e)| matches!(e, TxnEvent::Request { .. }))
+        .collect();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     // The INVITE went at 0 and 0.5 s; the 486 was resent by timer G at 0.5 s after it.
-    let invites: Vec<f64> = p.sent.iter().filter(|s| s.2 == "INVITE").map(|s| s.0).collect();
+    let invites: Vec<f64> = p
+        .sent
+        .iter()
+        .filter(|s| s.2 == "INVITE")
+        .map(|s| s.0)
+        .collect();
     assert_eq!(invites, vec![0.0, 0.5]);
-    let busies: Vec<f64> = p.sent.iter().filter(|s| s.2 == "486 INVITE").map(|s| s.0).collect();
+    let busies: Vec<f64> = p
+        .sent
+        .iter()
+        .filter(|s| s.2 == "486 INVITE")
+        .map(|s| s.0)
+        .collect();
     assert_eq!(busies, vec![0.51, 1.01]);
     assert_eq!(p.sent.iter().filter(|s| s.2 == "ACK").count(), 1);
     // Everything ends: Bob by timer I (T4 after the ACK), Alice by timer D.
@@ -244,7 +309,10 @@ fn answered_call_completes_despite_lost_invite_and_lost_200() {
     let mut p = Pair::new(Method::Invite, Answer::Ok);
     p.a.send_request(p.t0, invite(), bob(), false);
     p.run(200.0);
-    assert_eq!(p.dropped, vec!["INVITE".to_string(), "200 INVITE".to_string()]);
+    assert_eq!(
+        p.dropped,
+        vec!["INVITE".to_string(), "200 INVITE".to_string()]
+    );
     let codes = p.a_responses();
     assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
     assert!(p.b_pending_2xx.is_none(), "Bob got the ACK");
@@ -255,15 +323,35 @@ fn answered_call_completes_despite_lost_invite_and_lost_200() {
 #[test]
 fn options_completes_despite_lost_request_and_lost_200() {
     let mut p = Pair::new(Method::Options, Answer::Ok);
-    let key = p.a.send_request(p.t0, request(Method::Options, "z9hG4bKpair2", 1), bob(), false);
+    let key = p.a.send_request(
+        p.t0,
+        request(Method::Options, "z9hG4bKpair2", 1),
+        bob(),
+        false,
+    );
     p.run(200.0);
-    assert_eq!(p.dropped, vec!["OPTIONS".to_string(), "200 OPTIONS".to_string()]);
+    assert_eq!(
+        p.dropped,
+        vec!["OPTIONS".to_string(), "200 OPTIONS".to_string()]
+    );
     // Request at 0 (lost), 0.5 (answered, answer lost), 1.5 (answered again from Completed).
-    let sent: Vec<f64> = p.sent.iter().filter(|s| s.2 == "OPTIONS").map(|s| s.0).collect();
+    let sent: Vec<f64> = p
+        .sent
+        .iter()
+        .filter(|s| s.2 == "OPTIONS")
+        .map(|s| s.0)
+        .collect();
     assert_eq!(sent, vec![0.0, 0.5, 1.5]);
     assert_eq!(p.a_responses(), vec![200]);
-    let b_reqs = p.b_events.iter().filter(|(_, e)| matches!(e, TxnEvent::Request { .. })).count();
+    let b_reqs = p
+        .b_events
+        .iter()
+        .filter(|(_, e)| matches!(e, TxnEvent::Request { .. }))
+        .count();
     assert_eq!(b_reqs, 1);
-    assert!(p.a_events.iter().any(|(_, e)| matches!(e, TxnEvent::Terminated { key: k } if *k == key)));
+    assert!(p
+        .a_events
+        .iter()
+        .any(|(_, e)| matches!(e, TxnEvent::Terminated { key: k } if *k == key)));
     assert!(p.a.is_empty() && p.b.is_empty());
 }

@@ -12,7 +12,12 @@ use termphone::sip::txn::{TimerConfig, TxnError, TxnEvent, TxnKey, TxnLayer, Txn
 use util::*;
 
 /// Deliver `req` from Alice at `now`; returns the key of the new transaction if one was made.
-fn incoming(layer: &mut TxnLayer, now: Instant, req: &Request, reliable: bool) -> (Vec<termphone::sip::txn::Transmit>, Vec<TxnEvent>) {
+fn incoming(
+    layer: &mut TxnLayer,
+    now: Instant,
+    req: &Request,
+    reliable: bool,
+) -> (Vec<termphone::sip::txn::Transmit>, Vec<TxnEvent>) {
     layer.handle_message(now, Message::Request(req.clone()), alice(), reliable);
     drain(layer)
 }
@@ -24,7 +29,11 @@ fn new_invite(layer: &mut TxnLayer, t0: Instant, reliable: bool) -> TxnKey {
     assert!(is_response(&tx[0].message, 100));
     assert_eq!(tx[0].dest, alice());
     match &ev[..] {
-        [TxnEvent::Request { key: Some(key), request, source }] => {
+        [TxnEvent::Request {
+            key: Some(key),
+            request,
+            source,
+        }] => {
             assert_eq!(request.method, Method::Invite);
             assert_eq!(*source, alice());
             key.clone()
@@ -111,7 +120,10 @@ fn invite_2xx_goes_to_accepted_and_ack_reaches_the_tu() {
     // Non-2xx after 2xx is refused.
     assert_eq!(
         layer.send_response(at(t0, 1.6), &key, reply(&invite, 486, Some("b1"))),
-        Err(TxnError::InvalidState { state: TxnState::Accepted, code: 486 })
+        Err(TxnError::InvalidState {
+            state: TxnState::Accepted,
+            code: 486
+        })
     );
 
     // Retransmitted INVITE in Accepted: absorbed, nothing sent (the TU retransmits the 2xx).
@@ -125,19 +137,26 @@ fn invite_2xx_goes_to_accepted_and_ack_reaches_the_tu() {
     ack.headers.set(HeaderName::TO, to.to_string());
     let (tx, ev) = incoming(&mut layer, at(t0, 2.0), &ack, false);
     assert!(tx.is_empty());
-    assert!(matches!(&ev[..], [TxnEvent::Request { key: None, request, source }]
-        if request.method == Method::Ack && *source == alice()));
+    assert!(
+        matches!(&ev[..], [TxnEvent::Request { key: None, request, source }]
+        if request.method == Method::Ack && *source == alice())
+    );
 
     // ACK that reuses the INVITE's branch: matches the Accepted transaction, also to the TU.
     let same_branch_ack = request(Method::Ack, "z9hG4bKs1", 1);
     let (tx, ev) = incoming(&mut layer, at(t0, 2.1), &same_branch_ack, false);
     assert!(tx.is_empty());
-    assert!(matches!(&ev[..], [TxnEvent::Request { key: None, request, .. }] if request.method == Method::Ack));
+    assert!(
+        matches!(&ev[..], [TxnEvent::Request { key: None, request, .. }] if request.method == Method::Ack)
+    );
 
     // Timer L: 64·T1 after the 2xx.
     let mut log = Log::default();
     run_timers(&mut layer, t0, at(t0, 100.0), &mut log);
-    assert_eq!(log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })), vec![33.0]);
+    assert_eq!(
+        log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })),
+        vec![33.0]
+    );
     assert!(log.transmits.is_empty());
     assert!(layer.is_empty());
 }
@@ -155,7 +174,10 @@ fn non_2xx_is_retransmitted_by_timer_g_until_the_ack() {
     drain_into(&mut layer, t0, t0, &mut log);
     assert_eq!(layer.server_state(&key), Some(TxnState::Completed));
     run_timers(&mut layer, t0, at(t0, 10.0), &mut log);
-    assert_eq!(log.tx_times(|m| is_response(m, 486)), vec![0.0, 0.5, 1.5, 3.5, 7.5]);
+    assert_eq!(
+        log.tx_times(|m| is_response(m, 486)),
+        vec![0.0, 0.5, 1.5, 3.5, 7.5]
+    );
 
     // The ACK for the 486 carries the INVITE's branch: Completed -> Confirmed, not for the TU.
     let mut ack = request(Method::Ack, "z9hG4bKs1", 1);
@@ -175,7 +197,10 @@ fn non_2xx_is_retransmitted_by_timer_g_until_the_ack() {
     let mut log = Log::default();
     run_timers(&mut layer, t0, at(t0, 100.0), &mut log);
     assert!(log.transmits.is_empty());
-    assert_eq!(log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })), vec![15.0]);
+    assert_eq!(
+        log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })),
+        vec![15.0]
+    );
     assert!(layer.is_empty());
 }
 
@@ -195,7 +220,10 @@ fn timer_h_gives_up_waiting_for_the_ack() {
         log.tx_times(|m| is_response(m, 603)),
         vec![0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
     );
-    assert_eq!(log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })), vec![32.0]);
+    assert_eq!(
+        log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })),
+        vec![32.0]
+    );
     assert!(layer.is_empty());
 }
 
@@ -232,12 +260,16 @@ fn non_invite_retransmissions_get_the_last_response() {
     // Retransmission in Trying: absorbed.
     let (tx, ev) = incoming(&mut layer, at(t0, 0.5), &opts, false);
     assert!(tx.is_empty() && ev.is_empty());
-    layer.send_response(at(t0, 0.6), &key, reply(&opts, 100, None)).expect("100");
+    layer
+        .send_response(at(t0, 0.6), &key, reply(&opts, 100, None))
+        .expect("100");
     drain(&mut layer);
     assert_eq!(layer.server_state(&key), Some(TxnState::Proceeding));
     let (tx, _) = incoming(&mut layer, at(t0, 1.0), &opts, false);
     assert!(is_response(&tx[0].message, 100));
-    layer.send_response(at(t0, 1.0), &key, reply(&opts, 200, Some("b1"))).expect("200");
+    layer
+        .send_response(at(t0, 1.0), &key, reply(&opts, 200, Some("b1")))
+        .expect("200");
     let (tx, _) = drain(&mut layer);
     assert!(is_response(&tx[0].message, 200));
     assert_eq!(tx[0].dest, alice());
@@ -253,7 +285,10 @@ fn non_invite_retransmissions_get_the_last_response() {
     // Timer J = 64·T1.
     let mut log = Log::default();
     run_timers(&mut layer, t0, at(t0, 100.0), &mut log);
-    assert_eq!(log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })), vec![33.0]);
+    assert_eq!(
+        log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })),
+        vec![33.0]
+    );
     // After it, a retransmission is a new request again.
     let (_, ev) = incoming(&mut layer, at(t0, 40.0), &opts, false);
     assert!(matches!(&ev[..], [TxnEvent::Request { key: Some(_), .. }]));
@@ -265,8 +300,12 @@ fn non_invite_over_reliable_transport_ends_at_the_final_response() {
     let mut layer = TxnLayer::new(TimerConfig::default());
     let opts = request(Method::Options, "z9hG4bKo1", 5);
     let (_, ev) = incoming(&mut layer, t0, &opts, true);
-    let Some(TxnEvent::Request { key: Some(key), .. }) = ev.first() else { panic!() };
-    layer.send_response(t0, key, reply(&opts, 200, Some("b1"))).expect("200");
+    let Some(TxnEvent::Request { key: Some(key), .. }) = ev.first() else {
+        panic!()
+    };
+    layer
+        .send_response(t0, key, reply(&opts, 200, Some("b1")))
+        .expect("200");
     let (tx, ev) = drain(&mut layer);
     assert_eq!(tx.len(), 1);
     assert!(matches!(&ev[..], [TxnEvent::Terminated { .. }]));
@@ -283,14 +322,25 @@ fn cancel_is_its_own_transaction_and_points_at_the_invite() {
     let (tx, ev) = incoming(&mut layer, at(t0, 1.0), &cancel, false);
     assert!(tx.is_empty());
     let ck = match &ev[..] {
-        [TxnEvent::Request { key: Some(k), request, .. }] if request.method == Method::Cancel => k.clone(),
+        [TxnEvent::Request {
+            key: Some(k),
+            request,
+            ..
+        }] if request.method == Method::Cancel => k.clone(),
         other => panic!("{other:?}"),
     };
     assert_eq!(ck.method, Method::Cancel);
     assert_eq!(ck.cancel_target(), ik);
-    assert_eq!(layer.server_state(&ck.cancel_target()), Some(TxnState::Proceeding));
-    layer.send_response(at(t0, 1.0), &ck, reply(&cancel, 200, Some("b1"))).expect("200 CANCEL");
-    layer.send_response(at(t0, 1.0), &ik, reply(&invite, 487, Some("b1"))).expect("487");
+    assert_eq!(
+        layer.server_state(&ck.cancel_target()),
+        Some(TxnState::Proceeding)
+    );
+    layer
+        .send_response(at(t0, 1.0), &ck, reply(&cancel, 200, Some("b1")))
+        .expect("200 CANCEL");
+    layer
+        .send_response(at(t0, 1.0), &ik, reply(&invite, 487, Some("b1")))
+        .expect("487");
     let (tx, _) = drain(&mut layer);
     assert_eq!(tx.len(), 2);
     let ack = request(Method::Ack, "z9hG4bKs1", 1);
@@ -314,7 +364,12 @@ fn stray_ack_goes_to_the_tu() {
 fn malformed_requests_get_a_stateless_400_or_are_dropped() {
     let t0 = Instant::now();
     let mut layer = TxnLayer::new(TimerConfig::default());
-    for missing in [HeaderName::CALL_ID, HeaderName::FROM, HeaderName::TO, HeaderName::CSEQ] {
+    for missing in [
+        HeaderName::CALL_ID,
+        HeaderName::FROM,
+        HeaderName::TO,
+        HeaderName::CSEQ,
+    ] {
         let mut req = request(Method::Invite, "z9hG4bKm", 1);
         req.headers.remove(&missing);
         let (tx, ev) = incoming(&mut layer, t0, &req, false);
@@ -357,13 +412,19 @@ fn rfc2543_requests_without_branch_still_match() {
     let t0 = Instant::now();
     let mut layer = TxnLayer::new(TimerConfig::default());
     let mut invite = request(Method::Invite, "x", 1);
-    invite.headers.set(HeaderName::VIA, "SIP/2.0/UDP 10.0.0.1:5060");
+    invite
+        .headers
+        .set(HeaderName::VIA, "SIP/2.0/UDP 10.0.0.1:5060");
     let (_, ev) = incoming(&mut layer, t0, &invite, false);
-    let Some(TxnEvent::Request { key: Some(key), .. }) = ev.first() else { panic!("{ev:?}") };
+    let Some(TxnEvent::Request { key: Some(key), .. }) = ev.first() else {
+        panic!("{ev:?}")
+    };
     let (tx, ev) = incoming(&mut layer, at(t0, 0.5), &invite, false);
     assert!(ev.is_empty(), "retransmission absorbed");
     assert!(is_response(&tx[0].message, 100));
-    layer.send_response(at(t0, 1.0), key, reply(&invite, 404, Some("b1"))).expect("404");
+    layer
+        .send_response(at(t0, 1.0), key, reply(&invite, 404, Some("b1")))
+        .expect("404");
     drain(&mut layer);
     let mut ack = invite.clone();
     ack.method = Method::Ack;
@@ -377,7 +438,11 @@ fn rfc2543_requests_without_branch_still_match() {
 fn send_response_to_unknown_key_fails() {
     let t0 = Instant::now();
     let mut layer = TxnLayer::new(TimerConfig::default());
-    let key = TxnKey { branch: "z9hG4bKq".into(), sent_by: "h".into(), method: Method::Bye };
+    let key = TxnKey {
+        branch: "z9hG4bKq".into(),
+        sent_by: "h".into(),
+        method: Method::Bye,
+    };
     let req = request(Method::Bye, "z9hG4bKq", 1);
     assert_eq!(
         layer.send_response(t0, &key, reply(&req, 200, None)),

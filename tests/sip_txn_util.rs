@@ -33,7 +33,8 @@ pub fn request(method: Method, branch: &str, cseq: u32) -> Request {
     r.headers.push(HeaderName::TO, "<sip:bob@example.com>");
     r.headers.push(HeaderName::CALL_ID, "call-1@10.0.0.1");
     r.headers.push(HeaderName::CSEQ, format!("{cseq} {method}"));
-    r.headers.push(HeaderName::CONTACT, "<sip:alice@10.0.0.1:5060>");
+    r.headers
+        .push(HeaderName::CONTACT, "<sip:alice@10.0.0.1:5060>");
     r
 }
 

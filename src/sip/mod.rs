@@ -1,3 +1,4 @@
 //! SIP, sans-IO.
 
 pub mod msg;
+pub mod txn;

@@ -122,9 +122,8 @@ impl ClientNonInviteTxn {
                             e.interval.saturating_mul(2).min(t2)
                         };
                         e.at = now + e.interval;
-                        self.out.push_back(TxnOutput::Transmit(Message::Request(
-                            self.request.clone(),
-                        )));
+                        self.out
+                            .push_back(TxnOutput::Transmit(Message::Request(self.request.clone())));
                     }
                 }
                 Timer::F => {

@@ -106,18 +106,14 @@ impl ClientInviteTxn {
                     }
                 }
             }
-            TxnState::Completed => {
-                if code >= 300 {
-                    if let Some(ack) = &self.ack {
-                        self.out
-                            .push_back(TxnOutput::Transmit(Message::Request(ack.clone())));
-                    }
+            TxnState::Completed if code >= 300 => {
+                if let Some(ack) = &self.ack {
+                    self.out
+                        .push_back(TxnOutput::Transmit(Message::Request(ack.clone())));
                 }
             }
-            TxnState::Accepted => {
-                if (200..300).contains(&code) {
-                    self.out.push_back(TxnOutput::Response(response));
-                }
+            TxnState::Accepted if (200..300).contains(&code) => {
+                self.out.push_back(TxnOutput::Response(response));
             }
             _ => {}
         }
@@ -143,9 +139,8 @@ impl ClientInviteTxn {
                     if let Some(a) = self.timer_a.as_mut() {
                         a.interval = a.interval.saturating_mul(2);
                         a.at = now + a.interval;
-                        self.out.push_back(TxnOutput::Transmit(Message::Request(
-                            self.request.clone(),
-                        )));
+                        self.out
+                            .push_back(TxnOutput::Transmit(Message::Request(self.request.clone())));
                     }
                 }
                 Timer::B => {

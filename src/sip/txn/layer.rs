@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use core::net::SocketAddr;
 
-use crate::sip::msg::{HeaderName, Message, Method, Request, Response};
+use core::net::IpAddr;
+
+use crate::sip::msg::{HeaderName, Headers, Host, Message, Method, Request, Response};
 
 use super::response::stateless_400;
 use super::{
@@ -15,8 +17,8 @@ use super::{
 
 #[derive(Debug)]
 enum ClientMachine {
-    Invite(ClientInviteTxn),
-    NonInvite(ClientNonInviteTxn),
+    Invite(Box<ClientInviteTxn>),
+    NonInvite(Box<ClientNonInviteTxn>),
 }
 
 impl ClientMachine {
@@ -66,8 +68,8 @@ impl ClientMachine {
 
 #[derive(Debug)]
 enum ServerMachine {
-    Invite(ServerInviteTxn),
-    NonInvite(ServerNonInviteTxn),
+    Invite(Box<ServerInviteTxn>),
+    NonInvite(Box<ServerNonInviteTxn>),
 }
 
 impl ServerMachine {
@@ -205,7 +207,8 @@ impl TxnLayer {
                 sent_by: String::new(),
                 method: req.method.clone(),
             };
-            self.events.push_back(TxnEvent::Timeout { key: key.clone() });
+            self.events
+                .push_back(TxnEvent::Timeout { key: key.clone() });
             self.events
                 .push_back(TxnEvent::Terminated { key: key.clone() });
             return key;
@@ -222,9 +225,11 @@ impl TxnLayer {
             return key;
         }
         let machine = if matches!(req.method, Method::Invite) {
-            ClientMachine::Invite(ClientInviteTxn::new(now, req, reliable, self.cfg))
+            ClientMachine::Invite(Box::new(ClientInviteTxn::new(now, req, reliable, self.cfg)))
         } else {
-            ClientMachine::NonInvite(ClientNonInviteTxn::new(now, req, reliable, self.cfg))
+            ClientMachine::NonInvite(Box::new(ClientNonInviteTxn::new(
+                now, req, reliable, self.cfg,
+            )))
         };
         self.clients
             .insert(key.clone(), ClientEntry { machine, dest });
@@ -316,8 +321,14 @@ impl TxnLayer {
 
     /// The earliest instant at which [`handle_timeout`](Self::handle_timeout) has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let c = self.clients.values().filter_map(|e| e.machine.poll_timeout());
-        let s = self.servers.values().filter_map(|e| e.machine.poll_timeout());
+        let c = self
+            .clients
+            .values()
+            .filter_map(|e| e.machine.poll_timeout());
+        let s = self
+            .servers
+            .values()
+            .filter_map(|e| e.machine.poll_timeout());
         c.chain(s).min()
     }
 
@@ -394,7 +405,13 @@ impl TxnLayer {
         }
     }
 
-    fn handle_request(&mut self, now: Instant, mut req: Request, source: SocketAddr, reliable: bool) {
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        mut req: Request,
+        source: SocketAddr,
+        reliable: bool,
+    ) {
         if let Err(reason) = check_request(&req) {
             // Never answer an ACK (§17); otherwise answer 400 if we know where (a Via).
             if !matches!(req.method, Method::Ack) && req.headers.top_via().is_ok() {
@@ -438,9 +455,11 @@ impl TxnLayer {
             return;
         }
         let machine = if matches!(req.method, Method::Invite) {
-            ServerMachine::Invite(ServerInviteTxn::new(now, req, reliable, self.cfg))
+            ServerMachine::Invite(Box::new(ServerInviteTxn::new(now, req, reliable, self.cfg)))
         } else {
-            ServerMachine::NonInvite(ServerNonInviteTxn::new(now, req, reliable, self.cfg))
+            ServerMachine::NonInvite(Box::new(ServerNonInviteTxn::new(
+                now, req, reliable, self.cfg,
+            )))
         };
         self.servers
             .insert(key.clone(), ServerEntry { machine, source });
@@ -529,10 +548,15 @@ fn check_request(req: &Request) -> Result<(), String> {
     Ok(())
 }
 
-/// §18.2.1 / RFC 3581 §4: add `received` when the top Via's host is not the source IP, and
-/// fill in `rport` when the Via asked for it.
+/// §18.2.1 / RFC 3581 §4: add `received` when the top Via's host is not the source IP (or
+/// when `rport` is asked for), and fill in `rport`. Only the first Via line is rewritten.
 fn stamp_received(req: &mut Request, source: SocketAddr) {
-    let Ok(mut vias) = req.headers.vias() else {
+    let Some(first_line) = req.headers.get(&HeaderName::VIA) else {
+        return;
+    };
+    let mut line_headers = Headers::new();
+    line_headers.push(HeaderName::VIA, first_line);
+    let Ok(mut vias) = line_headers.vias() else {
         return;
     };
     let Some(top) = vias.first_mut() else {
@@ -540,24 +564,32 @@ fn stamp_received(req: &mut Request, source: SocketAddr) {
     };
     let ip = source.ip();
     let host_is_source = match &top.host {
-        crate::sip::msg::Host::V4(a) => core::net::IpAddr::V4(*a) == ip,
-        crate::sip::msg::Host::V6(a) => core::net::IpAddr::V6(*a) == ip,
-        crate::sip::msg::Host::Domain(_) => false,
+        Host::V4(a) => IpAddr::V4(*a) == ip,
+        Host::V6(a) => IpAddr::V6(*a) == ip,
+        Host::Domain(_) => false,
     };
     let wants_rport = top.rport().is_some();
     if host_is_source && !wants_rport {
         return;
     }
-    if !host_is_source || wants_rport {
-        top.params.set("received", Some(&ip.to_string()));
-    }
+    top.params.set("received", Some(&ip.to_string()));
     if wants_rport {
         top.params.set("rport", Some(&source.port().to_string()));
     }
-    let joined = vias
+    let new_line = vias
         .iter()
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
         .join(", ");
-    req.headers.set(HeaderName::VIA, joined);
+    let mut rebuilt = Headers::new();
+    let mut replaced = false;
+    for (name, value) in req.headers.iter() {
+        if !replaced && *name == HeaderName::VIA {
+            rebuilt.push(name.clone(), new_line.as_str());
+            replaced = true;
+        } else {
+            rebuilt.push(name.clone(), value);
+        }
+    }
+    req.headers = rebuilt;
 }

@@ -38,7 +38,13 @@ pub(crate) fn response_from_headers(headers: &Headers, code: u16, reason: &str) 
 pub(crate) fn stateless_400(headers: &Headers, reason: &str) -> Response {
     let reason: String = reason
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
         .take(100)
         .collect();
     let reason = if reason.trim().is_empty() {
