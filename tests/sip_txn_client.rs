@@ -437,3 +437,41 @@ fn late_or_spurious_timeouts_are_harmless() {
     assert!(matches!(&ev[0], TxnEvent::Timeout { .. }));
     assert!(layer.is_empty());
 }
+
+#[test]
+fn degenerate_timer_values_neither_hang_nor_panic() {
+    use std::time::Duration;
+    for cfg in [
+        TimerConfig {
+            t1: Duration::ZERO,
+            t2: Duration::ZERO,
+            t4: Duration::ZERO,
+        },
+        TimerConfig {
+            t1: Duration::MAX,
+            t2: Duration::MAX,
+            t4: Duration::MAX,
+        },
+    ] {
+        let t0 = Instant::now();
+        let mut layer = TxnLayer::new(cfg);
+        layer.send_request(t0, request(Method::Invite, "z9hG4bKz", 1), bob(), false);
+        layer.send_request(t0, request(Method::Options, "z9hG4bKz", 1), bob(), false);
+        let inv = request(Method::Invite, "z9hG4bKs", 1);
+        layer.handle_message(t0, Message::Request(inv.clone()), alice(), false);
+        let (_, ev) = drain(&mut layer);
+        let key = ev
+            .iter()
+            .find_map(|e| match e {
+                TxnEvent::Request { key: Some(k), .. } => Some(k.clone()),
+                _ => None,
+            })
+            .expect("server txn");
+        layer
+            .send_response(t0, &key, reply(&inv, 500, Some("x")))
+            .expect("500");
+        let mut log = Log::default();
+        run_timers(&mut layer, t0, at(t0, 1000.0), &mut log);
+        assert!(log.transmits.len() < 100_000);
+    }
+}

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::sip::msg::{Message, Request, Response};
 
-use super::{earliest, RetransmitTimer, TimerConfig, TxnOutput, TxnState};
+use super::{after, earliest, RetransmitTimer, TimerConfig, TxnOutput, TxnState};
 
 /// Client non-INVITE transaction: retransmits the request (timer E, capped at T2), gives up
 /// after timer F, and absorbs retransmitted final responses in Completed (timer K).
@@ -41,17 +41,19 @@ impl ClientNonInviteTxn {
     pub fn new(now: Instant, request: Request, reliable: bool, cfg: TimerConfig) -> Self {
         let mut out = VecDeque::new();
         out.push_back(TxnOutput::Transmit(Message::Request(request.clone())));
-        let timer_e = (!reliable).then(|| RetransmitTimer {
-            at: now + cfg.t1,
-            interval: cfg.t1,
-        });
+        let cfg = cfg.sanitized();
+        let timer_e = if reliable {
+            None
+        } else {
+            RetransmitTimer::start(now, cfg.t1)
+        };
         ClientNonInviteTxn {
             state: TxnState::Trying,
             cfg,
             reliable,
             request,
             timer_e,
-            timer_f: Some(now + cfg.t1x64()),
+            timer_f: after(now, cfg.t1x64()),
             timer_k: None,
             out,
         }
@@ -87,7 +89,7 @@ impl ClientNonInviteTxn {
                     if k.is_zero() {
                         self.terminate();
                     } else {
-                        self.timer_k = Some(now + k);
+                        self.timer_k = after(now, k);
                     }
                 }
             }
@@ -115,13 +117,13 @@ impl ClientNonInviteTxn {
                 Timer::E => {
                     let t2 = self.cfg.t2;
                     let proceeding = self.state == TxnState::Proceeding;
-                    if let Some(e) = self.timer_e.as_mut() {
-                        e.interval = if proceeding {
+                    if let Some(e) = self.timer_e {
+                        let interval = if proceeding {
                             t2
                         } else {
                             e.interval.saturating_mul(2).min(t2)
                         };
-                        e.at = now + e.interval;
+                        self.timer_e = RetransmitTimer::start(now, interval);
                         self.out
                             .push_back(TxnOutput::Transmit(Message::Request(self.request.clone())));
                     }

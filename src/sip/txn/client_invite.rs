@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use crate::sip::msg::{HeaderName, Message, Method, Request, Response};
 
-use super::{earliest, RetransmitTimer, TimerConfig, TxnOutput, TxnState};
+use super::{after, earliest, RetransmitTimer, TimerConfig, TxnOutput, TxnState};
 
 /// Client INVITE transaction: retransmits the INVITE (timer A), gives up after timer B,
 /// ACKs non-2xx final responses itself and absorbs their retransmissions (timer D);
@@ -46,10 +46,12 @@ impl ClientInviteTxn {
     pub fn new(now: Instant, request: Request, reliable: bool, cfg: TimerConfig) -> Self {
         let mut out = VecDeque::new();
         out.push_back(TxnOutput::Transmit(Message::Request(request.clone())));
-        let timer_a = (!reliable).then(|| RetransmitTimer {
-            at: now + cfg.t1,
-            interval: cfg.t1,
-        });
+        let cfg = cfg.sanitized();
+        let timer_a = if reliable {
+            None
+        } else {
+            RetransmitTimer::start(now, cfg.t1)
+        };
         ClientInviteTxn {
             state: TxnState::Calling,
             cfg,
@@ -57,7 +59,7 @@ impl ClientInviteTxn {
             request,
             ack: None,
             timer_a,
-            timer_b: Some(now + cfg.t1x64()),
+            timer_b: after(now, cfg.t1x64()),
             timer_d: None,
             timer_m: None,
             out,
@@ -89,7 +91,7 @@ impl ClientInviteTxn {
                     self.out.push_back(TxnOutput::Response(response));
                 } else if code < 300 {
                     self.state = TxnState::Accepted;
-                    self.timer_m = Some(now + self.cfg.t1x64());
+                    self.timer_m = after(now, self.cfg.t1x64());
                     self.out.push_back(TxnOutput::Response(response));
                 } else {
                     self.state = TxnState::Completed;
@@ -102,7 +104,7 @@ impl ClientInviteTxn {
                     if d.is_zero() {
                         self.terminate();
                     } else {
-                        self.timer_d = Some(now + d);
+                        self.timer_d = after(now, d);
                     }
                 }
             }
@@ -136,9 +138,8 @@ impl ClientInviteTxn {
         while let Some(timer) = self.due(now) {
             match timer {
                 Timer::A => {
-                    if let Some(a) = self.timer_a.as_mut() {
-                        a.interval = a.interval.saturating_mul(2);
-                        a.at = now + a.interval;
+                    if let Some(a) = self.timer_a {
+                        self.timer_a = RetransmitTimer::start(now, a.interval.saturating_mul(2));
                         self.out
                             .push_back(TxnOutput::Transmit(Message::Request(self.request.clone())));
                     }

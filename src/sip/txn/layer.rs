@@ -172,7 +172,7 @@ impl TxnLayer {
     /// An empty layer with these timer values.
     pub fn new(cfg: TimerConfig) -> TxnLayer {
         TxnLayer {
-            cfg,
+            cfg: cfg.sanitized(),
             clients: HashMap::new(),
             servers: HashMap::new(),
             transmits: VecDeque::new(),

@@ -56,6 +56,17 @@ impl Default for TimerConfig {
 }
 
 impl TimerConfig {
+    /// The values the machines actually use: T1 at least 1 ms (a zero T1 would retransmit
+    /// forever at one instant) and T2 at least T1.
+    pub fn sanitized(self) -> TimerConfig {
+        let t1 = self.t1.max(Duration::from_millis(1));
+        TimerConfig {
+            t1,
+            t2: self.t2.max(t1),
+            t4: self.t4,
+        }
+    }
+
     /// 64·T1: timers B, F, H, J, L and M.
     pub fn t1x64(&self) -> Duration {
         self.t1.saturating_mul(64)
@@ -257,6 +268,21 @@ pub fn new_branch<R: rand::Rng + ?Sized>(rng: &mut R) -> String {
 pub(crate) struct RetransmitTimer {
     pub(crate) at: std::time::Instant,
     pub(crate) interval: Duration,
+}
+
+impl RetransmitTimer {
+    /// Armed `interval` after `now`; None if that instant is not representable.
+    pub(crate) fn start(now: std::time::Instant, interval: Duration) -> Option<RetransmitTimer> {
+        Some(RetransmitTimer {
+            at: after(now, interval)?,
+            interval,
+        })
+    }
+}
+
+/// `now + d`, or None ("never") when that overflows `Instant`.
+pub(crate) fn after(now: std::time::Instant, d: Duration) -> Option<std::time::Instant> {
+    now.checked_add(d)
 }
 
 /// Earliest of several optional deadlines.

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::sip::msg::{Message, Request, Response};
 
-use super::{TimerConfig, TxnError, TxnOutput, TxnState};
+use super::{after, TimerConfig, TxnError, TxnOutput, TxnState};
 
 /// Server non-INVITE transaction: answers retransmitted requests with the last response
 /// and stays in Completed for timer J to absorb them.
@@ -34,7 +34,7 @@ impl ServerNonInviteTxn {
         out.push_back(TxnOutput::Request(request));
         ServerNonInviteTxn {
             state: TxnState::Trying,
-            cfg,
+            cfg: cfg.sanitized(),
             reliable,
             last_response: None,
             timer_j: None,
@@ -80,7 +80,7 @@ impl ServerNonInviteTxn {
             if j.is_zero() {
                 self.terminate();
             } else {
-                self.timer_j = Some(now + j);
+                self.timer_j = after(now, j);
             }
         }
         Ok(())

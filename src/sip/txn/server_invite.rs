@@ -17,7 +17,7 @@ use std::time::Instant;
 use crate::sip::msg::{Message, Method, Request, Response};
 
 use super::response::response_for;
-use super::{earliest, RetransmitTimer, TimerConfig, TxnError, TxnOutput, TxnState};
+use super::{after, earliest, RetransmitTimer, TimerConfig, TxnError, TxnOutput, TxnState};
 
 /// Server INVITE transaction: sends 100 Trying at once, resends the last response to
 /// retransmitted INVITEs, retransmits a non-2xx final response until the ACK (timers G/H),
@@ -55,7 +55,7 @@ impl ServerInviteTxn {
         out.push_back(TxnOutput::Transmit(Message::Response(trying.clone())));
         ServerInviteTxn {
             state: TxnState::Proceeding,
-            cfg,
+            cfg: cfg.sanitized(),
             reliable,
             last_response: Some(trying),
             timer_g: None,
@@ -83,7 +83,7 @@ impl ServerInviteTxn {
                     if i.is_zero() {
                         self.terminate();
                     } else {
-                        self.timer_i = Some(now + i);
+                        self.timer_i = after(now, i);
                     }
                 }
                 TxnState::Accepted => self.out.push_back(TxnOutput::Ack(request)),
@@ -108,17 +108,14 @@ impl ServerInviteTxn {
             (TxnState::Proceeding, 100..=199) => {}
             (TxnState::Proceeding, 200..=299) => {
                 self.state = TxnState::Accepted;
-                self.timer_l = Some(now + self.cfg.t1x64());
+                self.timer_l = after(now, self.cfg.t1x64());
             }
             (TxnState::Proceeding, _) => {
                 self.state = TxnState::Completed;
                 if !self.reliable {
-                    self.timer_g = Some(RetransmitTimer {
-                        at: now + self.cfg.t1,
-                        interval: self.cfg.t1,
-                    });
+                    self.timer_g = RetransmitTimer::start(now, self.cfg.t1);
                 }
-                self.timer_h = Some(now + self.cfg.t1x64());
+                self.timer_h = after(now, self.cfg.t1x64());
             }
             // RFC 6026: further 2xx from the TU (retransmissions, forks) pass through.
             (TxnState::Accepted, 200..=299) => {}
@@ -136,9 +133,9 @@ impl ServerInviteTxn {
             match timer {
                 Timer::G => {
                     let t2 = self.cfg.t2;
-                    if let Some(g) = self.timer_g.as_mut() {
-                        g.interval = g.interval.saturating_mul(2).min(t2);
-                        g.at = now + g.interval;
+                    if let Some(g) = self.timer_g {
+                        self.timer_g =
+                            RetransmitTimer::start(now, g.interval.saturating_mul(2).min(t2));
                         if let Some(last) = &self.last_response {
                             self.out
                                 .push_back(TxnOutput::Transmit(Message::Response(last.clone())));
