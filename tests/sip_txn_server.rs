@@ -449,3 +449,41 @@ fn send_response_to_unknown_key_fails() {
         Err(TxnError::NoTransaction)
     );
 }
+
+#[test]
+fn unparsable_request_gets_a_400_when_its_headers_parsed() {
+    let mut layer = TxnLayer::new(TimerConfig::default());
+    // Content-Length larger than the datagram: a parse error after the headers parsed.
+    let data = b"OPTIONS sip:bob@10.0.0.2 SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKbad\r\n\
+From: <sip:alice@example.com>;tag=a1\r\n\
+To: <sip:bob@example.com>\r\n\
+Call-ID: bad-1\r\n\
+CSeq: 1 OPTIONS\r\n\
+Content-Length: 500\r\n\r\nshort";
+    let err = Message::parse(data).expect_err("must not parse");
+    layer.handle_parse_error(&err, alice());
+    let (tx, ev) = drain(&mut layer);
+    assert!(
+        err.request_headers().is_some(),
+        "msg layer keeps the headers"
+    );
+    {
+        assert_eq!(tx.len(), 1);
+        assert!(is_response(&tx[0].message, 400));
+        assert_eq!(tx[0].dest, alice());
+        let h = tx[0].message.headers();
+        assert_eq!(h.call_id().expect("call-id"), "bad-1");
+        assert!(h.to().expect("to").tag().is_some());
+        // It must survive a print/parse round trip (reason phrase sanitized).
+        Message::parse(&tx[0].message.to_bytes()).expect("400 parses");
+    }
+    assert!(matches!(&ev[..], [TxnEvent::Dropped { .. }]));
+
+    // Garbage: dropped silently (no headers to answer with).
+    let err = Message::parse(b"\x00\x01garbage").expect_err("garbage");
+    layer.handle_parse_error(&err, alice());
+    let (tx, ev) = drain(&mut layer);
+    assert!(tx.is_empty());
+    assert!(matches!(&ev[..], [TxnEvent::Dropped { .. }]));
+}

@@ -7,7 +7,7 @@ use core::net::SocketAddr;
 
 use core::net::IpAddr;
 
-use crate::sip::msg::{HeaderName, Headers, Host, Message, Method, Request, Response};
+use crate::sip::msg::{HeaderName, Headers, Host, Message, Method, ParseError, Request, Response};
 
 use super::response::stateless_400;
 use super::{
@@ -271,6 +271,26 @@ impl TxnLayer {
             Message::Response(resp) => self.handle_response(now, resp, source),
             Message::Request(req) => self.handle_request(now, req, source, reliable),
         }
+    }
+
+    /// A message that did not parse: when it was a request whose headers parsed
+    /// ([`ParseError::request_headers`]) with a readable Via and it is not an ACK, answer a
+    /// stateless 400 with the parse error as reason; always emit [`TxnEvent::Dropped`].
+    pub fn handle_parse_error(&mut self, err: &ParseError, source: SocketAddr) {
+        if let Some(headers) = err.request_headers() {
+            let is_ack = headers
+                .cseq()
+                .map(|c| matches!(c.method, Method::Ack))
+                .unwrap_or(false);
+            if !is_ack && headers.top_via().is_ok() {
+                let resp = stateless_400(headers, err.reason());
+                self.send_stateless(source, Message::Response(resp));
+            }
+        }
+        self.events.push_back(TxnEvent::Dropped {
+            reason: format!("unparsable message: {}", err.reason()),
+            peer: source,
+        });
     }
 
     /// The transport failed to send for the client transaction `key` (e.g. TCP connect
