@@ -221,6 +221,10 @@ fn timer_h_gives_up_waiting_for_the_ack() {
         vec![0.0, 0.5, 1.5, 3.5, 7.5, 11.5, 15.5, 19.5, 23.5, 27.5, 31.5]
     );
     assert_eq!(
+        log.event_times(|e| matches!(e, TxnEvent::Timeout { key: k } if *k == key)),
+        vec![32.0]
+    );
+    assert_eq!(
         log.event_times(|e| matches!(e, TxnEvent::Terminated { .. })),
         vec![32.0]
     );

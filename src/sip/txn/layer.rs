@@ -538,9 +538,12 @@ impl TxnLayer {
                     request,
                     source: msg_source.unwrap_or(entry.source),
                 }),
+                TxnOutput::Timeout => self
+                    .events
+                    .push_back(TxnEvent::Timeout { key: key.clone() }),
                 TxnOutput::Terminated => terminated = true,
-                // Server machines produce neither.
-                TxnOutput::Response(_) | TxnOutput::Timeout => {}
+                // Server machines produce no responses for the TU.
+                TxnOutput::Response(_) => {}
             }
         }
         if terminated {

@@ -159,6 +159,7 @@ pub enum TxnOutput {
     /// Server INVITE in Accepted: an ACK (for the 2xx) that carried the INVITE's branch, for the TU.
     Ack(Request),
     /// Client: timer B/F fired or the transport failed; the TU should act as if a 408 arrived.
+    /// Server INVITE: timer H fired (the ACK for a non-2xx final response never came).
     Timeout,
     /// The machine reached Terminated and may be dropped.
     Terminated,
@@ -202,8 +203,10 @@ pub enum TxnEvent {
         source: core::net::SocketAddr,
     },
     /// Client txn timed out (timer B/F) or transport error: TU should act as if 408.
+    /// Also for a server INVITE txn whose timer H fired (no ACK for its non-2xx final
+    /// response, §17.2.1); `key` is then the server key and there is nothing to retry.
     Timeout {
-        /// The client transaction.
+        /// The client (or server INVITE) transaction.
         key: TxnKey,
     },
     /// A transaction ended (for bookkeeping).

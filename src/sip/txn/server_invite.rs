@@ -6,7 +6,7 @@
 //!     |--TU 2xx: send--> Accepted (L = 64·T1) --L--> Terminated
 //!     +--TU 300-699: send, G = T1, H = 64·T1--> Completed
 //!  Completed --G: resend, G = min(2G, T2); ACK--> Confirmed (I = T4 / 0) --I--> Terminated
-//!            --H--> Terminated (no ACK came)
+//!            --H: Timeout--> Terminated (no ACK came)
 //! ```
 //! Retransmitted INVITEs get the last response again (Proceeding, Completed) or are
 //! absorbed (Confirmed, Accepted).
@@ -142,7 +142,12 @@ impl ServerInviteTxn {
                         }
                     }
                 }
-                Timer::H | Timer::I | Timer::L => self.terminate(),
+                Timer::H => {
+                    // §17.2.1: the ACK never came; the TU is told of the failure.
+                    self.out.push_back(TxnOutput::Timeout);
+                    self.terminate();
+                }
+                Timer::I | Timer::L => self.terminate(),
             }
         }
     }
