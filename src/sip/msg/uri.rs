@@ -178,6 +178,8 @@ enum Part {
     Password,
     Param,
     Header,
+    /// A tel number: like a user part, but `;` and `?` escaped.
+    Tel,
 }
 
 fn is_unreserved(c: u8) -> bool {
@@ -188,7 +190,7 @@ fn allowed(part: Part, c: u8) -> bool {
     is_unreserved(c)
         || match part {
             Part::User => b"&=+$,;?/".contains(&c),
-            Part::Password => b"&=+$,".contains(&c),
+            Part::Password | Part::Tel => b"&=+$,".contains(&c),
             Part::Param => b"[]/:&+$".contains(&c),
             Part::Header => b"[]/?:+$".contains(&c),
         }
@@ -320,7 +322,7 @@ impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:", self.scheme.as_str())?;
         if self.scheme == Scheme::Tel {
-            escape(f, Part::User, self.user.as_deref().unwrap_or(""))?;
+            escape(f, Part::Tel, self.user.as_deref().unwrap_or(""))?;
         } else {
             if let Some(user) = &self.user {
                 escape(f, Part::User, user)?;
@@ -470,6 +472,10 @@ mod tests {
         );
         assert_eq!(u.socket_addr(), None);
         assert!("tel:".parse::<Uri>().is_err());
+        let mut odd = Uri::sip(Some("+1;2?3@4"), Host::Domain(String::new()), None);
+        odd.scheme = Scheme::Tel;
+        assert_eq!(odd.to_string(), "tel:+1%3B2%3F3%404");
+        assert_eq!(odd.to_string().parse::<Uri>().unwrap(), odd);
     }
 
     #[test]
