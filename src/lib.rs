@@ -5,5 +5,6 @@
 //! - [`engine`], [`audio`], [`config`] are the I/O edges.
 //! - [`headless`] holds the non-interactive front ends (`serve`, `dial`).
 
-pub mod sip;
+pub mod audio;
 pub mod media;
+pub mod sip;
