@@ -74,10 +74,19 @@ fn play_and_capture(rate: u32, tone_hz: f32, play: Duration) -> Vec<i16> {
             std::thread::sleep(wait);
         }
     }
-    eprintln!("playback stats before finish {:?}", playback.stats());
+    let pstats = playback.stats();
+    eprintln!("playback stats {pstats:?}");
+    // one underrun is expected: the tone stops while the loop goes on
+    assert!(pstats.underruns <= 2, "playback {pstats:?}");
+    assert_eq!(
+        (pstats.errors, pstats.overruns),
+        (0, 0),
+        "playback {pstats:?}"
+    );
     playback.finish().expect("playback finish");
-    eprintln!("playback stats {:?}", playback.stats());
     let stats = capture.stats();
+    assert!(stats.underruns <= 2, "capture {stats:?}");
+    assert_eq!((stats.errors, stats.overruns), (0, 0), "capture {stats:?}");
     eprintln!(
         "capture device {:?} ({}), stats {stats:?}",
         capture.device_name(),

@@ -9,31 +9,24 @@
 //! resampling to the caller's rate happen in [`CaptureStream::read`] and
 //! [`PlaybackStream::write`], on the engine's side.
 //!
-//! Buffering: capture keeps 10 ms plus one frame queued before it hands out audio, playback
-//! keeps 10 ms plus one frame in the ring before it starts. Running short (underrun) gives
-//! silence and starts that wait again; holding more than 80 ms beyond it (overrun, e.g. after
-//! the engine stalled or the clocks drifted) drops the oldest audio. Both are counted in
-//! [`StreamStats`].
+//! Buffering, underruns and overruns: see the `stream` module, which holds the
+//! device-independent half (callback bodies and the engine side) and its tests.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
-use cpal::{FromSample, Sample, SampleFormat, SizedSample};
+use cpal::{FromSample, SampleFormat, SizedSample};
 use rtrb::RingBuffer;
 
-use super::convert::{i16_to_f32, FrameQueue};
-use super::resample::Resampler;
+use super::stream::{
+    capture_callback, playback_callback, ring_capacity, CaptureRing, CaptureSide, PlaybackRing,
+    PlaybackSide, Shared,
+};
 use super::{AudioError, AudioSink, AudioSource, SourceState};
 
-/// Audio kept queued beyond one frame before capture hands out or playback starts.
-const PREFILL_MS: usize = 10;
-/// Audio allowed beyond the prefill before the oldest is dropped.
-const MAX_EXTRA_MS: usize = 80;
-/// Capacity of each ring.
-const RING_MS: usize = 1000;
 /// How long opening a device may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The ALSA "null" PCM opens fine but has no clock (it runs hundreds of times faster than
@@ -278,98 +271,6 @@ fn open_error(name: Option<&str>, device: &str, dir: Direction, e: &cpal::Error)
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// State shared between the callbacks and the engine side: atomics only.
-
-struct Shared {
-    callbacks: AtomicU64,
-    underruns: AtomicU64,
-    overruns: AtomicU64,
-    errors: AtomicU64,
-    /// `error_code` of the last error, 0 = none.
-    last_error: AtomicU8,
-    failed: AtomicBool,
-    /// Playback: ring level (samples) to reach before playing.
-    prefill: AtomicUsize,
-    /// Playback: ring level above which the oldest samples are dropped.
-    max_level: AtomicUsize,
-    /// Playback: play out whatever is left, ignoring the prefill.
-    draining: AtomicBool,
-}
-
-impl Shared {
-    fn new(prefill: usize, max_level: usize) -> Shared {
-        Shared {
-            callbacks: AtomicU64::new(0),
-            underruns: AtomicU64::new(0),
-            overruns: AtomicU64::new(0),
-            errors: AtomicU64::new(0),
-            last_error: AtomicU8::new(0),
-            failed: AtomicBool::new(false),
-            prefill: AtomicUsize::new(prefill),
-            max_level: AtomicUsize::new(max_level),
-            draining: AtomicBool::new(false),
-        }
-    }
-
-    /// The cpal error callback: count, remember the kind, note fatal ones. No allocation.
-    fn on_error(&self, e: &cpal::Error) {
-        self.errors.fetch_add(1, Relaxed);
-        self.last_error.store(error_code(e.kind()), Relaxed);
-        if matches!(
-            e.kind(),
-            cpal::ErrorKind::DeviceNotAvailable
-                | cpal::ErrorKind::StreamInvalidated
-                | cpal::ErrorKind::HostUnavailable
-        ) {
-            self.failed.store(true, Relaxed);
-        }
-    }
-
-    fn stats(&self, extra_underruns: u64, extra_overruns: u64, buffered_ms: u32) -> StreamStats {
-        let code = self.last_error.load(Relaxed);
-        StreamStats {
-            callbacks: self.callbacks.load(Relaxed),
-            underruns: self.underruns.load(Relaxed) + extra_underruns,
-            overruns: self.overruns.load(Relaxed) + extra_overruns,
-            errors: self.errors.load(Relaxed),
-            last_error: (code != 0).then(|| error_text(code).to_string()),
-            failed: self.failed.load(Relaxed),
-            buffered_ms,
-        }
-    }
-}
-
-const ERROR_KINDS: &[cpal::ErrorKind] = &[
-    cpal::ErrorKind::DeviceBusy,
-    cpal::ErrorKind::DeviceChanged,
-    cpal::ErrorKind::DeviceNotAvailable,
-    cpal::ErrorKind::HostUnavailable,
-    cpal::ErrorKind::InvalidInput,
-    cpal::ErrorKind::PermissionDenied,
-    cpal::ErrorKind::RealtimeDenied,
-    cpal::ErrorKind::ResourceExhausted,
-    cpal::ErrorKind::StreamInvalidated,
-    cpal::ErrorKind::UnsupportedConfig,
-    cpal::ErrorKind::UnsupportedOperation,
-    cpal::ErrorKind::Xrun,
-    cpal::ErrorKind::BackendError,
-];
-
-fn error_code(kind: cpal::ErrorKind) -> u8 {
-    ERROR_KINDS
-        .iter()
-        .position(|k| *k == kind)
-        .map_or(255, |i| i as u8 + 1)
-}
-
-fn error_text(code: u8) -> String {
-    match ERROR_KINDS.get(usize::from(code).wrapping_sub(1)) {
-        Some(k) => k.to_string(),
-        None => "an unclassified device error".to_string(),
-    }
-}
-
 /// Owns a device thread; dropping it stops the stream and joins the thread.
 struct DeviceThread {
     stop: Option<mpsc::Sender<()>>,
@@ -430,45 +331,8 @@ where
     }
 }
 
-fn ms_to_samples(ms: usize, rate: u32) -> usize {
-    ms * rate as usize / 1000
-}
-
 // ---------------------------------------------------------------------------------------
 // Capture
-
-/// The engine side of a capture ring, whatever the device's sample type.
-trait CaptureRing: Send {
-    /// Take every whole frame waiting, mix each to mono f32, append to `out`.
-    fn pop_mono(&mut self, channels: usize, out: &mut Vec<f32>);
-}
-
-impl<T> CaptureRing for rtrb::Consumer<T>
-where
-    T: Sample + Send + 'static,
-    f32: FromSample<T>,
-{
-    fn pop_mono(&mut self, channels: usize, out: &mut Vec<f32>) {
-        let n = self.slots() / channels * channels;
-        let Ok(chunk) = self.read_chunk(n) else {
-            return;
-        };
-        let (a, b) = chunk.as_slices();
-        let scale = 1.0 / channels as f32;
-        let mut acc = 0.0f32;
-        let mut k = 0;
-        for s in a.iter().chain(b) {
-            acc += s.to_sample::<f32>();
-            k += 1;
-            if k == channels {
-                out.push(acc * scale);
-                acc = 0.0;
-                k = 0;
-            }
-        }
-        chunk.commit_all();
-    }
-}
 
 fn build_capture<T>(
     device: &cpal::Device,
@@ -479,60 +343,21 @@ where
     T: SizedSample + Send + 'static,
     f32: FromSample<T>,
 {
-    let ch = usize::from(config.channels);
-    let cap = ms_to_samples(RING_MS, config.sample_rate).max(4096) * ch;
-    let (mut producer, consumer) = RingBuffer::<T>::new(cap);
+    let ch = usize::from(config.channels.max(1));
+    let (mut producer, consumer) = RingBuffer::<T>::new(ring_capacity(config.sample_rate, ch));
     let cb_shared = shared.clone();
     let stream = device.build_input_stream::<T, _, _>(
         config,
         move |data: &[T], _: &cpal::InputCallbackInfo| {
-            cb_shared.callbacks.fetch_add(1, Relaxed);
-            let room = producer.slots() / ch * ch;
-            let n = data.len().min(room);
-            let (_, rest) = producer.push_partial_slice(&data[..n]);
-            debug_assert!(rest.is_empty());
-            if n < data.len() {
-                // the engine is not reading: this block is lost (it catches up by
-                // dropping the oldest audio when it reads again)
-                cb_shared.overruns.fetch_add(1, Relaxed);
-            }
+            capture_callback(&mut producer, data, ch, &cb_shared)
         },
-        move |e| shared.on_error(&e),
+        move |e| shared.on_error(e.kind()),
         None,
     )?;
     Ok((stream, Box::new(consumer)))
 }
 
-/// Microphone input: mono frames at the caller's rate from a cpal input device.
-pub struct CaptureStream {
-    ring: Box<dyn CaptureRing>,
-    shared: Arc<Shared>,
-    device: String,
-    config: DeviceConfig,
-    rate: u32,
-    channels: usize,
-    resampler: Resampler,
-    mono: Vec<f32>,
-    scratch: Vec<f32>,
-    queue: FrameQueue,
-    primed: bool,
-    underruns: u64,
-    overruns: u64,
-    // last field: dropped last, after the ring it feeds
-    _thread: DeviceThread,
-}
-
-impl std::fmt::Debug for CaptureStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CaptureStream")
-            .field("device", &self.device)
-            .field("config", &self.config)
-            .field("rate", &self.rate)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Build the right typed stream for a sample format, or say it is not supported.
+/// Build the right typed stream for a sample format, or None if it is not supported.
 macro_rules! by_sample_format {
     ($fmt:expr, $f:ident, $($arg:expr),*) => {
         match $fmt {
@@ -546,6 +371,25 @@ macro_rules! by_sample_format {
             _ => None,
         }
     };
+}
+
+/// Microphone input: mono frames at the caller's rate from a cpal input device.
+pub struct CaptureStream {
+    side: CaptureSide,
+    shared: Arc<Shared>,
+    device: String,
+    config: DeviceConfig,
+    // last field: dropped last, after the ring it feeds
+    _thread: DeviceThread,
+}
+
+impl std::fmt::Debug for CaptureStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureStream")
+            .field("device", &self.device)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CaptureStream {
@@ -565,12 +409,11 @@ impl CaptureStream {
                     .default_input_config()
                     .map_err(|e| open_error(name, &dev_name, Direction::Input, &e))?;
                 let cfg = config_of(&supported);
-                let stream_cfg = supported.config();
                 let built = by_sample_format!(
                     supported.sample_format(),
                     build_capture,
                     &dev,
-                    stream_cfg,
+                    supported.config(),
                     thread_shared
                 )
                 .ok_or_else(|| AudioError::Device {
@@ -585,19 +428,10 @@ impl CaptureStream {
                 Ok((stream, (ring, dev_name, cfg)))
             })?;
         Ok(CaptureStream {
-            ring,
+            side: CaptureSide::new(ring, config.sample_rate, usize::from(config.channels), rate),
             shared,
-            channels: usize::from(config.channels.max(1)),
-            resampler: Resampler::new(config.sample_rate, rate),
             device,
             config,
-            rate,
-            mono: Vec::new(),
-            scratch: Vec::new(),
-            queue: FrameQueue::default(),
-            primed: false,
-            underruns: 0,
-            overruns: 0,
             _thread: thread,
         })
     }
@@ -614,80 +448,25 @@ impl CaptureStream {
 
     /// Counters so far.
     pub fn stats(&self) -> StreamStats {
-        let ms = self.queue.len() as u64 * 1000 / u64::from(self.rate);
-        self.shared.stats(self.underruns, self.overruns, ms as u32)
+        self.shared.stats(
+            self.side.underruns,
+            self.side.overruns,
+            self.side.buffered_ms(),
+        )
     }
 }
 
 impl AudioSource for CaptureStream {
+    /// Never blocks: before the first audio arrives, and when the device falls behind, the
+    /// frame is silence. `Ended` only once the device has failed for good.
     fn read(&mut self, frame: &mut [i16]) -> SourceState {
-        self.mono.clear();
-        self.ring.pop_mono(self.channels, &mut self.mono);
-        self.scratch.clear();
-        self.resampler.process(&self.mono, &mut self.scratch);
-        self.queue.extend(&self.scratch);
-
-        let prefill = frame.len() + ms_to_samples(PREFILL_MS, self.rate);
-        let max = prefill + ms_to_samples(MAX_EXTRA_MS, self.rate);
-        if self.queue.len() > max {
-            self.queue.discard(self.queue.len() - prefill);
-            self.overruns += 1;
-        }
-        if !self.primed {
-            if self.queue.len() >= prefill {
-                self.primed = true;
-            } else {
-                frame.fill(0);
-                return if self.shared.failed.load(Relaxed) {
-                    SourceState::Ended
-                } else {
-                    SourceState::Data
-                };
-            }
-        }
-        let n = self.queue.pop_into_i16(frame);
-        if n < frame.len() {
-            frame[n..].fill(0);
-            self.underruns += 1;
-            self.primed = false;
-        }
-        SourceState::Data
+        let failed = self.shared.failed.load(Relaxed);
+        self.side.read(frame, failed)
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // Playback
-
-/// The engine side of a playback ring, whatever the device's sample type.
-trait PlaybackRing: Send {
-    /// Push mono samples as whole frames (each copied to every channel); returns how many
-    /// mono samples fit.
-    fn push_mono(&mut self, channels: usize, samples: &[f32]) -> usize;
-    /// Samples (not frames) waiting in the ring.
-    fn queued(&self) -> usize;
-}
-
-impl<T> PlaybackRing for rtrb::Producer<T>
-where
-    T: Sample + FromSample<f32> + Send + 'static,
-{
-    fn push_mono(&mut self, channels: usize, samples: &[f32]) -> usize {
-        let n = samples.len().min(self.slots() / channels);
-        let Ok(chunk) = self.write_chunk_uninit(n * channels) else {
-            return 0;
-        };
-        chunk.fill_from_iter(
-            samples[..n]
-                .iter()
-                .flat_map(|&s| std::iter::repeat_n(T::from_sample(s.clamp(-1.0, 1.0)), channels)),
-        );
-        n
-    }
-
-    fn queued(&self) -> usize {
-        self.buffer().capacity() - self.slots()
-    }
-}
 
 fn build_playback<T>(
     device: &cpal::Device,
@@ -697,45 +476,16 @@ fn build_playback<T>(
 where
     T: SizedSample + FromSample<f32> + Send + 'static,
 {
-    let ch = usize::from(config.channels);
-    let cap = ms_to_samples(RING_MS, config.sample_rate).max(4096) * ch;
-    let (producer, mut consumer) = RingBuffer::<T>::new(cap);
+    let ch = usize::from(config.channels.max(1));
+    let (producer, mut consumer) = RingBuffer::<T>::new(ring_capacity(config.sample_rate, ch));
     let cb_shared = shared.clone();
     let mut primed = false;
     let stream = device.build_output_stream::<T, _, _>(
         config,
         move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
-            let sh = &cb_shared;
-            sh.callbacks.fetch_add(1, Relaxed);
-            let level = consumer.slots();
-            let prefill = sh.prefill.load(Relaxed);
-            let max = sh.max_level.load(Relaxed);
-            if level > max && max > prefill {
-                // too far behind: drop the oldest audio, keep the prefill
-                let skip = (level - prefill) / ch * ch;
-                if let Ok(c) = consumer.read_chunk(skip) {
-                    c.commit_all();
-                }
-                sh.overruns.fetch_add(1, Relaxed);
-            }
-            if !primed {
-                if consumer.slots() >= prefill || sh.draining.load(Relaxed) {
-                    primed = true;
-                } else {
-                    data.fill(T::EQUILIBRIUM);
-                    return;
-                }
-            }
-            let (_, rest) = consumer.pop_partial_slice(data);
-            if !rest.is_empty() {
-                rest.fill(T::EQUILIBRIUM);
-                if !sh.draining.load(Relaxed) {
-                    sh.underruns.fetch_add(1, Relaxed);
-                }
-                primed = false;
-            }
+            playback_callback(&mut consumer, data, ch, &cb_shared, &mut primed)
         },
-        move |e| shared.on_error(&e),
+        move |e| shared.on_error(e.kind()),
         None,
     )?;
     Ok((stream, Box::new(producer)))
@@ -743,18 +493,10 @@ where
 
 /// Speaker output: takes mono frames at the caller's rate and plays them on a cpal device.
 pub struct PlaybackStream {
-    ring: Box<dyn PlaybackRing>,
+    side: PlaybackSide,
     shared: Arc<Shared>,
     device: String,
     config: DeviceConfig,
-    rate: u32,
-    channels: usize,
-    resampler: Resampler,
-    mono: Vec<f32>,
-    scratch: Vec<f32>,
-    /// Frame length the prefill was last set for.
-    frame_len: usize,
-    overruns: u64,
     finished: bool,
     // last field: dropped last
     thread: Option<DeviceThread>,
@@ -765,7 +507,6 @@ impl std::fmt::Debug for PlaybackStream {
         f.debug_struct("PlaybackStream")
             .field("device", &self.device)
             .field("config", &self.config)
-            .field("rate", &self.rate)
             .finish_non_exhaustive()
     }
 }
@@ -787,20 +528,17 @@ impl PlaybackStream {
                     .default_output_config()
                     .map_err(|e| open_error(name, &dev_name, Direction::Output, &e))?;
                 let cfg = config_of(&supported);
-                let stream_cfg = supported.config();
-                // until the first write sets it from the frame size: one 20 ms frame
-                let ch = usize::from(stream_cfg.channels);
-                let prefill = ms_to_samples(20 + PREFILL_MS, stream_cfg.sample_rate) * ch;
-                thread_shared.prefill.store(prefill, Relaxed);
-                thread_shared.max_level.store(
-                    prefill + ms_to_samples(MAX_EXTRA_MS, stream_cfg.sample_rate) * ch,
-                    Relaxed,
+                let (prefill, max) = PlaybackSide::initial_prefill(
+                    supported.sample_rate(),
+                    usize::from(supported.channels().max(1)),
                 );
+                thread_shared.prefill.store(prefill, Relaxed);
+                thread_shared.max_level.store(max, Relaxed);
                 let built = by_sample_format!(
                     supported.sample_format(),
                     build_playback,
                     &dev,
-                    stream_cfg,
+                    supported.config(),
                     thread_shared
                 )
                 .ok_or_else(|| AudioError::Device {
@@ -815,17 +553,10 @@ impl PlaybackStream {
                 Ok((stream, (ring, dev_name, cfg)))
             })?;
         Ok(PlaybackStream {
-            ring,
+            side: PlaybackSide::new(ring, config.sample_rate, usize::from(config.channels), rate),
             shared,
-            channels: usize::from(config.channels.max(1)),
-            resampler: Resampler::new(rate, config.sample_rate),
             device,
             config,
-            rate,
-            mono: Vec::new(),
-            scratch: Vec::new(),
-            frame_len: 0,
-            overruns: 0,
             finished: false,
             thread: Some(thread),
         })
@@ -843,21 +574,21 @@ impl PlaybackStream {
 
     /// Counters so far.
     pub fn stats(&self) -> StreamStats {
-        let frames = self.ring.queued() / self.channels;
-        let ms = frames as u64 * 1000 / u64::from(self.config.sample_rate.max(1));
-        self.shared.stats(0, self.overruns, ms as u32)
+        self.shared
+            .stats(0, self.side.overruns, self.side.buffered_ms())
     }
 
     fn device_error(&self) -> AudioError {
-        let code = self.shared.last_error.load(Relaxed);
         AudioError::Device {
             device: self.device.clone(),
-            problem: format!("the stream failed: {}", error_text(code)),
+            problem: format!("the stream failed: {}", self.shared.last_error_text()),
         }
     }
 }
 
 impl AudioSink for PlaybackStream {
+    /// Never blocks: a frame that does not fit (the device stopped taking audio) is dropped
+    /// and counted. An error once the device has failed for good.
     fn write(&mut self, frame: &[i16]) -> Result<(), AudioError> {
         if self.finished {
             return Err(AudioError::Device {
@@ -868,25 +599,7 @@ impl AudioSink for PlaybackStream {
         if self.shared.failed.load(Relaxed) {
             return Err(self.device_error());
         }
-        if frame.len() != self.frame_len && !frame.is_empty() {
-            // keep one frame plus PREFILL_MS queued before playing
-            self.frame_len = frame.len();
-            let dev_rate = self.config.sample_rate;
-            let frame_dev = frame.len() * dev_rate as usize / self.rate as usize;
-            let prefill = (frame_dev + ms_to_samples(PREFILL_MS, dev_rate)) * self.channels;
-            let max = prefill + ms_to_samples(MAX_EXTRA_MS, dev_rate) * self.channels;
-            self.shared.prefill.store(prefill, Relaxed);
-            self.shared.max_level.store(max, Relaxed);
-        }
-        self.mono.clear();
-        self.mono.extend(frame.iter().map(|&s| i16_to_f32(s)));
-        self.scratch.clear();
-        self.resampler.process(&self.mono, &mut self.scratch);
-        let pushed = self.ring.push_mono(self.channels, &self.scratch);
-        if pushed < self.scratch.len() {
-            // the device is not taking audio; these samples are lost
-            self.overruns += 1;
-        }
+        self.side.write(frame, &self.shared);
         Ok(())
     }
 
@@ -896,22 +609,20 @@ impl AudioSink for PlaybackStream {
             return Ok(());
         }
         self.finished = true;
-        self.scratch.clear();
-        self.resampler.flush(&mut self.scratch);
-        let _ = self.ring.push_mono(self.channels, &self.scratch);
+        self.side.flush();
         self.shared.draining.store(true, Relaxed);
-        let queued_ms = self.stats().buffered_ms;
-        let deadline = Instant::now() + Duration::from_millis(u64::from(queued_ms) + 500);
-        while self.ring.queued() > 0
+        let queued_ms = u64::from(self.side.buffered_ms());
+        let deadline = Instant::now() + Duration::from_millis(queued_ms + 500);
+        while self.side.queued() > 0
             && Instant::now() < deadline
             && !self.shared.failed.load(Relaxed)
         {
             thread::sleep(Duration::from_millis(5));
         }
-        // let the device play the last callback's worth
+        // let the device play its last callback's worth
         thread::sleep(Duration::from_millis(30));
         let failed = self.shared.failed.load(Relaxed);
-        self.thread = None; // stops the stream
+        self.thread = None; // stops the stream, joins its thread
         if failed {
             Err(self.device_error())
         } else {

@@ -29,6 +29,7 @@ mod device;
 mod error;
 mod gen;
 pub mod resample;
+mod stream;
 mod wav;
 
 pub use convert::{f32_to_i16, i16_to_f32};
