@@ -1,0 +1,642 @@
+//! Sound devices through cpal: listing, capture and playback streams.
+//!
+//! Each open stream has its own `std::thread` that finds the device, builds the cpal stream,
+//! starts it and then only waits to be told to stop (a cpal `Stream` is not `Send`, so it
+//! must stay on the thread that made it). Samples cross between the audio callback and the
+//! engine through an `rtrb` ring (lock-free, single producer, single consumer) in the
+//! device's own sample format, rate and channel layout. The callbacks copy and count, and
+//! nothing else: no locks, no allocation, no logging. Mixing to mono, format conversion and
+//! resampling to the caller's rate happen in [`CaptureStream::read`] and
+//! [`PlaybackStream::write`], on the engine's side.
+//!
+//! Buffering, underruns and overruns: see the `stream` module, which holds the
+//! device-independent half (callback bodies and the engine side) and its tests.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::{FromSample, SampleFormat, SizedSample};
+use rtrb::RingBuffer;
+
+use super::stream::{
+    capture_callback, playback_callback, ring_capacity, CaptureRing, CaptureSide, PlaybackRing,
+    PlaybackSide, Shared,
+};
+use super::{AudioError, AudioSink, AudioSource, SourceState};
+
+/// How long opening a device may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The ALSA "null" PCM opens fine but has no clock (it runs hundreds of times faster than
+/// real time): never offered as a device.
+const CLOCKLESS_IDS: &[&str] = &["alsa:null"];
+
+/// A device's preferred stream settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceConfig {
+    /// Frames per second.
+    pub sample_rate: u32,
+    /// Interleaved channels.
+    pub channels: u16,
+    /// Sample format as cpal names it ("f32", "i16", ...).
+    pub sample_format: String,
+}
+
+impl std::fmt::Display for DeviceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} Hz, {} ch, {}",
+            self.sample_rate, self.channels, self.sample_format
+        )
+    }
+}
+
+/// One usable device of one direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Human name (what `open_*` matches first).
+    pub name: String,
+    /// Host-specific id, e.g. `alsa:pulse` (`open_*` also accepts it, with or without `alsa:`).
+    pub id: String,
+    /// Its default configuration for this direction.
+    pub default_config: DeviceConfig,
+    /// Whether this is the host's default device for this direction.
+    pub is_default: bool,
+}
+
+/// The usable input and output devices.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceList {
+    /// Capture devices.
+    pub inputs: Vec<DeviceInfo>,
+    /// Playback devices.
+    pub outputs: Vec<DeviceInfo>,
+}
+
+/// Counters of one open stream, for the call-quality view and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Audio callbacks so far.
+    pub callbacks: u64,
+    /// Times the stream ran dry and silence was put in.
+    pub underruns: u64,
+    /// Times audio was dropped because too much was queued.
+    pub overruns: u64,
+    /// Errors the device reported (including harmless ones such as xruns).
+    pub errors: u64,
+    /// The last error the device reported, in words.
+    pub last_error: Option<String>,
+    /// The device has failed for good (unplugged, server gone).
+    pub failed: bool,
+    /// Audio queued now, in milliseconds.
+    pub buffered_ms: u32,
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Input,
+    Output,
+}
+
+impl Direction {
+    fn word(self) -> &'static str {
+        match self {
+            Direction::Input => "input",
+            Direction::Output => "output",
+        }
+    }
+}
+
+fn sample_format_name(f: SampleFormat) -> String {
+    f.to_string()
+}
+
+fn config_of(c: &cpal::SupportedStreamConfig) -> DeviceConfig {
+    DeviceConfig {
+        sample_rate: c.sample_rate(),
+        channels: c.channels(),
+        sample_format: sample_format_name(c.sample_format()),
+    }
+}
+
+fn device_id(d: &cpal::Device) -> String {
+    d.id().map(|i| i.to_string()).unwrap_or_default()
+}
+
+fn default_config(
+    d: &cpal::Device,
+    dir: Direction,
+) -> Result<cpal::SupportedStreamConfig, cpal::Error> {
+    match dir {
+        Direction::Input => d.default_input_config(),
+        Direction::Output => d.default_output_config(),
+    }
+}
+
+const NO_SERVER_HINT: &str = "no sound card or sound server is reachable; on a headless \
+     machine start one with scripts/headless-audio.sh";
+
+/// List the input and output devices that can be opened, with their default configs.
+///
+/// Devices whose default configuration cannot be read are left out, and so is ALSA's
+/// clockless "null" device. When nothing at all is usable the error says so (with no sound
+/// server, cpal still names a "default" device that cannot open: that counts as none).
+/// alsa-lib may print to stderr while this probes devices; see the module docs.
+pub fn list_devices() -> Result<DeviceList, AudioError> {
+    let host = cpal::default_host();
+    let default_in = host.default_input_device().map(|d| device_id(&d));
+    let default_out = host.default_output_device().map(|d| device_id(&d));
+    let devices = host.devices().map_err(|e| AudioError::NoDevice {
+        message: format!("cannot enumerate audio devices: {e}; {NO_SERVER_HINT}"),
+    })?;
+    let mut list = DeviceList::default();
+    for d in devices {
+        let id = device_id(&d);
+        if CLOCKLESS_IDS.contains(&id.as_str()) {
+            continue;
+        }
+        let name = d.to_string();
+        for dir in [Direction::Input, Direction::Output] {
+            if let Ok(cfg) = default_config(&d, dir) {
+                let (out, default) = match dir {
+                    Direction::Input => (&mut list.inputs, &default_in),
+                    Direction::Output => (&mut list.outputs, &default_out),
+                };
+                out.push(DeviceInfo {
+                    name: name.clone(),
+                    is_default: default.as_deref() == Some(id.as_str()),
+                    id: id.clone(),
+                    default_config: config_of(&cfg),
+                });
+            }
+        }
+    }
+    if list.inputs.is_empty() && list.outputs.is_empty() {
+        return Err(AudioError::NoDevice {
+            message: NO_SERVER_HINT.to_string(),
+        });
+    }
+    Ok(list)
+}
+
+/// Find a device by name (None = the host's default) for one direction.
+fn find_device(name: Option<&str>, dir: Direction) -> Result<(cpal::Device, String), AudioError> {
+    let host = cpal::default_host();
+    let Some(want) = name else {
+        let d = match dir {
+            Direction::Input => host.default_input_device(),
+            Direction::Output => host.default_output_device(),
+        };
+        return match d {
+            Some(d) => {
+                let n = d.to_string();
+                Ok((d, n))
+            }
+            None => Err(AudioError::NoDevice {
+                message: format!(
+                    "the audio host has no default {} device; {NO_SERVER_HINT}",
+                    dir.word()
+                ),
+            }),
+        };
+    };
+    let devices: Vec<cpal::Device> = match dir {
+        Direction::Input => host.input_devices().map(|i| i.collect()),
+        Direction::Output => host.output_devices().map(|i| i.collect()),
+    }
+    .map_err(|e| AudioError::NoDevice {
+        message: format!("cannot enumerate audio devices: {e}; {NO_SERVER_HINT}"),
+    })?;
+    let devices: Vec<(cpal::Device, String, String)> = devices
+        .into_iter()
+        .map(|d| {
+            let n = d.to_string();
+            let id = device_id(&d);
+            (d, n, id)
+        })
+        .filter(|(_, _, id)| !CLOCKLESS_IDS.contains(&id.as_str()))
+        .collect();
+    let lower = want.to_lowercase();
+    let exact = devices.iter().position(|(_, n, id)| {
+        n == want
+            || id == want
+            || id.split_once(':').is_some_and(|(_, rest)| rest == want)
+            || n.to_lowercase() == lower
+    });
+    let pick = exact.or_else(|| {
+        let mut hits = devices
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, n, _))| n.to_lowercase().contains(&lower));
+        match (hits.next(), hits.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
+    });
+    match pick {
+        Some(i) => {
+            let (d, n, _) = devices
+                .into_iter()
+                .nth(i)
+                .ok_or_else(|| AudioError::NoDevice {
+                    message: "device list changed while searching".into(),
+                })?;
+            Ok((d, n))
+        }
+        None => Err(AudioError::DeviceNotFound {
+            name: want.to_string(),
+            direction: dir.word(),
+            available: devices.into_iter().map(|(_, n, _)| n).collect(),
+        }),
+    }
+}
+
+/// The error for a device that was found but cannot stream.
+fn open_error(name: Option<&str>, device: &str, dir: Direction, e: &cpal::Error) -> AudioError {
+    if name.is_none() {
+        AudioError::NoDevice {
+            message: format!(
+                "the default {} device cannot be opened ({e}); {NO_SERVER_HINT}",
+                dir.word()
+            ),
+        }
+    } else {
+        AudioError::Device {
+            device: device.to_string(),
+            problem: format!("cannot open for {}: {e}", dir.word()),
+        }
+    }
+}
+
+/// Owns a device thread; dropping it stops the stream and joins the thread.
+struct DeviceThread {
+    stop: Option<mpsc::Sender<()>>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for DeviceThread {
+    fn drop(&mut self) {
+        drop(self.stop.take()); // the thread's recv() returns, it drops the stream
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Run `build` on a new thread that keeps the stream it returns alive until stopped.
+fn spawn_device_thread<R, F>(name: &str, build: F) -> Result<(DeviceThread, R), AudioError>
+where
+    R: Send + 'static,
+    F: FnOnce() -> Result<(cpal::Stream, R), AudioError> + Send + 'static,
+{
+    let (res_tx, res_rx) = mpsc::channel::<Result<R, AudioError>>();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let handle = thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || match build() {
+            Ok((stream, r)) => {
+                if res_tx.send(Ok(r)).is_ok() {
+                    // blocks until the owner drops its sender
+                    let _ = stop_rx.recv();
+                }
+                drop(stream);
+            }
+            Err(e) => {
+                let _ = res_tx.send(Err(e));
+            }
+        })
+        .map_err(|e| AudioError::NoDevice {
+            message: format!("cannot start the audio thread: {e}"),
+        })?;
+    let mut thread = DeviceThread {
+        stop: Some(stop_tx),
+        handle: Some(handle),
+    };
+    match res_rx.recv_timeout(OPEN_TIMEOUT) {
+        Ok(Ok(r)) => Ok((thread, r)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            // do not wait for a hung device: let the thread finish on its own
+            thread.handle = None;
+            Err(AudioError::NoDevice {
+                message: format!(
+                    "the audio device did not open within {} s",
+                    OPEN_TIMEOUT.as_secs()
+                ),
+            })
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Capture
+
+fn build_capture<T>(
+    device: &cpal::Device,
+    config: cpal::StreamConfig,
+    shared: Arc<Shared>,
+) -> Result<(cpal::Stream, Box<dyn CaptureRing>), cpal::Error>
+where
+    T: SizedSample + Send + 'static,
+    f32: FromSample<T>,
+{
+    let ch = usize::from(config.channels.max(1));
+    let (mut producer, consumer) = RingBuffer::<T>::new(ring_capacity(config.sample_rate, ch));
+    let cb_shared = shared.clone();
+    let stream = device.build_input_stream::<T, _, _>(
+        config,
+        move |data: &[T], _: &cpal::InputCallbackInfo| {
+            capture_callback(&mut producer, data, ch, &cb_shared)
+        },
+        move |e| shared.on_error(e.kind()),
+        None,
+    )?;
+    Ok((stream, Box::new(consumer)))
+}
+
+/// Build the right typed stream for a sample format, or None if it is not supported.
+macro_rules! by_sample_format {
+    ($fmt:expr, $f:ident, $($arg:expr),*) => {
+        match $fmt {
+            SampleFormat::F32 => Some($f::<f32>($($arg),*)),
+            SampleFormat::I16 => Some($f::<i16>($($arg),*)),
+            SampleFormat::I32 => Some($f::<i32>($($arg),*)),
+            SampleFormat::U16 => Some($f::<u16>($($arg),*)),
+            SampleFormat::U8 => Some($f::<u8>($($arg),*)),
+            SampleFormat::I8 => Some($f::<i8>($($arg),*)),
+            SampleFormat::F64 => Some($f::<f64>($($arg),*)),
+            _ => None,
+        }
+    };
+}
+
+/// Microphone input: mono frames at the caller's rate from a cpal input device.
+pub struct CaptureStream {
+    side: CaptureSide,
+    shared: Arc<Shared>,
+    device: String,
+    config: DeviceConfig,
+    // last field: dropped last, after the ring it feeds
+    _thread: DeviceThread,
+}
+
+impl std::fmt::Debug for CaptureStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptureStream")
+            .field("device", &self.device)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CaptureStream {
+    /// Open input device `name` (None = default) delivering mono frames at `rate` Hz.
+    pub fn open(name: Option<&str>, rate: u32) -> Result<CaptureStream, AudioError> {
+        if rate == 0 {
+            return Err(AudioError::InvalidArgument("capture sample rate 0".into()));
+        }
+        let shared = Arc::new(Shared::new(0, 0));
+        let name_owned = name.map(str::to_string);
+        let thread_shared = shared.clone();
+        let (thread, (ring, device, config)) =
+            spawn_device_thread("termphone-audio-in", move || {
+                let name = name_owned.as_deref();
+                let (dev, dev_name) = find_device(name, Direction::Input)?;
+                let supported = dev
+                    .default_input_config()
+                    .map_err(|e| open_error(name, &dev_name, Direction::Input, &e))?;
+                let cfg = config_of(&supported);
+                let built = by_sample_format!(
+                    supported.sample_format(),
+                    build_capture,
+                    &dev,
+                    supported.config(),
+                    thread_shared
+                )
+                .ok_or_else(|| AudioError::Device {
+                    device: dev_name.clone(),
+                    problem: format!("unsupported sample format {}", cfg.sample_format),
+                })?;
+                let (stream, ring) =
+                    built.map_err(|e| open_error(name, &dev_name, Direction::Input, &e))?;
+                stream
+                    .play()
+                    .map_err(|e| open_error(name, &dev_name, Direction::Input, &e))?;
+                Ok((stream, (ring, dev_name, cfg)))
+            })?;
+        Ok(CaptureStream {
+            side: CaptureSide::new(ring, config.sample_rate, usize::from(config.channels), rate),
+            shared,
+            device,
+            config,
+            _thread: thread,
+        })
+    }
+
+    /// The device's name.
+    pub fn device_name(&self) -> &str {
+        &self.device
+    }
+
+    /// The configuration the device runs at.
+    pub fn device_config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> StreamStats {
+        self.shared.stats(
+            self.side.underruns,
+            self.side.overruns,
+            self.side.buffered_ms(),
+        )
+    }
+}
+
+impl AudioSource for CaptureStream {
+    /// Never blocks: before the first audio arrives, and when the device falls behind, the
+    /// frame is silence. `Ended` only once the device has failed for good.
+    fn read(&mut self, frame: &mut [i16]) -> SourceState {
+        let failed = self.shared.failed.load(Relaxed);
+        self.side.read(frame, failed)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Playback
+
+fn build_playback<T>(
+    device: &cpal::Device,
+    config: cpal::StreamConfig,
+    shared: Arc<Shared>,
+) -> Result<(cpal::Stream, Box<dyn PlaybackRing>), cpal::Error>
+where
+    T: SizedSample + FromSample<f32> + Send + 'static,
+{
+    let ch = usize::from(config.channels.max(1));
+    let (producer, mut consumer) = RingBuffer::<T>::new(ring_capacity(config.sample_rate, ch));
+    let cb_shared = shared.clone();
+    let mut primed = false;
+    let stream = device.build_output_stream::<T, _, _>(
+        config,
+        move |data: &mut [T], _: &cpal::OutputCallbackInfo| {
+            playback_callback(&mut consumer, data, ch, &cb_shared, &mut primed)
+        },
+        move |e| shared.on_error(e.kind()),
+        None,
+    )?;
+    Ok((stream, Box::new(producer)))
+}
+
+/// Speaker output: takes mono frames at the caller's rate and plays them on a cpal device.
+pub struct PlaybackStream {
+    side: PlaybackSide,
+    shared: Arc<Shared>,
+    device: String,
+    config: DeviceConfig,
+    finished: bool,
+    // last field: dropped last
+    thread: Option<DeviceThread>,
+}
+
+impl std::fmt::Debug for PlaybackStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlaybackStream")
+            .field("device", &self.device)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlaybackStream {
+    /// Open output device `name` (None = default) taking mono frames at `rate` Hz.
+    pub fn open(name: Option<&str>, rate: u32) -> Result<PlaybackStream, AudioError> {
+        if rate == 0 {
+            return Err(AudioError::InvalidArgument("playback sample rate 0".into()));
+        }
+        let shared = Arc::new(Shared::new(usize::MAX, usize::MAX));
+        let name_owned = name.map(str::to_string);
+        let thread_shared = shared.clone();
+        let (thread, (ring, device, config)) =
+            spawn_device_thread("termphone-audio-out", move || {
+                let name = name_owned.as_deref();
+                let (dev, dev_name) = find_device(name, Direction::Output)?;
+                let supported = dev
+                    .default_output_config()
+                    .map_err(|e| open_error(name, &dev_name, Direction::Output, &e))?;
+                let cfg = config_of(&supported);
+                let (prefill, max) = PlaybackSide::initial_prefill(
+                    supported.sample_rate(),
+                    usize::from(supported.channels().max(1)),
+                );
+                thread_shared.prefill.store(prefill, Relaxed);
+                thread_shared.max_level.store(max, Relaxed);
+                let built = by_sample_format!(
+                    supported.sample_format(),
+                    build_playback,
+                    &dev,
+                    supported.config(),
+                    thread_shared
+                )
+                .ok_or_else(|| AudioError::Device {
+                    device: dev_name.clone(),
+                    problem: format!("unsupported sample format {}", cfg.sample_format),
+                })?;
+                let (stream, ring) =
+                    built.map_err(|e| open_error(name, &dev_name, Direction::Output, &e))?;
+                stream
+                    .play()
+                    .map_err(|e| open_error(name, &dev_name, Direction::Output, &e))?;
+                Ok((stream, (ring, dev_name, cfg)))
+            })?;
+        Ok(PlaybackStream {
+            side: PlaybackSide::new(ring, config.sample_rate, usize::from(config.channels), rate),
+            shared,
+            device,
+            config,
+            finished: false,
+            thread: Some(thread),
+        })
+    }
+
+    /// The device's name.
+    pub fn device_name(&self) -> &str {
+        &self.device
+    }
+
+    /// The configuration the device runs at.
+    pub fn device_config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> StreamStats {
+        self.shared
+            .stats(0, self.side.overruns, self.side.buffered_ms())
+    }
+
+    fn device_error(&self) -> AudioError {
+        AudioError::Device {
+            device: self.device.clone(),
+            problem: format!("the stream failed: {}", self.shared.last_error_text()),
+        }
+    }
+}
+
+impl AudioSink for PlaybackStream {
+    /// Never blocks: a frame that does not fit (the device stopped taking audio) is dropped
+    /// and counted. An error once the device has failed for good.
+    fn write(&mut self, frame: &[i16]) -> Result<(), AudioError> {
+        if self.finished {
+            return Err(AudioError::Device {
+                device: self.device.clone(),
+                problem: "playback already finished".into(),
+            });
+        }
+        if self.shared.failed.load(Relaxed) {
+            return Err(self.device_error());
+        }
+        self.side.write(frame, &self.shared);
+        Ok(())
+    }
+
+    /// Play out what is queued (waits at most that long plus 0.5 s), then close the device.
+    fn finish(&mut self) -> Result<(), AudioError> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        self.side.flush();
+        self.shared.draining.store(true, Relaxed);
+        let queued_ms = u64::from(self.side.buffered_ms());
+        let deadline = Instant::now() + Duration::from_millis(queued_ms + 500);
+        while self.side.queued() > 0
+            && Instant::now() < deadline
+            && !self.shared.failed.load(Relaxed)
+        {
+            thread::sleep(Duration::from_millis(5));
+        }
+        // let the device play its last callback's worth
+        thread::sleep(Duration::from_millis(30));
+        let failed = self.shared.failed.load(Relaxed);
+        self.thread = None; // stops the stream, joins its thread
+        if failed {
+            Err(self.device_error())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Open an input device by name (None = the default) as a source of mono frames at `rate` Hz.
+pub fn open_capture(name: Option<&str>, rate: u32) -> Result<Box<dyn AudioSource>, AudioError> {
+    Ok(Box::new(CaptureStream::open(name, rate)?))
+}
+
+/// Open an output device by name (None = the default) as a sink of mono frames at `rate` Hz.
+pub fn open_playback(name: Option<&str>, rate: u32) -> Result<Box<dyn AudioSink>, AudioError> {
+    Ok(Box::new(PlaybackStream::open(name, rate)?))
+}
