@@ -111,7 +111,16 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
 fn run_devices() -> i32 {
     match crate::audio::list_devices() {
         Ok(list) => {
-            print!("{list}");
+            for (title, devices) in [("Capture devices:", &list.inputs), ("Playback devices:", &list.outputs)] {
+                println!("{title}");
+                if devices.is_empty() {
+                    println!("  (none)");
+                }
+                for d in devices {
+                    let mark = if d.is_default { " (default)" } else { "" };
+                    println!("  {}{mark}  [{}]  {}", d.name, d.id, d.default_config);
+                }
+            }
             0
         }
         Err(e) => {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use termphone::cli::{Cli, Command};
+use termphone::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

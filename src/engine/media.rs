@@ -77,7 +77,7 @@ impl CallMedia {
         };
         let sink = open_sink(&audio.sink, rate).unwrap_or_else(|e| {
             warnings.push(e);
-            Box::new(NullSink)
+            Box::new(NullSink::default())
         });
         let n = session.frame_samples();
         let media = CallMedia {
@@ -181,7 +181,7 @@ fn open_source(spec: &AudioSourceSpec, rate: u32) -> Result<Box<dyn AudioSource>
 
 fn open_sink(spec: &AudioSinkSpec, rate: u32) -> Result<Box<dyn AudioSink>, String> {
     Ok(match spec {
-        AudioSinkSpec::Null => Box::new(NullSink),
+        AudioSinkSpec::Null => Box::new(NullSink::default()),
         AudioSinkSpec::File(path) => Box::new(WavSink::create(path, rate).map_err(|e| e.to_string())?),
         AudioSinkSpec::Device(name) => audio::open_playback(name.as_deref(), rate).map_err(|e| e.to_string())?,
     })

@@ -920,6 +920,8 @@ mod tests {
         let mut p = Pair::new();
         let a_call = p.dial();
         let b_call = p.incoming();
+        p.b.ringing(p.now, b_call).unwrap();
+        p.pump();
         assert!(p.a_events.iter().any(|e| matches!(e, UaEvent::Progress { code: 180, .. })));
         p.b.answer(p.now, b_call, b"v=0 answer\r\n".to_vec()).unwrap();
         p.pump();
