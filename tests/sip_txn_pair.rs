@@ -14,6 +14,9 @@ use util::*;
 
 const LATENCY: Duration = Duration::from_millis(10);
 
+/// Given the index of a message on the wire and the message: drop it?
+type DropRule = Box<dyn FnMut(usize, &Message) -> bool>;
+
 /// How Bob's TU answers.
 #[derive(Clone, Copy, PartialEq)]
 enum Answer {
@@ -35,10 +38,9 @@ struct Pair {
     b: TxnLayer,
     net: Vec<Packet>,
     dropped: Vec<String>,
-    /// Drop rule: (first request of this method, first final response) already dropped?
-    dropped_request: Option<Method>,
-    dropped_final: bool,
-    drop_request_method: Method,
+    /// Drop rule: given the index of the message on the wire and the message, drop it?
+    drop_rule: DropRule,
+    sent_count: usize,
     answer: Answer,
     a_events: Vec<(f64, TxnEvent)>,
     b_events: Vec<(f64, TxnEvent)>,
@@ -48,7 +50,27 @@ struct Pair {
 }
 
 impl Pair {
+    /// Drop the first request of `drop_request_method` and the first final response.
     fn new(drop_request_method: Method, answer: Answer) -> Pair {
+        let mut dropped_request = false;
+        let mut dropped_final = false;
+        Pair::with_rule(
+            answer,
+            Box::new(move |_, m| match m {
+                Message::Request(r) if !dropped_request && r.method == drop_request_method => {
+                    dropped_request = true;
+                    true
+                }
+                Message::Response(r) if !dropped_final && r.code >= 200 => {
+                    dropped_final = true;
+                    true
+                }
+                _ => false,
+            }),
+        )
+    }
+
+    fn with_rule(answer: Answer, drop_rule: DropRule) -> Pair {
         let t0 = Instant::now();
         Pair {
             t0,
@@ -57,9 +79,8 @@ impl Pair {
             b: TxnLayer::new(TimerConfig::default()),
             net: Vec::new(),
             dropped: Vec::new(),
-            dropped_request: None,
-            dropped_final: false,
-            drop_request_method,
+            drop_rule,
+            sent_count: 0,
             answer,
             a_events: Vec::new(),
             b_events: Vec::new(),
@@ -86,19 +107,8 @@ impl Pair {
         let line = Self::first_line(&m);
         self.sent
             .push((since(self.t0, self.now), from, line.clone()));
-        let drop = match &m {
-            Message::Request(r)
-                if self.dropped_request.is_none() && r.method == self.drop_request_method =>
-            {
-                self.dropped_request = Some(r.method.clone());
-                true
-            }
-            Message::Response(r) if !self.dropped_final && r.code >= 200 => {
-                self.dropped_final = true;
-                true
-            }
-            _ => false,
-        };
+        let drop = (self.drop_rule)(self.sent_count, &m);
+        self.sent_count += 1;
         if drop {
             self.dropped.push(line);
             return;
@@ -354,4 +364,37 @@ fn options_completes_despite_lost_request_and_lost_200() {
         .iter()
         .any(|(_, e)| matches!(e, TxnEvent::Terminated { key: k } if *k == key)));
     assert!(p.a.is_empty() && p.b.is_empty());
+}
+
+fn finals_and_timeouts(p: &Pair, final_code: u16) -> (usize, usize) {
+    let finals = p.a_events.iter().filter(|(_, e)| matches!(e, TxnEvent::Response { response, .. } if response.code == final_code)).count();
+    let timeouts = p
+        .a_events
+        .iter()
+        .filter(|(_, e)| matches!(e, TxnEvent::Timeout { .. }))
+        .count();
+    (finals, timeouts)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+    /// Any loss pattern over the first 16 messages: Alice ends with exactly one answer or
+    /// one timeout, Bob's TU sees the request at most once, and every transaction ends.
+    #[test]
+    fn random_loss_still_ends_cleanly(mask in proptest::collection::vec(proptest::bool::weighted(0.4), 16), invite in proptest::bool::ANY) {
+        let mut p = Pair::with_rule(Answer::Busy, Box::new(move |i, _| mask.get(i).copied().unwrap_or(false)));
+        let (req, final_code) = if invite {
+            (request(Method::Invite, "z9hG4bKpp", 1), 486)
+        } else {
+            (request(Method::Options, "z9hG4bKpp", 1), 200)
+        };
+        p.a.send_request(p.t0, req, bob(), false);
+        p.run(400.0);
+        let (finals, timeouts) = finals_and_timeouts(&p, final_code);
+        proptest::prop_assert_eq!(finals + timeouts, 1, "{:?}", p.a_events);
+        let b_reqs = p.b_events.iter().filter(|(_, e)| matches!(e, TxnEvent::Request { key: Some(_), .. })).count();
+        proptest::prop_assert!(b_reqs <= 1);
+        proptest::prop_assert!(p.a.is_empty() && p.b.is_empty(), "{:?} {:?}", p.a.transactions().collect::<Vec<_>>(), p.b.transactions().collect::<Vec<_>>());
+    }
 }

@@ -141,3 +141,60 @@ impl TxnKey {
         matches!(self.method, Method::Invite)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::msg::{HeaderName, Response};
+
+    fn req(method: Method, via: &str) -> Request {
+        let mut r = Request::new(method.clone(), "sip:b@h".parse().expect("uri"));
+        r.headers.push(HeaderName::VIA, via);
+        r.headers.push(HeaderName::FROM, "<sip:a@h>;tag=f1");
+        r.headers.push(HeaderName::TO, "<sip:b@h>");
+        r.headers.push(HeaderName::CALL_ID, "c");
+        r.headers.push(HeaderName::CSEQ, format!("4 {method}"));
+        r
+    }
+
+    #[test]
+    fn server_keys_map_ack_to_invite_and_keep_cancel_apart() {
+        let via =
+            "SIP/2.0/UDP Host.Example.COM:5070;branch=z9hG4bKx, SIP/2.0/UDP p;branch=z9hG4bKy";
+        let inv = TxnKey::for_server_request(&req(Method::Invite, via)).expect("key");
+        let ack = TxnKey::for_server_request(&req(Method::Ack, via)).expect("key");
+        let cancel = TxnKey::for_server_request(&req(Method::Cancel, via)).expect("key");
+        assert_eq!(inv.branch, "z9hG4bKx");
+        assert_eq!(inv.sent_by, "host.example.com:5070");
+        assert_eq!(inv, ack);
+        assert_ne!(inv, cancel);
+        assert_eq!(cancel.cancel_target(), inv);
+        assert!(inv.is_invite() && !cancel.is_invite());
+    }
+
+    #[test]
+    fn rfc2543_key_without_cookie() {
+        let inv = TxnKey::for_server_request(&req(Method::Invite, "SIP/2.0/UDP h")).expect("key");
+        let ack =
+            TxnKey::for_server_request(&req(Method::Ack, "SIP/2.0/UDP h;branch=1")).expect("key");
+        assert!(inv.branch.starts_with("rfc2543;"));
+        assert_eq!(inv, ack);
+        let mut other = req(Method::Invite, "SIP/2.0/UDP h");
+        other.headers.set(HeaderName::CSEQ, "5 INVITE");
+        assert_ne!(TxnKey::for_server_request(&other).expect("key"), inv);
+    }
+
+    #[test]
+    fn client_and_response_keys_agree() {
+        let r = req(Method::Bye, "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKb");
+        let client = TxnKey::for_client_request(&r).expect("key");
+        let resp = super::super::response_for(&r, 200);
+        assert_eq!(TxnKey::for_response(&resp), Ok(client));
+        let mut bare = Response::new(200, "OK");
+        assert!(TxnKey::for_response(&bare).is_err());
+        bare.headers.push(HeaderName::VIA, "SIP/2.0/UDP h");
+        bare.headers.push(HeaderName::CSEQ, "1 BYE");
+        assert!(TxnKey::for_response(&bare).is_err(), "no branch");
+        assert!(TxnKey::for_client_request(&req(Method::Bye, "SIP/2.0/UDP h")).is_none());
+    }
+}

@@ -156,9 +156,19 @@ struct ServerEntry {
 /// would send to the `received` address and the Via's port, which is the source address for
 /// every peer that sends from the port it listens on, and the source address is the only
 /// choice that crosses a NAT. Over TCP/TLS the caller maps the address to its connection.
-/// Incoming requests get `received` (when the Via host is not the source IP) and a filled-in
-/// `rport` (when the Via asked for it) stamped on their top Via (§18.2.1, RFC 3581), so the
-/// responses tell the peer what we saw.
+/// Incoming requests get `received` (when the Via host is not the source IP, or when `rport`
+/// is present) and a filled-in `rport` (when the Via asked for it) stamped on their top Via
+/// (§18.2.1, RFC 3581), so the responses tell the peer what we saw.
+///
+/// # What the TU owes
+///
+/// - Every [`TxnEvent::Request`] with a key gets a final response through
+///   [`send_response`](Self::send_response): server transactions in Trying/Proceeding have
+///   no timer (RFC 3261), so an unanswered one lives on. The layer itself sends 100 Trying
+///   for each new INVITE.
+/// - A client INVITE in Proceeding has no timer either: the TU CANCELs or gives up itself.
+/// - 2xx to INVITE: the TU retransmits its 2xx until the ACK and ACKs every 2xx it gets
+///   (RFC 6026); ACKs for 2xx arrive as [`TxnEvent::Request`] with `key: None`.
 #[derive(Debug)]
 pub struct TxnLayer {
     cfg: TimerConfig,
@@ -558,9 +568,7 @@ impl TxnLayer {
 /// request method (§8.2.. / §20.16). The error names what is wrong, never a value.
 fn check_request(req: &Request) -> Result<(), String> {
     let h = &req.headers;
-    let via = h.top_via().map_err(|_| "missing or malformed Via")?;
-    // A Via we could not answer through is as bad as none.
-    let _ = via;
+    h.top_via().map_err(|_| "missing or malformed Via")?;
     h.from().map_err(|_| "missing or malformed From")?;
     h.to().map_err(|_| "missing or malformed To")?;
     h.call_id().map_err(|_| "missing Call-ID")?;

@@ -77,3 +77,52 @@ fn fnv1a(data: &[u8]) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::msg::{Message, Method};
+
+    fn invite() -> Request {
+        let mut r = Request::new(Method::Invite, "sip:b@h".parse().expect("uri"));
+        r.headers
+            .push(HeaderName::VIA, "SIP/2.0/UDP a;branch=z9hG4bK1");
+        r.headers
+            .push(HeaderName::VIA, "SIP/2.0/UDP p;branch=z9hG4bK0");
+        r.headers.push(HeaderName::FROM, "<sip:a@h>;tag=f1");
+        r.headers.push(HeaderName::TO, "<sip:b@h>");
+        r.headers.push(HeaderName::CALL_ID, "c");
+        r.headers.push(HeaderName::CSEQ, "1 INVITE");
+        r.headers.push(HeaderName::TIMESTAMP, "54");
+        r.headers.push(HeaderName::CONTACT, "<sip:a@h>");
+        r
+    }
+
+    #[test]
+    fn response_copies_the_right_headers() {
+        let r = response_for(&invite(), 100);
+        assert_eq!(r.code, 100);
+        assert_eq!(r.reason, "Trying");
+        assert_eq!(r.headers.vias().expect("vias").len(), 2);
+        assert_eq!(r.headers.get(&HeaderName::TIMESTAMP), Some("54"));
+        assert!(r.headers.get(&HeaderName::CONTACT).is_none());
+        let r = response_for(&invite(), 180);
+        assert!(r.headers.get(&HeaderName::TIMESTAMP).is_none());
+        assert!(r.headers.to().expect("to").tag().is_none());
+    }
+
+    #[test]
+    fn stateless_400_has_a_stable_tag_and_a_clean_reason() {
+        let a = stateless_400(&invite().headers, "bad\r\nthing\u{7f}");
+        let b = stateless_400(&invite().headers, "other");
+        let tag = a.headers.to().expect("to").tag().map(str::to_string);
+        assert!(tag.is_some());
+        assert_eq!(tag.as_deref(), b.headers.to().expect("to").tag());
+        assert_eq!(a.reason, "Bad Request (bad??thing?)");
+        let Ok(Message::Response(parsed)) = Message::parse(&a.to_bytes()) else {
+            panic!("400 does not parse back");
+        };
+        assert_eq!(parsed.reason, a.reason);
+        assert_eq!(parsed.headers.to(), a.headers.to());
+    }
+}
