@@ -36,11 +36,19 @@ fn load_config(explicit: Option<&PathBuf>) -> Result<Config, String> {
     Ok(cfg)
 }
 
-fn engine_config(config: &Config, sip_trace: bool, listen: Option<SocketAddr>, default_listen: SocketAddr) -> EngineConfig {
+fn engine_config(
+    config: &Config,
+    sip_trace: bool,
+    listen: Option<SocketAddr>,
+    default_listen: SocketAddr,
+) -> EngineConfig {
     let account = config.accounts.iter().find(|a| a.enabled);
     let mut ec = EngineConfig {
         listen: listen.or(config.general.listen).unwrap_or(default_listen),
-        rtp_ports: RtpPortRange { min: config.general.rtp_port_min, max: config.general.rtp_port_max },
+        rtp_ports: RtpPortRange {
+            min: config.general.rtp_port_min,
+            max: config.general.rtp_port_max,
+        },
         sip_trace: sip_trace || config.general.sip_trace,
         ..EngineConfig::default()
     };
@@ -72,7 +80,12 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         eprintln!("termphone: {e}");
         return 1;
     }
-    let ec = engine_config(config, sip_trace, args.engine.listen, SocketAddr::from(([0, 0, 0, 0], 5060)));
+    let ec = engine_config(
+        config,
+        sip_trace,
+        args.engine.listen,
+        SocketAddr::from(([0, 0, 0, 0], 5060)),
+    );
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {
@@ -80,7 +93,14 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
             return 1;
         }
     };
-    serve::run(engine, policy, EventPrinter { json: args.engine.json || json_default }).await
+    serve::run(
+        engine,
+        policy,
+        EventPrinter {
+            json: args.engine.json || json_default,
+        },
+    )
+    .await
 }
 
 async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default: bool) -> i32 {
@@ -97,7 +117,12 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
         return dial::exit::LOCAL_ERROR;
     }
     // dial is a client: an ephemeral port unless told otherwise.
-    let ec = engine_config(config, sip_trace, args.engine.listen, SocketAddr::from(([0, 0, 0, 0], 0)));
+    let ec = engine_config(
+        config,
+        sip_trace,
+        args.engine.listen,
+        SocketAddr::from(([0, 0, 0, 0], 0)),
+    );
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {
@@ -105,13 +130,23 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
             return dial::exit::LOCAL_ERROR;
         }
     };
-    dial::run(engine, plan, EventPrinter { json: args.engine.json || json_default }).await
+    dial::run(
+        engine,
+        plan,
+        EventPrinter {
+            json: args.engine.json || json_default,
+        },
+    )
+    .await
 }
 
 fn run_devices() -> i32 {
     match crate::audio::list_devices() {
         Ok(list) => {
-            for (title, devices) in [("Capture devices:", &list.inputs), ("Playback devices:", &list.outputs)] {
+            for (title, devices) in [
+                ("Capture devices:", &list.inputs),
+                ("Playback devices:", &list.outputs),
+            ] {
                 println!("{title}");
                 if devices.is_empty() {
                     println!("  (none)");

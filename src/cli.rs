@@ -32,10 +32,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Answer calls unattended by a policy, printing events.
-    #[command(after_help = "Examples:\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone serve --play greeting.wav --hangup-after 30 --record /var/tmp/calls\n  termphone serve --reject 486")]
+    #[command(
+        after_help = "Examples:\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone serve --play greeting.wav --hangup-after 30 --record /var/tmp/calls\n  termphone serve --reject 486"
+    )]
     Serve(ServeArgs),
     /// Place one call and exit with a status that says how it ended.
-    #[command(after_help = "Examples:\n  termphone dial sip:echo@127.0.0.1:5070 --play speech.wav --record back.wav --duration 5\n  termphone dial 1002@192.0.2.7 --dtmf 123# --duration 10 --json\n\nExit status:\n  0  answered and ended normally\n  1  local error before the call (bad file, bad config)\n  2  usage error\n  3  busy (486, 600)\n  4  declined (603)\n  5  not found (404, 604)\n  6  no answer (ringing timeout, 408, 480)\n  7  network or transport failure (no response)\n  8  other failure")]
+    #[command(
+        after_help = "Examples:\n  termphone dial sip:echo@127.0.0.1:5070 --play speech.wav --record back.wav --duration 5\n  termphone dial 1002@192.0.2.7 --dtmf 123# --duration 10 --json\n\nExit status:\n  0  answered and ended normally\n  1  local error before the call (bad file, bad config)\n  2  usage error\n  3  busy (486, 600)\n  4  declined (603)\n  5  not found (404, 604)\n  6  no answer (ringing timeout, 408, 480)\n  7  network or transport failure (no response)\n  8  other failure"
+    )]
     Dial(DialArgs),
     /// List audio devices.
     #[command(after_help = "Example:\n  termphone devices")]

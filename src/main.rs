@@ -14,7 +14,11 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let json_default = !std::io::stdout().is_terminal();
-    let status = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let status = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(termphone::run(cli, json_default)),
         Err(e) => {
             eprintln!("termphone: cannot start the runtime: {e}");

@@ -101,7 +101,9 @@ impl EngineActor {
         info!(addr = %self.local_addr, "engine started");
         loop {
             if let Some((_, deadline)) = &self.shutdown {
-                if (self.calls.is_empty() && !self.ua.has_pending_requests()) || Instant::now() >= *deadline {
+                if (self.calls.is_empty() && !self.ua.has_pending_requests())
+                    || Instant::now() >= *deadline
+                {
                     break;
                 }
             }
@@ -177,7 +179,11 @@ impl EngineActor {
     async fn on_command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Dial { target, audio, reply } => {
+            Command::Dial {
+                target,
+                audio,
+                reply,
+            } => {
                 let res = self.dial(now, &target, audio).await;
                 let _ = reply.send(res);
             }
@@ -189,16 +195,27 @@ impl EngineActor {
                 let res = if !(400..=699).contains(&code) {
                     Err(CommandError::InvalidCode(code))
                 } else {
-                    self.ua.reject(now, call.0, code).map_err(|_| self.state_error(call))
+                    self.ua
+                        .reject(now, call.0, code)
+                        .map_err(|_| self.state_error(call))
                 };
                 let _ = reply.send(res);
             }
             Command::Hangup { call, reply } => {
-                let res = self.ua.hangup(now, call.0).map_err(|_| self.state_error(call));
+                let res = self
+                    .ua
+                    .hangup(now, call.0)
+                    .map_err(|_| self.state_error(call));
                 let _ = reply.send(res);
             }
-            Command::SendDtmf { call, digits, reply } => {
-                let res = if digits.is_empty() || !digits.chars().all(|c| "0123456789*#ABCDabcd".contains(c)) {
+            Command::SendDtmf {
+                call,
+                digits,
+                reply,
+            } => {
+                let res = if digits.is_empty()
+                    || !digits.chars().all(|c| "0123456789*#ABCDabcd".contains(c))
+                {
                     Err(CommandError::InvalidDtmf(digits))
                 } else {
                     match self.calls.get_mut(&call.0).and_then(|c| c.media.as_mut()) {
@@ -233,14 +250,27 @@ impl EngineActor {
         self.shutdown = Some((reply.unwrap_or(tx), now + SHUTDOWN_GRACE));
     }
 
-    async fn dial(&mut self, now: Instant, target: &str, audio: CallAudio) -> Result<CallId, CommandError> {
+    async fn dial(
+        &mut self,
+        now: Instant,
+        target: &str,
+        audio: CallAudio,
+    ) -> Result<CallId, CommandError> {
         let uri = parse_target(target)?;
-        let dest = resolve(&uri).await.map_err(|reason| CommandError::InvalidTarget { target: target.into(), reason })?;
+        let dest = resolve(&uri)
+            .await
+            .map_err(|reason| CommandError::InvalidTarget {
+                target: target.into(),
+                reason,
+            })?;
         let local = self.local_for(dest);
-        let (rtp, local_media) = self.open_rtp(local.ip()).await.map_err(|e| CommandError::InvalidTarget {
-            target: target.into(),
-            reason: format!("no local RTP port: {e}"),
-        })?;
+        let (rtp, local_media) =
+            self.open_rtp(local.ip())
+                .await
+                .map_err(|e| CommandError::InvalidTarget {
+                    target: target.into(),
+                    reason: format!("no local RTP port: {e}"),
+                })?;
         let offer = sdp::create_offer(&local_media).into_bytes();
         let id = self.ua.invite(now, uri.clone(), dest, local, offer);
         let call = CallId(id);
@@ -262,12 +292,25 @@ impl EngineActor {
                 next_stats: now,
             },
         );
-        self.emit(Event::Call { call, state: CallState::Dialing, peer, code: None, reason: None });
+        self.emit(Event::Call {
+            call,
+            state: CallState::Dialing,
+            peer,
+            code: None,
+            reason: None,
+        });
         Ok(call)
     }
 
-    async fn answer(&mut self, now: Instant, call: CallId, audio: CallAudio) -> Result<(), CommandError> {
-        let Some(c) = self.calls.get(&call.0) else { return Err(CommandError::NoSuchCall(call)) };
+    async fn answer(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        audio: CallAudio,
+    ) -> Result<(), CommandError> {
+        let Some(c) = self.calls.get(&call.0) else {
+            return Err(CommandError::NoSuchCall(call));
+        };
         if c.state != CallState::Incoming {
             return Err(CommandError::WrongState(call));
         }
@@ -283,13 +326,18 @@ impl EngineActor {
         };
         if offer.trim().is_empty() {
             // Offer in the ACK (late offer) is not supported yet: 488 with a clear log.
-            self.warn(Some(call), "incoming INVITE without SDP offer is not supported yet".into());
+            self.warn(
+                Some(call),
+                "incoming INVITE without SDP offer is not supported yet".into(),
+            );
             let _ = self.ua.reject(now, call.0, 488);
             return Ok(());
         }
         match sdp::create_answer(&offer, &local_media) {
             Ok((answer, negotiated)) => {
-                self.ua.answer(now, call.0, answer.into_bytes()).map_err(|_| CommandError::WrongState(call))?;
+                self.ua
+                    .answer(now, call.0, answer.into_bytes())
+                    .map_err(|_| CommandError::WrongState(call))?;
                 let c = self.calls.get_mut(&call.0).expect("checked above");
                 c.rtp = Some(rtp);
                 c.local_media = Some(local_media);
@@ -308,7 +356,11 @@ impl EngineActor {
     }
 
     async fn open_rtp(&mut self, ip: IpAddr) -> std::io::Result<(Arc<UdpSocket>, LocalMedia)> {
-        let bind_ip = if self.local_addr.ip().is_unspecified() { self.local_addr.ip() } else { ip };
+        let bind_ip = if self.local_addr.ip().is_unspecified() {
+            self.local_addr.ip()
+        } else {
+            ip
+        };
         let socket = self.cfg.rtp_ports.bind(bind_ip, self.rng.random()).await?;
         let port = socket.local_addr()?.port();
         let local_media = LocalMedia {
@@ -325,8 +377,14 @@ impl EngineActor {
     }
 
     fn start_media(&mut self, id: CallRef, negotiated: &Negotiated) {
-        let ids = StreamIds { ssrc: self.rng.random(), seq: self.rng.random(), timestamp: self.rng.random() };
-        let Some(c) = self.calls.get_mut(&id) else { return };
+        let ids = StreamIds {
+            ssrc: self.rng.random(),
+            seq: self.rng.random(),
+            timestamp: self.rng.random(),
+        };
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         let Some(rtp) = c.rtp.clone() else { return };
         let call = c.id;
         let (media, warnings) = match CallMedia::start(negotiated, &c.audio, rtp.clone(), ids) {
@@ -362,7 +420,9 @@ impl EngineActor {
         let mut warnings = Vec::new();
         let mut events = Vec::new();
         for c in self.calls.values_mut() {
-            let Some(media) = c.media.as_mut() else { continue };
+            let Some(media) = c.media.as_mut() else {
+                continue;
+            };
             if let Some(w) = media.tick(now) {
                 warnings.push((c.id, w));
             }
@@ -371,7 +431,10 @@ impl EngineActor {
             }
             if now >= c.next_stats {
                 c.next_stats = now + self.cfg.stats_interval;
-                events.push(Event::Stats { call: c.id, stats: media.stats() });
+                events.push(Event::Stats {
+                    call: c.id,
+                    stats: media.stats(),
+                });
             }
         }
         for e in events {
@@ -382,13 +445,27 @@ impl EngineActor {
         }
     }
 
-    fn set_state(&mut self, id: CallRef, state: CallState, code: Option<u16>, reason: Option<String>) {
-        let Some(c) = self.calls.get_mut(&id) else { return };
+    fn set_state(
+        &mut self,
+        id: CallRef,
+        state: CallState,
+        code: Option<u16>,
+        reason: Option<String>,
+    ) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
         if c.state == state {
             return;
         }
         c.state = state;
-        let event = Event::Call { call: c.id, state, peer: c.peer.clone(), code, reason };
+        let event = Event::Call {
+            call: c.id,
+            state,
+            peer: c.peer.clone(),
+            code,
+            reason,
+        };
         self.emit(event);
     }
 
@@ -419,7 +496,13 @@ impl EngineActor {
     fn on_ua_event(&mut self, ev: UaEvent) {
         let now = Instant::now();
         match ev {
-            UaEvent::Incoming { call, from, to: _, offer, local } => {
+            UaEvent::Incoming {
+                call,
+                from,
+                to: _,
+                offer,
+                local,
+            } => {
                 let peer = from.uri.to_string();
                 let local_ip = local.ip();
                 self.calls.insert(
@@ -440,21 +523,38 @@ impl EngineActor {
                     },
                 );
                 let _ = self.ua.ringing(now, call);
-                self.emit(Event::Call { call: CallId(call), state: CallState::Incoming, peer, code: None, reason: None });
+                self.emit(Event::Call {
+                    call: CallId(call),
+                    state: CallState::Incoming,
+                    peer,
+                    code: None,
+                    reason: None,
+                });
             }
-            UaEvent::Progress { call, code: _, sdp: _ } => {
+            UaEvent::Progress {
+                call,
+                code: _,
+                sdp: _,
+            } => {
                 self.set_state(call, CallState::Alerting, None, None);
             }
             UaEvent::Answered { call, sdp } => {
-                let Some(c) = self.calls.get(&call) else { return };
-                let Some(local) = c.local_media.clone() else { return };
+                let Some(c) = self.calls.get(&call) else {
+                    return;
+                };
+                let Some(local) = c.local_media.clone() else {
+                    return;
+                };
                 match sdp::process_answer(&local, &String::from_utf8_lossy(&sdp)) {
                     Ok(neg) => {
                         self.start_media(call, &neg);
                         self.set_state(call, CallState::Connected, None, None);
                     }
                     Err(e) => {
-                        self.warn(Some(CallId(call)), format!("unusable SDP answer, hanging up: {e}"));
+                        self.warn(
+                            Some(CallId(call)),
+                            format!("unusable SDP answer, hanging up: {e}"),
+                        );
                         if let Some(c) = self.calls.get_mut(&call) {
                             c.state = CallState::Connected;
                         }
@@ -464,28 +564,54 @@ impl EngineActor {
                 }
             }
             UaEvent::Confirmed { .. } => {}
-            UaEvent::Info { call, content_type, body } => {
+            UaEvent::Info {
+                call,
+                content_type,
+                body,
+            } => {
                 debug!(call, %content_type, len = body.len(), "INFO received");
             }
             UaEvent::Ended { call, cause } => {
-                let Some(c) = self.calls.get(&call) else { return };
-                let incoming_unanswered = c.direction == Direction_::Incoming && c.state == CallState::Incoming;
+                let Some(c) = self.calls.get(&call) else {
+                    return;
+                };
+                let incoming_unanswered =
+                    c.direction == Direction_::Incoming && c.state == CallState::Incoming;
                 let (state, code, reason) = match cause {
                     EndCause::LocalBye => (CallState::HangupLocal, None, None),
                     EndCause::RemoteBye => (CallState::HangupRemote, None, None),
-                    EndCause::LocalCancel => (CallState::HangupLocal, Some(487), Some("Request Terminated".into())),
-                    EndCause::RemoteCancel => (CallState::Missed, Some(487), Some("Request Terminated".into())),
-                    EndCause::LocalReject(code) if incoming_unanswered => {
-                        (CallState::HangupLocal, Some(code), Some(crate::sip::msg::default_reason(code).into()))
-                    }
+                    EndCause::LocalCancel => (
+                        CallState::HangupLocal,
+                        Some(487),
+                        Some("Request Terminated".into()),
+                    ),
+                    EndCause::RemoteCancel => (
+                        CallState::Missed,
+                        Some(487),
+                        Some("Request Terminated".into()),
+                    ),
+                    EndCause::LocalReject(code) if incoming_unanswered => (
+                        CallState::HangupLocal,
+                        Some(code),
+                        Some(crate::sip::msg::default_reason(code).into()),
+                    ),
                     EndCause::LocalReject(code) => (CallState::OtherFailure, Some(code), None),
-                    EndCause::Rejected { code, reason } => (CallState::OtherFailure, Some(code), Some(reason)),
-                    EndCause::Timeout => (CallState::NetworkFailure, Some(408), Some("no response".into())),
+                    EndCause::Rejected { code, reason } => {
+                        (CallState::OtherFailure, Some(code), Some(reason))
+                    }
+                    EndCause::Timeout => (
+                        CallState::NetworkFailure,
+                        Some(408),
+                        Some("no response".into()),
+                    ),
                     EndCause::Failed(msg) => (CallState::OtherFailure, None, Some(msg)),
                 };
                 if let Some(media) = self.calls.get(&call).and_then(|c| c.media.as_ref()) {
                     let stats = media.stats();
-                    self.emit(Event::Stats { call: CallId(call), stats });
+                    self.emit(Event::Stats {
+                        call: CallId(call),
+                        stats,
+                    });
                 }
                 self.set_state(call, state, code, reason);
                 if let Some(c) = self.calls.remove(&call) {
@@ -527,11 +653,18 @@ pub(crate) fn parse_target(target: &str) -> Result<Uri, CommandError> {
     } else {
         format!("sip:{t}")
     };
-    let uri: Uri = text
-        .parse()
-        .map_err(|e: crate::sip::msg::ParseError| CommandError::InvalidTarget { target: target.into(), reason: e.to_string() })?;
+    let uri: Uri =
+        text.parse().map_err(
+            |e: crate::sip::msg::ParseError| CommandError::InvalidTarget {
+                target: target.into(),
+                reason: e.to_string(),
+            },
+        )?;
     if matches!(&uri.host, Host::Domain(d) if d.is_empty()) {
-        return Err(CommandError::InvalidTarget { target: target.into(), reason: "no host".into() });
+        return Err(CommandError::InvalidTarget {
+            target: target.into(),
+            reason: "no host".into(),
+        });
     }
     Ok(uri)
 }
@@ -546,7 +679,9 @@ async fn resolve(uri: &Uri) -> Result<SocketAddr, String> {
         Host::Domain(d) => d.clone(),
         other => other.to_string(),
     };
-    let mut addrs = tokio::net::lookup_host((host.as_str(), port)).await.map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
     addrs.next().ok_or_else(|| format!("{host} has no address"))
 }
 
@@ -554,7 +689,12 @@ fn trace_message(arrow: &str, peer: SocketAddr, bytes: &[u8]) {
     use std::io::Write;
     let text = String::from_utf8_lossy(bytes);
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{arrow} {peer} ({} bytes)\n{}", bytes.len(), text.trim_end());
+    let _ = writeln!(
+        err,
+        "{arrow} {peer} ({} bytes)\n{}",
+        bytes.len(),
+        text.trim_end()
+    );
     let _ = writeln!(err);
 }
 

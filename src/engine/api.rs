@@ -73,7 +73,10 @@ pub struct CallAudio {
 
 impl Default for CallAudio {
     fn default() -> Self {
-        CallAudio { source: AudioSourceSpec::Silence, sink: AudioSinkSpec::Null }
+        CallAudio {
+            source: AudioSourceSpec::Silence,
+            sink: AudioSinkSpec::Null,
+        }
     }
 }
 
@@ -101,15 +104,31 @@ pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
 #[derive(Debug)]
 pub enum Command {
     /// Place a call to `target` (a SIP URI, or `user@host[:port]`).
-    Dial { target: String, audio: CallAudio, reply: Reply<CallId> },
+    Dial {
+        target: String,
+        audio: CallAudio,
+        reply: Reply<CallId>,
+    },
     /// Answer an incoming call.
-    Answer { call: CallId, audio: CallAudio, reply: Reply<()> },
+    Answer {
+        call: CallId,
+        audio: CallAudio,
+        reply: Reply<()>,
+    },
     /// Reject an incoming call with a final status code (486, 603, ...).
-    Reject { call: CallId, code: u16, reply: Reply<()> },
+    Reject {
+        call: CallId,
+        code: u16,
+        reply: Reply<()>,
+    },
     /// End a call in any state: CANCEL while dialing, BYE when connected, 603 while incoming.
     Hangup { call: CallId, reply: Reply<()> },
     /// Send DTMF digits on a connected call (RFC 4733).
-    SendDtmf { call: CallId, digits: String, reply: Reply<()> },
+    SendDtmf {
+        call: CallId,
+        digits: String,
+        reply: Reply<()>,
+    },
     /// End every call, then stop the engine. The reply comes when all calls have ended.
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -192,7 +211,10 @@ pub struct CallMediaStats {
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
     /// The SIP transport is bound.
-    Listening { addr: SocketAddr, transport: &'static str },
+    Listening {
+        addr: SocketAddr,
+        transport: &'static str,
+    },
     /// A call changed state. `code`/`reason` say why a call ended (SIP status or local cause).
     Call {
         call: CallId,

@@ -7,7 +7,10 @@ use std::time::Instant;
 
 use tokio::net::UdpSocket;
 
-use crate::audio::{self, AudioSink, AudioSource, NullSink, SilenceSource, SourceState, ToneSource, WavSink, WavSource};
+use crate::audio::{
+    self, AudioSink, AudioSource, NullSink, SilenceSource, SourceState, ToneSource, WavSink,
+    WavSource,
+};
 use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallMediaStats};
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
 use crate::media::CodecParams;
@@ -113,7 +116,13 @@ impl CallMedia {
         match &mut self.source {
             Source::Echo => {
                 self.capture.clear();
-                self.capture.extend(self.playout.iter().copied().chain(std::iter::repeat(0)).take(n));
+                self.capture.extend(
+                    self.playout
+                        .iter()
+                        .copied()
+                        .chain(std::iter::repeat(0))
+                        .take(n),
+                );
             }
             Source::Audio(src) => {
                 if src.read(&mut self.capture) == SourceState::Ended {
@@ -122,7 +131,8 @@ impl CallMedia {
             }
         }
         self.packets.clear();
-        self.session.on_tick(now, Some(&self.capture), &mut self.packets);
+        self.session
+            .on_tick(now, Some(&self.capture), &mut self.packets);
         for pkt in &self.packets {
             if self.socket.try_send_to(pkt, self.remote).is_err() {
                 self.send_errors += 1;
@@ -166,23 +176,36 @@ impl CallMedia {
 
     /// Close the sink (finalizes a WAV file).
     pub(crate) fn finish(mut self) -> Option<String> {
-        self.sink.finish().err().map(|e| format!("closing the recording failed: {e}"))
+        self.sink
+            .finish()
+            .err()
+            .map(|e| format!("closing the recording failed: {e}"))
     }
 }
 
 fn open_source(spec: &AudioSourceSpec, rate: u32) -> Result<Box<dyn AudioSource>, String> {
     Ok(match spec {
         AudioSourceSpec::Silence | AudioSourceSpec::Echo => Box::new(SilenceSource),
-        AudioSourceSpec::File(path) => Box::new(WavSource::open(path, rate).map_err(|e| e.to_string())?),
-        AudioSourceSpec::Tone { freq_hz, amplitude } => Box::new(ToneSource::new(*freq_hz, *amplitude, rate)),
-        AudioSourceSpec::Device(name) => audio::open_capture(name.as_deref(), rate).map_err(|e| e.to_string())?,
+        AudioSourceSpec::File(path) => {
+            Box::new(WavSource::open(path, rate).map_err(|e| e.to_string())?)
+        }
+        AudioSourceSpec::Tone { freq_hz, amplitude } => {
+            Box::new(ToneSource::new(*freq_hz, *amplitude, rate))
+        }
+        AudioSourceSpec::Device(name) => {
+            audio::open_capture(name.as_deref(), rate).map_err(|e| e.to_string())?
+        }
     })
 }
 
 fn open_sink(spec: &AudioSinkSpec, rate: u32) -> Result<Box<dyn AudioSink>, String> {
     Ok(match spec {
         AudioSinkSpec::Null => Box::new(NullSink::default()),
-        AudioSinkSpec::File(path) => Box::new(WavSink::create(path, rate).map_err(|e| e.to_string())?),
-        AudioSinkSpec::Device(name) => audio::open_playback(name.as_deref(), rate).map_err(|e| e.to_string())?,
+        AudioSinkSpec::File(path) => {
+            Box::new(WavSink::create(path, rate).map_err(|e| e.to_string())?)
+        }
+        AudioSinkSpec::Device(name) => {
+            audio::open_playback(name.as_deref(), rate).map_err(|e| e.to_string())?
+        }
     })
 }

@@ -2,8 +2,8 @@
 //! drives the sans-IO cores ([`crate::sip::ua`], [`crate::media`]). Front ends talk to it only
 //! through [`EngineHandle`] ([`api::Command`] in, [`api::Event`] out).
 
-pub mod api;
 mod actor;
+pub mod api;
 mod media;
 mod rtp_ports;
 
@@ -59,7 +59,10 @@ impl Default for EngineConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot listen on {addr} (udp): {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// The way in: sends commands to the engine task and subscribes to its events.
@@ -80,14 +83,33 @@ pub struct Engine {
 
 /// Bind the SIP socket and start the engine task.
 pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
-    let socket = UdpSocket::bind(cfg.listen).await.map_err(|source| EngineError::Bind { addr: cfg.listen, source })?;
-    let local_addr = socket.local_addr().map_err(|source| EngineError::Bind { addr: cfg.listen, source })?;
+    let socket = UdpSocket::bind(cfg.listen)
+        .await
+        .map_err(|source| EngineError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let local_addr = socket.local_addr().map_err(|source| EngineError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = broadcast::channel(4096);
-    let _ = ev_tx.send(Event::Listening { addr: local_addr, transport: "udp" });
+    let _ = ev_tx.send(Event::Listening {
+        addr: local_addr,
+        transport: "udp",
+    });
     let actor = actor::EngineActor::new(cfg, socket, local_addr, cmd_rx, ev_tx.clone());
     let task = tokio::spawn(actor.run());
-    Ok(Engine { handle: EngineHandle { commands: cmd_tx, events: ev_tx, local_addr }, events: ev_rx, task })
+    Ok(Engine {
+        handle: EngineHandle {
+            commands: cmd_tx,
+            events: ev_tx,
+            local_addr,
+        },
+        events: ev_rx,
+        task,
+    })
 }
 
 impl EngineHandle {
@@ -101,25 +123,38 @@ impl EngineHandle {
         self.events.subscribe()
     }
 
-    async fn request<T>(&self, make: impl FnOnce(api::Reply<T>) -> Command) -> Result<T, CommandError> {
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(api::Reply<T>) -> Command,
+    ) -> Result<T, CommandError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).await.map_err(|_| CommandError::EngineStopped)?;
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| CommandError::EngineStopped)?;
         rx.await.map_err(|_| CommandError::EngineStopped)?
     }
 
     /// Place a call.
     pub async fn dial(&self, target: &str, audio: CallAudio) -> Result<CallId, CommandError> {
-        self.request(|reply| Command::Dial { target: target.to_string(), audio, reply }).await
+        self.request(|reply| Command::Dial {
+            target: target.to_string(),
+            audio,
+            reply,
+        })
+        .await
     }
 
     /// Answer an incoming call.
     pub async fn answer(&self, call: CallId, audio: CallAudio) -> Result<(), CommandError> {
-        self.request(|reply| Command::Answer { call, audio, reply }).await
+        self.request(|reply| Command::Answer { call, audio, reply })
+            .await
     }
 
     /// Reject an incoming call.
     pub async fn reject(&self, call: CallId, code: u16) -> Result<(), CommandError> {
-        self.request(|reply| Command::Reject { call, code, reply }).await
+        self.request(|reply| Command::Reject { call, code, reply })
+            .await
     }
 
     /// End a call.
@@ -129,13 +164,23 @@ impl EngineHandle {
 
     /// Send DTMF digits.
     pub async fn send_dtmf(&self, call: CallId, digits: &str) -> Result<(), CommandError> {
-        self.request(|reply| Command::SendDtmf { call, digits: digits.to_string(), reply }).await
+        self.request(|reply| Command::SendDtmf {
+            call,
+            digits: digits.to_string(),
+            reply,
+        })
+        .await
     }
 
     /// End every call and stop the engine; returns when it has stopped.
     pub async fn shutdown(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.commands.send(Command::Shutdown { reply: tx }).await.is_ok() {
+        if self
+            .commands
+            .send(Command::Shutdown { reply: tx })
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }

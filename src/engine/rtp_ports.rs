@@ -13,7 +13,10 @@ pub struct RtpPortRange {
 
 impl Default for RtpPortRange {
     fn default() -> Self {
-        RtpPortRange { min: 16384, max: 32766 }
+        RtpPortRange {
+            min: 16384,
+            max: 32766,
+        }
     }
 }
 
@@ -23,7 +26,10 @@ impl RtpPortRange {
     pub async fn bind(&self, ip: IpAddr, start_hint: u32) -> std::io::Result<UdpSocket> {
         let first = self.min + (self.min % 2);
         if first > self.max {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty RTP port range"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "empty RTP port range",
+            ));
         }
         let slots = u32::from((self.max - first) / 2 + 1);
         let mut last_err = None;
@@ -35,6 +41,8 @@ impl RtpPortRange {
                 Err(e) => last_err = Some(e),
             }
         }
-        Err(last_err.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free RTP port")))
+        Err(last_err.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::AddrInUse, "no free RTP port")
+        }))
     }
 }

@@ -74,9 +74,16 @@ pub fn validate(plan: &DialPlan) -> Result<Option<f64>, String> {
         None => None,
     };
     if let Some(path) = &plan.record {
-        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        let parent = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
         if !parent.is_dir() {
-            return Err(format!("cannot record to {}: {} is not a directory", path.display(), parent.display()));
+            return Err(format!(
+                "cannot record to {}: {} is not a directory",
+                path.display(),
+                parent.display()
+            ));
         }
     }
     if let Some(d) = &plan.dtmf {
@@ -89,7 +96,11 @@ pub fn validate(plan: &DialPlan) -> Result<Option<f64>, String> {
 
 /// Run the call; returns the process exit status.
 pub async fn run(engine: Engine, plan: DialPlan, printer: EventPrinter) -> i32 {
-    let Engine { handle, mut events, task } = engine;
+    let Engine {
+        handle,
+        mut events,
+        task,
+    } = engine;
     let play_len = match validate(&plan) {
         Ok(len) => len,
         Err(e) => {
@@ -99,8 +110,16 @@ pub async fn run(engine: Engine, plan: DialPlan, printer: EventPrinter) -> i32 {
         }
     };
     let audio = CallAudio {
-        source: plan.play.clone().map(AudioSourceSpec::File).unwrap_or(AudioSourceSpec::Silence),
-        sink: plan.record.clone().map(AudioSinkSpec::File).unwrap_or(AudioSinkSpec::Null),
+        source: plan
+            .play
+            .clone()
+            .map(AudioSourceSpec::File)
+            .unwrap_or(AudioSourceSpec::Silence),
+        sink: plan
+            .record
+            .clone()
+            .map(AudioSinkSpec::File)
+            .unwrap_or(AudioSinkSpec::Null),
     };
     let call_duration = plan
         .duration
@@ -129,7 +148,11 @@ pub async fn run(engine: Engine, plan: DialPlan, printer: EventPrinter) -> i32 {
     let signal = termination_signal();
     tokio::pin!(signal);
     loop {
-        let deadline = if answered { hangup_at } else { Some(ring_deadline) };
+        let deadline = if answered {
+            hangup_at
+        } else {
+            Some(ring_deadline)
+        };
         tokio::select! {
             ev = events.recv() => match ev {
                 Ok(ev) => {
@@ -181,15 +204,45 @@ mod tests {
 
     #[test]
     fn exit_codes_follow_the_table() {
-        assert_eq!(exit_status(CallState::HangupLocal, None, true, false), exit::OK);
-        assert_eq!(exit_status(CallState::HangupRemote, None, true, false), exit::OK);
-        assert_eq!(exit_status(CallState::OtherFailure, Some(486), false, false), exit::BUSY);
-        assert_eq!(exit_status(CallState::OtherFailure, Some(600), false, false), exit::BUSY);
-        assert_eq!(exit_status(CallState::OtherFailure, Some(603), false, false), exit::DECLINED);
-        assert_eq!(exit_status(CallState::OtherFailure, Some(404), false, false), exit::NOT_FOUND);
-        assert_eq!(exit_status(CallState::OtherFailure, Some(480), false, false), exit::NO_ANSWER);
-        assert_eq!(exit_status(CallState::HangupLocal, Some(487), false, true), exit::NO_ANSWER);
-        assert_eq!(exit_status(CallState::NetworkFailure, Some(408), false, false), exit::NETWORK);
-        assert_eq!(exit_status(CallState::OtherFailure, Some(488), false, false), exit::OTHER);
+        assert_eq!(
+            exit_status(CallState::HangupLocal, None, true, false),
+            exit::OK
+        );
+        assert_eq!(
+            exit_status(CallState::HangupRemote, None, true, false),
+            exit::OK
+        );
+        assert_eq!(
+            exit_status(CallState::OtherFailure, Some(486), false, false),
+            exit::BUSY
+        );
+        assert_eq!(
+            exit_status(CallState::OtherFailure, Some(600), false, false),
+            exit::BUSY
+        );
+        assert_eq!(
+            exit_status(CallState::OtherFailure, Some(603), false, false),
+            exit::DECLINED
+        );
+        assert_eq!(
+            exit_status(CallState::OtherFailure, Some(404), false, false),
+            exit::NOT_FOUND
+        );
+        assert_eq!(
+            exit_status(CallState::OtherFailure, Some(480), false, false),
+            exit::NO_ANSWER
+        );
+        assert_eq!(
+            exit_status(CallState::HangupLocal, Some(487), false, true),
+            exit::NO_ANSWER
+        );
+        assert_eq!(
+            exit_status(CallState::NetworkFailure, Some(408), false, false),
+            exit::NETWORK
+        );
+        assert_eq!(
+            exit_status(CallState::OtherFailure, Some(488), false, false),
+            exit::OTHER
+        );
     }
 }

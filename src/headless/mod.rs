@@ -36,7 +36,13 @@ impl EventPrinter {
 pub fn human(event: &Event) -> String {
     match event {
         Event::Listening { addr, transport } => format!("listening on {addr} ({transport})"),
-        Event::Call { call, state, peer, code, reason } => {
+        Event::Call {
+            call,
+            state,
+            peer,
+            code,
+            reason,
+        } => {
             let mut s = format!("{call} {state} {peer}");
             if let Some(code) = code {
                 s.push_str(&format!(" {code}"));
@@ -49,11 +55,22 @@ pub fn human(event: &Event) -> String {
         Event::Dtmf { call, digit } => format!("{call} dtmf {digit}"),
         Event::Stats { call, stats } => format!(
             "{call} stats codec={} sent={} received={} lost={} late={} jitter={:.1}ms",
-            stats.codec, stats.packets_sent, stats.packets_received, stats.lost, stats.late, stats.jitter_ms
+            stats.codec,
+            stats.packets_sent,
+            stats.packets_received,
+            stats.lost,
+            stats.late,
+            stats.jitter_ms
         ),
         Event::Recording { call, path } => format!("{call} recording to {}", path.display()),
-        Event::Warning { call: Some(call), message } => format!("{call} warning: {message}"),
-        Event::Warning { call: None, message } => format!("warning: {message}"),
+        Event::Warning {
+            call: Some(call),
+            message,
+        } => format!("{call} warning: {message}"),
+        Event::Warning {
+            call: None,
+            message,
+        } => format!("warning: {message}"),
     }
 }
 
@@ -82,10 +99,14 @@ pub async fn termination_signal() {
 
 /// Check a WAV file can be played before any call starts; returns its length in seconds.
 pub fn check_wav(path: &std::path::Path) -> Result<f64, String> {
-    let reader = hound::WavReader::open(path).map_err(|e| format!("cannot play {}: {e}", path.display()))?;
+    let reader =
+        hound::WavReader::open(path).map_err(|e| format!("cannot play {}: {e}", path.display()))?;
     let spec = reader.spec();
     if spec.sample_rate == 0 || spec.channels == 0 {
-        return Err(format!("cannot play {}: invalid WAV header", path.display()));
+        return Err(format!(
+            "cannot play {}: invalid WAV header",
+            path.display()
+        ));
     }
     Ok(f64::from(reader.duration()) / f64::from(spec.sample_rate))
 }

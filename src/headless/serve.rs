@@ -32,7 +32,8 @@ pub fn validate(policy: &ServePolicy) -> Result<(), String> {
     }
     if let Some(dir) = &policy.record_dir {
         if !dir.is_dir() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot record into {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot record into {}: {e}", dir.display()))?;
         }
     }
     Ok(())
@@ -40,7 +41,11 @@ pub fn validate(policy: &ServePolicy) -> Result<(), String> {
 
 /// Run until SIGINT/SIGTERM; returns the exit status.
 pub async fn run(engine: Engine, policy: ServePolicy, printer: EventPrinter) -> i32 {
-    let Engine { handle, mut events, task } = engine;
+    let Engine {
+        handle,
+        mut events,
+        task,
+    } = engine;
     if let Err(e) = validate(&policy) {
         eprintln!("termphone: {e}");
         handle.shutdown().await;
@@ -83,7 +88,10 @@ async fn handle_call(handle: EngineHandle, call: CallId, peer: String, policy: S
         Some(dir) => AudioSinkSpec::File(recording_path(dir, &peer, call, SystemTime::now())),
         None => AudioSinkSpec::Null,
     };
-    let audio = CallAudio { source: policy.source.clone(), sink };
+    let audio = CallAudio {
+        source: policy.source.clone(),
+        sink,
+    };
     if handle.answer(call, audio).await.is_err() {
         return; // the caller gave up while we waited
     }
@@ -95,16 +103,27 @@ async fn handle_call(handle: EngineHandle, call: CallId, peer: String, policy: S
 
 /// `DIR/20261125-093012-alice_127.0.0.1-c3.wav`: UTC time, caller, call id; only safe characters.
 pub fn recording_path(dir: &Path, peer: &str, call: CallId, now: SystemTime) -> PathBuf {
-    let secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (y, mo, d, h, mi, s) = utc_parts(secs);
     let caller: String = peer
         .trim_start_matches("sips:")
         .trim_start_matches("sip:")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
-    dir.join(format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{caller}-{call}.wav"))
+    dir.join(format!(
+        "{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{caller}-{call}.wav"
+    ))
 }
 
 /// Civil UTC date and time from Unix seconds (Howard Hinnant's days-from-civil, inverted).
@@ -120,7 +139,14 @@ fn utc_parts(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (rem / 3600) as u32, ((rem % 3600) / 60) as u32, (rem % 60) as u32)
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
 }
 
 #[cfg(test)]
@@ -131,8 +157,16 @@ mod tests {
     fn recording_names_are_time_caller_and_call() {
         // 2026-11-25 09:30:12 UTC
         let t = UNIX_EPOCH + Duration::from_secs(1_795_599_012);
-        let p = recording_path(Path::new("/rec"), "sip:alice@127.0.0.1:5070;x=<y>", CallId(3), t);
-        assert_eq!(p, PathBuf::from("/rec/20261125-093012-alice_127.0.0.1_5070_x__y_-c3.wav"));
+        let p = recording_path(
+            Path::new("/rec"),
+            "sip:alice@127.0.0.1:5070;x=<y>",
+            CallId(3),
+            t,
+        );
+        assert_eq!(
+            p,
+            PathBuf::from("/rec/20261125-093012-alice_127.0.0.1_5070_x__y_-c3.wav")
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use core::net::SocketAddr;
 use rand::Rng;
 
 use crate::sip::msg::{
-    default_reason, CSeq, Contacts, HeaderName, Host, Message, Method, NameAddr, Request,
-    Response, Uri, Via,
+    default_reason, CSeq, Contacts, HeaderName, Host, Message, Method, NameAddr, Request, Response,
+    Uri, Via,
 };
 
 /// Which side created the dialog.
@@ -53,7 +53,9 @@ pub struct Dialog {
 /// Make a random token of `len` lowercase hex characters (tags, Call-IDs).
 pub fn random_token<R: Rng>(rng: &mut R, len: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..len).map(|_| HEX[rng.random_range(0..16)] as char).collect()
+    (0..len)
+        .map(|_| HEX[rng.random_range(0..16)] as char)
+        .collect()
 }
 
 /// Our Via header for a request sent from `local` over UDP, with a fresh branch and `rport`
@@ -91,7 +93,12 @@ pub fn uri_dest(uri: &Uri, fallback: SocketAddr) -> SocketAddr {
 /// A response to `req` with the headers RFC 3261 §8.2.6.2 copies (Via, From, To, Call-ID,
 /// CSeq, Record-Route for dialog-creating responses). `to_tag` is added to To when the
 /// request had none.
-pub fn response_to(req: &Request, code: u16, reason: Option<&str>, to_tag: Option<&str>) -> Response {
+pub fn response_to(
+    req: &Request,
+    code: u16,
+    reason: Option<&str>,
+    to_tag: Option<&str>,
+) -> Response {
     let mut resp = Response::new(code, reason.unwrap_or_else(|| default_reason(code)));
     for (name, value) in req.headers.iter() {
         let copy = *name == HeaderName::VIA
@@ -130,8 +137,11 @@ impl Dialog {
         let remote_tag = from.tag().unwrap_or_default().to_string();
         to.set_tag(local_tag);
         let cseq = h.cseq().map_err(|e| e.to_string())?;
-        let remote_target = first_contact(invite.headers.contacts()).unwrap_or_else(|| from.uri.clone());
-        let route_set = h.name_addrs(&HeaderName::RECORD_ROUTE).map_err(|e| e.to_string())?;
+        let remote_target =
+            first_contact(invite.headers.contacts()).unwrap_or_else(|| from.uri.clone());
+        let route_set = h
+            .name_addrs(&HeaderName::RECORD_ROUTE)
+            .map_err(|e| e.to_string())?;
         Ok(Dialog {
             id: DialogId {
                 call_id: h.call_id().map_err(|e| e.to_string())?.to_string(),
@@ -151,18 +161,31 @@ impl Dialog {
     }
 
     /// The UAC side of a dialog established by a response (18x with a tag, or 2xx) to our INVITE.
-    pub fn new_uac(invite: &Request, resp: &Response, source: SocketAddr) -> Result<Dialog, String> {
+    pub fn new_uac(
+        invite: &Request,
+        resp: &Response,
+        source: SocketAddr,
+    ) -> Result<Dialog, String> {
         let from = invite.headers.from().map_err(|e| e.to_string())?;
         let to = resp.headers.to().map_err(|e| e.to_string())?;
         let remote_tag = to.tag().ok_or("response without a To tag")?.to_string();
         let cseq = invite.headers.cseq().map_err(|e| e.to_string())?;
-        let remote_target = first_contact(resp.headers.contacts()).unwrap_or_else(|| invite.uri.clone());
-        let mut route_set = resp.headers.name_addrs(&HeaderName::RECORD_ROUTE).map_err(|e| e.to_string())?;
+        let remote_target =
+            first_contact(resp.headers.contacts()).unwrap_or_else(|| invite.uri.clone());
+        let mut route_set = resp
+            .headers
+            .name_addrs(&HeaderName::RECORD_ROUTE)
+            .map_err(|e| e.to_string())?;
         route_set.reverse();
-        let local_contact = first_contact(invite.headers.contacts()).unwrap_or_else(|| from.uri.clone());
+        let local_contact =
+            first_contact(invite.headers.contacts()).unwrap_or_else(|| from.uri.clone());
         Ok(Dialog {
             id: DialogId {
-                call_id: invite.headers.call_id().map_err(|e| e.to_string())?.to_string(),
+                call_id: invite
+                    .headers
+                    .call_id()
+                    .map_err(|e| e.to_string())?
+                    .to_string(),
                 local_tag: from.tag().unwrap_or_default().to_string(),
                 remote_tag,
             },
@@ -188,7 +211,13 @@ impl Dialog {
 
     /// Build an in-dialog request (RFC 3261 §12.2.1.1). For ACK the CSeq number is `cseq`
     /// (the INVITE's); for other methods a new number is taken.
-    pub fn request(&mut self, method: Method, local: SocketAddr, branch: &str, ack_cseq: Option<u32>) -> Request {
+    pub fn request(
+        &mut self,
+        method: Method,
+        local: SocketAddr,
+        branch: &str,
+        ack_cseq: Option<u32>,
+    ) -> Request {
         let seq = match (method.clone(), ack_cseq) {
             (Method::Ack, Some(n)) => n,
             _ => {
@@ -208,7 +237,10 @@ impl Dialog {
         h.push(HeaderName::CALL_ID, self.id.call_id.clone());
         h.push(HeaderName::CSEQ, CSeq { seq, method }.to_string());
         if req.method != Method::Ack && req.method != Method::Bye {
-            req.headers.push(HeaderName::CONTACT, NameAddr::new(self.local_contact.clone()).to_string());
+            req.headers.push(
+                HeaderName::CONTACT,
+                NameAddr::new(self.local_contact.clone()).to_string(),
+            );
         }
         req
     }
@@ -216,7 +248,9 @@ impl Dialog {
     /// Check an incoming in-dialog request's CSeq (§12.2.2): lower than the last one is out
     /// of order (500). ACK and CANCEL carry the INVITE's number and are not checked.
     pub fn accept_remote_seq(&mut self, req: &Request) -> bool {
-        let Ok(cseq) = req.headers.cseq() else { return false };
+        let Ok(cseq) = req.headers.cseq() else {
+            return false;
+        };
         if matches!(req.method, Method::Ack | Method::Cancel) {
             return true;
         }

@@ -17,7 +17,9 @@ use core::net::SocketAddr;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::sip::dialog::{host_port, ip_host, local_via, random_token, response_to, Dialog, DialogId};
+use crate::sip::dialog::{
+    host_port, ip_host, local_via, random_token, response_to, Dialog, DialogId,
+};
 use crate::sip::msg::{
     parse_datagram, CSeq, Datagram, HeaderName, Message, Method, NameAddr, Request, Response, Uri,
 };
@@ -69,9 +71,19 @@ pub enum EndCause {
 #[derive(Debug, Clone, PartialEq)]
 pub enum UaEvent {
     /// A new incoming call. `offer` is the SDP body (empty when the INVITE had none).
-    Incoming { call: CallRef, from: NameAddr, to: NameAddr, offer: Vec<u8>, local: SocketAddr },
+    Incoming {
+        call: CallRef,
+        from: Box<NameAddr>,
+        to: Box<NameAddr>,
+        offer: Vec<u8>,
+        local: SocketAddr,
+    },
     /// The far end is ringing or sent early media (18x).
-    Progress { call: CallRef, code: u16, sdp: Option<Vec<u8>> },
+    Progress {
+        call: CallRef,
+        code: u16,
+        sdp: Option<Vec<u8>>,
+    },
     /// Our INVITE was answered (2xx). `sdp` is the answer.
     Answered { call: CallRef, sdp: Vec<u8> },
     /// The ACK for our 2xx arrived.
@@ -79,7 +91,11 @@ pub enum UaEvent {
     /// The call ended.
     Ended { call: CallRef, cause: EndCause },
     /// An INFO request inside a call (body and content type), already answered 200.
-    Info { call: CallRef, content_type: String, body: Vec<u8> },
+    Info {
+        call: CallRef,
+        content_type: String,
+        body: Vec<u8>,
+    },
     /// A datagram was dropped (malformed, stray). For logs.
     Dropped { source: SocketAddr, reason: String },
 }
@@ -96,7 +112,10 @@ pub enum UaError {
 #[derive(Debug)]
 enum Phase {
     /// UAC: INVITE sent, `provisional` once any 1xx arrived.
-    Calling { provisional: bool, cancel_pending: bool },
+    Calling {
+        provisional: bool,
+        cancel_pending: bool,
+    },
     /// UAS: INVITE received, not answered yet.
     Ringing,
     /// UAS: 2xx sent, waiting for ACK.
@@ -191,12 +210,21 @@ impl UserAgent {
 
     /// The next instant at which [`UserAgent::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let ours = self.calls.values().filter_map(|c| c.ok_retransmit.as_ref().map(|r| r.next.min(r.give_up)));
+        let ours = self
+            .calls
+            .values()
+            .filter_map(|c| c.ok_retransmit.as_ref().map(|r| r.next.min(r.give_up)));
         ours.chain(self.txn.poll_timeout()).min()
     }
 
     /// A datagram arrived from `source` on our socket bound (or seen by the peer) at `local`.
-    pub fn handle_datagram(&mut self, now: Instant, data: &[u8], source: SocketAddr, local: SocketAddr) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        source: SocketAddr,
+        local: SocketAddr,
+    ) {
         match parse_datagram(data) {
             Ok(Datagram::KeepAlive) => {}
             Ok(Datagram::Message(msg)) => {
@@ -204,16 +232,12 @@ impl UserAgent {
                 self.drain_txn(now, local);
             }
             Err(err) => {
-                if let Some(headers) = err.request_headers() {
-                    // Answer 400 statelessly when we can address a response (RFC 3261 §8.2).
-                    let mut req = Request::new(Method::Options, Uri::sip(None, ip_host(local), None));
-                    req.headers = headers.clone();
-                    if req.headers.top_via().is_ok() && req.headers.cseq().is_ok() {
-                        let resp = response_to(&req, 400, Some(&truncate_reason(err.reason())), None);
-                        self.txn.send_stateless(source, Message::Response(resp));
-                    }
-                }
-                self.events.push_back(UaEvent::Dropped { source, reason: err.reason().to_string() });
+                // Answers 400 statelessly when the request is readable enough (RFC 3261 §8.2).
+                self.txn.handle_parse_error(&err, source);
+                self.events.push_back(UaEvent::Dropped {
+                    source,
+                    reason: err.reason().to_string(),
+                });
             }
         }
     }
@@ -227,7 +251,10 @@ impl UserAgent {
                 if now >= rt.give_up {
                     ended.push(id);
                 } else if now >= rt.next {
-                    self.transmits.push_back(Transmit { dest: rt.dest, message: Message::Response(rt.response.clone()) });
+                    self.transmits.push_back(Transmit {
+                        dest: rt.dest,
+                        message: Message::Response(rt.response.clone()),
+                    });
                     rt.interval = (rt.interval * 2).min(self.cfg.timers.t2);
                     rt.next = now + rt.interval;
                 }
@@ -247,7 +274,14 @@ impl UserAgent {
     }
 
     /// Place a call to `target`, sending the INVITE to `dest` from `local`, with SDP `offer`.
-    pub fn invite(&mut self, now: Instant, target: Uri, dest: SocketAddr, local: SocketAddr, offer: Vec<u8>) -> CallRef {
+    pub fn invite(
+        &mut self,
+        now: Instant,
+        target: Uri,
+        dest: SocketAddr,
+        local: SocketAddr,
+        offer: Vec<u8>,
+    ) -> CallRef {
         let id = self.alloc_call();
         let local_tag = random_token(&mut self.rng, 16);
         let call_id = format!("{}@{}", random_token(&mut self.rng, 24), host_port(local));
@@ -267,7 +301,14 @@ impl UserAgent {
         h.push(HeaderName::FROM, from.to_string());
         h.push(HeaderName::TO, to.to_string());
         h.push(HeaderName::CALL_ID, call_id);
-        h.push(HeaderName::CSEQ, CSeq { seq: 1, method: Method::Invite }.to_string());
+        h.push(
+            HeaderName::CSEQ,
+            CSeq {
+                seq: 1,
+                method: Method::Invite,
+            }
+            .to_string(),
+        );
         h.push(HeaderName::CONTACT, NameAddr::new(our_uri).to_string());
         h.push(HeaderName::ALLOW, ALLOW);
         h.push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
@@ -280,7 +321,10 @@ impl UserAgent {
         self.calls.insert(
             id,
             Call {
-                phase: Phase::Calling { provisional: false, cancel_pending: false },
+                phase: Phase::Calling {
+                    provisional: false,
+                    cancel_pending: false,
+                },
                 invite: req,
                 invite_key: key,
                 peer: dest,
@@ -308,7 +352,10 @@ impl UserAgent {
         }
         let mut resp = response_to(&c.invite, code, None, Some(&c.local_tag));
         if code > 100 {
-            resp.headers.push(HeaderName::CONTACT, NameAddr::new(self.contact_uri(c.local)).to_string());
+            resp.headers.push(
+                HeaderName::CONTACT,
+                NameAddr::new(self.contact_uri(c.local)).to_string(),
+            );
         }
         let key = c.invite_key.clone();
         let local = c.local;
@@ -329,10 +376,15 @@ impl UserAgent {
         let t1 = self.cfg.timers.t1;
         let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
         let mut resp = response_to(&c.invite, 200, None, Some(&c.local_tag));
-        resp.headers.push(HeaderName::CONTACT, NameAddr::new(contact.clone()).to_string());
+        resp.headers.push(
+            HeaderName::CONTACT,
+            NameAddr::new(contact.clone()).to_string(),
+        );
         resp.headers.push(HeaderName::ALLOW, ALLOW);
-        resp.headers.push(HeaderName::SERVER, self.cfg.user_agent.clone());
-        resp.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        resp.headers
+            .push(HeaderName::SERVER, self.cfg.user_agent.clone());
+        resp.headers
+            .push(HeaderName::CONTENT_TYPE, "application/sdp");
         resp.body = answer.clone();
         c.local_sdp = answer;
         c.dialog = Dialog::new_uas(&c.invite, &c.local_tag, contact, c.peer).ok();
@@ -374,15 +426,23 @@ impl UserAgent {
         let local = c.local;
         match c.phase {
             Phase::Ringing => return self.reject(now, call, 603),
-            Phase::Calling { provisional: true, .. } => {
+            Phase::Calling {
+                provisional: true, ..
+            } => {
                 self.send_cancel(now, call);
                 // The call ends when the 487 (or a 2xx, then BYE) arrives.
             }
-            Phase::Calling { provisional: false, ref mut cancel_pending } => {
+            Phase::Calling {
+                provisional: false,
+                ref mut cancel_pending,
+            } => {
                 // RFC 3261 §9.1: no CANCEL before a provisional response. The call ends for
                 // the user now; if a 1xx comes later we CANCEL, if a 2xx comes we ACK + BYE.
                 *cancel_pending = true;
-                self.events.push_back(UaEvent::Ended { call, cause: EndCause::LocalCancel });
+                self.events.push_back(UaEvent::Ended {
+                    call,
+                    cause: EndCause::LocalCancel,
+                });
             }
             Phase::Answered | Phase::Confirmed => {
                 self.send_bye(now, call);
@@ -411,7 +471,13 @@ impl UserAgent {
     fn end_call(&mut self, call: CallRef, cause: EndCause) {
         if let Some(c) = self.calls.remove(&call) {
             self.by_invite_branch.remove(&c.invite_key.branch);
-            let already_reported = matches!(c.phase, Phase::Calling { cancel_pending: true, provisional: false });
+            let already_reported = matches!(
+                c.phase,
+                Phase::Calling {
+                    cancel_pending: true,
+                    provisional: false
+                }
+            );
             if !already_reported {
                 self.events.push_back(UaEvent::Ended { call, cause });
             }
@@ -419,7 +485,9 @@ impl UserAgent {
     }
 
     fn send_cancel(&mut self, now: Instant, call: CallRef) {
-        let Some(c) = self.calls.get(&call) else { return };
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
         // RFC 3261 §9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE.
         let mut cancel = Request::new(Method::Cancel, c.invite.uri.clone());
         let h = &c.invite.headers;
@@ -436,7 +504,14 @@ impl UserAgent {
             }
         }
         let seq = h.cseq().map(|s| s.seq).unwrap_or(1);
-        cancel.headers.push(HeaderName::CSEQ, CSeq { seq, method: Method::Cancel }.to_string());
+        cancel.headers.push(
+            HeaderName::CSEQ,
+            CSeq {
+                seq,
+                method: Method::Cancel,
+            }
+            .to_string(),
+        );
         let dest = c.peer;
         let key = self.txn.send_request(now, cancel, dest, false);
         self.pending.insert(key);
@@ -444,8 +519,12 @@ impl UserAgent {
 
     fn send_bye(&mut self, now: Instant, call: CallRef) {
         let branch = new_branch(&mut self.rng);
-        let Some(c) = self.calls.get_mut(&call) else { return };
-        let Some(dialog) = c.dialog.as_mut() else { return };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(dialog) = c.dialog.as_mut() else {
+            return;
+        };
         let bye = dialog.request(Method::Bye, c.local, &branch, None);
         let dest = dialog.next_hop();
         let key = self.txn.send_request(now, bye, dest, false);
@@ -462,30 +541,61 @@ impl UserAgent {
     fn drain_txn(&mut self, now: Instant, local: SocketAddr) {
         while let Some(ev) = self.txn.poll_event() {
             match ev {
-                TxnEvent::Request { key, request, source } => self.on_request(now, key, request, source, local),
+                TxnEvent::Request {
+                    key,
+                    request,
+                    source,
+                } => self.on_request(now, key, request, source, local),
                 TxnEvent::Response { key, response } => self.on_response(now, key, response),
-                TxnEvent::StrayResponse { response, source } => self.on_stray_response(now, response, source),
+                TxnEvent::StrayResponse { response, source } => {
+                    self.on_stray_response(now, response, source)
+                }
                 TxnEvent::Timeout { key } => self.on_txn_timeout(key),
                 TxnEvent::Terminated { .. } => {}
-                #[allow(unreachable_patterns)]
-                _ => {}
+                TxnEvent::Dropped { reason, peer } => self.events.push_back(UaEvent::Dropped {
+                    source: peer,
+                    reason,
+                }),
             }
         }
     }
 
     fn find_call_by_key(&self, key: &TxnKey) -> Option<CallRef> {
-        self.calls.iter().find(|(_, c)| &c.invite_key == key).map(|(&id, _)| id)
+        self.calls
+            .iter()
+            .find(|(_, c)| &c.invite_key == key)
+            .map(|(&id, _)| id)
     }
 
     fn find_dialog(&self, req: &Request) -> Option<CallRef> {
         let call_id = req.headers.call_id().ok()?;
         let to_tag = req.headers.to().ok()?.tag()?.to_string();
-        let from_tag = req.headers.from().ok()?.tag().map(str::to_string).unwrap_or_default();
-        let want = DialogId { call_id: call_id.to_string(), local_tag: to_tag, remote_tag: from_tag };
-        self.calls.iter().find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.id == want)).map(|(&id, _)| id)
+        let from_tag = req
+            .headers
+            .from()
+            .ok()?
+            .tag()
+            .map(str::to_string)
+            .unwrap_or_default();
+        let want = DialogId {
+            call_id: call_id.to_string(),
+            local_tag: to_tag,
+            remote_tag: from_tag,
+        };
+        self.calls
+            .iter()
+            .find(|(_, c)| c.dialog.as_ref().is_some_and(|d| d.id == want))
+            .map(|(&id, _)| id)
     }
 
-    fn respond(&mut self, now: Instant, key: &Option<TxnKey>, req: &Request, source: SocketAddr, resp: Response) {
+    fn respond(
+        &mut self,
+        now: Instant,
+        key: &Option<TxnKey>,
+        req: &Request,
+        source: SocketAddr,
+        resp: Response,
+    ) {
         match key {
             Some(key) => {
                 let _ = self.txn.send_response(now, key, resp);
@@ -495,8 +605,20 @@ impl UserAgent {
         let _ = req;
     }
 
-    fn on_request(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr, local: SocketAddr) {
-        let in_dialog = req.headers.to().ok().and_then(|t| t.tag().map(str::to_string)).is_some();
+    fn on_request(
+        &mut self,
+        now: Instant,
+        key: Option<TxnKey>,
+        req: Request,
+        source: SocketAddr,
+        local: SocketAddr,
+    ) {
+        let in_dialog = req
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string))
+            .is_some();
         match req.method {
             Method::Invite if !in_dialog => self.on_new_invite(now, key, req, source, local),
             Method::Invite => self.on_reinvite(now, key, req, source),
@@ -508,7 +630,8 @@ impl UserAgent {
                 resp.headers.push(HeaderName::ALLOW, ALLOW);
                 resp.headers.push(HeaderName::ACCEPT, "application/sdp");
                 resp.headers.push(HeaderName::SUPPORTED, "");
-                resp.headers.push(HeaderName::SERVER, self.cfg.user_agent.clone());
+                resp.headers
+                    .push(HeaderName::SERVER, self.cfg.user_agent.clone());
                 self.respond(now, &key, &req, source, resp);
             }
             Method::Info if in_dialog => match self.find_dialog(&req) {
@@ -516,7 +639,11 @@ impl UserAgent {
                     let resp = response_to(&req, 200, None, None);
                     self.respond(now, &key, &req, source, resp);
                     let content_type = req.headers.content_type().unwrap_or_default().to_string();
-                    self.events.push_back(UaEvent::Info { call, content_type, body: req.body });
+                    self.events.push_back(UaEvent::Info {
+                        call,
+                        content_type,
+                        body: req.body,
+                    });
                 }
                 None => {
                     let resp = response_to(&req, 481, None, None);
@@ -524,7 +651,11 @@ impl UserAgent {
                 }
             },
             _ => {
-                let code = if in_dialog && self.find_dialog(&req).is_none() { 481 } else { 405 };
+                let code = if in_dialog && self.find_dialog(&req).is_none() {
+                    481
+                } else {
+                    405
+                };
                 let mut resp = response_to(&req, code, None, None);
                 resp.headers.push(HeaderName::ALLOW, ALLOW);
                 self.respond(now, &key, &req, source, resp);
@@ -532,7 +663,14 @@ impl UserAgent {
         }
     }
 
-    fn on_new_invite(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr, local: SocketAddr) {
+    fn on_new_invite(
+        &mut self,
+        now: Instant,
+        key: Option<TxnKey>,
+        req: Request,
+        source: SocketAddr,
+        local: SocketAddr,
+    ) {
         let Some(key) = key else { return };
         let (from, to) = match (req.headers.from(), req.headers.to()) {
             (Ok(f), Ok(t)) => (f, t),
@@ -546,15 +684,13 @@ impl UserAgent {
         if !required.is_empty() {
             // We support no extensions yet (100rel, timer come later): RFC 3261 §8.2.2.3.
             let mut resp = response_to(&req, 420, None, None);
-            resp.headers.push(HeaderName::UNSUPPORTED, required.join(", "));
+            resp.headers
+                .push(HeaderName::UNSUPPORTED, required.join(", "));
             let _ = self.txn.send_response(now, &key, resp);
             return;
         }
         let id = self.alloc_call();
         let local_tag = random_token(&mut self.rng, 16);
-        // 100 Trying at once, so the caller stops retransmitting (RFC 3261 §8.2.6.1).
-        let trying = response_to(&req, 100, None, None);
-        let _ = self.txn.send_response(now, &key, trying);
         self.by_invite_branch.insert(key.branch.clone(), id);
         let offer = req.body.clone();
         self.calls.insert(
@@ -572,7 +708,13 @@ impl UserAgent {
                 local_sdp: Vec::new(),
             },
         );
-        self.events.push_back(UaEvent::Incoming { call: id, from, to, offer, local });
+        self.events.push_back(UaEvent::Incoming {
+            call: id,
+            from: Box::new(from),
+            to: Box::new(to),
+            offer,
+            local,
+        });
     }
 
     fn on_reinvite(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
@@ -584,7 +726,9 @@ impl UserAgent {
         };
         let t1 = self.cfg.timers.t1;
         let c = self.calls.get_mut(&call).expect("found above");
-        let Some(dialog) = c.dialog.as_mut() else { return };
+        let Some(dialog) = c.dialog.as_mut() else {
+            return;
+        };
         if !dialog.accept_remote_seq(&req) {
             let resp = response_to(&req, 500, Some("CSeq Out of Order"), None);
             let _ = self.txn.send_response(now, &key, resp);
@@ -600,9 +744,13 @@ impl UserAgent {
         dialog.refresh_target(&Message::Request(req.clone()));
         // For now the session does not change: answer with the SDP we already sent.
         let mut resp = response_to(&req, 200, None, None);
-        resp.headers.push(HeaderName::CONTACT, NameAddr::new(dialog.local_contact.clone()).to_string());
+        resp.headers.push(
+            HeaderName::CONTACT,
+            NameAddr::new(dialog.local_contact.clone()).to_string(),
+        );
         resp.headers.push(HeaderName::ALLOW, ALLOW);
-        resp.headers.push(HeaderName::CONTENT_TYPE, "application/sdp");
+        resp.headers
+            .push(HeaderName::CONTENT_TYPE, "application/sdp");
         resp.body = c.local_sdp.clone();
         let cseq = req.headers.cseq().map(|s| s.seq).unwrap_or(0);
         c.ok_retransmit = Some(Retransmit {
@@ -617,7 +765,9 @@ impl UserAgent {
     }
 
     fn on_ack(&mut self, req: Request) {
-        let Some(call) = self.find_dialog(&req) else { return };
+        let Some(call) = self.find_dialog(&req) else {
+            return;
+        };
         let cseq = req.headers.cseq().map(|s| s.seq).unwrap_or(0);
         let c = self.calls.get_mut(&call).expect("found above");
         if c.ok_retransmit.as_ref().is_some_and(|r| r.cseq == cseq) {
@@ -630,7 +780,11 @@ impl UserAgent {
     }
 
     fn on_cancel(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
-        let branch = req.headers.top_via().ok().and_then(|v| v.branch().map(str::to_string));
+        let branch = req
+            .headers
+            .top_via()
+            .ok()
+            .and_then(|v| v.branch().map(str::to_string));
         let call = branch.and_then(|b| self.by_invite_branch.get(&b).copied());
         let Some(call) = call else {
             let resp = response_to(&req, 481, None, None);
@@ -678,7 +832,11 @@ impl UserAgent {
         let c = self.calls.get_mut(&call).expect("found above");
         match code {
             100 => {
-                if let Phase::Calling { provisional, cancel_pending } = &mut c.phase {
+                if let Phase::Calling {
+                    provisional,
+                    cancel_pending,
+                } = &mut c.phase
+                {
                     *provisional = true;
                     if *cancel_pending {
                         self.send_cancel(now, call);
@@ -686,7 +844,11 @@ impl UserAgent {
                 }
             }
             101..=199 => {
-                if let Phase::Calling { provisional, cancel_pending } = &mut c.phase {
+                if let Phase::Calling {
+                    provisional,
+                    cancel_pending,
+                } = &mut c.phase
+                {
                     *provisional = true;
                     if *cancel_pending {
                         self.send_cancel(now, call);
@@ -699,7 +861,10 @@ impl UserAgent {
             200..=299 => {
                 if let Some((dest, ack)) = &c.ack {
                     // A retransmitted 2xx: our ACK was lost, send it again.
-                    self.transmits.push_back(Transmit { dest: *dest, message: Message::Request(ack.clone()) });
+                    self.transmits.push_back(Transmit {
+                        dest: *dest,
+                        message: Message::Request(ack.clone()),
+                    });
                     return;
                 }
                 let mut dialog = match Dialog::new_uac(&c.invite, &resp, c.peer) {
@@ -713,10 +878,19 @@ impl UserAgent {
                 let cseq = c.invite.headers.cseq().map(|s| s.seq).unwrap_or(1);
                 let ack = dialog.request(Method::Ack, c.local, &branch, Some(cseq));
                 let dest = dialog.next_hop();
-                self.transmits.push_back(Transmit { dest, message: Message::Request(ack.clone()) });
+                self.transmits.push_back(Transmit {
+                    dest,
+                    message: Message::Request(ack.clone()),
+                });
                 c.ack = Some((dest, ack));
                 c.dialog = Some(dialog);
-                let cancelled = matches!(c.phase, Phase::Calling { cancel_pending: true, .. });
+                let cancelled = matches!(
+                    c.phase,
+                    Phase::Calling {
+                        cancel_pending: true,
+                        ..
+                    }
+                );
                 c.phase = Phase::Confirmed;
                 if cancelled {
                     // We hung up before the answer arrived: end it at once with BYE.
@@ -725,14 +899,27 @@ impl UserAgent {
                         self.by_invite_branch.remove(&c.invite_key.branch);
                     }
                 } else {
-                    self.events.push_back(UaEvent::Answered { call, sdp: resp.body });
+                    self.events.push_back(UaEvent::Answered {
+                        call,
+                        sdp: resp.body,
+                    });
                 }
             }
             _ => {
-                let cause = if matches!(c.phase, Phase::Calling { cancel_pending: true, .. }) || code == 487 {
+                let cause = if matches!(
+                    c.phase,
+                    Phase::Calling {
+                        cancel_pending: true,
+                        ..
+                    }
+                ) || code == 487
+                {
                     EndCause::LocalCancel
                 } else {
-                    EndCause::Rejected { code, reason: resp.reason.clone() }
+                    EndCause::Rejected {
+                        code,
+                        reason: resp.reason.clone(),
+                    }
                 };
                 self.end_call(call, cause);
             }
@@ -747,35 +934,41 @@ impl UserAgent {
                 for c in self.calls.values() {
                     if c.invite.headers.call_id().ok() == Some(call_id) {
                         if let Some((dest, ack)) = &c.ack {
-                            self.transmits.push_back(Transmit { dest: *dest, message: Message::Request(ack.clone()) });
+                            self.transmits.push_back(Transmit {
+                                dest: *dest,
+                                message: Message::Request(ack.clone()),
+                            });
                         }
                         return;
                     }
                 }
             }
         }
-        self.events.push_back(UaEvent::Dropped { source, reason: format!("stray response {}", resp.code) });
+        self.events.push_back(UaEvent::Dropped {
+            source,
+            reason: format!("stray response {}", resp.code),
+        });
     }
 
     fn on_txn_timeout(&mut self, key: TxnKey) {
         self.pending.remove(&key);
         if let Some(call) = self.find_call_by_key(&key) {
-            let cancelled = self
-                .calls
-                .get(&call)
-                .is_some_and(|c| matches!(c.phase, Phase::Calling { cancel_pending: true, .. }));
-            let cause = if cancelled { EndCause::LocalCancel } else { EndCause::Timeout };
+            let cancelled = self.calls.get(&call).is_some_and(|c| {
+                matches!(
+                    c.phase,
+                    Phase::Calling {
+                        cancel_pending: true,
+                        ..
+                    }
+                )
+            });
+            let cause = if cancelled {
+                EndCause::LocalCancel
+            } else {
+                EndCause::Timeout
+            };
             self.end_call(call, cause);
         }
-    }
-}
-
-fn truncate_reason(reason: &str) -> String {
-    let clean: String = reason.chars().filter(|c| !c.is_control()).take(80).collect();
-    if clean.is_empty() {
-        "Bad Request".to_string()
-    } else {
-        clean
     }
 }
 
@@ -854,19 +1047,33 @@ mod tests {
 
         fn deliver(&mut self, from_a: bool, t: Transmit) {
             let bytes = t.message.to_bytes();
-            let first = String::from_utf8_lossy(&bytes).lines().next().unwrap_or_default().to_string();
-            self.wire.push(format!("{} {}", if from_a { "A->B" } else { "B->A" }, first));
-            if let Some(i) = self.drop_first.iter().position(|p| first.starts_with(p.as_str())) {
+            let first = String::from_utf8_lossy(&bytes)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            self.wire.push(format!(
+                "{} {}",
+                if from_a { "A->B" } else { "B->A" },
+                first
+            ));
+            if let Some(i) = self
+                .drop_first
+                .iter()
+                .position(|p| first.starts_with(p.as_str()))
+            {
                 self.drop_first.remove(i);
                 return;
             }
             let now = self.now;
             if from_a {
                 assert_eq!(t.dest, Self::addr(B));
-                self.b.handle_datagram(now, &bytes, Self::addr(A), Self::addr(B));
+                self.b
+                    .handle_datagram(now, &bytes, Self::addr(A), Self::addr(B));
             } else {
                 assert_eq!(t.dest, Self::addr(A));
-                self.a.handle_datagram(now, &bytes, Self::addr(B), Self::addr(A));
+                self.a
+                    .handle_datagram(now, &bytes, Self::addr(B), Self::addr(A));
             }
         }
 
@@ -874,7 +1081,10 @@ mod tests {
         fn advance(&mut self, limit: Duration) {
             let end = self.now + limit;
             loop {
-                let next = [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min();
+                let next = [self.a.poll_timeout(), self.b.poll_timeout()]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 match next {
                     Some(t) if t <= end => {
                         self.now = self.now.max(t);
@@ -892,7 +1102,13 @@ mod tests {
         fn dial(&mut self) -> CallRef {
             let target: Uri = format!("sip:bob@{B}").parse().unwrap();
             let now = self.now;
-            let id = self.a.invite(now, target, Self::addr(B), Self::addr(A), b"v=0\r\n".to_vec());
+            let id = self.a.invite(
+                now,
+                target,
+                Self::addr(B),
+                Self::addr(A),
+                b"v=0\r\n".to_vec(),
+            );
             self.pump();
             id
         }
@@ -922,11 +1138,21 @@ mod tests {
         let b_call = p.incoming();
         p.b.ringing(p.now, b_call).unwrap();
         p.pump();
-        assert!(p.a_events.iter().any(|e| matches!(e, UaEvent::Progress { code: 180, .. })));
-        p.b.answer(p.now, b_call, b"v=0 answer\r\n".to_vec()).unwrap();
+        assert!(p
+            .a_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Progress { code: 180, .. })));
+        p.b.answer(p.now, b_call, b"v=0 answer\r\n".to_vec())
+            .unwrap();
         p.pump();
-        assert!(p.a_events.iter().any(|e| matches!(e, UaEvent::Answered { sdp, .. } if sdp == b"v=0 answer\r\n")));
-        assert!(p.b_events.iter().any(|e| matches!(e, UaEvent::Confirmed { .. })));
+        assert!(p
+            .a_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { sdp, .. } if sdp == b"v=0 answer\r\n")));
+        assert!(p
+            .b_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Confirmed { .. })));
         p.a.hangup(p.now, a_call).unwrap();
         p.pump();
         assert_eq!(ended(&p.a_events), Some(EndCause::LocalBye));
@@ -958,9 +1184,18 @@ mod tests {
         assert_eq!(ended(&p.a_events), Some(EndCause::LocalCancel));
         assert_eq!(ended(&p.b_events), Some(EndCause::RemoteCancel));
         let wire = p.wire.join("\n");
-        assert!(wire.contains("A->B CANCEL sip:bob@127.0.0.1:5062 SIP/2.0"), "{wire}");
-        assert!(wire.contains("B->A SIP/2.0 487 Request Terminated"), "{wire}");
-        assert!(wire.contains("A->B ACK sip:bob@127.0.0.1:5062 SIP/2.0"), "{wire}");
+        assert!(
+            wire.contains("A->B CANCEL sip:bob@127.0.0.1:5062 SIP/2.0"),
+            "{wire}"
+        );
+        assert!(
+            wire.contains("B->A SIP/2.0 487 Request Terminated"),
+            "{wire}"
+        );
+        assert!(
+            wire.contains("A->B ACK sip:bob@127.0.0.1:5062 SIP/2.0"),
+            "{wire}"
+        );
     }
 
     #[test]
@@ -975,7 +1210,10 @@ mod tests {
                 Some(EndCause::Rejected { code: c, .. }) => assert_eq!(c, code),
                 other => panic!("{other:?}"),
             }
-            assert!(p.wire.iter().any(|l| l.starts_with("A->B ACK")), "non-2xx ACKed");
+            assert!(
+                p.wire.iter().any(|l| l.starts_with("A->B ACK")),
+                "non-2xx ACKed"
+            );
         }
     }
 
@@ -990,11 +1228,24 @@ mod tests {
         p.drop_first = vec!["SIP/2.0 200".into()];
         p.b.answer(p.now, b_call, b"v=0\r\n".to_vec()).unwrap();
         p.pump();
-        assert!(!p.a_events.iter().any(|e| matches!(e, UaEvent::Answered { .. })));
+        assert!(!p
+            .a_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { .. })));
         p.advance(Duration::from_millis(600)); // the UAS retransmits its 2xx
-        assert!(p.a_events.iter().any(|e| matches!(e, UaEvent::Answered { .. })));
-        assert!(p.b_events.iter().any(|e| matches!(e, UaEvent::Confirmed { .. })));
-        let incoming = p.b_events.iter().filter(|e| matches!(e, UaEvent::Incoming { .. })).count();
+        assert!(p
+            .a_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { .. })));
+        assert!(p
+            .b_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Confirmed { .. })));
+        let incoming = p
+            .b_events
+            .iter()
+            .filter(|e| matches!(e, UaEvent::Incoming { .. }))
+            .count();
         assert_eq!(incoming, 1, "retransmitted INVITE absorbed");
     }
 
@@ -1006,10 +1257,20 @@ mod tests {
         p.drop_first = vec!["ACK".into()];
         p.b.answer(p.now, b_call, b"v=0\r\n".to_vec()).unwrap();
         p.pump();
-        assert!(!p.b_events.iter().any(|e| matches!(e, UaEvent::Confirmed { .. })));
+        assert!(!p
+            .b_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Confirmed { .. })));
         p.advance(Duration::from_millis(600));
-        assert!(p.b_events.iter().any(|e| matches!(e, UaEvent::Confirmed { .. })));
-        let answered = p.a_events.iter().filter(|e| matches!(e, UaEvent::Answered { .. })).count();
+        assert!(p
+            .b_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Confirmed { .. })));
+        let answered = p
+            .a_events
+            .iter()
+            .filter(|e| matches!(e, UaEvent::Answered { .. }))
+            .count();
         assert_eq!(answered, 1);
     }
 
@@ -1035,7 +1296,11 @@ mod tests {
         assert_eq!(ended(&p.a_events), None);
         p.advance(Duration::from_secs(2));
         assert_eq!(ended(&p.a_events), Some(EndCause::Timeout));
-        let invites = p.wire.iter().filter(|l| l.starts_with("A->B INVITE")).count();
+        let invites = p
+            .wire
+            .iter()
+            .filter(|l| l.starts_with("A->B INVITE"))
+            .count();
         assert_eq!(invites, 7, "sent at 0, .5, 1.5, 3.5, 7.5, 15.5, 31.5 s");
     }
 
@@ -1050,7 +1315,10 @@ mod tests {
         let t = p.b.poll_transmit().expect("200 to OPTIONS");
         let text = String::from_utf8(t.message.to_bytes()).unwrap();
         assert!(text.starts_with("SIP/2.0 200"), "{text}");
-        assert!(text.contains("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"), "{text}");
+        assert!(
+            text.contains("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"),
+            "{text}"
+        );
         assert!(text.contains("Accept: application/sdp"), "{text}");
 
         let bye = format!(
@@ -1058,7 +1326,9 @@ mod tests {
         );
         p.b.handle_datagram(now, bye.as_bytes(), Pair::addr(A), Pair::addr(B));
         let t = p.b.poll_transmit().expect("481");
-        assert!(String::from_utf8(t.message.to_bytes()).unwrap().starts_with("SIP/2.0 481"));
+        assert!(String::from_utf8(t.message.to_bytes())
+            .unwrap()
+            .starts_with("SIP/2.0 481"));
     }
 
     #[test]
@@ -1073,7 +1343,13 @@ mod tests {
             let text = String::from_utf8(t.message.to_bytes()).unwrap();
             assert!(text.starts_with("SIP/2.0 400"), "{text}");
         }
-        for junk in [&b"\x00\x01\x02garbage"[..], b"INVITE", b"SIP/2.0 200 OK\r\n\r\n", b"\r\n\r\n", &[0xff; 300]] {
+        for junk in [
+            &b"\x00\x01\x02garbage"[..],
+            b"INVITE",
+            b"SIP/2.0 200 OK\r\n\r\n",
+            b"\r\n\r\n",
+            &[0xff; 300],
+        ] {
             p.b.handle_datagram(now, junk, Pair::addr(A), Pair::addr(B));
             while p.b.poll_transmit().is_some() {}
         }
