@@ -396,6 +396,7 @@ impl EngineActor {
             }
         };
         c.media = Some(media);
+        c.next_stats = Instant::now() + self.cfg.stats_interval;
         // RTP receive: a small task per call forwards datagrams into the engine loop.
         let tx = self.rtp_tx.clone();
         c.rtp_task = Some(tokio::spawn(async move {
