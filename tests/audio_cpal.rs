@@ -231,11 +231,16 @@ fn unreachable_server_is_no_usable_device() {
     std::env::set_var("PULSE_SERVER", "unix:/nonexistent/termphone-test/native");
     let playback = open_playback(None, 8000);
     let capture = open_capture(None, 8000);
+    let listed = list_devices();
     match saved {
         Some(v) => std::env::set_var("PULSE_SERVER", v),
         None => std::env::remove_var("PULSE_SERVER"),
     }
-    for (what, r) in [("playback", playback.err()), ("capture", capture.err())] {
+    for (what, r) in [
+        ("playback", playback.err()),
+        ("capture", capture.err()),
+        ("list_devices", listed.err()),
+    ] {
         match r {
             None => eprintln!("{what}: opened without a server (a real card?)"),
             Some(e) => {

@@ -257,9 +257,15 @@ fn find_device(name: Option<&str>, dir: Direction) -> Result<(cpal::Device, Stri
 /// The error for a device that was found but cannot stream.
 fn open_error(name: Option<&str>, device: &str, dir: Direction, e: &cpal::Error) -> AudioError {
     if name.is_none() {
+        // cpal's generic text for this kind speaks of a disconnected device: misleading here
+        let detail = if e.kind() == cpal::ErrorKind::DeviceNotAvailable && e.message().is_none() {
+            String::new()
+        } else {
+            format!(" ({e})")
+        };
         AudioError::NoDevice {
             message: format!(
-                "the default {} device cannot be opened ({e}); {NO_SERVER_HINT}",
+                "the default {} device cannot be opened{detail}; {NO_SERVER_HINT}",
                 dir.word()
             ),
         }
