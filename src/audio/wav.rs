@@ -303,7 +303,8 @@ pub fn read_wav(path: &Path, rate: u32) -> Result<Vec<i16>, AudioError> {
     let mut src = WavSource::open(path, rate)?;
     let frames = u64::from(src.reader.duration());
     let want = (frames * u64::from(rate)).div_ceil(u64::from(src.file_rate)) as usize;
-    let mut all = Vec::with_capacity(want);
+    // the length comes from the header: do not trust it for an allocation
+    let mut all = Vec::with_capacity(want.min(1 << 22));
     let mut frame = vec![0i16; 1024];
     while src.read(&mut frame) == SourceState::Data {
         all.extend_from_slice(&frame);
