@@ -401,9 +401,7 @@ impl std::fmt::Debug for CaptureStream {
 impl CaptureStream {
     /// Open input device `name` (None = default) delivering mono frames at `rate` Hz.
     pub fn open(name: Option<&str>, rate: u32) -> Result<CaptureStream, AudioError> {
-        if rate == 0 {
-            return Err(AudioError::InvalidArgument("capture sample rate 0".into()));
-        }
+        super::check_rate(rate, "capture")?;
         let shared = Arc::new(Shared::new(0, 0));
         let name_owned = name.map(str::to_string);
         let thread_shared = shared.clone();
@@ -520,9 +518,7 @@ impl std::fmt::Debug for PlaybackStream {
 impl PlaybackStream {
     /// Open output device `name` (None = default) taking mono frames at `rate` Hz.
     pub fn open(name: Option<&str>, rate: u32) -> Result<PlaybackStream, AudioError> {
-        if rate == 0 {
-            return Err(AudioError::InvalidArgument("playback sample rate 0".into()));
-        }
+        super::check_rate(rate, "playback")?;
         let shared = Arc::new(Shared::new(usize::MAX, usize::MAX));
         let name_owned = name.map(str::to_string);
         let thread_shared = shared.clone();
