@@ -21,6 +21,12 @@
 #   scripts/headless-audio.sh status   server, sinks, sources
 #   scripts/headless-audio.sh stop     stop the daemon this script started (by its PID file only)
 #
+# termphone's device tests (tests/audio_cpal.rs) run only when PULSE_SERVER is set, and
+# say "NOT RUN" otherwise; TERMPHONE_REQUIRE_AUDIO=1 turns that into a failure:
+#   bash scripts/headless-audio.sh start && eval "$(bash scripts/headless-audio.sh env)"
+#   TERMPHONE_REQUIRE_AUDIO=1 cargo test --test audio_cpal
+#   bash scripts/headless-audio.sh stop
+#
 # Per process, pick devices with PULSE_SINK=... / PULSE_SOURCE=...; for example
 # PULSE_SOURCE=virt_speaker.monitor lets one program record its own playback.
 #
@@ -71,11 +77,14 @@ our_pid() {
     pid=$(tr -dc 0-9 <"$PIDFILE")
     [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] || return 1
     [ "$(cat "/proc/$pid/comm")" = pulseaudio ] || return 1
+    # and it is the one serving this state dir's socket (not a reused PID)
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F "socket=$SOCK" >/dev/null || return 1
     echo "$pid"
 }
 
-has_sink() { "${PA[@]}" pactl list short sinks | awk '{print $2}' | grep -qx "$1"; }
-has_loopback() { "${PA[@]}" pactl list short modules | grep -q "module-loopback.*source=$1 "; }
+# (grep without -q: it reads all its input, so pipefail never sees a writer's SIGPIPE)
+has_sink() { "${PA[@]}" pactl list short sinks | awk '{print $2}' | grep -x "$1" >/dev/null; }
+has_loopback() { "${PA[@]}" pactl list short modules | grep "module-loopback.*source=$1 " >/dev/null; }
 
 # load whatever is missing, so a half-set-up daemon is repaired rather than duplicated
 ensure_devices() {

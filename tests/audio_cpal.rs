@@ -231,11 +231,16 @@ fn unreachable_server_is_no_usable_device() {
     std::env::set_var("PULSE_SERVER", "unix:/nonexistent/termphone-test/native");
     let playback = open_playback(None, 8000);
     let capture = open_capture(None, 8000);
+    let listed = list_devices();
     match saved {
         Some(v) => std::env::set_var("PULSE_SERVER", v),
         None => std::env::remove_var("PULSE_SERVER"),
     }
-    for (what, r) in [("playback", playback.err()), ("capture", capture.err())] {
+    for (what, r) in [
+        ("playback", playback.err()),
+        ("capture", capture.err()),
+        ("list_devices", listed.err()),
+    ] {
         match r {
             None => eprintln!("{what}: opened without a server (a real card?)"),
             Some(e) => {
@@ -250,4 +255,66 @@ fn unreachable_server_is_no_usable_device() {
             }
         }
     }
+}
+
+#[test]
+fn microphone_path_captures_what_virt_mic_plays() {
+    let _g = DEVICE.lock().unwrap_or_else(|e| e.into_inner());
+    if !server_available("microphone_path_captures_what_virt_mic_plays") {
+        return;
+    }
+    // the "microphone" signal: 1.2 s of 700 Hz at 0.5 in a 48 kHz WAV, played with paplay
+    let dir = std::env::temp_dir().join(format!("termphone-audio-mic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let wav = dir.join("mic.wav");
+    let mut sink = termphone::audio::WavSink::create(&wav, 48000).expect("create");
+    let mut tone = ToneSource::new(700.0, 0.5, 48000);
+    let mut buf = vec![0i16; 960];
+    for _ in 0..60 {
+        tone.read(&mut buf);
+        sink.write(&buf).expect("write");
+    }
+    sink.finish().expect("finish");
+
+    // capture the default source as a user would: virt_mic's monitor
+    std::env::set_var("PULSE_SOURCE", "virt_mic.monitor");
+    let capture = open_capture(None, 8000);
+    std::env::set_var("PULSE_SOURCE", "virt_speaker.monitor");
+    let mut capture = capture.expect("open capture");
+    let player = std::process::Command::new("paplay")
+        .arg("-d")
+        .arg("virt_mic")
+        .arg(&wav)
+        .spawn();
+    let mut player = match player {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "audio_cpal::microphone_path_captures_what_virt_mic_plays: NOT RUN: paplay: {e}"
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+            return;
+        }
+    };
+    let mut captured = Vec::new();
+    let mut frame = [0i16; 160];
+    let start = Instant::now();
+    for tick in 1u32..=90 {
+        capture.read(&mut frame);
+        captured.extend_from_slice(&frame);
+        let next = start + Duration::from_millis(20) * tick;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let status = player.wait().expect("paplay ran");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "paplay failed: {status}");
+    let (amp, _) = best_window(&captured, 700.0, 8000);
+    eprintln!("700 Hz from virt_mic: amplitude {amp:.4}");
+    assert!(
+        amp > 0.4,
+        "microphone tone not captured: amplitude {amp:.4}"
+    );
 }

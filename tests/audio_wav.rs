@@ -425,9 +425,30 @@ fn missing_garbage_and_truncated_files_are_clear_errors() {
     let msg = read_error(&odd).to_string();
     assert!(msg.contains("float16.wav"), "{msg}");
 
+    // absurd sample rates in the header: refused, not allocated for
+    for rate in [0u32, 5, 4_000_000_000] {
+        let mut h = bytes.clone();
+        h[24..28].copy_from_slice(&rate.to_le_bytes());
+        // byte rate = rate * block align (hound checks it; 4e9 * 2 does not fit, so hound
+        // itself refuses that one)
+        h[28..32].copy_from_slice(&rate.wrapping_mul(2).to_le_bytes());
+        let p = dir.path(&format!("rate{rate}.wav"));
+        std::fs::write(&p, &h).expect("write");
+        let msg = read_error(&p).to_string();
+        assert!(msg.contains(&format!("rate{rate}.wav")), "{msg}");
+        assert!(
+            msg.contains("unsupported sample rate") || msg.contains("damaged"),
+            "{msg}"
+        );
+    }
+
     // rate 0 asked for
-    let e = WavSource::open(&good, 0).expect_err("rate 0");
-    assert!(matches!(e, AudioError::InvalidArgument(_)), "{e:?}");
+    for rate in [0, 10, 10_000_000] {
+        let e = WavSource::open(&good, rate).expect_err("bad rate");
+        assert!(matches!(e, AudioError::InvalidArgument(_)), "{e:?}");
+        let e = WavSink::create(&dir.path("x.wav"), rate).expect_err("bad rate");
+        assert!(matches!(e, AudioError::InvalidArgument(_)), "{e:?}");
+    }
 }
 
 #[test]

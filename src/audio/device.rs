@@ -257,9 +257,15 @@ fn find_device(name: Option<&str>, dir: Direction) -> Result<(cpal::Device, Stri
 /// The error for a device that was found but cannot stream.
 fn open_error(name: Option<&str>, device: &str, dir: Direction, e: &cpal::Error) -> AudioError {
     if name.is_none() {
+        // cpal's generic text for this kind speaks of a disconnected device: misleading here
+        let detail = if e.kind() == cpal::ErrorKind::DeviceNotAvailable && e.message().is_none() {
+            String::new()
+        } else {
+            format!(" ({e})")
+        };
         AudioError::NoDevice {
             message: format!(
-                "the default {} device cannot be opened ({e}); {NO_SERVER_HINT}",
+                "the default {} device cannot be opened{detail}; {NO_SERVER_HINT}",
                 dir.word()
             ),
         }
@@ -395,9 +401,7 @@ impl std::fmt::Debug for CaptureStream {
 impl CaptureStream {
     /// Open input device `name` (None = default) delivering mono frames at `rate` Hz.
     pub fn open(name: Option<&str>, rate: u32) -> Result<CaptureStream, AudioError> {
-        if rate == 0 {
-            return Err(AudioError::InvalidArgument("capture sample rate 0".into()));
-        }
+        super::check_rate(rate, "capture")?;
         let shared = Arc::new(Shared::new(0, 0));
         let name_owned = name.map(str::to_string);
         let thread_shared = shared.clone();
@@ -514,9 +518,7 @@ impl std::fmt::Debug for PlaybackStream {
 impl PlaybackStream {
     /// Open output device `name` (None = default) taking mono frames at `rate` Hz.
     pub fn open(name: Option<&str>, rate: u32) -> Result<PlaybackStream, AudioError> {
-        if rate == 0 {
-            return Err(AudioError::InvalidArgument("playback sample rate 0".into()));
-        }
+        super::check_rate(rate, "playback")?;
         let shared = Arc::new(Shared::new(usize::MAX, usize::MAX));
         let name_owned = name.map(str::to_string);
         let thread_shared = shared.clone();

@@ -41,6 +41,22 @@ pub use error::AudioError;
 pub use gen::{goertzel, NullSink, SilenceSource, ToneSource};
 pub use wav::{read_wav, WavSink, WavSource};
 
+/// Lowest sample rate accepted anywhere here (files, devices, frames).
+pub const MIN_RATE: u32 = 1000;
+/// Highest sample rate accepted anywhere here.
+pub const MAX_RATE: u32 = 768_000;
+
+/// `Err` unless `rate` is within [`MIN_RATE`]..=[`MAX_RATE`]; `what` names the rate's use.
+pub(crate) fn check_rate(rate: u32, what: &str) -> Result<(), AudioError> {
+    if (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(())
+    } else {
+        Err(AudioError::InvalidArgument(format!(
+            "{what}: sample rate {rate} Hz is outside {MIN_RATE}..={MAX_RATE} Hz"
+        )))
+    }
+}
+
 /// What a source had to give for the frame just read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SourceState {

@@ -3,7 +3,8 @@
 //! Works for any pair of integer rates. The ratio is kept exact (rates reduced by their gcd,
 //! positions tracked in integers), so a stream never drifts. When the reduced output rate
 //! has at most [`MAX_EXACT_PHASES`] phases each phase has its own precomputed filter; beyond
-//! that a table of that many phases is interpolated linearly.
+//! that a table of that many phases is interpolated linearly. For extreme ratios (hundreds
+//! to one) the table is capped at 2^20 coefficients with fewer, interpolated phases.
 //!
 //! Filter: 24 zero crossings each side, Kaiser beta 8.5 (stop band below -80 dB), cut-off at
 //! 0.91 of the lower rate's Nyquist frequency (pass band flat to about 0.84). Delay is about
@@ -23,6 +24,8 @@ const KAISER_BETA: f64 = 8.5;
 const ROLLOFF: f64 = 0.91;
 /// Largest number of exactly computed filter phases; more are interpolated.
 pub const MAX_EXACT_PHASES: u64 = 1024;
+/// Largest filter table, in coefficients (4 MiB of f32).
+const MAX_TABLE: u64 = 1 << 20;
 
 /// A streaming mono resampler from one integer rate to another.
 #[derive(Debug, Clone)]
@@ -90,10 +93,14 @@ impl Resampler {
         } else {
             half_len.ceil() as usize
         };
+        // keep the table within MAX_TABLE coefficients even for extreme ratios (fewer,
+        // interpolated phases then)
+        let per_phase = (2 * half).max(1) as u64;
         let phases = if passthrough {
             1
         } else {
             den.min(MAX_EXACT_PHASES)
+                .min((MAX_TABLE / per_phase).saturating_sub(1).max(1))
         };
         let taps = 2 * half;
         let mut table = Vec::with_capacity((phases as usize + 1) * taps);
@@ -304,6 +311,20 @@ mod tests {
         let a = convert(&input, 44100, 8000, 1);
         let b = convert(&input, 44100, 8000, 4096);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn extreme_ratios_stay_small_and_work() {
+        let r = Resampler::new(768_000, 1001);
+        assert!(r.table.len() <= (1 << 20) + 2 * r.half);
+        let input = tone(300.0, 768_000, 768_000 / 4, 0.5);
+        let out = convert(&input, 768_000, 1001, 4096);
+        assert_eq!(
+            out.len(),
+            (input.len() as u64 * 1001).div_ceil(768_000) as usize
+        );
+        let snr = snr_db(&out, 300.0, 1001, 0.5, 60);
+        assert!(snr > 40.0, "SNR {snr:.1} dB");
     }
 
     #[test]

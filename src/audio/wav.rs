@@ -55,22 +55,22 @@ impl WavSource {
     /// Accepts what hound reads: PCM integer 8/16/24/32-bit and 32-bit float, any number of
     /// channels (mixed down to mono by averaging), any sample rate (converted to `rate`).
     pub fn open(path: &Path, rate: u32) -> Result<WavSource, AudioError> {
-        if rate == 0 {
-            return Err(AudioError::InvalidArgument(format!(
-                "sample rate 0 requested for {}",
-                path.display()
-            )));
-        }
+        super::check_rate(rate, &format!("reading {}", path.display()))?;
         let reader =
             hound::WavReader::open(path).map_err(|e| AudioError::read(path, describe_hound(&e)))?;
         let spec = reader.spec();
         if spec.channels == 0 {
             return Err(AudioError::read(path, "the WAV header declares 0 channels"));
         }
-        if spec.sample_rate == 0 {
+        if !(super::MIN_RATE..=super::MAX_RATE).contains(&spec.sample_rate) {
             return Err(AudioError::read(
                 path,
-                "the WAV header declares a sample rate of 0",
+                format!(
+                    "unsupported sample rate {} Hz in the WAV header (supported: {}..={} Hz)",
+                    spec.sample_rate,
+                    super::MIN_RATE,
+                    super::MAX_RATE
+                ),
             ));
         }
         let encoding = match (spec.sample_format, spec.bits_per_sample) {
@@ -230,12 +230,7 @@ impl std::fmt::Debug for WavSink {
 impl WavSink {
     /// Create (or truncate) `path` as a 16-bit mono WAV file at `rate` Hz.
     pub fn create(path: &Path, rate: u32) -> Result<WavSink, AudioError> {
-        if rate == 0 {
-            return Err(AudioError::InvalidArgument(format!(
-                "sample rate 0 requested for {}",
-                path.display()
-            )));
-        }
+        super::check_rate(rate, &format!("writing {}", path.display()))?;
         let spec = hound::WavSpec {
             channels: 1,
             sample_rate: rate,
@@ -303,7 +298,8 @@ pub fn read_wav(path: &Path, rate: u32) -> Result<Vec<i16>, AudioError> {
     let mut src = WavSource::open(path, rate)?;
     let frames = u64::from(src.reader.duration());
     let want = (frames * u64::from(rate)).div_ceil(u64::from(src.file_rate)) as usize;
-    let mut all = Vec::with_capacity(want);
+    // the length comes from the header: do not trust it for an allocation
+    let mut all = Vec::with_capacity(want.min(1 << 22));
     let mut frame = vec![0i16; 1024];
     while src.read(&mut frame) == SourceState::Data {
         all.extend_from_slice(&frame);
