@@ -60,6 +60,8 @@ pub(crate) struct EngineActor {
     rtp_tx: mpsc::Sender<(CallRef, Vec<u8>)>,
     rtp_rx: mpsc::Receiver<(CallRef, Vec<u8>)>,
     shutdown: Option<(oneshot::Sender<()>, Instant)>,
+    /// Media being closed (recordings finalized) in the blocking pool.
+    closing: Vec<JoinHandle<()>>,
 }
 
 impl EngineActor {
@@ -91,6 +93,7 @@ impl EngineActor {
             rtp_tx,
             rtp_rx,
             shutdown: None,
+            closing: Vec::new(),
         }
     }
 
@@ -143,6 +146,9 @@ impl EngineActor {
         }
         for (_, call) in std::mem::take(&mut self.calls) {
             self.finish_media(call);
+        }
+        for task in std::mem::take(&mut self.closing) {
+            let _ = task.await;
         }
         if let Some((reply, _)) = self.shutdown.take() {
             let _ = reply.send(());
@@ -625,14 +631,25 @@ impl EngineActor {
         }
     }
 
-    fn finish_media(&self, mut call: Call) {
+    /// Stop a call's media. Closing a sink is blocking work (a WAV header rewrite, a device
+    /// draining its tail), so it runs on the blocking pool; shutdown waits for it.
+    fn finish_media(&mut self, mut call: Call) {
         if let Some(task) = call.rtp_task.take() {
             task.abort();
         }
         if let Some(media) = call.media.take() {
-            if let Some(w) = media.finish() {
-                self.warn(Some(call.id), w);
-            }
+            let events = self.events.clone();
+            let id = call.id;
+            self.closing.push(tokio::task::spawn_blocking(move || {
+                if let Some(message) = media.finish() {
+                    warn!(call = %id, "{message}");
+                    let _ = events.send(Event::Warning {
+                        call: Some(id),
+                        message,
+                    });
+                }
+            }));
+            self.closing.retain(|t| !t.is_finished());
         }
     }
 }
