@@ -1,0 +1,326 @@
+//! Runs sipp (Debian `sip-tester`, 3.6.1 with PCAP play) as a peer on 127.0.0.1, one call.
+//!
+//! sipp runs in the foreground (never `-bg`, so we know its PID), with `-nostdin`, its cwd at
+//! the package root (scenarios name their pcaps as `tests/data/...`), and all its traces in the
+//! test's temp dir. Drop stops it (SIGTERM, then SIGKILL, its own PID only).
+
+use super::{next_seq, repo_path, stop_child, tail_file, test_dir, TERM_GRACE};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Absolute path of a scenario in `tests/sipp/`.
+pub fn scenario(name: &str) -> PathBuf {
+    repo_path("tests/sipp").join(name)
+}
+
+/// True if a `sipp` binary is on PATH (tests may skip with a message when it is not).
+pub fn sipp_available() -> bool {
+    Command::new("sipp")
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+enum Scen {
+    File(PathBuf),
+    Builtin(String),
+}
+
+/// Builder for one sipp run.
+pub struct SippBuilder {
+    scen: Scen,
+    remote: Option<SocketAddr>,
+    port: Option<u16>,
+    media_port: Option<u16>,
+    keys: Vec<(String, String)>,
+    extra: Vec<String>,
+    timeout: Duration,
+    dir: Option<Arc<tempfile::TempDir>>,
+}
+
+impl SippBuilder {
+    /// Set a `[keyword]` of the scenario (`-key NAME VALUE`).
+    pub fn key(mut self, name: &str, value: impl ToString) -> Self {
+        self.keys.push((name.to_owned(), value.to_string()));
+        self
+    }
+    /// The SIP port sipp listens on (`-p`); default: a free one.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+    /// sipp's media port (`-mp`, the source port of pcap playback); default: a free one.
+    pub fn media_port(mut self, port: u16) -> Self {
+        self.media_port = Some(port);
+        self
+    }
+    /// Where to send the INVITE (UAC scenarios).
+    pub fn remote(mut self, addr: SocketAddr) -> Self {
+        self.remote = Some(addr);
+        self
+    }
+    /// Any other sipp argument.
+    pub fn arg(mut self, a: impl Into<String>) -> Self {
+        self.extra.push(a.into());
+        self
+    }
+    /// sipp's global `-timeout` (it fails when reached); default 60 s.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+    /// Put traces in this temp dir (shared with other processes of the test).
+    pub fn dir(mut self, dir: Arc<tempfile::TempDir>) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    /// Start sipp.
+    pub fn spawn(self) -> Sipp {
+        let dir = self.dir.unwrap_or_else(test_dir);
+        let n = next_seq();
+        let label = match &self.scen {
+            Scen::File(p) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Scen::Builtin(s) => format!("builtin-{s}"),
+        };
+        let name = format!("sipp-{label}-{n}");
+        let port = self.port.unwrap_or_else(super::free_udp_port);
+        let media_port = self.media_port.unwrap_or_else(super::free_udp_port_pair);
+        let p = |suffix: &str| dir.path().join(format!("{name}{suffix}"));
+        let (stdout_path, messages, errors, logs, screen) = (
+            p(".stdout"),
+            p("_messages.log"),
+            p("_errors.log"),
+            p("_logs.log"),
+            p("_screen.log"),
+        );
+        let mut args: Vec<String> = Vec::new();
+        if let Some(r) = self.remote {
+            args.push(r.to_string());
+        }
+        match &self.scen {
+            Scen::File(path) => {
+                args.push("-sf".into());
+                args.push(path.display().to_string());
+            }
+            Scen::Builtin(s) => {
+                args.push("-sn".into());
+                args.push(s.clone());
+            }
+        }
+        for a in [
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+            "-t",
+            "u1",
+            "-m",
+            "1",
+            "-nostdin",
+            "-trace_msg",
+            "-trace_err",
+            "-trace_logs",
+            "-trace_screen",
+            "-timeout_error",
+        ] {
+            args.push(a.into());
+        }
+        let paths = [
+            ("-p", port.to_string()),
+            ("-mp", media_port.to_string()),
+            ("-message_file", messages.display().to_string()),
+            ("-error_file", errors.display().to_string()),
+            ("-log_file", logs.display().to_string()),
+            ("-screen_file", screen.display().to_string()),
+            ("-timeout", format!("{}s", self.timeout.as_secs().max(1))),
+        ];
+        for (k, v) in paths {
+            args.push(k.into());
+            args.push(v);
+        }
+        for (k, v) in &self.keys {
+            args.push("-key".into());
+            args.push(k.clone());
+            args.push(v.clone());
+        }
+        args.extend(self.extra);
+        let out = std::fs::File::create(&stdout_path).expect("create sipp stdout file");
+        let err = out.try_clone().expect("clone file");
+        let child = Command::new("sipp")
+            .args(&args)
+            .current_dir(repo_path(""))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn sipp {args:?}: {e} (is sip-tester installed?)"));
+        Sipp {
+            child,
+            name,
+            args,
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            media_port,
+            stdout_path,
+            messages,
+            errors,
+            logs,
+            code: None,
+        }
+    }
+}
+
+/// A running sipp.
+pub struct Sipp {
+    child: Child,
+    name: String,
+    args: Vec<String>,
+    dir: Arc<tempfile::TempDir>,
+    addr: SocketAddr,
+    media_port: u16,
+    stdout_path: PathBuf,
+    messages: PathBuf,
+    errors: PathBuf,
+    logs: PathBuf,
+    code: Option<Option<i32>>,
+}
+
+impl Sipp {
+    /// A UAS scenario file from `tests/sipp/` (sipp waits for an INVITE).
+    pub fn uas(scenario_name: &str) -> SippBuilder {
+        Self::file(scenario(scenario_name))
+    }
+
+    /// A UAC scenario file from `tests/sipp/`, calling `remote`.
+    pub fn uac(scenario_name: &str, remote: SocketAddr) -> SippBuilder {
+        Self::file(scenario(scenario_name)).remote(remote)
+    }
+
+    /// Any scenario file.
+    pub fn file(path: PathBuf) -> SippBuilder {
+        SippBuilder {
+            scen: Scen::File(path),
+            remote: None,
+            port: None,
+            media_port: None,
+            keys: Vec::new(),
+            extra: Vec::new(),
+            timeout: Duration::from_secs(60),
+            dir: None,
+        }
+    }
+
+    /// One of sipp's built-in scenarios (`-sn uas`, `-sn uac`, ...).
+    pub fn builtin(name: &str) -> SippBuilder {
+        let mut b = Self::file(PathBuf::new());
+        b.scen = Scen::Builtin(name.to_owned());
+        b
+    }
+
+    /// sipp's SIP address (127.0.0.1:`-p`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A URI that reaches sipp: `sip:USER@127.0.0.1:PORT`.
+    pub fn uri(&self, user: &str) -> String {
+        format!("sip:{user}@{}", self.addr)
+    }
+
+    /// sipp's media port (source of its pcap playback).
+    pub fn media_port(&self) -> u16 {
+        self.media_port
+    }
+
+    /// The test's temp dir.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Wait for sipp to exit; returns its exit code (0: the call passed; 1: it failed;
+    /// -1/255, -2/254: fatal). Panics after `timeout` with the traces.
+    pub fn wait_exit(&mut self, timeout: Duration) -> i32 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(code) = self.try_exit() {
+                return code.unwrap_or(-1000);
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "{}: did not exit within {timeout:?}\n{}",
+                    self.name,
+                    self.diagnostics()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Wait for exit and panic (with traces) unless sipp reports the call passed (exit 0).
+    pub fn expect_success(&mut self, timeout: Duration) {
+        let code = self.wait_exit(timeout);
+        assert_eq!(
+            code,
+            0,
+            "{}: sipp exit code {code}\n{}",
+            self.name,
+            self.diagnostics()
+        );
+    }
+
+    /// Exit code if exited (None inside: killed by a signal).
+    pub fn try_exit(&mut self) -> Option<Option<i32>> {
+        if self.code.is_none() {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.code = Some(st.code());
+            }
+        }
+        self.code
+    }
+
+    /// The SIP messages sipp sent and received (`-trace_msg`).
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(&self.messages).unwrap_or_default()
+    }
+
+    /// Unexpected messages and errors (`-trace_err`).
+    pub fn errors(&self) -> String {
+        std::fs::read_to_string(&self.errors).unwrap_or_default()
+    }
+
+    /// Output of `<log>` actions (`-trace_logs`).
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.logs).unwrap_or_default()
+    }
+
+    /// Command line, stdout, errors and the message trace tail.
+    pub fn diagnostics(&self) -> String {
+        format!(
+            "command: sipp {}\n--- stdout/stderr ---\n{}\n--- errors ---\n{}\n--- messages (tail) ---\n{}\n",
+            self.args.join(" "),
+            tail_file(&self.stdout_path, 3000),
+            tail_file(&self.errors, 4000),
+            tail_file(&self.messages, 8000)
+        )
+    }
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = stop_child(&mut self.child, TERM_GRACE);
+        }
+        if std::thread::panicking() {
+            eprintln!("---- {} ----\n{}", self.name, self.diagnostics());
+        }
+    }
+}
