@@ -377,6 +377,24 @@ fn sipp_uas_cancel_accepts_cancel() {
     let logs = uas.logs();
     assert!(logs.contains("CANCEL CSeq: 1 CANCEL"), "{logs}");
     assert!(uas.messages().contains("SIP/2.0 487 Request Terminated"));
+    // what a termphone test checks the same way: CANCEL and the non-2xx ACK reuse the
+    // INVITE's branch (RFC 3261 9.1, 17.1.1.3)
+    let invite = uas.received_request("INVITE").expect("INVITE traced");
+    let cancel = uas.received_request("CANCEL").expect("CANCEL traced");
+    let ack = uas.received_request("ACK").expect("ACK traced");
+    assert!(invite.branch().is_some_and(|b| b.starts_with("z9hG4bK")));
+    assert_eq!(cancel.branch(), invite.branch());
+    assert_eq!(ack.branch(), invite.branch());
+    assert_eq!(cancel.cseq(), Some((1, "CANCEL".into())));
+    assert_eq!(ack.cseq(), Some((1, "ACK".into())));
+    assert!(invite.body.contains("m=audio"));
+    let sent: Vec<u16> = uas
+        .traced()
+        .iter()
+        .filter(|m| m.sent)
+        .filter_map(|m| m.status())
+        .collect();
+    assert_eq!(sent, vec![100, 180, 200, 487]);
 }
 
 #[test]
@@ -386,4 +404,122 @@ fn sipp_uas_ring_forever_accepts_cancel() {
     }
     let (uas, _uac) = uas_vs_uac("uas_ring_forever.xml", "uac_cancel.xml");
     assert!(uas.logs().contains("ACK CSeq: 1 ACK"), "{}", uas.logs());
+}
+
+// ---------------------------------------------------------------- Termphone runner (with a stand-in)
+
+use support::{is_call_state, is_event, Termphone};
+
+/// A stand-in for the binary: /bin/sh running `script` (ends with `exec sleep` so the PID
+/// we signal is the one holding stdout).
+fn fake(script: &str) -> Termphone {
+    Termphone::builder(&["-c", script, "fake-termphone"])
+        .program("/bin/sh")
+        .raw()
+        .spawn()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+#[test]
+fn termphone_runner_parses_events_in_any_order() {
+    let mut t = fake(
+        r#"echo '{"event":"listening","addr":"127.0.0.1:40123","transport":"udp"}'
+echo 'not json'
+echo '{"event":"call","call":"c1","state":"incoming","peer":"sip:a@127.0.0.1"}'
+echo '{"event":"call","call":"c1","state":"connected","peer":"sip:a@127.0.0.1"}'
+echo '{"event":"dtmf","call":"c1","digit":"5"}'
+exec sleep 30"#,
+    );
+    assert_eq!(t.listen_addr(), "127.0.0.1:40123".parse().unwrap());
+    assert_eq!(t.sip_uri("bob"), "sip:bob@127.0.0.1:40123");
+    let d = t.wait_event(is_event("dtmf"), Duration::from_secs(5));
+    assert_eq!(d["digit"], "5");
+    // an earlier event is still there after waiting for a later one
+    let c = t.wait_call_state("connected", Duration::from_secs(5));
+    assert_eq!(c["call"], "c1");
+    let i = t.wait_call_state("incoming", Duration::from_secs(5));
+    assert_eq!(i["peer"], "sip:a@127.0.0.1");
+    // taken events are not returned twice
+    assert!(t
+        .try_wait_event(is_call_state("connected"), Duration::from_millis(200))
+        .is_none());
+    assert_eq!(t.non_json_lines(), vec!["not json".to_owned()]);
+    assert_eq!(t.events().len(), 5);
+    let pid = t.pid();
+    assert!(pid_alive(pid));
+    drop(t);
+    assert!(!pid_alive(pid), "drop must stop the process");
+}
+
+#[test]
+fn termphone_runner_reports_exit_code_and_late_events() {
+    let mut t = fake(
+        r#"echo '{"event":"call","call":"c1","state":"dialing"}'
+sleep 0.2
+echo '{"event":"call","call":"c1","state":"otherfailure","code":486,"reason":"Busy Here"}'
+echo 'diagnostic on stderr' >&2
+exit 3"#,
+    );
+    assert_eq!(t.wait_exit_code(Duration::from_secs(10)), 3);
+    let end = t.wait_call_state("otherfailure", Duration::ZERO);
+    assert_eq!(end["code"], 486);
+    assert!(t.stderr().contains("diagnostic on stderr"));
+    assert!(t.stderr_path().starts_with(t.dir()));
+}
+
+#[test]
+fn termphone_runner_escalates_to_sigkill() {
+    let mut t = fake("trap '' TERM; exec sleep 30");
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = t.pid();
+    let start = Instant::now();
+    let st = t.stop().expect("reaped");
+    assert!(start.elapsed() >= support::TERM_GRACE);
+    assert!(start.elapsed() < support::TERM_GRACE + Duration::from_secs(3));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGKILL));
+    assert!(!pid_alive(pid));
+}
+
+#[test]
+fn termphone_runner_times_out_cleanly() {
+    let mut t = fake("exec sleep 30");
+    assert!(t
+        .try_wait_event(|_| true, Duration::from_millis(300))
+        .is_none());
+    assert!(t.try_exit().is_none());
+    let st = t.stop().expect("reaped");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGTERM));
+}
+
+#[test]
+fn sipp_trace_parser_reads_directions_headers_and_body() {
+    let text = "----------------------------------------------- 2026-11-25 09:12:53.084340\n\
+UDP message received [10] bytes :\n\n\
+INVITE sip:service@127.0.0.1:5548 SIP/2.0\r\n\
+v: SIP/2.0/UDP 127.0.0.1:5063;branch=z9hG4bK-1;rport\r\n\
+CSeq: 7 INVITE\r\n\
+Subject: folded\r\n  line\r\n\
+\r\n\
+v=0\r\n\
+\n----------------------------------------------- 2026-11-25 09:12:53.1\n\
+UDP message sent (10 bytes):\n\n\
+SIP/2.0 180 Ringing\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5063;branch=z9hG4bK-1\r\n\
+Content-Length: 0\r\n\r\n";
+    let m = support::sipp::parse_trace(text);
+    assert_eq!(m.len(), 2);
+    assert!(!m[0].sent && m[1].sent);
+    assert_eq!(m[0].request_method(), Some("INVITE"));
+    assert_eq!(m[0].branch().as_deref(), Some("z9hG4bK-1"));
+    assert_eq!(m[0].cseq(), Some((7, "INVITE".into())));
+    assert_eq!(m[0].header("subject"), Some("folded line"));
+    assert_eq!(m[0].body, "v=0\n");
+    assert_eq!(m[1].status(), Some(180));
+    assert_eq!(m[1].request_method(), None);
 }

@@ -148,6 +148,7 @@ pub struct TermphoneBuilder {
     sub: Vec<String>,
     env: Vec<(String, String)>,
     defaults: bool,
+    program: Option<PathBuf>,
 }
 
 impl TermphoneBuilder {
@@ -159,6 +160,7 @@ impl TermphoneBuilder {
             sub: sub.iter().map(|s| s.as_ref().to_owned()).collect(),
             env: Vec::new(),
             defaults: true,
+            program: None,
         }
     }
     /// Use this temp dir (to share one between processes of a test).
@@ -174,6 +176,11 @@ impl TermphoneBuilder {
     /// Set an environment variable for the child.
     pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
         self.env.push((k.into(), v.into()));
+        self
+    }
+    /// Run another program instead of the termphone binary (for testing this harness).
+    pub fn program(mut self, path: impl Into<PathBuf>) -> Self {
+        self.program = Some(path.into());
         self
     }
     /// Pass the arguments exactly as given: no `--json`, `--listen`, `--log-file`, `--sip-trace`.
@@ -215,7 +222,11 @@ impl TermphoneBuilder {
         }
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
         let xdg = self.dir.path().join("xdg");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_termphone"));
+        let program = self
+            .program
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_termphone")));
+        let mut cmd = Command::new(&program);
         cmd.args(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -232,7 +243,7 @@ impl TermphoneBuilder {
         }
         let mut child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn termphone {args:?}: {e}"));
+            .unwrap_or_else(|e| panic!("spawn {} {args:?}: {e}", program.display()));
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::Builder::new()

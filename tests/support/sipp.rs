@@ -324,3 +324,139 @@ impl Drop for Sipp {
         }
     }
 }
+
+/// One SIP message from sipp's `-trace_msg` log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracedMessage {
+    /// True if sipp sent it, false if sipp received it.
+    pub sent: bool,
+    /// "INVITE sip:... SIP/2.0" or "SIP/2.0 180 Ringing".
+    pub start_line: String,
+    /// Header lines in order, names as written.
+    pub headers: Vec<(String, String)>,
+    /// Everything after the blank line.
+    pub body: String,
+}
+
+impl TracedMessage {
+    /// First value of a header (case-insensitive; compact forms v f t i m l c k s e are accepted).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let long = |n: &str| -> String {
+            let n = n.to_ascii_lowercase();
+            let full = match n.as_str() {
+                "v" => "via",
+                "f" => "from",
+                "t" => "to",
+                "i" => "call-id",
+                "m" => "contact",
+                "l" => "content-length",
+                "c" => "content-type",
+                "k" => "supported",
+                "s" => "subject",
+                "e" => "content-encoding",
+                other => other,
+            };
+            full.to_owned()
+        };
+        let want = long(name);
+        self.headers
+            .iter()
+            .find(|(n, _)| long(n) == want)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Response status code, if a response.
+    pub fn status(&self) -> Option<u16> {
+        let rest = self.start_line.strip_prefix("SIP/2.0 ")?;
+        rest.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Request method, if a request.
+    pub fn request_method(&self) -> Option<&str> {
+        if self.start_line.starts_with("SIP/") {
+            return None;
+        }
+        self.start_line.split_whitespace().next()
+    }
+
+    /// CSeq (number, method).
+    pub fn cseq(&self) -> Option<(u32, String)> {
+        let v = self.header("CSeq")?;
+        let mut it = v.split_whitespace();
+        Some((it.next()?.parse().ok()?, it.next()?.to_owned()))
+    }
+
+    /// The branch parameter of the top Via.
+    pub fn branch(&self) -> Option<String> {
+        let via = self.header("Via")?;
+        let top = via.split(',').next()?;
+        top.split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| k.eq_ignore_ascii_case("branch"))
+            .map(|(_, v)| v.trim().to_owned())
+    }
+}
+
+/// Parse sipp's `-trace_msg` log into messages.
+pub fn parse_trace(text: &str) -> Vec<TracedMessage> {
+    let mut out = Vec::new();
+    for block in text.split("\n-----------------------------------------------") {
+        let mut lines = block.lines();
+        // first line: the rest of the dashes + timestamp; second: "UDP message sent/received ..."
+        let mut sent = None;
+        for l in lines.by_ref() {
+            if l.contains("message sent") {
+                sent = Some(true);
+                break;
+            }
+            if l.contains("message received") {
+                sent = Some(false);
+                break;
+            }
+        }
+        let Some(sent) = sent else { continue };
+        let mut lines = lines.skip_while(|l| l.trim().is_empty());
+        let Some(start_line) = lines.next() else {
+            continue;
+        };
+        let mut headers: Vec<(String, String)> = Vec::new();
+        let mut body = String::new();
+        let mut in_body = false;
+        for l in lines {
+            if in_body {
+                body.push_str(l.trim_end_matches('\r'));
+                body.push('\n');
+            } else if l.trim().is_empty() {
+                in_body = true;
+            } else if l.starts_with([' ', '\t']) {
+                if let Some(last) = headers.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(l.trim());
+                }
+            } else if let Some((n, v)) = l.split_once(':') {
+                headers.push((n.trim().to_owned(), v.trim().to_owned()));
+            }
+        }
+        out.push(TracedMessage {
+            sent,
+            start_line: start_line.trim().to_owned(),
+            headers,
+            body,
+        });
+    }
+    out
+}
+
+impl Sipp {
+    /// The messages of `-trace_msg`, parsed.
+    pub fn traced(&self) -> Vec<TracedMessage> {
+        parse_trace(&self.messages())
+    }
+
+    /// The first traced message sipp received that is this request method.
+    pub fn received_request(&self, method: &str) -> Option<TracedMessage> {
+        self.traced()
+            .into_iter()
+            .find(|m| !m.sent && m.request_method() == Some(method))
+    }
+}
