@@ -11,6 +11,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod audio;
+pub mod e2e;
 pub mod rtp;
 pub mod sipp;
 
