@@ -50,18 +50,46 @@ pub fn data_file(name: &str) -> PathBuf {
     repo_path("tests/data").join(name)
 }
 
-/// A fresh temporary directory for one test (removed on drop unless `TERMPHONE_KEEP_TMP` is set).
-pub fn test_dir() -> Arc<tempfile::TempDir> {
-    let keep = std::env::var_os("TERMPHONE_KEEP_TMP").is_some();
+/// A test's temporary directory. Removed when the last handle drops, unless a panic is
+/// unwinding then (a failing test keeps its logs and traces; the path is printed) or
+/// `TERMPHONE_KEEP_TMP` is set.
+pub struct TestDir {
+    dir: std::sync::Mutex<Option<tempfile::TempDir>>,
+    path: PathBuf,
+}
+
+impl TestDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        let keep = std::thread::panicking() || std::env::var_os("TERMPHONE_KEEP_TMP").is_some();
+        if let Ok(mut guard) = self.dir.lock() {
+            if let Some(mut d) = guard.take() {
+                if keep {
+                    d.disable_cleanup(true);
+                    eprintln!("test files kept in {}", self.path.display());
+                }
+            }
+        }
+    }
+}
+
+/// A fresh temporary directory for one test.
+pub fn test_dir() -> Arc<TestDir> {
     let dir = tempfile::Builder::new()
         .prefix("termphone-test-")
-        .disable_cleanup(keep)
         .tempdir()
         .expect("create temp dir");
-    if keep {
-        eprintln!("keeping test dir {}", dir.path().display());
-    }
-    Arc::new(dir)
+    let path = dir.path().to_path_buf();
+    Arc::new(TestDir {
+        dir: std::sync::Mutex::new(Some(dir)),
+        path,
+    })
 }
 
 /// A UDP port on 127.0.0.1 that was free a moment ago (bind :0, read, drop), for peers that
@@ -144,7 +172,7 @@ pub fn is_event(name: &'static str) -> impl Fn(&Value) -> bool {
 /// Builder for one termphone process. `serve`/`dial` add `--json`, `--listen 127.0.0.1:0`,
 /// `--log-file` and `--sip-trace` unless told not to.
 pub struct TermphoneBuilder {
-    dir: Arc<tempfile::TempDir>,
+    dir: Arc<TestDir>,
     global: Vec<String>,
     sub: Vec<String>,
     env: Vec<(String, String)>,
@@ -165,7 +193,7 @@ impl TermphoneBuilder {
         }
     }
     /// Use this temp dir (to share one between processes of a test).
-    pub fn dir(mut self, dir: Arc<tempfile::TempDir>) -> Self {
+    pub fn dir(mut self, dir: Arc<TestDir>) -> Self {
         self.dir = dir;
         self
     }
@@ -223,9 +251,11 @@ impl TermphoneBuilder {
         }
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr log");
         let xdg = self.dir.path().join("xdg");
+        // TERMPHONE_BIN: run another build (e.g. target/release/termphone) under the same tests
         let program = self
             .program
             .clone()
+            .or_else(|| std::env::var_os("TERMPHONE_BIN").map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_termphone")));
         let mut cmd = Command::new(&program);
         cmd.args(&args)
@@ -290,7 +320,7 @@ pub struct Termphone {
     child: Child,
     name: String,
     args: Vec<String>,
-    dir: Arc<tempfile::TempDir>,
+    dir: Arc<TestDir>,
     stderr_path: PathBuf,
     log_path: PathBuf,
     rx: Receiver<Value>,
@@ -327,7 +357,7 @@ impl Termphone {
     }
 
     /// Shared handle to the temp dir, to give to another process of the same test.
-    pub fn dir_handle(&self) -> Arc<tempfile::TempDir> {
+    pub fn dir_handle(&self) -> Arc<TestDir> {
         Arc::clone(&self.dir)
     }
 
@@ -404,9 +434,13 @@ impl Termphone {
         match self.try_wait_event(pred, timeout) {
             Some(v) => v,
             None => {
+                let exited = match self.try_exit() {
+                    Some(st) => format!(" (the process has exited: {st})"),
+                    None => String::new(),
+                };
                 let diag = self.diagnostics();
                 panic!(
-                    "{}: no matching event within {timeout:?}\n{}",
+                    "{}: no matching event within {timeout:?}{exited}\n{}",
                     self.name, diag
                 )
             }

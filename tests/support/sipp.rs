@@ -40,7 +40,7 @@ pub struct SippBuilder {
     keys: Vec<(String, String)>,
     extra: Vec<String>,
     timeout: Duration,
-    dir: Option<Arc<tempfile::TempDir>>,
+    dir: Option<Arc<super::TestDir>>,
 }
 
 impl SippBuilder {
@@ -75,7 +75,7 @@ impl SippBuilder {
         self
     }
     /// Put traces in this temp dir (shared with other processes of the test).
-    pub fn dir(mut self, dir: Arc<tempfile::TempDir>) -> Self {
+    pub fn dir(mut self, dir: Arc<super::TestDir>) -> Self {
         self.dir = Some(dir);
         self
     }
@@ -184,7 +184,7 @@ pub struct Sipp {
     child: Child,
     name: String,
     args: Vec<String>,
-    dir: Arc<tempfile::TempDir>,
+    dir: Arc<super::TestDir>,
     addr: SocketAddr,
     media_port: u16,
     stdout_path: PathBuf,
