@@ -523,3 +523,27 @@ Content-Length: 0\r\n\r\n";
     assert_eq!(m[1].status(), Some(180));
     assert_eq!(m[1].request_method(), None);
 }
+
+/// uac_dtmf.xml against uas_pcap.xml: the three RFC 4733 captures reach the sink named in
+/// uas_pcap's answer as digits "123".
+#[test]
+fn sipp_uac_dtmf_sends_rfc4733_digits() {
+    if !need_sipp() {
+        return;
+    }
+    let uac_sink = RtpSink::bind();
+    let uas_sink = RtpSink::bind();
+    let mut uas = Sipp::uas("uas_pcap.xml")
+        .key("rtp_sink_port", uas_sink.port())
+        .spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut uac = Sipp::uac("uac_dtmf.xml", uas.addr())
+        .key("rtp_sink_port", uac_sink.port())
+        .spawn();
+    uac.expect_success(T);
+    uas.expect_success(T);
+    let cap = uas_sink.finish();
+    assert_eq!(cap.telephone_events(101), "123", "{:?}", cap.packets.len());
+    assert!(cap.sources().iter().all(|s| s.port() == uac.media_port()));
+    drop(uac_sink);
+}

@@ -338,3 +338,26 @@ pub fn serve_missed_when_sipp_cancels() -> Value {
     sipp.expect_success(SIPP_WAIT);
     missed
 }
+
+/// sipp (uac_dtmf.xml) calls `termphone serve` and sends RFC 4733 digits 1 2 3: serve must
+/// emit three `dtmf` events with those digits, in order. Returns the digits seen.
+pub fn serve_receives_sipp_dtmf() -> String {
+    let sink = RtpSink::bind();
+    let mut tp = Termphone::serve(&[]);
+    let addr = tp.listen_addr();
+    let mut sipp = Sipp::uac("uac_dtmf.xml", addr)
+        .key("rtp_sink_port", sink.port())
+        .dir(tp.dir_handle())
+        .spawn();
+    tp.wait_call_state("connected", EVENT_WAIT);
+    tp.wait_call_state("hangupremote", CALL_WAIT);
+    sipp.expect_success(SIPP_WAIT);
+    let digits: String = tp
+        .events()
+        .iter()
+        .filter(|v| v["event"] == "dtmf")
+        .filter_map(|v| v["digit"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(digits, "123", "dtmf events\n{}", tp.diagnostics());
+    digits
+}
