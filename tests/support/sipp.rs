@@ -26,6 +26,18 @@ pub fn sipp_available() -> bool {
         .is_ok()
 }
 
+/// True if sipp may play pcaps here: its `play_pcap_audio` opens a raw socket, so it needs
+/// root or CAP_NET_RAW (`setcap cap_net_raw+ep /usr/bin/sipp`, then set SIPP_PCAP=1).
+pub fn pcap_play_allowed() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root || std::env::var_os("SIPP_PCAP").is_some()
+}
+
+/// Message for a test that cannot play pcaps here.
+pub const PCAP_NEEDS_ROOT: &str = "sipp's play_pcap_audio needs root or CAP_NET_RAW \
+     (run as root, or `setcap cap_net_raw+ep $(command -v sipp)` and set SIPP_PCAP=1)";
+
 enum Scen {
     File(PathBuf),
     Builtin(String),
@@ -82,6 +94,13 @@ impl SippBuilder {
 
     /// Start sipp.
     pub fn spawn(self) -> Sipp {
+        if let Scen::File(path) = &self.scen {
+            let text = std::fs::read_to_string(path)
+                .unwrap_or_else(|e| panic!("read scenario {}: {e}", path.display()));
+            if text.contains("play_pcap_audio") && !pcap_play_allowed() {
+                panic!("{}: {PCAP_NEEDS_ROOT}", path.display());
+            }
+        }
         let dir = self.dir.unwrap_or_else(test_dir);
         let n = next_seq();
         let label = match &self.scen {
