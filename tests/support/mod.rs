@@ -1,13 +1,33 @@
 //! Shared helpers for termphone's integration tests (`mod support;` in a test file).
 //!
 //! - [`Termphone`]: runs the real binary (`serve` / `dial`) with `--json`, parses its event
-//!   lines, waits for events and for its exit, stops it (its own PID only) on drop.
-//! - [`Sipp`]: runs a sipp scenario from `tests/sipp/` on 127.0.0.1, one call (`-m 1`).
+//!   lines on a reader thread, waits for events and for its exit, stops it (SIGTERM, then
+//!   SIGKILL after [`TERM_GRACE`], its own PID only) on drop.
+//! - [`Sipp`]: runs a sipp scenario from `tests/sipp/` on 127.0.0.1, one call (`-m 1`), traces
+//!   in the test's temp dir; [`sipp::parse_trace`] reads its SIP message trace.
 //! - [`RtpSink`]: a UDP RTP receiver a peer's SDP can point at; decodes G.711 and RFC 4733.
-//! - [`audio`]: WAV loading, best-lag normalized cross-correlation, Goertzel tone detection.
+//! - [`audio`]: WAV loading, best-lag normalized cross-correlation, Goertzel tone and DTMF
+//!   detection.
+//! - [`e2e`]: whole termphone-vs-sipp checks, one function per scenario.
 //!
-//! Every address is loopback. Every process a helper starts, it stops, by its own PID.
-//! Not every test binary uses every helper.
+//! A test:
+//! ```ignore
+//! mod support;
+//! use std::time::Duration;
+//! #[test]
+//! fn busy() {
+//!     let mut sipp = support::Sipp::uas("uas_busy.xml").spawn();
+//!     let mut tp = support::Termphone::dial(&[&sipp.uri("bob")]);
+//!     assert_eq!(tp.wait_exit_code(Duration::from_secs(20)), 3);
+//!     sipp.expect_success(Duration::from_secs(20));
+//! }
+//! ```
+//!
+//! Environment: `TERMPHONE_BIN` runs another build instead of `CARGO_BIN_EXE_termphone`;
+//! `TERMPHONE_KEEP_TMP=1` keeps every test's temp dir (a failing test always keeps its own and
+//! prints the path); `SIPP_PCAP=1` allows pcap scenarios when not root (sipp needs
+//! CAP_NET_RAW). Every address is loopback. Every process a helper starts, it stops.
+//! Not every test binary uses every helper, hence the `allow` below.
 #![allow(dead_code, unused_imports)]
 
 pub mod audio;
