@@ -77,6 +77,31 @@ for bin in "${bins[@]}"; do
     rm -f "$out"
 done
 
+# doc tests (not part of --all-targets); only when there is a library target
+if grep -q '"kind":\["lib"\]' "$list"; then
+    echo
+    echo "     Doc-tests (limit ${per_bin_timeout}s)"
+    out=$(mktemp)
+    rc=0
+    timeout --signal=TERM --kill-after=15 "$per_bin_timeout" cargo test --doc 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
+    line=$(grep -E '^test result: ' "$out" | tail -n 1 || true)
+    f=""
+    if [ -n "$line" ]; then
+        summaries+=("doc-tests: $line")
+        p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line")
+        f=$(sed -nE 's/.* ([0-9]+) failed.*/\1/p' <<<"$line")
+        total_pass=$((total_pass + ${p:-0}))
+        total_fail=$((total_fail + ${f:-0}))
+    fi
+    if [ "$rc" != 0 ]; then
+        failed_bins+=("doc-tests (exit $rc)")
+        if [ -z "${f:-}" ] || [ "${f:-0}" = 0 ]; then
+            total_fail=$((total_fail + 1))
+        fi
+    fi
+    rm -f "$out"
+fi
+
 echo
 echo "==> summary"
 for s in "${summaries[@]}"; do
