@@ -361,3 +361,18 @@ pub fn serve_receives_sipp_dtmf() -> String {
     assert_eq!(digits, "123", "dtmf events\n{}", tp.diagnostics());
     digits
 }
+
+/// `termphone dial` to sipp uas_cancel.xml, stopped with SIGTERM while it rings: a graceful
+/// shutdown must CANCEL the call (INVITE's branch), take the 487 and ACK it before exiting.
+pub fn dial_stopped_while_ringing_cancels() {
+    let mut sipp = Sipp::uas("uas_cancel.xml").spawn();
+    let uri = sipp.uri("test");
+    let mut tp = Termphone::dial(&[&uri, "--timeout", "30"]);
+    tp.wait_call_state("alerting", EVENT_WAIT);
+    tp.stop();
+    sipp.expect_success(SIPP_WAIT);
+    let invite = sipp.received_request("INVITE").expect("INVITE");
+    let cancel = sipp.received_request("CANCEL").expect("sipp got no CANCEL");
+    assert_eq!(cancel.branch(), invite.branch(), "CANCEL branch");
+    assert!(sipp.received_request("ACK").is_some(), "no ACK for the 487");
+}
