@@ -1,0 +1,566 @@
+//! Tests of the test support itself (tests/support/) and of the peer scenarios in tests/sipp/,
+//! run sipp against sipp, so both are known good before termphone can make a call.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::audio::{
+    alaw_decode, best_alignment, detect_dtmf, detect_tone, i16_to_f32, peak, rms_dbfs, sine,
+    tone_ratio, ulaw_decode,
+};
+use support::rtp::{parse_rtp, read_pcap_rtp};
+use support::sipp::sipp_available;
+use support::{data_file, RtpSink, Sipp};
+
+/// Deterministic white-ish noise in [-amp, amp] (xorshift), for tests.
+fn noise(seed: u64, n: usize, amp: f32) -> Vec<f32> {
+    let mut x = seed.max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ((x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+        })
+        .collect()
+}
+
+fn speech() -> Vec<f32> {
+    let (rate, s) = support::read_wav_mono(&data_file("speech-8k.wav")).expect("fixture");
+    assert_eq!(rate, 8000);
+    s
+}
+
+// ---------------------------------------------------------------- correlation
+
+#[test]
+fn ncc_of_shifted_copy_is_one_with_the_right_lag() {
+    let a = speech();
+    let mut b = vec![0.0f32; 1234];
+    b.extend(a.iter().map(|v| v * 0.5));
+    b.extend(vec![0.0f32; 777]);
+    let t = Instant::now();
+    let s = best_alignment(&a, &b);
+    assert!(s.ncc > 0.999, "{s:?}");
+    assert_eq!(s.lag, 1234);
+    // and the other way round
+    let s = best_alignment(&b, &a);
+    assert!(s.ncc > 0.999, "{s:?}");
+    assert_eq!(s.lag, -1234);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn ncc_of_truncated_noisy_copy_is_high() {
+    let a = speech();
+    // what a call does: starts late, a bit of noise, last 200 ms cut
+    let n = noise(7, a.len(), 0.01);
+    let mut b = vec![0.0f32; 800];
+    b.extend(a[..a.len() - 1600].iter().zip(&n).map(|(x, e)| x + e));
+    let s = best_alignment(&a, &b);
+    assert!(s.ncc > 0.9, "{s:?}");
+    assert_eq!(s.lag, 800);
+}
+
+#[test]
+fn ncc_of_unrelated_noise_is_low() {
+    let a = noise(1, 40_000, 0.5);
+    let b = noise(99, 40_000, 0.5);
+    let s = best_alignment(&a, &b);
+    assert!(s.ncc.abs() < 0.1, "{s:?}");
+    let s = best_alignment(&speech(), &b);
+    assert!(s.ncc.abs() < 0.1, "{s:?}");
+}
+
+#[test]
+fn ncc_of_silence_is_zero_not_nan() {
+    let a = speech();
+    let z = vec![0.0f32; 40_000];
+    for s in [
+        best_alignment(&a, &z),
+        best_alignment(&z, &a),
+        best_alignment(&z, &z),
+        best_alignment(&[], &a),
+        best_alignment(&a, &[]),
+    ] {
+        assert_eq!(s.ncc, 0.0, "{s:?}");
+        assert!(!s.ncc.is_nan());
+    }
+}
+
+#[test]
+fn ten_seconds_correlate_fast() {
+    let a: Vec<f32> = speech().iter().chain(speech().iter()).copied().collect();
+    let b: Vec<f32> = noise(3, 80_000, 0.3);
+    let t = Instant::now();
+    let _ = best_alignment(&a, &b);
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+}
+
+#[test]
+fn compare_wavs_rejects_different_rates() {
+    let dir = support::test_dir();
+    let p8 = dir.path().join("a.wav");
+    let p16 = dir.path().join("b.wav");
+    support::audio::write_wav_i16(&p8, 8000, &[1, 2, 3]).unwrap();
+    support::audio::write_wav_i16(&p16, 16000, &[1, 2, 3]).unwrap();
+    assert!(support::compare_wavs(&p8, &p16).is_err());
+    let s =
+        support::compare_wavs(&data_file("speech-8k.wav"), &data_file("speech-8k.wav")).unwrap();
+    assert!(s.ncc > 0.9999 && s.lag == 0, "{s:?}");
+}
+
+// ---------------------------------------------------------------- tones
+
+#[test]
+fn goertzel_finds_a_tone_and_only_that_tone() {
+    let x = sine(8000, 1000.0, 0.5, 0.1);
+    assert!(tone_ratio(&x, 8000, 1000.0) > 0.95);
+    assert!(detect_tone(&x, 8000, 1000.0, 0.5));
+    assert!(!detect_tone(&x, 8000, 1400.0, 0.1));
+    assert_eq!(tone_ratio(&vec![0.0; 800], 8000, 1000.0), 0.0);
+    assert_eq!(tone_ratio(&[], 8000, 1000.0), 0.0);
+    let n = noise(5, 800, 0.5);
+    assert!(tone_ratio(&n, 8000, 1000.0) < 0.1);
+    let s = speech();
+    assert!(support::audio::tone_coverage(&s, 8000, 440.0, 0.8, 40) < 0.05);
+    let t = sine(8000, 440.0, 0.3, 1.0);
+    assert!(support::audio::tone_coverage(&t, 8000, 440.0, 0.8, 40) > 0.95);
+}
+
+#[test]
+fn dtmf_detector_reads_synthesized_digits() {
+    let digit = |lo: f64, hi: f64| -> Vec<f32> {
+        let a = sine(8000, lo, 0.3, 0.1);
+        let b = sine(8000, hi, 0.3, 0.1);
+        a.iter().zip(&b).map(|(x, y)| x + y).collect()
+    };
+    let gap = vec![0.0f32; 400];
+    let mut x = Vec::new();
+    for (lo, hi) in [
+        (697.0, 1209.0),
+        (770.0, 1336.0),
+        (941.0, 1477.0),
+        (941.0, 1336.0),
+    ] {
+        x.extend(digit(lo, hi));
+        x.extend(&gap);
+    }
+    assert_eq!(detect_dtmf(&x, 8000), "15#0");
+    assert_eq!(detect_dtmf(&speech(), 8000), "");
+}
+
+// ---------------------------------------------------------------- G.711, fixtures
+
+#[test]
+fn g711_decoders_match_reference_points() {
+    assert_eq!(ulaw_decode(0xff), 0);
+    assert_eq!(ulaw_decode(0x7f), 0);
+    assert_eq!(ulaw_decode(0x00), -32124);
+    assert_eq!(ulaw_decode(0x80), 32124);
+    assert_eq!(alaw_decode(0xd5), 8);
+    assert_eq!(alaw_decode(0x55), -8);
+    assert_eq!(alaw_decode(0xaa), 32256);
+    assert_eq!(alaw_decode(0x2a), -32256);
+}
+
+#[test]
+fn speech_fixture_is_5s_8k_mono_near_minus_3_dbfs() {
+    let spec = hound::WavReader::open(data_file("speech-8k.wav"))
+        .unwrap()
+        .spec();
+    assert_eq!(
+        (spec.sample_rate, spec.channels, spec.bits_per_sample),
+        (8000, 1, 16)
+    );
+    let s = speech();
+    assert!((39_000..=41_000).contains(&s.len()), "{}", s.len());
+    let p = 20.0 * f64::from(peak(&s)).log10();
+    assert!((-4.0..=-2.0).contains(&p), "peak {p} dBFS");
+    assert!(rms_dbfs(&s) > -30.0, "rms {}", rms_dbfs(&s));
+}
+
+#[test]
+fn pcap_fixtures_hold_the_speech_fixture() {
+    for (name, pt) in [("speech-8k-pcma.pcap", 8u8), ("speech-8k-pcmu.pcap", 0)] {
+        let cap = read_pcap_rtp(&data_file(name)).unwrap();
+        assert_eq!(cap.packets.len(), 250, "{name}");
+        assert_eq!(cap.count_pt(pt), 250, "{name}");
+        assert!(cap.packets.iter().all(|p| p.payload.len() == 160));
+        let s = best_alignment(&speech(), &cap.pcm_f32());
+        assert!(s.ncc > 0.99 && s.lag == 0, "{name}: {s:?}");
+    }
+}
+
+// ---------------------------------------------------------------- RTP sink
+
+fn rtp_packet(pt: u8, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x80, pt, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    v[2..4].copy_from_slice(&seq.to_be_bytes());
+    v[4..8].copy_from_slice(&ts.to_be_bytes());
+    v[8..12].copy_from_slice(&ssrc.to_be_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+#[test]
+fn rtp_sink_decodes_audio_by_timestamp_and_reads_telephone_events() {
+    let sink = RtpSink::bind();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // PCMU 0xff = 0, 0x80 = +32124; packet 2 is "lost": its samples must stay zero
+    tx.send_to(&rtp_packet(0, 1, 1000, 42, &[0x80; 160]), sink.addr())
+        .unwrap();
+    tx.send_to(&rtp_packet(0, 3, 1320, 42, &[0x80; 160]), sink.addr())
+        .unwrap();
+    // RFC 4733 '5': two updates, then end x3 (same timestamp)
+    for (end, dur) in [
+        (false, 160u16),
+        (false, 320),
+        (true, 480),
+        (true, 480),
+        (true, 480),
+    ] {
+        let mut ev = vec![5u8, if end { 0x80 } else { 0 } | 10, 0, 0];
+        ev[2..4].copy_from_slice(&dur.to_be_bytes());
+        tx.send_to(&rtp_packet(101, 4, 1480, 42, &ev), sink.addr())
+            .unwrap();
+    }
+    tx.send_to(b"not rtp", sink.addr()).unwrap();
+    assert!(sink.wait_packets(7, Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(50));
+    let cap = sink.finish();
+    assert_eq!(cap.packets.len(), 7);
+    assert_eq!(cap.bad_datagrams, 1);
+    assert_eq!(cap.audio_packets(), 2);
+    assert_eq!(cap.telephone_events(101), "5");
+    assert_eq!(cap.sources().len(), 1);
+    let pcm = cap.pcm();
+    assert_eq!(pcm.len(), 480);
+    assert!(pcm[..160].iter().all(|&s| s == 32124));
+    assert!(pcm[160..320].iter().all(|&s| s == 0));
+    assert!(pcm[320..].iter().all(|&s| s == 32124));
+}
+
+#[test]
+fn parse_rtp_rejects_garbage_and_handles_csrc_extension_padding() {
+    let from = "127.0.0.1:1".parse().unwrap();
+    let now = Instant::now();
+    assert!(parse_rtp(&[0u8; 11], from, now).is_none());
+    assert!(parse_rtp(&[0u8; 12], from, now).is_none()); // version 0
+                                                         // V=2, P=1, X=1, CC=1
+    let mut v = vec![0xb1, 8, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2];
+    v.extend_from_slice(&[0, 0, 0, 3]); // CSRC
+    v.extend_from_slice(&[0xbe, 0xde, 0, 1, 9, 9, 9, 9]); // extension, 1 word
+    v.extend_from_slice(&[1, 2, 3]); // payload
+    v.extend_from_slice(&[0, 2]); // 2 bytes padding
+    let p = parse_rtp(&v, from, now).unwrap();
+    assert_eq!(p.payload, vec![1, 2, 3]);
+    assert_eq!(p.payload_type, 8);
+    // padding longer than the packet
+    let bad = [0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 200];
+    assert!(parse_rtp(&bad, from, now).is_none());
+    // decoded garbage-free: PCMA silence
+    assert_eq!(i16_to_f32(&[alaw_decode(0xd5)])[0], 8.0 / 32768.0);
+}
+
+#[test]
+fn free_udp_port_is_bindable() {
+    let p = support::free_udp_port();
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok());
+    let p = support::free_udp_port_pair();
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok());
+    assert!(std::net::UdpSocket::bind(("127.0.0.1", p + 2)).is_ok());
+}
+
+// ---------------------------------------------------------------- sipp scenarios vs sipp
+
+/// sipp must be there in CI; elsewhere a missing sipp skips with a note.
+fn need_sipp() -> bool {
+    if sipp_available() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "sipp (Debian sip-tester) is not installed"
+    );
+    eprintln!("skipping: sipp (Debian sip-tester) is not installed");
+    false
+}
+
+/// sipp plus the right to play pcaps (root or CAP_NET_RAW); required in CI.
+fn need_sipp_pcap() -> bool {
+    if !need_sipp() {
+        return false;
+    }
+    if support::sipp::pcap_play_allowed() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{}",
+        support::sipp::PCAP_NEEDS_ROOT
+    );
+    eprintln!("skipping: {}", support::sipp::PCAP_NEEDS_ROOT);
+    false
+}
+
+const T: Duration = Duration::from_secs(60);
+
+/// uac_pcap.xml calls uas_pcap.xml; each SDP names a Rust RtpSink, so each sink receives
+/// the other sipp's pcap: proves the scenarios' SDP plumbing and pcap playback, and that
+/// the decoded audio is the speech fixture.
+#[test]
+fn sipp_uac_pcap_calls_uas_pcap_and_rtp_flows_both_ways() {
+    if !need_sipp_pcap() {
+        return;
+    }
+    let uac_sink = RtpSink::bind(); // what "termphone as UAS" would receive... here: uas sipp's pcap
+    let uas_sink = RtpSink::bind();
+    let mut uas = Sipp::uas("uas_pcap.xml")
+        .key("rtp_sink_port", uas_sink.port())
+        .spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut uac = Sipp::uac("uac_pcap.xml", uas.addr())
+        .key("rtp_sink_port", uac_sink.port())
+        .spawn();
+    uac.expect_success(T);
+    uas.expect_success(T);
+    assert!(uas.logs().contains("offer lists PCMA"), "{}", uas.logs());
+    for (name, sink, sender) in [
+        ("uac sink (from uas)", uac_sink, uas.media_port()),
+        ("uas sink (from uac)", uas_sink, uac.media_port()),
+    ] {
+        let cap = sink.finish();
+        assert!(cap.count_pt(8) >= 245, "{name}: {} PCMA", cap.count_pt(8));
+        let srcs = cap.sources();
+        assert_eq!(srcs.len(), 1, "{name}: {srcs:?}");
+        assert_eq!(srcs.iter().next().unwrap().port(), sender, "{name}");
+        let s = best_alignment(&speech(), &cap.pcm_f32());
+        assert!(s.ncc > 0.95, "{name}: {s:?}");
+    }
+}
+
+/// uac_pcap.xml against sipp's built-in UAS, which answers PCMU: exercises the PCMU branch.
+#[test]
+fn sipp_uac_pcap_against_builtin_uas() {
+    if !need_sipp_pcap() {
+        return;
+    }
+    let sink = RtpSink::bind();
+    let mut uas = Sipp::builtin("uas").spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut uac = Sipp::uac("uac_pcap.xml", uas.addr())
+        .key("rtp_sink_port", sink.port())
+        .spawn();
+    uac.expect_success(T);
+    uas.expect_success(T);
+}
+
+fn uas_vs_uac(uas_scen: &str, uac_scen: &str) -> (Sipp, Sipp) {
+    let mut uas = Sipp::uas(uas_scen).spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut uac = Sipp::uac(uac_scen, uas.addr()).spawn();
+    uac.expect_success(T);
+    uas.expect_success(T);
+    (uas, uac)
+}
+
+#[test]
+fn sipp_uas_busy_rejects_486() {
+    if !need_sipp() {
+        return;
+    }
+    let (uas, uac) = uas_vs_uac("uas_busy.xml", "uac_reject.xml");
+    assert!(uac.logs().contains("final 486"), "{}", uac.logs());
+    assert!(uas.logs().contains("ACK CSeq: 1 ACK"), "{}", uas.logs());
+}
+
+#[test]
+fn sipp_uas_decline_rejects_603() {
+    if !need_sipp() {
+        return;
+    }
+    let (uas, uac) = uas_vs_uac("uas_decline.xml", "uac_reject.xml");
+    assert!(uac.logs().contains("final 603"), "{}", uac.logs());
+    assert!(uas.messages().contains("SIP/2.0 180 Ringing"));
+}
+
+#[test]
+fn sipp_uas_cancel_accepts_cancel() {
+    if !need_sipp() {
+        return;
+    }
+    let (uas, _uac) = uas_vs_uac("uas_cancel.xml", "uac_cancel.xml");
+    let logs = uas.logs();
+    assert!(logs.contains("CANCEL CSeq: 1 CANCEL"), "{logs}");
+    assert!(uas.messages().contains("SIP/2.0 487 Request Terminated"));
+    // what a termphone test checks the same way: CANCEL and the non-2xx ACK reuse the
+    // INVITE's branch (RFC 3261 9.1, 17.1.1.3)
+    let invite = uas.received_request("INVITE").expect("INVITE traced");
+    let cancel = uas.received_request("CANCEL").expect("CANCEL traced");
+    let ack = uas.received_request("ACK").expect("ACK traced");
+    assert!(invite.branch().is_some_and(|b| b.starts_with("z9hG4bK")));
+    assert_eq!(cancel.branch(), invite.branch());
+    assert_eq!(ack.branch(), invite.branch());
+    assert_eq!(cancel.cseq(), Some((1, "CANCEL".into())));
+    assert_eq!(ack.cseq(), Some((1, "ACK".into())));
+    assert!(invite.body.contains("m=audio"));
+    let sent: Vec<u16> = uas
+        .traced()
+        .iter()
+        .filter(|m| m.sent)
+        .filter_map(|m| m.status())
+        .collect();
+    assert_eq!(sent, vec![100, 180, 200, 487]);
+}
+
+#[test]
+fn sipp_uas_ring_forever_accepts_cancel() {
+    if !need_sipp() {
+        return;
+    }
+    let (uas, _uac) = uas_vs_uac("uas_ring_forever.xml", "uac_cancel.xml");
+    assert!(uas.logs().contains("ACK CSeq: 1 ACK"), "{}", uas.logs());
+}
+
+// ---------------------------------------------------------------- Termphone runner (with a stand-in)
+
+use support::{is_call_state, is_event, Termphone};
+
+/// A stand-in for the binary: /bin/sh running `script` (ends with `exec sleep` so the PID
+/// we signal is the one holding stdout).
+fn fake(script: &str) -> Termphone {
+    Termphone::builder(&["-c", script, "fake-termphone"])
+        .program("/bin/sh")
+        .raw()
+        .spawn()
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: signal 0 only checks for existence.
+    unsafe { libc::kill(pid as libc::pid_t, 0) == 0 }
+}
+
+#[test]
+fn termphone_runner_parses_events_in_any_order() {
+    let mut t = fake(
+        r#"echo '{"event":"listening","addr":"127.0.0.1:40123","transport":"udp"}'
+echo 'not json'
+echo '{"event":"call","call":"c1","state":"incoming","peer":"sip:a@127.0.0.1"}'
+echo '{"event":"call","call":"c1","state":"connected","peer":"sip:a@127.0.0.1"}'
+echo '{"event":"dtmf","call":"c1","digit":"5"}'
+exec sleep 30"#,
+    );
+    assert_eq!(t.listen_addr(), "127.0.0.1:40123".parse().unwrap());
+    assert_eq!(t.sip_uri("bob"), "sip:bob@127.0.0.1:40123");
+    let d = t.wait_event(is_event("dtmf"), Duration::from_secs(5));
+    assert_eq!(d["digit"], "5");
+    // an earlier event is still there after waiting for a later one
+    let c = t.wait_call_state("connected", Duration::from_secs(5));
+    assert_eq!(c["call"], "c1");
+    let i = t.wait_call_state("incoming", Duration::from_secs(5));
+    assert_eq!(i["peer"], "sip:a@127.0.0.1");
+    // taken events are not returned twice
+    assert!(t
+        .try_wait_event(is_call_state("connected"), Duration::from_millis(200))
+        .is_none());
+    assert_eq!(t.non_json_lines(), vec!["not json".to_owned()]);
+    assert_eq!(t.events().len(), 5);
+    let pid = t.pid();
+    assert!(pid_alive(pid));
+    drop(t);
+    assert!(!pid_alive(pid), "drop must stop the process");
+}
+
+#[test]
+fn termphone_runner_reports_exit_code_and_late_events() {
+    let mut t = fake(
+        r#"echo '{"event":"call","call":"c1","state":"dialing"}'
+sleep 0.2
+echo '{"event":"call","call":"c1","state":"otherfailure","code":486,"reason":"Busy Here"}'
+echo 'diagnostic on stderr' >&2
+exit 3"#,
+    );
+    assert_eq!(t.wait_exit_code(Duration::from_secs(10)), 3);
+    let end = t.wait_call_state("otherfailure", Duration::ZERO);
+    assert_eq!(end["code"], 486);
+    assert!(t.stderr().contains("diagnostic on stderr"));
+    assert!(t.stderr_path().starts_with(t.dir()));
+}
+
+#[test]
+fn termphone_runner_escalates_to_sigkill() {
+    let mut t = fake("trap '' TERM; exec sleep 30");
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = t.pid();
+    let start = Instant::now();
+    let st = t.stop().expect("reaped");
+    assert!(start.elapsed() >= support::TERM_GRACE);
+    assert!(start.elapsed() < support::TERM_GRACE + Duration::from_secs(3));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGKILL));
+    assert!(!pid_alive(pid));
+}
+
+#[test]
+fn termphone_runner_times_out_cleanly() {
+    let mut t = fake("exec sleep 30");
+    assert!(t
+        .try_wait_event(|_| true, Duration::from_millis(300))
+        .is_none());
+    assert!(t.try_exit().is_none());
+    let st = t.stop().expect("reaped");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(st.signal(), Some(libc::SIGTERM));
+}
+
+#[test]
+fn sipp_trace_parser_reads_directions_headers_and_body() {
+    let text = "----------------------------------------------- 2026-11-25 09:12:53.084340\n\
+UDP message received [10] bytes :\n\n\
+INVITE sip:service@127.0.0.1:5548 SIP/2.0\r\n\
+v: SIP/2.0/UDP 127.0.0.1:5063;branch=z9hG4bK-1;rport\r\n\
+CSeq: 7 INVITE\r\n\
+Subject: folded\r\n  line\r\n\
+\r\n\
+v=0\r\n\
+\n----------------------------------------------- 2026-11-25 09:12:53.1\n\
+UDP message sent (10 bytes):\n\n\
+SIP/2.0 180 Ringing\r\n\
+Via: SIP/2.0/UDP 127.0.0.1:5063;branch=z9hG4bK-1\r\n\
+Content-Length: 0\r\n\r\n";
+    let m = support::sipp::parse_trace(text);
+    assert_eq!(m.len(), 2);
+    assert!(!m[0].sent && m[1].sent);
+    assert_eq!(m[0].request_method(), Some("INVITE"));
+    assert_eq!(m[0].branch().as_deref(), Some("z9hG4bK-1"));
+    assert_eq!(m[0].cseq(), Some((7, "INVITE".into())));
+    assert_eq!(m[0].header("subject"), Some("folded line"));
+    assert_eq!(m[0].body, "v=0\n");
+    assert_eq!(m[1].status(), Some(180));
+    assert_eq!(m[1].request_method(), None);
+}
+
+/// uac_dtmf.xml against uas_pcap.xml: the three RFC 4733 captures reach the sink named in
+/// uas_pcap's answer as digits "123".
+#[test]
+fn sipp_uac_dtmf_sends_rfc4733_digits() {
+    if !need_sipp_pcap() {
+        return;
+    }
+    let uac_sink = RtpSink::bind();
+    let uas_sink = RtpSink::bind();
+    let mut uas = Sipp::uas("uas_pcap.xml")
+        .key("rtp_sink_port", uas_sink.port())
+        .spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut uac = Sipp::uac("uac_dtmf.xml", uas.addr())
+        .key("rtp_sink_port", uac_sink.port())
+        .spawn();
+    uac.expect_success(T);
+    uas.expect_success(T);
+    let cap = uas_sink.finish();
+    assert_eq!(cap.telephone_events(101), "123", "{:?}", cap.packets.len());
+    assert!(cap.sources().iter().all(|s| s.port() == uac.media_port()));
+    drop(uac_sink);
+}
