@@ -1,0 +1,419 @@
+//! End-to-end: two real termphone processes on 127.0.0.1 (`serve` answers, `dial` calls), with
+//! real UDP sockets, real RTP and WAV files. Audio is checked by normalized cross-correlation
+//! against the source after alignment, never by file size.
+
+mod support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{compare_wavs, data_file, is_call_state, is_event, Termphone};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// The bar for "the recording holds the speech".
+const MIN_NCC: f64 = 0.9;
+
+fn speech() -> String {
+    data_file("speech-8k.wav").display().to_string()
+}
+
+/// The call states a process reported, in order.
+fn states(t: &mut Termphone) -> Vec<String> {
+    t.events()
+        .iter()
+        .filter(|e| e["event"] == "call")
+        .map(|e| e["state"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn serve(args: &[&str]) -> (Termphone, String) {
+    let mut s = Termphone::serve(args);
+    let uri = s.sip_uri("echo");
+    (s, uri)
+}
+
+#[test]
+fn echo_call_returns_the_speech_and_exits_0() {
+    let (mut srv, uri) = serve(&["--echo"]);
+    let back = srv.dir().join("back.wav");
+    let back_s = back.display().to_string();
+    let mut dial = Termphone::builder(&[
+        "dial",
+        &uri,
+        "--play",
+        &speech(),
+        "--record",
+        &back_s,
+        "--duration",
+        "5",
+    ])
+    .dir(srv.dir_handle())
+    .spawn();
+    let code = dial.wait_exit_code(WAIT);
+    assert_eq!(code, 0, "{}", dial.diagnostics());
+    assert_eq!(
+        states(&mut dial),
+        ["dialing", "alerting", "connected", "hanguplocal"]
+    );
+    let sim = compare_wavs(&data_file("speech-8k.wav"), &back).expect("compare");
+    assert!(
+        sim.ncc >= MIN_NCC,
+        "echoed speech correlates only {:?}",
+        sim
+    );
+    srv.wait_call_state("hangupremote", WAIT);
+}
+
+#[test]
+fn audio_flows_both_ways_and_serve_records_the_caller() {
+    let dir = support::test_dir();
+    let rec_dir = dir.path().join("rec");
+    let mut srv = Termphone::builder(&[
+        "serve",
+        "--play",
+        &speech(),
+        "--record",
+        &rec_dir.display().to_string(),
+    ])
+    .dir(dir.clone())
+    .spawn();
+    let uri = srv.sip_uri("bob");
+    // The caller plays a tone, so each direction carries a different, recognisable signal.
+    let tone = srv.dir().join("tone.wav");
+    let samples: Vec<i16> = (0..8000 * 4)
+        .map(|n| ((n as f64 * 2.0 * std::f64::consts::PI * 697.0 / 8000.0).sin() * 12000.0) as i16)
+        .collect();
+    support::audio::write_wav_i16(&tone, 8000, &samples).unwrap();
+    let back = srv.dir().join("from-serve.wav");
+    let mut dial = Termphone::builder(&[
+        "dial",
+        &uri,
+        "--play",
+        &tone.display().to_string(),
+        "--record",
+        &back.display().to_string(),
+        "--duration",
+        "6",
+    ])
+    .dir(srv.dir_handle())
+    .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    // serve -> dial: the speech serve played is in dial's recording.
+    let sim = compare_wavs(&data_file("speech-8k.wav"), &back).unwrap();
+    assert!(
+        sim.ncc >= MIN_NCC,
+        "serve->dial speech correlates only {sim:?}"
+    );
+    // dial -> serve: serve's recording holds the tone.
+    let rec = srv.wait_event(is_event("recording"), WAIT);
+    let path = rec["path"].as_str().unwrap().to_string();
+    srv.wait_call_state("hangupremote", WAIT);
+    srv.stop();
+    let sim = compare_wavs(&tone, Path::new(&path)).unwrap();
+    assert!(
+        sim.ncc >= MIN_NCC,
+        "dial->serve tone correlates only {sim:?}"
+    );
+}
+
+#[test]
+fn busy_and_decline_give_their_exit_codes() {
+    for (code, exit) in [("486", 3), ("603", 4)] {
+        let (mut srv, uri) = serve(&["--reject", code]);
+        let mut dial = Termphone::builder(&["dial", &uri])
+            .dir(srv.dir_handle())
+            .spawn();
+        assert_eq!(dial.wait_exit_code(WAIT), exit, "{}", dial.diagnostics());
+        let end = dial.wait_call_state("otherfailure", WAIT);
+        assert_eq!(end["code"].to_string(), code);
+        let ended = srv.wait_call_state("hanguplocal", WAIT);
+        assert_eq!(ended["code"].to_string(), code);
+    }
+}
+
+#[test]
+fn cancel_while_ringing_is_no_answer_for_the_caller_and_missed_for_the_callee() {
+    let (mut srv, uri) = serve(&["--answer-delay", "30"]);
+    let started = Instant::now();
+    let mut dial = Termphone::builder(&["dial", &uri, "--timeout", "1.5"])
+        .dir(srv.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 6, "{}", dial.diagnostics());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "CANCEL ended it promptly"
+    );
+    let end = dial.wait_call_state("hanguplocal", WAIT);
+    assert_eq!(end["code"], 487);
+    let missed = srv.wait_call_state("missed", WAIT);
+    assert_eq!(missed["code"], 487);
+    let trace = dial.stderr();
+    assert!(trace.contains("CANCEL sip:"), "CANCEL on the wire");
+    assert!(
+        trace.contains("SIP/2.0 487 Request Terminated"),
+        "487 came back"
+    );
+}
+
+#[test]
+fn callee_hangs_up_first() {
+    let (mut srv, uri) = serve(&["--echo", "--hangup-after", "1"]);
+    let started = Instant::now();
+    let mut dial = Termphone::builder(&["dial", &uri, "--duration", "20"])
+        .dir(srv.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "ended by the callee, not by --duration"
+    );
+    assert_eq!(
+        states(&mut dial).last().map(String::as_str),
+        Some("hangupremote")
+    );
+    srv.wait_call_state("hanguplocal", WAIT);
+}
+
+#[test]
+fn dtmf_digits_arrive_exactly_once_in_order() {
+    let (mut srv, uri) = serve(&["--echo"]);
+    let mut dial = Termphone::builder(&["dial", &uri, "--dtmf", "123#*0", "--duration", "3"])
+        .dir(srv.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    srv.wait_call_state("hangupremote", WAIT);
+    let digits: String = srv
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "dtmf")
+        .map(|e| e["digit"].as_str().unwrap_or("?").to_string())
+        .collect();
+    assert_eq!(digits, "123#*0");
+}
+
+#[test]
+fn serve_stops_on_sigterm_with_bye_and_a_finished_recording() {
+    let dir = support::test_dir();
+    let rec_dir = dir.path().join("rec");
+    let mut srv = Termphone::builder(&[
+        "serve",
+        "--echo",
+        "--record",
+        &rec_dir.display().to_string(),
+    ])
+    .dir(dir)
+    .spawn();
+    let uri = srv.sip_uri("echo");
+    let mut dial = Termphone::builder(&["dial", &uri, "--play", &speech(), "--duration", "30"])
+        .dir(srv.dir_handle())
+        .spawn();
+    srv.wait_call_state("connected", WAIT);
+    let rec = srv.wait_event(is_event("recording"), WAIT);
+    thread::sleep(Duration::from_secs(6)); // the whole speech file
+                                           // SIGTERM to serve's own PID.
+    unsafe { libc::kill(srv.pid() as i32, libc::SIGTERM) };
+    let status = srv.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(0), "{}", srv.diagnostics());
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    assert_eq!(
+        states(&mut dial).last().map(String::as_str),
+        Some("hangupremote")
+    );
+    let sim = compare_wavs(
+        &data_file("speech-8k.wav"),
+        Path::new(rec["path"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert!(
+        sim.ncc >= MIN_NCC,
+        "recording closed properly and holds the caller: {sim:?}"
+    );
+}
+
+#[test]
+fn missing_wav_is_a_clear_error_before_any_call() {
+    let (mut srv, uri) = serve(&["--echo"]);
+    let mut dial = Termphone::builder(&["dial", &uri, "--play", "/nonexistent/speech.wav"])
+        .dir(srv.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 1);
+    let err = dial.stderr();
+    assert!(
+        err.contains("/nonexistent/speech.wav"),
+        "error names the file: {err}"
+    );
+    assert!(!err.contains("INVITE"), "no INVITE was sent: {err}");
+    assert!(srv
+        .try_wait_event(is_call_state("incoming"), Duration::from_millis(500))
+        .is_none());
+
+    let mut s2 = Termphone::builder(&["serve", "--play", "/nonexistent/greeting.wav"]).spawn();
+    assert_eq!(s2.wait_exit_code(WAIT), 1);
+    assert!(s2.stderr().contains("/nonexistent/greeting.wav"));
+}
+
+#[test]
+fn malformed_sip_gets_400_or_is_dropped_and_serve_keeps_working() {
+    let (mut srv, uri) = serve(&["--echo"]);
+    let addr = srv.listen_addr();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let me = sock.local_addr().unwrap();
+    // Content-Length larger than the datagram: a request we can still answer with 400.
+    let bad_len = format!(
+        "INVITE sip:echo@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKbadlen\r\nFrom: <sip:x@{me}>;tag=1\r\nTo: <sip:echo@{addr}>\r\nCall-ID: badlen\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 5000\r\n\r\nv=0\r\n"
+    );
+    sock.send_to(bad_len.as_bytes(), addr).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = sock
+        .recv_from(&mut buf)
+        .expect("a 400 for a readable bad request");
+    let resp = String::from_utf8_lossy(&buf[..n]);
+    assert!(resp.starts_with("SIP/2.0 400"), "{resp}");
+    // Missing Call-ID and CSeq.
+    let missing = format!("OPTIONS sip:echo@{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKmiss\r\nFrom: <sip:x@{me}>;tag=1\r\nTo: <sip:echo@{addr}>\r\n\r\n");
+    sock.send_to(missing.as_bytes(), addr).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).expect("a 400 for missing headers");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 400"));
+    // Binary garbage and truncated messages: dropped, no answer, no crash.
+    for junk in [
+        &b"\x00\x01\x02\x03garbage\xff\xfe"[..],
+        b"INVITE sip:",
+        b"SIP/2.0 200",
+        &[0x80; 1400],
+    ] {
+        sock.send_to(junk, addr).unwrap();
+    }
+    // Still answers a real call.
+    let mut dial = Termphone::builder(&["dial", &uri, "--duration", "1"])
+        .dir(srv.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    assert!(srv.try_exit().is_none(), "serve is still running");
+}
+
+/// A UDP relay between caller and callee that drops the first datagram whose first line
+/// starts with each of the given prefixes (once each).
+struct LossyRelay {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<Vec<String>>>,
+}
+
+impl LossyRelay {
+    fn start(callee: SocketAddr, drop_first: &[&str]) -> LossyRelay {
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        front
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        back.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let addr = front.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let mut to_drop: Vec<String> = drop_first.iter().map(|s| s.to_string()).collect();
+        let handle = thread::spawn(move || {
+            let mut caller: Option<SocketAddr> = None;
+            let mut dropped = Vec::new();
+            let mut buf = [0u8; 65535];
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let mut forward =
+                    |data: &[u8], out: &UdpSocket, dest: SocketAddr, dropped: &mut Vec<String>| {
+                        let first = String::from_utf8_lossy(data)
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
+                        if let Some(i) = to_drop.iter().position(|p| first.starts_with(p.as_str()))
+                        {
+                            to_drop.remove(i);
+                            dropped.push(first);
+                            return;
+                        }
+                        let _ = out.send_to(data, dest);
+                    };
+                if let Ok((n, src)) = front.recv_from(&mut buf) {
+                    caller = Some(src);
+                    forward(&buf[..n], &back, callee, &mut dropped);
+                }
+                if let Ok((n, _)) = back.recv_from(&mut buf) {
+                    if let Some(c) = caller {
+                        forward(&buf[..n], &front, c, &mut dropped);
+                    }
+                }
+            }
+            dropped
+        });
+        LossyRelay {
+            addr,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for LossyRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn lost_first_invite_and_first_200_still_complete_the_call() {
+    let (mut srv, _) = serve(&["--echo"]);
+    let relay = LossyRelay::start(srv.listen_addr(), &["INVITE ", "SIP/2.0 200"]);
+    let uri = format!("sip:echo@{}", relay.addr);
+    let back = srv.dir().join("back.wav");
+    let mut dial = Termphone::builder(&[
+        "dial",
+        &uri,
+        "--play",
+        &speech(),
+        "--record",
+        &back.display().to_string(),
+        "--duration",
+        "5",
+    ])
+    .dir(srv.dir_handle())
+    .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    let dropped = relay.finish();
+    assert_eq!(dropped.len(), 2, "both losses happened: {dropped:?}");
+    let incoming = srv
+        .events()
+        .iter()
+        .filter(|e| is_call_state("incoming")(e))
+        .count();
+    assert_eq!(incoming, 1, "the retransmitted INVITE made one call");
+    let invites = dial.stderr().matches("\nINVITE sip:").count();
+    assert!(invites >= 2, "timer A retransmitted the INVITE");
+    let sim = compare_wavs(&data_file("speech-8k.wav"), &back).unwrap();
+    assert!(sim.ncc >= MIN_NCC, "{sim:?}");
+}
+
+#[test]
+fn bad_target_and_bad_dtmf_are_usage_errors() {
+    let mut d = Termphone::builder(&["dial", "sip:"]).spawn();
+    assert_eq!(d.wait_exit_code(WAIT), 1, "{}", d.diagnostics());
+    let mut d = Termphone::builder(&["dial", "sip:x@127.0.0.1:9", "--dtmf", "12x"]).spawn();
+    assert_eq!(d.wait_exit_code(WAIT), 1);
+    assert!(d.stderr().contains("DTMF"));
+    let ev: Vec<Value> = d.events().to_vec();
+    assert!(
+        !ev.iter().any(|e| e["event"] == "call"),
+        "no call placed: {ev:?}"
+    );
+}
