@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: the project's test command (README). Format check, clippy with warnings as
 # errors, then every test target (lib, bin, tests/, benches, examples) built by
-# `cargo test --all-targets`, each test binary run under its own time limit.
+# `cargo test --all-targets`, each test binary run under its own time limit. Installs the
+# Debian packages it needs (scripts/install-deps.sh) and starts headless audio first.
 #
 #   scripts/test.sh                 everything
 #   scripts/test.sh FILTER [ARGS]   passes FILTER/ARGS to every test binary (libtest args)
@@ -17,6 +18,27 @@ if [ -x "$HOME/.cargo/bin/cargo" ] && ! command -v cargo >/dev/null; then
 fi
 per_bin_timeout="${TEST_BIN_TIMEOUT:-900}"
 
+# System packages (sipp, PulseAudio, ALSA headers); skip with TERMPHONE_NO_INSTALL=1.
+if [ "${TERMPHONE_NO_INSTALL:-0}" != 1 ]; then
+    bash scripts/install-deps.sh
+fi
+
+# Real audio devices for the cpal tests: a private PulseAudio with null sinks, stopped at exit
+# (only the server this script started, by its PID file).
+audio_started=0
+if [ -z "${PULSE_SERVER:-}" ] && [ "${TERMPHONE_NO_AUDIO:-0}" != 1 ]; then
+    bash scripts/headless-audio.sh start
+    eval "$(bash scripts/headless-audio.sh env)"
+    audio_started=1
+    export TERMPHONE_REQUIRE_AUDIO="${TERMPHONE_REQUIRE_AUDIO:-1}"
+fi
+stop_audio() {
+    if [ "$audio_started" = 1 ]; then
+        bash scripts/headless-audio.sh stop || true
+    fi
+}
+trap stop_audio EXIT
+
 if [ "${SKIP_LINT:-0}" != 1 ]; then
     echo "==> cargo fmt --all --check"
     cargo fmt --all --check
@@ -26,7 +48,7 @@ fi
 
 echo "==> cargo test --all-targets --no-run"
 list=$(mktemp)
-trap 'rm -f "$list"' EXIT
+trap 'rm -f "$list"; stop_audio' EXIT
 cargo test --all-targets --no-run --message-format=json-render-diagnostics >"$list"
 # test executables only: artifacts built with the test profile flag ("test":true); the plain
 # bin artifact (for CARGO_BIN_EXE_termphone) is not a test and must not be run

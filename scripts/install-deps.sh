@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# install-deps.sh: the Debian packages termphone needs to build and to run its tests.
+# Idempotent: installs only what is missing. Uses sudo when not root.
+#
+#   build:  pkg-config libasound2-dev (cpal's ALSA backend), build-essential
+#   tests:  sip-tester (sipp peer), pulseaudio + pulseaudio-utils + libasound2-plugins
+#           (headless audio devices, scripts/headless-audio.sh), sox espeak-ng (fixtures)
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+pkgs=(
+    build-essential pkg-config libasound2-dev
+    sip-tester
+    pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
+    sox espeak-ng
+    procps ca-certificates
+)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#pkgs[@]} packages present"
+    exit 0
+fi
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
