@@ -4,7 +4,7 @@ use super::error::{err, ParseError};
 use super::headers::Headers;
 use super::method::Method;
 use super::name::HeaderName;
-use super::scan::{is_token, trim_lws};
+use super::scan::{is_token, parse_u32, trim_lws};
 use super::uri::Uri;
 use super::MAX_MESSAGE_SIZE;
 
@@ -262,9 +262,12 @@ fn parse_start_line(line: &str) -> (Result<StartLine, ParseError>, bool) {
         if !is_token(method) {
             return err("bad method");
         }
-        let uri = uri
+        let uri: Uri = uri
             .parse()
             .map_err(|_| ParseError::new("bad Request-URI"))?;
+        if !uri.headers.is_empty() {
+            return err("headers in the Request-URI");
+        }
         Ok(StartLine::Request(Method::from_token(method), uri))
     })();
     (parsed, true)
@@ -289,22 +292,27 @@ fn parse_status_line(line: &str) -> Result<StartLine, ParseError> {
     ))
 }
 
-/// Check the headers every layer above relies on, when they are present.
+/// Check every line of the headers the layers above rely on, when they are present.
 fn check_headers(h: &Headers) -> Result<(), ParseError> {
     h.vias()?;
     for (name, msg) in [
         (HeaderName::FROM, "bad From header"),
         (HeaderName::TO, "bad To header"),
     ] {
-        if let Some(v) = h.get(&name) {
+        for v in h.get_all(&name) {
             v.parse::<super::NameAddr>()
                 .map_err(|_| ParseError::new(msg))?;
         }
     }
-    if h.contains(&HeaderName::CSEQ) {
-        h.cseq()?;
+    for v in h.get_all(&HeaderName::CSEQ) {
+        v.parse::<super::CSeq>()
+            .map_err(|_| ParseError::new("bad CSeq header"))?;
     }
-    h.max_forwards()?;
+    for v in h.get_all(&HeaderName::MAX_FORWARDS) {
+        if !matches!(parse_u32(v, ""), Ok(0..=255)) {
+            return err("bad Max-Forwards header");
+        }
+    }
     Ok(())
 }
 

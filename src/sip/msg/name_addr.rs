@@ -60,7 +60,7 @@ impl FromStr for NameAddr {
             (Some(display), uri, rest)
         } else if let Some(lt) = s.find('<') {
             let words = &s[..lt];
-            if words.contains(['"', '>']) {
+            if words.contains(['"', '>', ',', ';', '\\']) || words.contains(char::is_control) {
                 return err("bad display name");
             }
             let display = words
@@ -178,6 +178,7 @@ mod tests {
             "\"a\" sip:a@b",
             "<sip:a@b",
             "a\"b <sip:a@b>",
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
             "<sip:a@b> junk",
             "<>",
             "",
