@@ -251,6 +251,44 @@ proptest! {
     }
 }
 
+proptest! {
+    /// Messages (with keepalives between them) cut anywhere come out of the stream framer
+    /// whole and in order.
+    #[test]
+    fn stream_split_anywhere(
+        msgs in prop::collection::vec(message(), 1..4),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        keepalive in any::<bool>(),
+    ) {
+        let mut stream = Vec::new();
+        for m in &msgs {
+            if keepalive {
+                stream.extend_from_slice(b"\r\n\r\n");
+            }
+            stream.extend_from_slice(&m.to_bytes());
+        }
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+        cuts.push(0);
+        cuts.push(stream.len());
+        cuts.sort_unstable();
+        let mut framer = StreamFramer::new(MAX_MESSAGE_SIZE);
+        let (mut got, mut keepalives) = (Vec::new(), 0);
+        for pair in cuts.windows(2) {
+            framer.push(&stream[pair[0]..pair[1]]);
+            while let Some(d) = framer.next().unwrap() {
+                match d {
+                    Datagram::KeepAlive => keepalives += 1,
+                    Datagram::Message(m) => got.push(m),
+                }
+            }
+        }
+        let expected: Vec<Message> = msgs.iter().map(normalized).collect();
+        prop_assert_eq!(got, expected);
+        prop_assert_eq!(keepalive, keepalives > 0);
+        prop_assert_eq!(framer.buffered(), 0);
+    }
+}
+
 // ---------- never panics ----------
 
 fn corpus() -> Vec<Vec<u8>> {
