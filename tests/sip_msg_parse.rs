@@ -256,3 +256,26 @@ fn datagram_and_reasons() {
     assert_eq!(default_reason(487), "Request Terminated");
     assert_eq!(default_reason(299), "");
 }
+
+#[test]
+fn error_reasons_say_what_and_where() {
+    let reason = |data: &[u8]| Message::parse(data).unwrap_err().reason().to_string();
+    let data = crlf(&format!(
+        "INVITE im:bob@example.com SIP/2.0\n{}\n",
+        &OPTIONS[OPTIONS.find('\n').unwrap() + 1..]
+    ));
+    assert_eq!(reason(&data), "bad Request-URI: unsupported URI scheme");
+    let data = with("Via: SIP/2.0/UDP host:99999\n", "");
+    assert_eq!(reason(&data), "bad Via header: bad port");
+    assert_eq!(
+        reason(&with("l: 9\n", "")),
+        "Content-Length larger than the message"
+    );
+    assert_eq!(
+        reason(b"SIP/2.0 200 OK\r\nl: -1\r\n\r\n"),
+        "bad Content-Length"
+    );
+    let e = Message::parse(&with("To: \"x <sip:a@b>\n", "")).unwrap_err();
+    assert_eq!(e.reason(), "bad To header: unterminated quoted string");
+    assert_eq!(e.to_string(), e.reason());
+}

@@ -105,7 +105,10 @@ impl Headers {
     pub fn vias(&self) -> Result<Vec<Via>, ParseError> {
         self.elements(&HeaderName::VIA)?
             .into_iter()
-            .map(|e| e.parse().map_err(|_| ParseError::new("bad Via header")))
+            .map(|e| {
+                e.parse()
+                    .map_err(|e: ParseError| e.context("bad Via header"))
+            })
             .collect()
     }
 
@@ -113,7 +116,9 @@ impl Headers {
     pub fn top_via(&self) -> Result<Via, ParseError> {
         let first = self.required(&HeaderName::VIA, "missing Via header")?;
         match split_outside(first, ',')?.first() {
-            Some(v) => v.parse().map_err(|_| ParseError::new("bad Via header")),
+            Some(v) => v
+                .parse()
+                .map_err(|e: ParseError| e.context("bad Via header")),
             None => err("missing Via header"),
         }
     }
@@ -122,14 +127,14 @@ impl Headers {
     pub fn from(&self) -> Result<NameAddr, ParseError> {
         self.required(&HeaderName::FROM, "missing From header")?
             .parse()
-            .map_err(|_| ParseError::new("bad From header"))
+            .map_err(|e: ParseError| e.context("bad From header"))
     }
 
     /// The To header.
     pub fn to(&self) -> Result<NameAddr, ParseError> {
         self.required(&HeaderName::TO, "missing To header")?
             .parse()
-            .map_err(|_| ParseError::new("bad To header"))
+            .map_err(|e: ParseError| e.context("bad To header"))
     }
 
     /// The Call-ID.
@@ -144,7 +149,7 @@ impl Headers {
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
         self.required(&HeaderName::CSEQ, "missing CSeq header")?
             .parse()
-            .map_err(|_| ParseError::new("bad CSeq header"))
+            .map_err(|e: ParseError| e.context("bad CSeq header"))
     }
 
     /// The Contact headers: `*` or a list (empty when there is none).
@@ -158,7 +163,10 @@ impl Headers {
         }
         elements
             .into_iter()
-            .map(|e| e.parse().map_err(|_| ParseError::new("bad Contact header")))
+            .map(|e| {
+                e.parse()
+                    .map_err(|e: ParseError| e.context("bad Contact header"))
+            })
             .collect::<Result<_, _>>()
             .map(Contacts::List)
     }
@@ -167,7 +175,10 @@ impl Headers {
     pub fn name_addrs(&self, name: &HeaderName) -> Result<Vec<NameAddr>, ParseError> {
         self.elements(name)?
             .into_iter()
-            .map(|e| e.parse().map_err(|_| ParseError::new("bad address header")))
+            .map(|e| {
+                e.parse()
+                    .map_err(|e: ParseError| e.context("bad address header"))
+            })
             .collect()
     }
 

@@ -264,7 +264,7 @@ fn parse_start_line(line: &str) -> (Result<StartLine, ParseError>, bool) {
         }
         let uri: Uri = uri
             .parse()
-            .map_err(|_| ParseError::new("bad Request-URI"))?;
+            .map_err(|e: ParseError| e.context("bad Request-URI"))?;
         if !uri.headers.is_empty() {
             return err("headers in the Request-URI");
         }
@@ -301,12 +301,12 @@ fn check_headers(h: &Headers) -> Result<(), ParseError> {
     ] {
         for v in h.get_all(&name) {
             v.parse::<super::NameAddr>()
-                .map_err(|_| ParseError::new(msg))?;
+                .map_err(|e: ParseError| e.context(msg))?;
         }
     }
     for v in h.get_all(&HeaderName::CSEQ) {
         v.parse::<super::CSeq>()
-            .map_err(|_| ParseError::new("bad CSeq header"))?;
+            .map_err(|e: ParseError| e.context("bad CSeq header"))?;
     }
     for v in h.get_all(&HeaderName::MAX_FORWARDS) {
         if !matches!(parse_u32(v, ""), Ok(0..=255)) {

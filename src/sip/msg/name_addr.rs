@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use super::error::{err, ParseError};
 use super::params::Params;
-use super::scan::{parse_quoted, trim_lws, write_quoted};
+use super::scan::{parse_quoted, split_outside, trim_lws, write_quoted};
 use super::uri::Uri;
 
 /// A URI with an optional display name and header parameters (`;tag=`, `;expires=`, ...).
@@ -104,6 +104,39 @@ pub enum Contacts {
     List(Vec<NameAddr>),
 }
 
+impl FromStr for Contacts {
+    type Err = ParseError;
+    /// One Contact header value: `*` or comma-separated addresses.
+    fn from_str(s: &str) -> Result<Contacts, ParseError> {
+        if trim_lws(s) == "*" {
+            return Ok(Contacts::Star);
+        }
+        split_outside(s, ',')?
+            .into_iter()
+            .filter(|e| !trim_lws(e).is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Contacts::List)
+    }
+}
+
+impl fmt::Display for Contacts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Contacts::Star => f.write_str("*"),
+            Contacts::List(list) => {
+                for (i, a) in list.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +202,20 @@ mod tests {
         assert_eq!(n.uri.user.as_deref(), Some("+15550001111"));
         assert_eq!(n.tag(), Some("x"));
         assert_eq!(n.to_string(), "<tel:+15550001111>;tag=x");
+    }
+
+    #[test]
+    fn contacts_print_parse() {
+        assert_eq!(" * ".parse::<Contacts>().unwrap(), Contacts::Star);
+        assert_eq!(Contacts::Star.to_string(), "*");
+        let text = r#"<sip:a@192.0.2.10:5060>;expires=3600;+sip.instance="<urn:uuid:1,2>", "Desk, phone" <sip:a@[2001:db8::9:1]>;q=0.5"#;
+        let c: Contacts = text.parse().unwrap();
+        let Contacts::List(list) = &c else { panic!() };
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].display.as_deref(), Some("Desk, phone"));
+        assert_eq!(c.to_string(), text);
+        assert_eq!(c.to_string().parse::<Contacts>().unwrap(), c);
+        assert!("<sip:a@b>, junk".parse::<Contacts>().is_err());
     }
 
     #[test]
