@@ -12,6 +12,7 @@ pub const MAX_MESSAGE_SIZE: usize = 65_535;
 pub enum Datagram {
     /// Only CR/LF bytes: a keepalive ping or pong.
     KeepAlive,
+    /// A SIP message.
     Message(Message),
 }
 

@@ -11,25 +11,35 @@ use super::MAX_MESSAGE_SIZE;
 /// A SIP request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
+    /// Request method.
     pub method: Method,
+    /// Request-URI.
     pub uri: Uri,
+    /// Headers in wire order.
     pub headers: Headers,
+    /// Body bytes.
     pub body: Vec<u8>,
 }
 
 /// A SIP response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
+    /// Status code, 100..=699.
     pub code: u16,
+    /// Reason phrase (may be empty).
     pub reason: String,
+    /// Headers in wire order.
     pub headers: Headers,
+    /// Body bytes.
     pub body: Vec<u8>,
 }
 
 /// A request or a response.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
+    /// A request.
     Request(Request),
+    /// A response.
     Response(Response),
 }
 

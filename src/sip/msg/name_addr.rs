@@ -13,6 +13,7 @@ use super::uri::Uri;
 pub struct NameAddr {
     /// Display name, unquoted and unescaped.
     pub display: Option<String>,
+    /// The address.
     pub uri: Uri,
     /// Header parameters (after `>`, or after the URI in the addr-spec form).
     pub params: Params,
@@ -100,7 +101,9 @@ impl fmt::Display for NameAddr {
 /// The Contact header of a message: `*` or a list of addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Contacts {
+    /// `Contact: *` (all bindings, in a REGISTER with Expires: 0).
     Star,
+    /// The addresses, in order.
     List(Vec<NameAddr>),
 }
 
