@@ -279,3 +279,34 @@ fn error_reasons_say_what_and_where() {
     assert_eq!(e.reason(), "bad To header: unterminated quoted string");
     assert_eq!(e.to_string(), e.reason());
 }
+
+/// RFC 4475 §3.3.4 unksm2: unknown URI schemes in To/From/Contact are well-formed; the
+/// message parses, and only the typed reader of that header reports the scheme.
+#[test]
+fn unknown_scheme_in_headers_is_not_a_parse_error() {
+    let text = "REGISTER sip:example.com SIP/2.0\n\
+                To: isbn:2983792873\n\
+                From: <http://www.example.com>;tag=3234233\n\
+                Call-ID: unksm2.daksdj@hyphenated-host.example.com\n\
+                CSeq: 234902 REGISTER\n\
+                Max-Forwards: 70\n\
+                Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKkdjuw\n\
+                Contact: <name:John_Smith>\n\
+                l: 0\n\n";
+    let m = Message::parse(&crlf(text)).unwrap();
+    let h = m.headers();
+    assert_eq!(
+        h.to().unwrap_err().reason(),
+        "bad To header: unsupported URI scheme"
+    );
+    assert!(h.from().is_err() && h.contacts().is_err());
+    assert_eq!(h.cseq().unwrap().method, Method::Register);
+    // In the Request-URI it is an error (the caller answers 416).
+    let text = text.replace(
+        "REGISTER sip:example.com",
+        "OPTIONS nobodyknowsthisscheme:totallyopaquecontent",
+    );
+    let e = Message::parse(&crlf(&text)).unwrap_err();
+    assert_eq!(e.reason(), "bad Request-URI: unsupported URI scheme");
+    assert!(e.request_headers().is_some());
+}

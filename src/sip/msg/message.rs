@@ -5,7 +5,7 @@ use super::headers::Headers;
 use super::method::Method;
 use super::name::HeaderName;
 use super::scan::{is_token, parse_u32, trim_lws};
-use super::uri::Uri;
+use super::uri::{Uri, UNSUPPORTED_SCHEME};
 use super::MAX_MESSAGE_SIZE;
 
 /// A SIP request.
@@ -310,8 +310,12 @@ fn check_headers(h: &Headers) -> Result<(), ParseError> {
         (HeaderName::TO, "bad To header"),
     ] {
         for v in h.get_all(&name) {
-            v.parse::<super::NameAddr>()
-                .map_err(|e: ParseError| e.context(msg))?;
+            // A well-formed From/To with another URI scheme (RFC 4475 §3.3.4 unksm2) is
+            // not a framing error: `Headers::from()` reports it to whoever reads it.
+            match v.parse::<super::NameAddr>() {
+                Err(e) if !e.reason().ends_with(UNSUPPORTED_SCHEME) => return Err(e.context(msg)),
+                _ => {}
+            }
         }
     }
     for v in h.get_all(&HeaderName::CSEQ) {

@@ -8,6 +8,9 @@ use std::str::FromStr;
 use super::error::{err, ParseError};
 use super::params::Params;
 
+/// Reason of the error for a URI scheme other than sip, sips and tel.
+pub(crate) const UNSUPPORTED_SCHEME: &str = "unsupported URI scheme";
+
 /// URI scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
@@ -276,7 +279,7 @@ impl FromStr for Uri {
             "sip" => Scheme::Sip,
             "sips" => Scheme::Sips,
             "tel" => Scheme::Tel,
-            _ => return err("unsupported URI scheme"),
+            _ => return err(UNSUPPORTED_SCHEME),
         };
         if scheme == Scheme::Tel {
             let (number, params) = rest.split_once(';').unwrap_or((rest, ""));
