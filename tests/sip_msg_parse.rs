@@ -310,3 +310,55 @@ fn unknown_scheme_in_headers_is_not_a_parse_error() {
     assert_eq!(e.reason(), "bad Request-URI: unsupported URI scheme");
     assert!(e.request_headers().is_some());
 }
+
+/// RFC 4475 §3.1.1.8 dblreq: a datagram whose Content-Length: 0 is followed by a second
+/// message; only the first one counts.
+#[test]
+fn datagram_with_trailing_message() {
+    let first = "REGISTER sip:example.com SIP/2.0\n\
+                 To: sip:j.user@example.com\n\
+                 From: sip:j.user@example.com;tag=43251j3j324\n\
+                 Max-Forwards: 8\n\
+                 I: dblreq.0ha0isndaksdj99sdfafnl3lk233412\n\
+                 Contact: sip:j.user@host.example.com\n\
+                 CSeq: 8 REGISTER\n\
+                 Via: SIP/2.0/UDP 192.0.2.125;branch=z9hG4bKkdjuw23492\n\
+                 Content-Length: 0\n\n";
+    let second = "INVITE sip:joe@example.com SIP/2.0\nt: sip:joe@example.com\n\n";
+    let m = Message::parse(&crlf(&format!("{first}{second}"))).unwrap();
+    assert!(matches!(&m, Message::Request(r) if r.method == Method::Register));
+    assert!(m.body().is_empty());
+    assert_eq!(
+        m.headers().call_id().unwrap(),
+        "dblreq.0ha0isndaksdj99sdfafnl3lk233412"
+    );
+}
+
+/// RFC 4475 §3.4.1 inv2543: an RFC 2543 request (no branch, addr-spec everywhere) parses.
+#[test]
+fn rfc2543_request() {
+    let text = "INVITE sip:UserB@example.com SIP/2.0\n\
+                Via: SIP/2.0/UDP iftgw.example.com\n\
+                From: <sip:+13035551111@ift.client.example.net;user=phone>\n\
+                Record-Route: <sip:UserB@example.com;maddr=ss1.example.com>\n\
+                To: sip:+16505552222@ss1.example.net;user=phone\n\
+                Call-ID: inv2543.1717@ift.client.example.com\n\
+                CSeq: 56 INVITE\n\
+                Content-Type: application/sdp\n\n\
+                v=0\n";
+    let m = Message::parse(&crlf(text)).unwrap();
+    let h = m.headers();
+    let via = h.top_via().unwrap();
+    assert_eq!(via.branch(), None);
+    assert_eq!(via.sent_by(), "iftgw.example.com");
+    assert_eq!(h.from().unwrap().tag(), None);
+    assert_eq!(
+        h.from().unwrap().uri.params.get_value("user"),
+        Some("phone")
+    );
+    // addr-spec: ;user=phone belongs to the To header, not to its URI.
+    assert_eq!(h.to().unwrap().params.get_value("user"), Some("phone"));
+    let rr = h.name_addrs(&HeaderName::RECORD_ROUTE).unwrap();
+    assert_eq!(rr[0].uri.params.get_value("maddr"), Some("ss1.example.com"));
+    assert_eq!(m.body(), b"v=0\r\n");
+}
