@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use termphone::sip::msg::{
-    parse_datagram, CSeq, Datagram, HeaderName, Host, Message, Method, NameAddr, Params, Request,
-    Response, Scheme, StreamFramer, Uri, Via, MAX_MESSAGE_SIZE,
+    parse_datagram, CSeq, Contacts, Datagram, HeaderName, Host, Message, Method, NameAddr, Params,
+    Request, Response, Scheme, StreamFramer, Uri, Via, MAX_MESSAGE_SIZE,
 };
 
 // ---------- generators ----------
@@ -346,6 +346,23 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
+/// If `s` parses as `T`, printing it and parsing again gives the same value and text.
+fn reparse_stable<T>(s: &str) -> Result<(), TestCaseError>
+where
+    T: std::str::FromStr + std::fmt::Display + PartialEq + std::fmt::Debug,
+    T::Err: std::fmt::Display,
+{
+    if let Ok(v) = s.parse::<T>() {
+        let printed = v.to_string();
+        let again = printed
+            .parse::<T>()
+            .map_err(|e| TestCaseError::fail(format!("{s:?} -> {printed:?}: {e}")))?;
+        prop_assert_eq!(&again, &v, "{:?} -> {:?}", s, printed);
+        prop_assert_eq!(again.to_string(), printed);
+    }
+    Ok(())
+}
+
 fn apply(data: &mut Vec<u8>, m: &Mutation) {
     let len = data.len().max(1);
     match m {
@@ -403,12 +420,24 @@ proptest! {
 
     #[test]
     fn never_panics_on_text(s in "[ -~\r\n\t\"<>;,:%@\\[\\]]{0,120}") {
-        let _ = s.parse::<Uri>();
-        let _ = s.parse::<Via>();
-        let _ = s.parse::<NameAddr>();
-        let _ = s.parse::<CSeq>();
-        let _ = s.parse::<Host>();
+        reparse_stable::<Uri>(&s)?;
+        reparse_stable::<Via>(&s)?;
+        reparse_stable::<NameAddr>(&s)?;
+        reparse_stable::<CSeq>(&s)?;
+        reparse_stable::<Contacts>(&s)?;
+        reparse_stable::<Host>(&s)?;
         check_bytes(s.as_bytes())?;
+    }
+
+    /// Text shaped like the values these parsers see, so that many of them parse.
+    #[test]
+    fn accepted_values_reprint_stably(
+        s in "(sips?|tel|SIP):([a-z%0-9;=@:?&.\\[\\]-]{0,12})|SIP/2.0/[a-zA-Z]{1,3} ([a-z0-9.]{1,8}|\\[[0-9a-f:]{2,8}\\])( ?: ?[0-9]{1,6})?( ?; ?[a-z]{1,5}( ?= ?[a-z0-9.:\"\\[\\]]{0,6})?){0,3}|(\"[a-z \\\\\"]{0,6}\" )?<sip:[a-z@%:;=0-9.]{1,12}>[; =a-z0-9\",]{0,12}"
+    ) {
+        reparse_stable::<Uri>(&s)?;
+        reparse_stable::<Via>(&s)?;
+        reparse_stable::<NameAddr>(&s)?;
+        reparse_stable::<Contacts>(&s)?;
     }
 
     #[test]
