@@ -10,7 +10,9 @@ use super::scan::{is_token, parse_u32, trim_lws};
 /// Sequence number and method of a request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CSeq {
+    /// Sequence number.
     pub seq: u32,
+    /// Method of the request.
     pub method: Method,
 }
 

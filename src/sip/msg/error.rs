@@ -25,6 +25,14 @@ impl ParseError {
         self
     }
 
+    /// Prefix the reason with what was being parsed ("bad Via header: bad port").
+    pub(crate) fn context(self, what: &str) -> ParseError {
+        ParseError {
+            reason: format!("{what}: {}", self.reason).into(),
+            headers: self.headers,
+        }
+    }
+
     /// Human text for a log or a 400 reason phrase (never contains input bytes or CR/LF).
     pub fn reason(&self) -> &str {
         &self.reason

@@ -1,7 +1,7 @@
 //! Framing: one message per datagram, or Content-Length framing on a stream (TCP/TLS),
 //! with CRLF keepalives (RFC 5626 §3.5.1) and a size cap.
 
-use super::error::{err, ParseError};
+use super::error::ParseError;
 use super::message::{find_head_end, parse_header_lines, parse_message, Message};
 
 /// Largest message accepted by [`parse_datagram`] and [`Message::parse`].
@@ -12,6 +12,7 @@ pub const MAX_MESSAGE_SIZE: usize = 65_535;
 pub enum Datagram {
     /// Only CR/LF bytes: a keepalive ping or pong.
     KeepAlive,
+    /// A SIP message.
     Message(Message),
 }
 
@@ -37,6 +38,10 @@ pub fn parse_datagram(data: &[u8]) -> Result<Datagram, ParseError> {
 pub struct StreamFramer {
     buf: Vec<u8>,
     max: usize,
+    /// Bytes at the start of `buf` already searched for the end of the head.
+    scanned: usize,
+    /// Length of the message at the start of `buf`, once its head has been read.
+    total: Option<usize>,
 }
 
 impl StreamFramer {
@@ -45,6 +50,8 @@ impl StreamFramer {
         StreamFramer {
             buf: Vec::new(),
             max,
+            scanned: 0,
+            total: None,
         }
     }
 
@@ -58,48 +65,66 @@ impl StreamFramer {
         self.buf.len()
     }
 
-    fn fail<T>(&mut self, reason: &'static str) -> Result<T, ParseError> {
-        self.buf.clear();
-        err(reason)
+    /// Drop `n` bytes from the front and forget what was learned about them.
+    fn consume(&mut self, n: usize) -> Vec<u8> {
+        self.scanned = 0;
+        self.total = None;
+        self.buf.drain(..n.min(self.buf.len())).collect()
+    }
+
+    /// Framing is lost: drop everything buffered.
+    fn fail<T>(&mut self, e: ParseError) -> Result<T, ParseError> {
+        self.consume(self.buf.len());
+        Err(e)
     }
 
     /// The next complete keepalive or message, `Ok(None)` when more bytes are needed.
     #[allow(clippy::should_implement_trait)] // name fixed by the contract; not an Iterator (Result)
     pub fn next(&mut self) -> Result<Option<Datagram>, ParseError> {
-        let crlf = self.buf.iter().take_while(|b| is_crlf(b)).count();
-        if crlf > 0 {
-            if crlf == self.buf.len() && self.buf.last() == Some(&b'\r') {
-                return Ok(None);
-            }
-            self.buf.drain(..crlf);
+        if self.total.is_none() && self.read_head()? {
             return Ok(Some(Datagram::KeepAlive));
         }
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
-        let Some((head_len, body_start)) = find_head_end(&self.buf) else {
-            if self.buf.len() > self.max {
-                return self.fail("message header too large");
-            }
+        let Some(total) = self.total else {
             return Ok(None);
         };
-        let length = match self.content_length(head_len) {
-            Ok(Some(n)) => n,
-            Ok(None) => return self.fail("missing Content-Length on a stream"),
-            Err(e) => {
-                self.buf.clear();
-                return Err(e);
-            }
-        };
-        let total = body_start.saturating_add(length);
-        if total > self.max {
-            return self.fail("message too large");
-        }
         if self.buf.len() < total {
             return Ok(None);
         }
-        let bytes: Vec<u8> = self.buf.drain(..total).collect();
+        let bytes = self.consume(total);
         parse_message(&bytes, self.max).map(|m| Some(Datagram::Message(m)))
+    }
+
+    /// Consume a keepalive (returns true), or find the end of the head and set `total`.
+    fn read_head(&mut self) -> Result<bool, ParseError> {
+        let crlf = self.buf.iter().take_while(|b| is_crlf(b)).count();
+        if crlf > 0 {
+            if crlf == self.buf.len() && self.buf.last() == Some(&b'\r') {
+                return Ok(false);
+            }
+            self.consume(crlf);
+            return Ok(true);
+        }
+        // A blank line is at most 3 bytes ("\n\r\n"): resume just before the old end.
+        let from = self.scanned.saturating_sub(3);
+        let Some((head_len, body_start)) = find_head_end(&self.buf[from..]) else {
+            self.scanned = self.buf.len();
+            if self.buf.len() > self.max {
+                return self.fail(ParseError::new("message header too large"));
+            }
+            return Ok(false);
+        };
+        let (head_len, body_start) = (head_len + from, body_start + from);
+        let length = match self.content_length(head_len) {
+            Ok(Some(n)) => n,
+            Ok(None) => return self.fail(ParseError::new("missing Content-Length on a stream")),
+            Err(e) => return self.fail(e),
+        };
+        let total = body_start.saturating_add(length);
+        if total > self.max {
+            return self.fail(ParseError::new("message too large"));
+        }
+        self.total = Some(total);
+        Ok(false)
     }
 
     fn content_length(&self, head_len: usize) -> Result<Option<usize>, ParseError> {
@@ -171,5 +196,27 @@ mod tests {
         f.push(OPTIONS);
         assert!(f.next().is_err());
         assert!(matches!(f.next().unwrap(), Some(Datagram::Message(_))));
+    }
+
+    #[test]
+    fn stream_byte_by_byte_is_linear() {
+        // A 60 kB head pushed one byte at a time must not be rescanned from the start.
+        let mut msg = b"OPTIONS sip:a@b SIP/2.0\r\n".to_vec();
+        while msg.len() < 60_000 {
+            msg.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        msg.extend_from_slice(b"Content-Length: 2\r\n\r\nhi");
+        let mut f = StreamFramer::new(MAX_MESSAGE_SIZE);
+        let mut got = None;
+        for b in &msg {
+            f.push(&[*b]);
+            if let Some(d) = f.next().unwrap() {
+                got = Some(d);
+            }
+        }
+        match got {
+            Some(Datagram::Message(m)) => assert_eq!(m.body(), b"hi"),
+            other => panic!("{other:?}"),
+        }
     }
 }

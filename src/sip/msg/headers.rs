@@ -37,6 +37,37 @@ impl Headers {
         self.0.push((name, value.into()));
     }
 
+    /// The value of the first header with this name, to edit in place.
+    pub fn get_mut(&mut self, name: &HeaderName) -> Option<&mut String> {
+        self.0.iter_mut().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Insert a header before all others (e.g. a new top Via).
+    pub fn push_front(&mut self, name: HeaderName, value: impl Into<String>) {
+        self.0.insert(0, (name, value.into()));
+    }
+
+    /// Replace the topmost Via value (the first element of the first Via line; the other
+    /// elements of that line stay), or add one at the front when there is none.
+    pub fn set_top_via(&mut self, via: &Via) {
+        let Some(line) = self.get_mut(&HeaderName::VIA) else {
+            self.push_front(HeaderName::VIA, via.to_string());
+            return;
+        };
+        let rest: Vec<String> = match split_outside(line, ',') {
+            Ok(parts) => parts
+                .iter()
+                .skip(1)
+                .map(|p| trim_lws(p).to_string())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        *line = std::iter::once(via.to_string())
+            .chain(rest.into_iter().filter(|p| !p.is_empty()))
+            .collect::<Vec<_>>()
+            .join(", ");
+    }
+
     /// Replace every header with this name by one (at the position of the first), or append.
     pub fn set(&mut self, name: HeaderName, value: impl Into<String>) {
         let value = value.into();
@@ -105,7 +136,10 @@ impl Headers {
     pub fn vias(&self) -> Result<Vec<Via>, ParseError> {
         self.elements(&HeaderName::VIA)?
             .into_iter()
-            .map(|e| e.parse().map_err(|_| ParseError::new("bad Via header")))
+            .map(|e| {
+                e.parse()
+                    .map_err(|e: ParseError| e.context("bad Via header"))
+            })
             .collect()
     }
 
@@ -113,7 +147,9 @@ impl Headers {
     pub fn top_via(&self) -> Result<Via, ParseError> {
         let first = self.required(&HeaderName::VIA, "missing Via header")?;
         match split_outside(first, ',')?.first() {
-            Some(v) => v.parse().map_err(|_| ParseError::new("bad Via header")),
+            Some(v) => v
+                .parse()
+                .map_err(|e: ParseError| e.context("bad Via header")),
             None => err("missing Via header"),
         }
     }
@@ -122,14 +158,14 @@ impl Headers {
     pub fn from(&self) -> Result<NameAddr, ParseError> {
         self.required(&HeaderName::FROM, "missing From header")?
             .parse()
-            .map_err(|_| ParseError::new("bad From header"))
+            .map_err(|e: ParseError| e.context("bad From header"))
     }
 
     /// The To header.
     pub fn to(&self) -> Result<NameAddr, ParseError> {
         self.required(&HeaderName::TO, "missing To header")?
             .parse()
-            .map_err(|_| ParseError::new("bad To header"))
+            .map_err(|e: ParseError| e.context("bad To header"))
     }
 
     /// The Call-ID.
@@ -144,7 +180,7 @@ impl Headers {
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
         self.required(&HeaderName::CSEQ, "missing CSeq header")?
             .parse()
-            .map_err(|_| ParseError::new("bad CSeq header"))
+            .map_err(|e: ParseError| e.context("bad CSeq header"))
     }
 
     /// The Contact headers: `*` or a list (empty when there is none).
@@ -158,7 +194,10 @@ impl Headers {
         }
         elements
             .into_iter()
-            .map(|e| e.parse().map_err(|_| ParseError::new("bad Contact header")))
+            .map(|e| {
+                e.parse()
+                    .map_err(|e: ParseError| e.context("bad Contact header"))
+            })
             .collect::<Result<_, _>>()
             .map(Contacts::List)
     }
@@ -167,7 +206,10 @@ impl Headers {
     pub fn name_addrs(&self, name: &HeaderName) -> Result<Vec<NameAddr>, ParseError> {
         self.elements(name)?
             .into_iter()
-            .map(|e| e.parse().map_err(|_| ParseError::new("bad address header")))
+            .map(|e| {
+                e.parse()
+                    .map_err(|e: ParseError| e.context("bad address header"))
+            })
             .collect()
     }
 
@@ -264,6 +306,30 @@ mod tests {
         h.remove(&HeaderName::new("x-a"));
         assert!(!h.contains(&HeaderName::new("X-A")));
         assert!(h.contains(&HeaderName::new("Y-NEW")));
+    }
+
+    #[test]
+    fn edit_top_via() {
+        let mut h = hs(&[
+            (
+                "Via",
+                "SIP/2.0/UDP a;branch=z9hG4bK1 , SIP/2.0/UDP b;branch=z9hG4bK2",
+            ),
+            ("Via", "SIP/2.0/UDP c;branch=z9hG4bK3"),
+        ]);
+        let mut top = h.top_via().unwrap();
+        top.params.set("received", Some("192.0.2.1"));
+        h.set_top_via(&top);
+        assert_eq!(
+            h.get(&HeaderName::VIA),
+            Some("SIP/2.0/UDP a;branch=z9hG4bK1;received=192.0.2.1, SIP/2.0/UDP b;branch=z9hG4bK2")
+        );
+        assert_eq!(h.vias().unwrap().len(), 3);
+        let mut empty = hs(&[("To", "<sip:a@b>")]);
+        empty.set_top_via(&top);
+        assert_eq!(empty.iter().next().unwrap().0, &HeaderName::VIA);
+        empty.get_mut(&HeaderName::TO).unwrap().push_str(";tag=x");
+        assert_eq!(empty.to().unwrap().tag(), Some("x"));
     }
 
     #[test]

@@ -4,32 +4,42 @@ use super::error::{err, ParseError};
 use super::headers::Headers;
 use super::method::Method;
 use super::name::HeaderName;
-use super::scan::{is_token, trim_lws};
-use super::uri::Uri;
+use super::scan::{is_token, parse_u32, trim_lws};
+use super::uri::{Uri, UNSUPPORTED_SCHEME};
 use super::MAX_MESSAGE_SIZE;
 
 /// A SIP request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
+    /// Request method.
     pub method: Method,
+    /// Request-URI.
     pub uri: Uri,
+    /// Headers in wire order.
     pub headers: Headers,
+    /// Body bytes.
     pub body: Vec<u8>,
 }
 
 /// A SIP response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
+    /// Status code, 100..=699.
     pub code: u16,
+    /// Reason phrase (may be empty).
     pub reason: String,
+    /// Headers in wire order.
     pub headers: Headers,
+    /// Body bytes.
     pub body: Vec<u8>,
 }
 
 /// A request or a response.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Message {
+    /// A request.
     Request(Request),
+    /// A response.
     Response(Response),
 }
 
@@ -262,9 +272,12 @@ fn parse_start_line(line: &str) -> (Result<StartLine, ParseError>, bool) {
         if !is_token(method) {
             return err("bad method");
         }
-        let uri = uri
+        let uri: Uri = uri
             .parse()
-            .map_err(|_| ParseError::new("bad Request-URI"))?;
+            .map_err(|e: ParseError| e.context("bad Request-URI"))?;
+        if !uri.headers.is_empty() {
+            return err("headers in the Request-URI");
+        }
         Ok(StartLine::Request(Method::from_token(method), uri))
     })();
     (parsed, true)
@@ -289,22 +302,31 @@ fn parse_status_line(line: &str) -> Result<StartLine, ParseError> {
     ))
 }
 
-/// Check the headers every layer above relies on, when they are present.
+/// Check every line of the headers the layers above rely on, when they are present.
 fn check_headers(h: &Headers) -> Result<(), ParseError> {
     h.vias()?;
     for (name, msg) in [
         (HeaderName::FROM, "bad From header"),
         (HeaderName::TO, "bad To header"),
     ] {
-        if let Some(v) = h.get(&name) {
-            v.parse::<super::NameAddr>()
-                .map_err(|_| ParseError::new(msg))?;
+        for v in h.get_all(&name) {
+            // A well-formed From/To with another URI scheme (RFC 4475 §3.3.4 unksm2) is
+            // not a framing error: `Headers::from()` reports it to whoever reads it.
+            match v.parse::<super::NameAddr>() {
+                Err(e) if !e.reason().ends_with(UNSUPPORTED_SCHEME) => return Err(e.context(msg)),
+                _ => {}
+            }
         }
     }
-    if h.contains(&HeaderName::CSEQ) {
-        h.cseq()?;
+    for v in h.get_all(&HeaderName::CSEQ) {
+        v.parse::<super::CSeq>()
+            .map_err(|e: ParseError| e.context("bad CSeq header"))?;
     }
-    h.max_forwards()?;
+    for v in h.get_all(&HeaderName::MAX_FORWARDS) {
+        if !matches!(parse_u32(v, ""), Ok(0..=255)) {
+            return err("bad Max-Forwards header");
+        }
+    }
     Ok(())
 }
 

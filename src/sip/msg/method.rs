@@ -6,19 +6,33 @@ use std::hash::{Hash, Hasher};
 /// A request method; extension methods are kept as `Other`.
 #[derive(Debug, Clone)]
 pub enum Method {
+    /// INVITE (RFC 3261).
     Invite,
+    /// ACK (RFC 3261).
     Ack,
+    /// BYE (RFC 3261).
     Bye,
+    /// CANCEL (RFC 3261).
     Cancel,
+    /// OPTIONS (RFC 3261).
     Options,
+    /// REGISTER (RFC 3261).
     Register,
+    /// INFO (RFC 6086).
     Info,
+    /// PRACK (RFC 3262).
     Prack,
+    /// UPDATE (RFC 3311).
     Update,
+    /// REFER (RFC 3515).
     Refer,
+    /// NOTIFY (RFC 6665).
     Notify,
+    /// SUBSCRIBE (RFC 6665).
     Subscribe,
+    /// MESSAGE (RFC 3428).
     Message,
+    /// PUBLISH (RFC 3903).
     Publish,
     /// Any other method token, as written.
     Other(String),

@@ -183,6 +183,24 @@ mod tests {
     }
 
     #[test]
+    fn known_names_are_canonical() {
+        for k in KNOWN {
+            assert_eq!(HeaderName::new(&k.to_lowercase()).as_str(), *k);
+            assert_eq!(HeaderName::new(&k.to_uppercase()).as_str(), *k);
+        }
+        for (c, h) in COMPACT {
+            assert_eq!(HeaderName::new(&(*c as char).to_string()), *h);
+            assert_eq!(
+                HeaderName::new(&(*c as char).to_ascii_uppercase().to_string()),
+                *h
+            );
+        }
+        assert_eq!(HeaderName::RSEQ.as_str(), "RSeq");
+        assert_eq!(HeaderName::new("rack").as_str(), "RAck");
+        assert_eq!(HeaderName::new("min-se").as_str(), "Min-SE");
+    }
+
+    #[test]
     fn hash_is_case_insensitive() {
         let mut set = HashSet::new();
         set.insert(HeaderName::new("X-Foo"));

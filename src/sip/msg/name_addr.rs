@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use super::error::{err, ParseError};
 use super::params::Params;
-use super::scan::{parse_quoted, trim_lws, write_quoted};
+use super::scan::{parse_quoted, split_outside, trim_lws, write_quoted};
 use super::uri::Uri;
 
 /// A URI with an optional display name and header parameters (`;tag=`, `;expires=`, ...).
@@ -13,6 +13,7 @@ use super::uri::Uri;
 pub struct NameAddr {
     /// Display name, unquoted and unescaped.
     pub display: Option<String>,
+    /// The address.
     pub uri: Uri,
     /// Header parameters (after `>`, or after the URI in the addr-spec form).
     pub params: Params,
@@ -60,7 +61,7 @@ impl FromStr for NameAddr {
             (Some(display), uri, rest)
         } else if let Some(lt) = s.find('<') {
             let words = &s[..lt];
-            if words.contains(['"', '>']) {
+            if words.contains(['"', '>', ',', ';', '\\']) || words.contains(char::is_control) {
                 return err("bad display name");
             }
             let display = words
@@ -100,8 +101,43 @@ impl fmt::Display for NameAddr {
 /// The Contact header of a message: `*` or a list of addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Contacts {
+    /// `Contact: *` (all bindings, in a REGISTER with Expires: 0).
     Star,
+    /// The addresses, in order.
     List(Vec<NameAddr>),
+}
+
+impl FromStr for Contacts {
+    type Err = ParseError;
+    /// One Contact header value: `*` or comma-separated addresses.
+    fn from_str(s: &str) -> Result<Contacts, ParseError> {
+        if trim_lws(s) == "*" {
+            return Ok(Contacts::Star);
+        }
+        split_outside(s, ',')?
+            .into_iter()
+            .filter(|e| !trim_lws(e).is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .map(Contacts::List)
+    }
+}
+
+impl fmt::Display for Contacts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Contacts::Star => f.write_str("*"),
+            Contacts::List(list) => {
+                for (i, a) in list.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -172,12 +208,27 @@ mod tests {
     }
 
     #[test]
+    fn contacts_print_parse() {
+        assert_eq!(" * ".parse::<Contacts>().unwrap(), Contacts::Star);
+        assert_eq!(Contacts::Star.to_string(), "*");
+        let text = r#"<sip:a@192.0.2.10:5060>;expires=3600;+sip.instance="<urn:uuid:1,2>", "Desk, phone" <sip:a@[2001:db8::9:1]>;q=0.5"#;
+        let c: Contacts = text.parse().unwrap();
+        let Contacts::List(list) = &c else { panic!() };
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[1].display.as_deref(), Some("Desk, phone"));
+        assert_eq!(c.to_string(), text);
+        assert_eq!(c.to_string().parse::<Contacts>().unwrap(), c);
+        assert!("<sip:a@b>, junk".parse::<Contacts>().is_err());
+    }
+
+    #[test]
     fn rejects() {
         for bad in [
             "\"Mr. J. User <sip:j.user@example.com>",
             "\"a\" sip:a@b",
             "<sip:a@b",
             "a\"b <sip:a@b>",
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
             "<sip:a@b> junk",
             "<>",
             "",

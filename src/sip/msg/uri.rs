@@ -8,11 +8,17 @@ use std::str::FromStr;
 use super::error::{err, ParseError};
 use super::params::Params;
 
+/// Reason of the error for a URI scheme other than sip, sips and tel.
+pub(crate) const UNSUPPORTED_SCHEME: &str = "unsupported URI scheme";
+
 /// URI scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scheme {
+    /// `sip:`
     Sip,
+    /// `sips:` (TLS required)
     Sips,
+    /// `tel:` (RFC 3966)
     Tel,
 }
 
@@ -30,8 +36,11 @@ impl Scheme {
 /// A host: domain name or IP literal. Display puts IPv6 in brackets.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
+    /// A domain name, as written.
     Domain(String),
+    /// An IPv4 literal.
     V4(Ipv4Addr),
+    /// An IPv6 reference (`[...]` on the wire).
     V6(Ipv6Addr),
 }
 
@@ -124,12 +133,15 @@ pub(crate) fn parse_host_port(s: &str, lws: bool) -> Result<(Host, Option<u16>, 
 /// A SIP, SIPS or tel URI. Text parts are stored unescaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Uri {
+    /// The scheme.
     pub scheme: Scheme,
     /// The user part, unescaped; for `tel:` the number.
     pub user: Option<String>,
+    /// The password of the user part, unescaped (deprecated by RFC 3261, but parsed).
     pub password: Option<String>,
     /// The host; `Domain("")` for `tel:`.
     pub host: Host,
+    /// The port, when written.
     pub port: Option<u16>,
     /// URI parameters, names and values unescaped.
     pub params: Params,
@@ -267,7 +279,7 @@ impl FromStr for Uri {
             "sip" => Scheme::Sip,
             "sips" => Scheme::Sips,
             "tel" => Scheme::Tel,
-            _ => return err("unsupported URI scheme"),
+            _ => return err(UNSUPPORTED_SCHEME),
         };
         if scheme == Scheme::Tel {
             let (number, params) = rest.split_once(';').unwrap_or((rest, ""));

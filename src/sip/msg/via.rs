@@ -13,8 +13,11 @@ use super::uri::{parse_host_port, Host};
 pub struct Via {
     /// Transport, uppercase ("UDP", "TCP", "TLS", ...).
     pub transport: String,
+    /// sent-by host.
     pub host: Host,
+    /// sent-by port, when written.
     pub port: Option<u16>,
+    /// Parameters (branch, received, rport, ...), values as written.
     pub params: Params,
 }
 
