@@ -111,6 +111,12 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
         dtmf: args.dtmf.clone(),
         duration: args.duration.map(secs),
         ring_timeout: secs(args.timeout),
+        devices: args.device.then(|| {
+            (
+                config.audio.capture_device.clone(),
+                config.audio.playback_device.clone(),
+            )
+        }),
     };
     if let Err(e) = dial::validate(&plan) {
         eprintln!("termphone: {e}");

@@ -102,6 +102,11 @@ pub struct DialArgs {
     /// Hang up this many seconds after the answer (default: when --play ends, else 30).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    /// Use the sound card: the microphone instead of silence when there is no --play, the
+    /// speaker instead of discarding when there is no --record (devices from the config's
+    /// [audio] section, else the defaults).
+    #[arg(long)]
+    pub device: bool,
     /// Give up if not answered within this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub timeout: f64,

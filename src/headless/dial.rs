@@ -43,6 +43,9 @@ pub struct DialPlan {
     pub duration: Option<Duration>,
     /// Give up if not answered within this.
     pub ring_timeout: Duration,
+    /// Sound devices for what `play`/`record` do not cover: (capture, playback) names, `None`
+    /// inside for the default device.
+    pub devices: Option<(Option<String>, Option<String>)>,
 }
 
 /// Default call length when neither --duration nor --play says.
@@ -110,16 +113,16 @@ pub async fn run(engine: Engine, plan: DialPlan, printer: EventPrinter) -> i32 {
         }
     };
     let audio = CallAudio {
-        source: plan
-            .play
-            .clone()
-            .map(AudioSourceSpec::File)
-            .unwrap_or(AudioSourceSpec::Silence),
-        sink: plan
-            .record
-            .clone()
-            .map(AudioSinkSpec::File)
-            .unwrap_or(AudioSinkSpec::Null),
+        source: match (&plan.play, &plan.devices) {
+            (Some(path), _) => AudioSourceSpec::File(path.clone()),
+            (None, Some((capture, _))) => AudioSourceSpec::Device(capture.clone()),
+            (None, None) => AudioSourceSpec::Silence,
+        },
+        sink: match (&plan.record, &plan.devices) {
+            (Some(path), _) => AudioSinkSpec::File(path.clone()),
+            (None, Some((_, playback))) => AudioSinkSpec::Device(playback.clone()),
+            (None, None) => AudioSinkSpec::Null,
+        },
     };
     let call_duration = plan
         .duration

@@ -1,0 +1,107 @@
+//! The command line: every subcommand has `--help` with an example; usage errors exit 2.
+
+use std::process::Command;
+
+fn termphone(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_termphone"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+#[test]
+fn every_subcommand_has_help_with_an_example() {
+    for sub in ["serve", "dial", "devices"] {
+        let out = termphone(&[sub, "--help"]);
+        assert!(out.status.success(), "{sub} --help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Example"),
+            "{sub} --help shows an example:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("termphone {sub}")),
+            "{sub} --help example runs {sub}:\n{text}"
+        );
+    }
+    let top = termphone(&["--help"]);
+    let text = String::from_utf8_lossy(&top.stdout);
+    for sub in ["serve", "dial", "devices"] {
+        assert!(text.contains(sub), "top-level help lists {sub}");
+    }
+}
+
+#[test]
+fn dial_help_documents_the_exit_codes() {
+    let text = String::from_utf8_lossy(&termphone(&["dial", "--help"]).stdout).into_owned();
+    for line in [
+        "0  answered",
+        "3  busy",
+        "4  declined",
+        "5  not found",
+        "6  no answer",
+        "7  network",
+        "8  other",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(termphone(&["dial"]).status.code(), Some(2), "missing URI");
+    assert_eq!(
+        termphone(&["serve", "--reject", "200"]).status.code(),
+        Some(2),
+        "2xx is no rejection"
+    );
+    assert_eq!(
+        termphone(&["serve", "--play", "x.wav", "--echo"])
+            .status
+            .code(),
+        Some(2),
+        "play and echo conflict"
+    );
+    assert_eq!(termphone(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_bad_config_file_is_reported_with_its_location_and_nothing_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, "[general]\nlisten = 5060\n").unwrap();
+    let out = termphone(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("config.toml:2:10"), "file:line:col in {err}");
+    assert!(
+        out.stdout.is_empty(),
+        "no listening event: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn devices_lists_devices_or_says_there_are_none() {
+    let out = termphone(&["devices"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        assert!(
+            stdout.contains("Capture devices:") && stdout.contains("Playback devices:"),
+            "{stdout}"
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr.contains("no usable audio device"),
+            "a clear message: {stderr}"
+        );
+    }
+}
