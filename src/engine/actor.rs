@@ -26,15 +26,16 @@ const MAX_DATAGRAM: usize = 65_535;
 /// How long shutdown waits for BYEs to be answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
+/// Who placed the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction_ {
+enum CallDirection {
     Outgoing,
     Incoming,
 }
 
 struct Call {
     id: CallId,
-    direction: Direction_,
+    direction: CallDirection,
     peer: String,
     state: CallState,
     local_ip: IpAddr,
@@ -46,6 +47,8 @@ struct Call {
     audio: CallAudio,
     media: Option<CallMedia>,
     next_stats: Instant,
+    /// A local failure that made us end the call (reported instead of a plain hang-up).
+    failure: Option<String>,
 }
 
 pub(crate) struct EngineActor {
@@ -285,7 +288,7 @@ impl EngineActor {
             id,
             Call {
                 id: call,
-                direction: Direction_::Outgoing,
+                direction: CallDirection::Outgoing,
                 peer: peer.clone(),
                 state: CallState::Dialing,
                 local_ip: local.ip(),
@@ -296,6 +299,7 @@ impl EngineActor {
                 audio,
                 media: None,
                 next_stats: now,
+                failure: None,
             },
         );
         self.emit(Event::Call {
@@ -396,6 +400,7 @@ impl EngineActor {
         let (media, warnings) = match CallMedia::start(negotiated, &c.audio, rtp.clone(), ids) {
             Ok(x) => x,
             Err(e) => {
+                c.failure = Some(e.clone());
                 self.warn(Some(call), e);
                 let _ = self.ua.hangup(Instant::now(), id);
                 return;
@@ -516,7 +521,7 @@ impl EngineActor {
                     call,
                     Call {
                         id: CallId(call),
-                        direction: Direction_::Incoming,
+                        direction: CallDirection::Incoming,
                         peer: peer.clone(),
                         state: CallState::Incoming,
                         local_ip,
@@ -527,8 +532,14 @@ impl EngineActor {
                         audio: CallAudio::default(),
                         media: None,
                         next_stats: now,
+                        failure: None,
                     },
                 );
+                if self.shutdown.is_some() {
+                    // Stopping: turn new callers away at once.
+                    let _ = self.ua.reject(now, call, 503);
+                    return;
+                }
                 let _ = self.ua.ringing(now, call);
                 self.emit(Event::Call {
                     call: CallId(call),
@@ -558,15 +569,12 @@ impl EngineActor {
                         self.set_state(call, CallState::Connected, None, None);
                     }
                     Err(e) => {
-                        self.warn(
-                            Some(CallId(call)),
-                            format!("unusable SDP answer, hanging up: {e}"),
-                        );
+                        let reason = format!("unusable SDP answer: {e}");
+                        self.warn(Some(CallId(call)), format!("{reason}; hanging up"));
                         if let Some(c) = self.calls.get_mut(&call) {
-                            c.state = CallState::Connected;
+                            c.failure = Some(reason);
                         }
                         let _ = self.ua.hangup(now, call);
-                        // The Ended event from the UA reports hanguplocal; mark the cause.
                     }
                 }
             }
@@ -583,7 +591,7 @@ impl EngineActor {
                     return;
                 };
                 let incoming_unanswered =
-                    c.direction == Direction_::Incoming && c.state == CallState::Incoming;
+                    c.direction == CallDirection::Incoming && c.state == CallState::Incoming;
                 let (state, code, reason) = match cause {
                     EndCause::LocalBye => (CallState::HangupLocal, None, None),
                     EndCause::RemoteBye => (CallState::HangupRemote, None, None),
@@ -613,6 +621,11 @@ impl EngineActor {
                     ),
                     EndCause::Failed(msg) => (CallState::OtherFailure, None, Some(msg)),
                 };
+                let (state, code, reason) =
+                    match self.calls.get(&call).and_then(|c| c.failure.clone()) {
+                        Some(failure) => (CallState::OtherFailure, None, Some(failure)),
+                        None => (state, code, reason),
+                    };
                 if let Some(media) = self.calls.get(&call).and_then(|c| c.media.as_ref()) {
                     let stats = media.stats();
                     self.emit(Event::Stats {
