@@ -229,7 +229,7 @@ impl UserAgent {
             Ok(Datagram::KeepAlive) => {}
             Ok(Datagram::Message(msg)) => {
                 self.txn.handle_message(now, msg, source, false);
-                self.drain_txn(now, local);
+                self.drain_txn(now, Some(local));
             }
             Err(err) => {
                 // Answers 400 statelessly when the request is readable enough (RFC 3261 §8.2).
@@ -265,12 +265,7 @@ impl UserAgent {
             self.send_bye(now, id);
             self.end_call(id, EndCause::Timeout);
         }
-        let local = self.calls.values().next().map(|c| c.local);
-        if let Some(local) = local {
-            self.drain_txn(now, local);
-        } else {
-            self.drain_txn_any(now);
-        }
+        self.drain_txn(now, None);
     }
 
     /// Place a call to `target`, sending the INVITE to `dest` from `local`, with SDP `offer`.
@@ -336,7 +331,7 @@ impl UserAgent {
                 local_sdp: offer,
             },
         );
-        self.drain_txn(now, local);
+        self.drain_txn(now, None);
         id
     }
 
@@ -358,9 +353,8 @@ impl UserAgent {
             );
         }
         let key = c.invite_key.clone();
-        let local = c.local;
         let _ = self.txn.send_response(now, &key, resp);
-        self.drain_txn(now, local);
+        self.drain_txn(now, None);
         Ok(())
     }
 
@@ -399,9 +393,8 @@ impl UserAgent {
             cseq,
         });
         let key = c.invite_key.clone();
-        let local = c.local;
         let _ = self.txn.send_response(now, &key, resp);
-        self.drain_txn(now, local);
+        self.drain_txn(now, None);
         Ok(())
     }
 
@@ -413,17 +406,15 @@ impl UserAgent {
         }
         let resp = response_to(&c.invite, code, None, Some(&c.local_tag));
         let key = c.invite_key.clone();
-        let local = c.local;
         let _ = self.txn.send_response(now, &key, resp);
         self.end_call(call, EndCause::LocalReject(code));
-        self.drain_txn(now, local);
+        self.drain_txn(now, None);
         Ok(())
     }
 
     /// End a call in any state: CANCEL while calling, BYE when answered, 603 while ringing.
     pub fn hangup(&mut self, now: Instant, call: CallRef) -> Result<(), UaError> {
         let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
-        let local = c.local;
         match c.phase {
             Phase::Ringing => return self.reject(now, call, 603),
             Phase::Calling {
@@ -449,7 +440,7 @@ impl UserAgent {
                 self.end_call(call, EndCause::LocalBye);
             }
         }
-        self.drain_txn(now, local);
+        self.drain_txn(now, None);
         Ok(())
     }
 
@@ -531,14 +522,9 @@ impl UserAgent {
         self.pending.insert(key);
     }
 
-    fn drain_txn_any(&mut self, now: Instant) {
-        // With no call we still need a local address for stateless answers; requests carry
-        // it implicitly (we answer to the source), so any placeholder is fine here.
-        let local = SocketAddr::from(([0, 0, 0, 0], 0));
-        self.drain_txn(now, local);
-    }
-
-    fn drain_txn(&mut self, now: Instant, local: SocketAddr) {
+    /// Handle what the transaction layer produced. `local` is the address a datagram being
+    /// handled arrived at (only requests from the network need it, for Contact and SDP).
+    fn drain_txn(&mut self, now: Instant, local: Option<SocketAddr>) {
         while let Some(ev) = self.txn.poll_event() {
             match ev {
                 TxnEvent::Request {
@@ -588,21 +574,14 @@ impl UserAgent {
             .map(|(&id, _)| id)
     }
 
-    fn respond(
-        &mut self,
-        now: Instant,
-        key: &Option<TxnKey>,
-        req: &Request,
-        source: SocketAddr,
-        resp: Response,
-    ) {
+    /// Answer a request: on its server transaction, or statelessly when it has none.
+    fn respond(&mut self, now: Instant, key: &Option<TxnKey>, source: SocketAddr, resp: Response) {
         match key {
             Some(key) => {
                 let _ = self.txn.send_response(now, key, resp);
             }
             None => self.txn.send_stateless(source, Message::Response(resp)),
         }
-        let _ = req;
     }
 
     fn on_request(
@@ -611,7 +590,7 @@ impl UserAgent {
         key: Option<TxnKey>,
         req: Request,
         source: SocketAddr,
-        local: SocketAddr,
+        local: Option<SocketAddr>,
     ) {
         let in_dialog = req
             .headers
@@ -620,7 +599,13 @@ impl UserAgent {
             .and_then(|t| t.tag().map(str::to_string))
             .is_some();
         match req.method {
-            Method::Invite if !in_dialog => self.on_new_invite(now, key, req, source, local),
+            Method::Invite if !in_dialog => match local {
+                Some(local) => self.on_new_invite(now, key, req, source, local),
+                None => self.events.push_back(UaEvent::Dropped {
+                    source,
+                    reason: "INVITE without a local address".into(),
+                }),
+            },
             Method::Invite => self.on_reinvite(now, key, req, source),
             Method::Ack => self.on_ack(req),
             Method::Cancel => self.on_cancel(now, key, req, source),
@@ -632,12 +617,12 @@ impl UserAgent {
                 resp.headers.push(HeaderName::SUPPORTED, "");
                 resp.headers
                     .push(HeaderName::SERVER, self.cfg.user_agent.clone());
-                self.respond(now, &key, &req, source, resp);
+                self.respond(now, &key, source, resp);
             }
             Method::Info if in_dialog => match self.find_dialog(&req) {
                 Some(call) => {
                     let resp = response_to(&req, 200, None, None);
-                    self.respond(now, &key, &req, source, resp);
+                    self.respond(now, &key, source, resp);
                     let content_type = req.headers.content_type().unwrap_or_default().to_string();
                     self.events.push_back(UaEvent::Info {
                         call,
@@ -647,7 +632,7 @@ impl UserAgent {
                 }
                 None => {
                     let resp = response_to(&req, 481, None, None);
-                    self.respond(now, &key, &req, source, resp);
+                    self.respond(now, &key, source, resp);
                 }
             },
             _ => {
@@ -658,7 +643,7 @@ impl UserAgent {
                 };
                 let mut resp = response_to(&req, code, None, None);
                 resp.headers.push(HeaderName::ALLOW, ALLOW);
-                self.respond(now, &key, &req, source, resp);
+                self.respond(now, &key, source, resp);
             }
         }
     }
@@ -788,11 +773,11 @@ impl UserAgent {
         let call = branch.and_then(|b| self.by_invite_branch.get(&b).copied());
         let Some(call) = call else {
             let resp = response_to(&req, 481, None, None);
-            self.respond(now, &key, &req, source, resp);
+            self.respond(now, &key, source, resp);
             return;
         };
         let resp = response_to(&req, 200, None, None);
-        self.respond(now, &key, &req, source, resp);
+        self.respond(now, &key, source, resp);
         let c = self.calls.get(&call).expect("indexed");
         if matches!(c.phase, Phase::Ringing) {
             // RFC 3261 §9.2: the INVITE gets 487 Request Terminated.
@@ -806,11 +791,11 @@ impl UserAgent {
     fn on_bye(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
         let Some(call) = self.find_dialog(&req) else {
             let resp = response_to(&req, 481, None, None);
-            self.respond(now, &key, &req, source, resp);
+            self.respond(now, &key, source, resp);
             return;
         };
         let resp = response_to(&req, 200, None, None);
-        self.respond(now, &key, &req, source, resp);
+        self.respond(now, &key, source, resp);
         self.end_call(call, EndCause::RemoteBye);
     }
 
