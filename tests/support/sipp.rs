@@ -355,6 +355,9 @@ pub struct TracedMessage {
     pub headers: Vec<(String, String)>,
     /// Everything after the blank line.
     pub body: String,
+    /// When sipp logged it: seconds since midnight from the trace's timestamp line (for
+    /// intervals between messages of one trace), if it could be read.
+    pub at: Option<f64>,
 }
 
 impl TracedMessage {
@@ -423,7 +426,11 @@ pub fn parse_trace(text: &str) -> Vec<TracedMessage> {
         let mut lines = block.lines();
         // first line: the rest of the dashes + timestamp; second: "UDP message sent/received ..."
         let mut sent = None;
+        let mut at = None;
         for l in lines.by_ref() {
+            if at.is_none() {
+                at = trace_time(l);
+            }
             if l.contains("message sent") {
                 sent = Some(true);
                 break;
@@ -461,9 +468,25 @@ pub fn parse_trace(text: &str) -> Vec<TracedMessage> {
             start_line: start_line.trim().to_owned(),
             headers,
             body,
+            at,
         });
     }
     out
+}
+
+/// Seconds since midnight from a trace header line such as
+/// `-------- 2026-11-25 09:30:36.033773` (the last `HH:MM:SS.ffffff` token).
+fn trace_time(line: &str) -> Option<f64> {
+    let tok = line.split_whitespace().last()?;
+    let mut it = tok.split(':');
+    let (h, m, sec) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() {
+        return None;
+    }
+    let h: f64 = h.parse().ok()?;
+    let m: f64 = m.parse().ok()?;
+    let sec: f64 = sec.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + sec)
 }
 
 impl Sipp {
