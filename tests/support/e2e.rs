@@ -39,6 +39,12 @@ const EVENT_WAIT: Duration = Duration::from_secs(15);
 const CALL_WAIT: Duration = Duration::from_secs(40);
 const SIPP_WAIT: Duration = Duration::from_secs(70);
 
+/// Assert every stdout line of the process was a JSON object (the `--json` contract).
+pub fn assert_json_only(t: &mut Termphone) {
+    let bad = t.non_json_lines();
+    assert!(bad.is_empty(), "non-JSON lines on stdout: {bad:?}");
+}
+
 /// The speech fixture's path, as a string for command lines.
 pub fn speech_path() -> String {
     data_file("speech-8k.wav").display().to_string()
@@ -173,6 +179,7 @@ pub fn serve_answers_sipp_with_audio_both_ways() -> BothWays {
     let sent_ncc = assert_speech_rtp(&cap, answer_pt, "termphone serve -> sipp");
     let recording = find_recording(&mut tp, rec_dir.path());
     let received_ncc = assert_speech_wav(&recording, "sipp -> termphone serve (recording)");
+    assert_json_only(&mut tp);
     BothWays {
         sent_by_termphone: cap,
         sent_ncc,
@@ -200,7 +207,9 @@ pub fn serve_echoes_sipp_audio() -> Similarity {
     } else {
         0
     };
-    assert_speech_rtp(&cap, pt, "sipp -> termphone serve --echo -> sink")
+    let s = assert_speech_rtp(&cap, pt, "sipp -> termphone serve --echo -> sink");
+    assert_json_only(&mut tp);
+    s
 }
 
 /// `termphone dial` calls sipp (uas_pcap.xml, answers PCMA) with `--play speech --record
@@ -239,13 +248,48 @@ pub fn dial_sipp_with_audio_both_ways(dtmf: Option<&str>) -> BothWays {
     let sent_ncc = assert_speech_rtp(&cap, 8, "termphone dial -> sipp (PCMA answered)");
     if let Some(d) = dtmf {
         assert_eq!(cap.telephone_events(101), d, "RFC 4733 digits sent by dial");
+        assert_rfc4733_events(&cap, 101, d);
     }
+    assert_json_only(&mut tp);
     let received_ncc = assert_speech_wav(&rec, "sipp -> termphone dial (recording)");
     BothWays {
         sent_by_termphone: cap,
         sent_ncc,
         recording: rec,
         received_ncc,
+    }
+}
+
+/// Assert the RFC 4733 events of payload type `pt` are exactly `digits`, one event per digit,
+/// in order, each well formed: one event code, the marker bit on its first packet, durations
+/// that never decrease, and the end packet sent three times (RFC 4733 §2.5.1.4). Events start at
+/// increasing RTP timestamps and do not overlap in time.
+pub fn assert_rfc4733_events(cap: &RtpCapture, pt: u8, digits: &str) {
+    let events = cap.telephone_event_groups(pt);
+    let seen: String = events.iter().map(|e| e.digits.as_str()).collect();
+    assert_eq!(seen, digits, "RFC 4733 events (one per digit): {events:#?}");
+    for e in &events {
+        assert_eq!(e.digits.chars().count(), 1, "one code per event: {e:?}");
+        assert!(
+            e.first_marker,
+            "first packet of an event has the marker bit: {e:?}"
+        );
+        assert!(
+            e.durations.windows(2).all(|w| w[0] <= w[1]),
+            "event durations never decrease: {e:?}"
+        );
+        assert_eq!(e.end_packets, 3, "end packet sent three times: {e:?}");
+    }
+    for w in events.windows(2) {
+        let end_of_first = w[0]
+            .timestamp
+            .wrapping_add(u32::from(*w[0].durations.iter().max().unwrap_or(&0)));
+        assert!(
+            w[1].timestamp.wrapping_sub(end_of_first) < u32::MAX / 2,
+            "events overlap or go back in time: {:?} then {:?}",
+            w[0],
+            w[1]
+        );
     }
 }
 
@@ -270,6 +314,7 @@ pub fn dial_sipp_rejected(scenario: &str, want_exit: i32, want_code: u16) -> Val
         invite.branch(),
         "ACK for a non-2xx must reuse the INVITE's branch"
     );
+    assert_json_only(&mut tp);
     end
 }
 
@@ -300,6 +345,16 @@ pub fn dial_sipp_no_answer_cancels() -> Value {
         "CANCEL CSeq number"
     );
     assert_eq!(ack.branch(), invite.branch(), "ACK (487) branch");
+    if let (Some(a), Some(b)) = (invite.at, cancel.at) {
+        let waited = b - a;
+        assert!(
+            (2.9..=4.5).contains(&waited),
+            "CANCEL {waited:.3} s after the INVITE, want about 3 s (--timeout 3)"
+        );
+    } else {
+        panic!("no timestamps in sipp's trace: {invite:?} {cancel:?}");
+    }
+    assert_json_only(&mut tp);
     let events = tp.events().to_vec();
     events
         .into_iter()
@@ -308,8 +363,9 @@ pub fn dial_sipp_no_answer_cancels() -> Value {
         .expect("a final call event")
 }
 
-/// sipp (uac_reject.xml) calls `termphone serve --reject CODE`: sipp must get CODE.
-pub fn serve_rejects_sipp(code: u16) {
+/// sipp (uac_reject.xml) calls `termphone serve --reject CODE`: sipp must get CODE as its only
+/// final response, and serve must end the call `hanguplocal` with that code. Returns that event.
+pub fn serve_rejects_sipp(code: u16) -> Value {
     let code_s = code.to_string();
     let mut tp = Termphone::serve(&["--reject", &code_s]);
     let addr = tp.listen_addr();
@@ -323,6 +379,22 @@ pub fn serve_rejects_sipp(code: u16) {
         "sipp did not get {code}: {}",
         sipp.logs()
     );
+    let end = tp.wait_event(
+        |v| v["event"] == "call" && v["state"] != "incoming",
+        EVENT_WAIT,
+    );
+    assert_eq!(end["state"], "hanguplocal", "serve's end event: {end}");
+    assert_eq!(end["code"], code, "serve's end event: {end}");
+    let finals: Vec<u16> = sipp
+        .traced()
+        .iter()
+        .filter(|m| !m.sent)
+        .filter_map(|m| m.status())
+        .filter(|&c| c >= 200)
+        .collect();
+    assert_eq!(finals, vec![code], "final responses sipp received");
+    assert_json_only(&mut tp);
+    end
 }
 
 /// sipp (uac_cancel.xml) calls `termphone serve --answer-delay 30` and cancels after the 180:
@@ -336,6 +408,32 @@ pub fn serve_missed_when_sipp_cancels() -> Value {
     tp.wait_call_state("incoming", EVENT_WAIT);
     let missed = tp.wait_event(is_call_state("missed"), CALL_WAIT);
     sipp.expect_success(SIPP_WAIT);
+    let traced = sipp.traced();
+    let got = |code: u16, method: &str| {
+        traced
+            .iter()
+            .any(|m| !m.sent && m.status() == Some(code) && m.cseq().is_some_and(|c| c.1 == method))
+    };
+    assert!(got(200, "CANCEL"), "no 200 for the CANCEL");
+    assert!(got(487, "INVITE"), "no 487 for the INVITE");
+    assert!(
+        !traced.iter().any(|m| !m.sent
+            && m.status() == Some(200)
+            && m.cseq().is_some_and(|c| c.1 == "INVITE")),
+        "the cancelled INVITE was answered 200"
+    );
+    let states: Vec<Value> = tp
+        .events()
+        .iter()
+        .filter(|v| v["event"] == "call")
+        .map(|v| v["state"].clone())
+        .collect();
+    assert_eq!(
+        states,
+        vec![Value::from("incoming"), Value::from("missed")],
+        "serve's call states"
+    );
+    assert_json_only(&mut tp);
     missed
 }
 
@@ -349,16 +447,17 @@ pub fn serve_receives_sipp_dtmf() -> String {
         .key("rtp_sink_port", sink.port())
         .dir(tp.dir_handle())
         .spawn();
-    tp.wait_call_state("connected", EVENT_WAIT);
+    let connected = tp.wait_call_state("connected", EVENT_WAIT);
     tp.wait_call_state("hangupremote", CALL_WAIT);
     sipp.expect_success(SIPP_WAIT);
     let digits: String = tp
         .events()
         .iter()
-        .filter(|v| v["event"] == "dtmf")
+        .filter(|v| v["event"] == "dtmf" && v["call"] == connected["call"])
         .filter_map(|v| v["digit"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(digits, "123", "dtmf events\n{}", tp.diagnostics());
+    assert_json_only(&mut tp);
     digits
 }
 

@@ -149,6 +149,48 @@ impl RtpCapture {
         out
     }
 
+    /// RFC 4733 events of this payload type, grouped by (SSRC, RTP timestamp) in order of
+    /// their first packet: what a strict receiver sees of each tone.
+    pub fn telephone_event_groups(&self, pt: u8) -> Vec<TelephoneEvent> {
+        const CODES: &[u8; 16] = b"0123456789*#ABCD";
+        let mut out: Vec<TelephoneEvent> = Vec::new();
+        for p in self.packets.iter().filter(|p| p.payload_type == pt) {
+            if p.payload.len() < 4 {
+                continue;
+            }
+            let code = p.payload[0];
+            let end = p.payload[1] & 0x80 != 0;
+            let duration = u16::from_be_bytes([p.payload[2], p.payload[3]]);
+            let i = match out
+                .iter()
+                .position(|e| e.ssrc == p.ssrc && e.timestamp == p.timestamp)
+            {
+                Some(i) => i,
+                None => {
+                    out.push(TelephoneEvent {
+                        ssrc: p.ssrc,
+                        timestamp: p.timestamp,
+                        digits: String::new(),
+                        first_marker: p.marker,
+                        packets: 0,
+                        end_packets: 0,
+                        durations: Vec::new(),
+                    });
+                    out.len() - 1
+                }
+            };
+            let e = &mut out[i];
+            let c = CODES.get(usize::from(code)).map_or('?', |&c| char::from(c));
+            if !e.digits.contains(c) {
+                e.digits.push(c);
+            }
+            e.packets += 1;
+            e.end_packets += usize::from(end);
+            e.durations.push(duration);
+        }
+        out
+    }
+
     /// Time from the first to the last packet.
     pub fn span(&self) -> Duration {
         match (self.packets.first(), self.packets.last()) {
@@ -156,6 +198,25 @@ impl RtpCapture {
             _ => Duration::ZERO,
         }
     }
+}
+
+/// One RFC 4733 event (all packets with one SSRC and RTP timestamp), as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TelephoneEvent {
+    /// SSRC of its packets.
+    pub ssrc: u32,
+    /// The RTP timestamp shared by its packets (the event's start).
+    pub timestamp: u32,
+    /// The distinct event codes seen in it, as digits (exactly one for a well-formed event).
+    pub digits: String,
+    /// Whether its first packet (in arrival order) had the marker bit.
+    pub first_marker: bool,
+    /// Packets received.
+    pub packets: usize,
+    /// Packets with the E (end) bit.
+    pub end_packets: usize,
+    /// The duration field of each packet, in arrival order.
+    pub durations: Vec<u16>,
 }
 
 /// A background UDP receiver on 127.0.0.1 that records RTP until [`RtpSink::finish`].

@@ -16,6 +16,17 @@ pub fn scenario(name: &str) -> PathBuf {
     repo_path("tests/sipp").join(name)
 }
 
+/// True if some socket is bound to UDP 127.0.0.1:`port` (read from /proc/net/udp, so the
+/// check never takes the port itself).
+pub fn udp_port_bound(port: u16) -> bool {
+    let want = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/udp").is_ok_and(|t| {
+        t.lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some(want.as_str()))
+    })
+}
+
 /// True if a `sipp` binary is on PATH (tests may skip with a message when it is not).
 pub fn sipp_available() -> bool {
     Command::new("sipp")
@@ -174,7 +185,7 @@ impl SippBuilder {
         args.extend(self.extra);
         let out = std::fs::File::create(&stdout_path).expect("create sipp stdout file");
         let err = out.try_clone().expect("clone file");
-        let child = Command::new("sipp")
+        let mut child = Command::new("sipp")
             .args(&args)
             .current_dir(repo_path(""))
             .stdin(Stdio::null())
@@ -182,6 +193,16 @@ impl SippBuilder {
             .stderr(Stdio::from(err))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn sipp {args:?}: {e} (is sip-tester installed?)"));
+        // Wait until sipp has bound its SIP port, so that a peer started right after this
+        // (termphone dial) does not lose its first INVITE to a socket that is not there yet
+        // (it would only arrive with the 500 ms retransmission, skewing timing checks).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !udp_port_bound(port) && Instant::now() < deadline {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                break; // exited (fatal error): expect_success reports it with the traces
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Sipp {
             child,
             name,
@@ -355,6 +376,9 @@ pub struct TracedMessage {
     pub headers: Vec<(String, String)>,
     /// Everything after the blank line.
     pub body: String,
+    /// When sipp logged it: seconds since midnight from the trace's timestamp line (for
+    /// intervals between messages of one trace), if it could be read.
+    pub at: Option<f64>,
 }
 
 impl TracedMessage {
@@ -423,7 +447,11 @@ pub fn parse_trace(text: &str) -> Vec<TracedMessage> {
         let mut lines = block.lines();
         // first line: the rest of the dashes + timestamp; second: "UDP message sent/received ..."
         let mut sent = None;
+        let mut at = None;
         for l in lines.by_ref() {
+            if at.is_none() {
+                at = trace_time(l);
+            }
             if l.contains("message sent") {
                 sent = Some(true);
                 break;
@@ -461,9 +489,25 @@ pub fn parse_trace(text: &str) -> Vec<TracedMessage> {
             start_line: start_line.trim().to_owned(),
             headers,
             body,
+            at,
         });
     }
     out
+}
+
+/// Seconds since midnight from a trace header line such as
+/// `-------- 2026-11-25 09:30:36.033773` (the last `HH:MM:SS.ffffff` token).
+fn trace_time(line: &str) -> Option<f64> {
+    let tok = line.split_whitespace().last()?;
+    let mut it = tok.split(':');
+    let (h, m, sec) = (it.next()?, it.next()?, it.next()?);
+    if it.next().is_some() {
+        return None;
+    }
+    let h: f64 = h.parse().ok()?;
+    let m: f64 = m.parse().ok()?;
+    let sec: f64 = sec.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + sec)
 }
 
 impl Sipp {
