@@ -776,7 +776,9 @@ impl UserAgent {
             self.respond(now, &key, source, resp);
             return;
         };
-        let resp = response_to(&req, 200, None, None);
+        let c = self.calls.get(&call).expect("indexed");
+        // The 200 carries the same To tag as our responses to the INVITE (RFC 3261 §9.2).
+        let resp = response_to(&req, 200, None, Some(&c.local_tag));
         self.respond(now, &key, source, resp);
         let c = self.calls.get(&call).expect("indexed");
         if matches!(c.phase, Phase::Ringing) {
