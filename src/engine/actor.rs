@@ -102,8 +102,10 @@ impl EngineActor {
 
     pub(crate) async fn run(mut self) {
         let mut buf = vec![0u8; MAX_DATAGRAM];
+        // The media clock runs only while some call has media, so an idle `serve` sleeps.
         let mut media_clock = tokio::time::interval(Duration::from_millis(20));
         media_clock.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut media_running = false;
         info!(addr = %self.local_addr, "engine started");
         loop {
             if let Some((_, deadline)) = &self.shutdown {
@@ -113,6 +115,11 @@ impl EngineActor {
                     break;
                 }
             }
+            let has_media = self.calls.values().any(|c| c.media.is_some());
+            if has_media && !media_running {
+                media_clock.reset();
+            }
+            media_running = has_media;
             let timeout = self.ua.poll_timeout();
             let shutdown_deadline = self.shutdown.as_ref().map(|(_, d)| *d);
             let wake = match (timeout, shutdown_deadline) {
@@ -143,7 +150,7 @@ impl EngineActor {
                 _ = sleep_until(wake.map(tokio::time::Instant::from_std).unwrap_or_else(far_future)), if wake.is_some() => {
                     self.ua.handle_timeout(Instant::now());
                 },
-                _ = media_clock.tick() => self.on_media_tick(),
+                _ = media_clock.tick(), if media_running => self.on_media_tick(),
             }
             self.drain_ua().await;
         }
