@@ -477,6 +477,7 @@ impl EngineActor {
         if c.state == state {
             return;
         }
+        info!(call = %c.id, %state, peer = %c.peer, code = ?code, reason = ?reason, "call state");
         c.state = state;
         let event = Event::Call {
             call: c.id,
