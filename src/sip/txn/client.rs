@@ -12,7 +12,8 @@ use std::time::Instant;
 
 use crate::sip::msg::{Message, Request, Response};
 
-use super::{after, earliest, RetransmitTimer, TimerConfig, TxnOutput, TxnState};
+use super::timers::Timers;
+use super::{TimerConfig, TxnOutput, TxnState};
 
 /// Client non-INVITE transaction: retransmits the request (timer E, capped at T2), gives up
 /// after timer F, and absorbs retransmitted final responses in Completed (timer K).
@@ -22,13 +23,12 @@ pub struct ClientNonInviteTxn {
     cfg: TimerConfig,
     reliable: bool,
     request: Request,
-    timer_e: Option<RetransmitTimer>,
-    timer_f: Option<Instant>,
-    timer_k: Option<Instant>,
+    timers: Timers<Timer>,
     out: VecDeque<TxnOutput>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ending timers first: when several are due at once they fire in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     F,
     K,
@@ -42,19 +42,17 @@ impl ClientNonInviteTxn {
         let mut out = VecDeque::new();
         out.push_back(TxnOutput::Transmit(Message::Request(request.clone())));
         let cfg = cfg.sanitized();
-        let timer_e = if reliable {
-            None
-        } else {
-            RetransmitTimer::start(now, cfg.t1)
-        };
+        let mut timers = Timers::new();
+        if !reliable {
+            timers.start(Timer::E, now, cfg.t1);
+        }
+        timers.start(Timer::F, now, cfg.t1x64());
         ClientNonInviteTxn {
             state: TxnState::Trying,
             cfg,
             reliable,
             request,
-            timer_e,
-            timer_f: after(now, cfg.t1x64()),
-            timer_k: None,
+            timers,
             out,
         }
     }
@@ -82,14 +80,14 @@ impl ClientNonInviteTxn {
                     self.out.push_back(TxnOutput::Response(response));
                 } else {
                     self.state = TxnState::Completed;
-                    self.timer_e = None;
-                    self.timer_f = None;
+                    self.timers.stop(Timer::E);
+                    self.timers.stop(Timer::F);
                     self.out.push_back(TxnOutput::Response(response));
                     let k = self.cfg.t4_or_zero(self.reliable);
                     if k.is_zero() {
                         self.terminate();
                     } else {
-                        self.timer_k = after(now, k);
+                        self.timers.start(Timer::K, now, k);
                     }
                 }
             }
@@ -112,18 +110,18 @@ impl ClientNonInviteTxn {
 
     /// Fire the timers due at `now`; calling it early or twice is a no-op.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(timer) = self.due(now) {
+        while let Some(timer) = self.timers.due(now) {
             match timer {
                 Timer::E => {
                     let t2 = self.cfg.t2;
                     let proceeding = self.state == TxnState::Proceeding;
-                    if let Some(e) = self.timer_e {
+                    if let Some(e) = self.timers.interval(Timer::E) {
                         let interval = if proceeding {
                             t2
                         } else {
-                            e.interval.saturating_mul(2).min(t2)
+                            e.saturating_mul(2).min(t2)
                         };
-                        self.timer_e = RetransmitTimer::start(now, interval);
+                        self.timers.start(Timer::E, now, interval);
                         self.out
                             .push_back(TxnOutput::Transmit(Message::Request(self.request.clone())));
                     }
@@ -139,7 +137,7 @@ impl ClientNonInviteTxn {
 
     /// The next instant `handle_timeout` has work to do, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest([self.timer_e.map(|e| e.at), self.timer_f, self.timer_k])
+        self.timers.poll_timeout()
     }
 
     /// The next thing to do: transmit, deliver, time out, or drop the transaction.
@@ -147,23 +145,9 @@ impl ClientNonInviteTxn {
         self.out.pop_front()
     }
 
-    fn due(&self, now: Instant) -> Option<Timer> {
-        [
-            (self.timer_f, Timer::F),
-            (self.timer_k, Timer::K),
-            (self.timer_e.map(|e| e.at), Timer::E),
-        ]
-        .into_iter()
-        .filter_map(|(at, t)| at.filter(|at| *at <= now).map(|at| (at, t)))
-        .min_by_key(|(at, _)| *at)
-        .map(|(_, t)| t)
-    }
-
     fn terminate(&mut self) {
         self.state = TxnState::Terminated;
-        self.timer_e = None;
-        self.timer_f = None;
-        self.timer_k = None;
+        self.timers.stop_all();
         self.out.push_back(TxnOutput::Terminated);
     }
 }

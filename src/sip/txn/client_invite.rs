@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use crate::sip::msg::{HeaderName, Message, Method, Request, Response};
 
-use super::{after, earliest, RetransmitTimer, TimerConfig, TxnOutput, TxnState};
+use super::timers::Timers;
+use super::{TimerConfig, TxnOutput, TxnState};
 
 /// Client INVITE transaction: retransmits the INVITE (timer A), gives up after timer B,
 /// ACKs non-2xx final responses itself and absorbs their retransmissions (timer D);
@@ -25,14 +26,12 @@ pub struct ClientInviteTxn {
     reliable: bool,
     request: Request,
     ack: Option<Request>,
-    timer_a: Option<RetransmitTimer>,
-    timer_b: Option<Instant>,
-    timer_d: Option<Instant>,
-    timer_m: Option<Instant>,
+    timers: Timers<Timer>,
     out: VecDeque<TxnOutput>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ending timers first: when several are due at once they fire in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     B,
     D,
@@ -47,21 +46,18 @@ impl ClientInviteTxn {
         let mut out = VecDeque::new();
         out.push_back(TxnOutput::Transmit(Message::Request(request.clone())));
         let cfg = cfg.sanitized();
-        let timer_a = if reliable {
-            None
-        } else {
-            RetransmitTimer::start(now, cfg.t1)
-        };
+        let mut timers = Timers::new();
+        if !reliable {
+            timers.start(Timer::A, now, cfg.t1);
+        }
+        timers.start(Timer::B, now, cfg.t1x64());
         ClientInviteTxn {
             state: TxnState::Calling,
             cfg,
             reliable,
             request,
             ack: None,
-            timer_a,
-            timer_b: after(now, cfg.t1x64()),
-            timer_d: None,
-            timer_m: None,
+            timers,
             out,
         }
     }
@@ -84,14 +80,14 @@ impl ClientInviteTxn {
         }
         match self.state {
             TxnState::Calling | TxnState::Proceeding => {
-                self.timer_a = None;
-                self.timer_b = None;
+                self.timers.stop(Timer::A);
+                self.timers.stop(Timer::B);
                 if code < 200 {
                     self.state = TxnState::Proceeding;
                     self.out.push_back(TxnOutput::Response(response));
                 } else if code < 300 {
                     self.state = TxnState::Accepted;
-                    self.timer_m = after(now, self.cfg.t1x64());
+                    self.timers.start(Timer::M, now, self.cfg.t1x64());
                     self.out.push_back(TxnOutput::Response(response));
                 } else {
                     self.state = TxnState::Completed;
@@ -104,7 +100,7 @@ impl ClientInviteTxn {
                     if d.is_zero() {
                         self.terminate();
                     } else {
-                        self.timer_d = after(now, d);
+                        self.timers.start(Timer::D, now, d);
                     }
                 }
             }
@@ -135,11 +131,11 @@ impl ClientInviteTxn {
 
     /// Fire the timers due at `now`; calling it early or twice is a no-op.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(timer) = self.due(now) {
+        while let Some(timer) = self.timers.due(now) {
             match timer {
                 Timer::A => {
-                    if let Some(a) = self.timer_a {
-                        self.timer_a = RetransmitTimer::start(now, a.interval.saturating_mul(2));
+                    if let Some(a) = self.timers.interval(Timer::A) {
+                        self.timers.start(Timer::A, now, a.saturating_mul(2));
                         self.out
                             .push_back(TxnOutput::Transmit(Message::Request(self.request.clone())));
                     }
@@ -155,12 +151,7 @@ impl ClientInviteTxn {
 
     /// The next instant `handle_timeout` has work to do, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest([
-            self.timer_a.map(|a| a.at),
-            self.timer_b,
-            self.timer_d,
-            self.timer_m,
-        ])
+        self.timers.poll_timeout()
     }
 
     /// The next thing to do: transmit, deliver, time out, or drop the transaction.
@@ -168,25 +159,9 @@ impl ClientInviteTxn {
         self.out.pop_front()
     }
 
-    fn due(&self, now: Instant) -> Option<Timer> {
-        [
-            (self.timer_b, Timer::B),
-            (self.timer_d, Timer::D),
-            (self.timer_m, Timer::M),
-            (self.timer_a.map(|a| a.at), Timer::A),
-        ]
-        .into_iter()
-        .filter_map(|(at, t)| at.filter(|at| *at <= now).map(|at| (at, t)))
-        .min_by_key(|(at, _)| *at)
-        .map(|(_, t)| t)
-    }
-
     fn terminate(&mut self) {
         self.state = TxnState::Terminated;
-        self.timer_a = None;
-        self.timer_b = None;
-        self.timer_d = None;
-        self.timer_m = None;
+        self.timers.stop_all();
         self.out.push_back(TxnOutput::Terminated);
     }
 

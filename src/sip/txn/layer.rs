@@ -1,6 +1,8 @@
 //! The transaction layer: one per endpoint, multiplexes the four machines by [`TxnKey`].
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::panic::{RefUnwindSafe, UnwindSafe};
 use std::time::Instant;
 
 use core::net::SocketAddr;
@@ -15,117 +17,102 @@ use super::{
     Transmit, TxnError, TxnEvent, TxnKey, TxnKind, TxnOutput, TxnState,
 };
 
-#[derive(Debug)]
-enum ClientMachine {
-    Invite(Box<ClientInviteTxn>),
-    NonInvite(Box<ClientNonInviteTxn>),
+/// What the layer asks of every machine, so it calls them without matching on their kind.
+/// The implementations forward to the machines' inherent methods of the same names (their
+/// public API). The supertraits keep [`TxnLayer`]'s auto traits as they were.
+trait TxnMachine: fmt::Debug + Send + Sync + UnwindSafe + RefUnwindSafe {
+    fn kind(&self) -> TxnKind;
+    fn state(&self) -> TxnState;
+    fn poll_output(&mut self) -> Option<TxnOutput>;
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
 }
 
-impl ClientMachine {
-    fn poll_output(&mut self) -> Option<TxnOutput> {
-        match self {
-            ClientMachine::Invite(m) => m.poll_output(),
-            ClientMachine::NonInvite(m) => m.poll_output(),
+/// A client machine (INVITE or not) as the layer drives it.
+trait ClientTxn: TxnMachine {
+    fn handle_response(&mut self, now: Instant, response: Response);
+    fn handle_transport_error(&mut self, now: Instant);
+}
+
+/// A server machine (INVITE or not) as the layer drives it.
+trait ServerTxn: TxnMachine {
+    fn handle_request(&mut self, now: Instant, request: Request);
+    fn send_response(&mut self, now: Instant, response: Response) -> Result<(), TxnError>;
+}
+
+/// `impl TxnMachine for $machine`, forwarding to its inherent methods.
+macro_rules! impl_txn_machine {
+    ($machine:ident, $kind:ident) => {
+        impl TxnMachine for $machine {
+            fn kind(&self) -> TxnKind {
+                TxnKind::$kind
+            }
+            fn state(&self) -> TxnState {
+                $machine::state(self)
+            }
+            fn poll_output(&mut self) -> Option<TxnOutput> {
+                $machine::poll_output(self)
+            }
+            fn poll_timeout(&self) -> Option<Instant> {
+                $machine::poll_timeout(self)
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                $machine::handle_timeout(self, now)
+            }
         }
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            ClientMachine::Invite(m) => m.poll_timeout(),
-            ClientMachine::NonInvite(m) => m.poll_timeout(),
-        }
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            ClientMachine::Invite(m) => m.handle_timeout(now),
-            ClientMachine::NonInvite(m) => m.handle_timeout(now),
-        }
-    }
+    };
+}
+
+impl_txn_machine!(ClientInviteTxn, ClientInvite);
+impl_txn_machine!(ClientNonInviteTxn, ClientNonInvite);
+impl_txn_machine!(ServerInviteTxn, ServerInvite);
+impl_txn_machine!(ServerNonInviteTxn, ServerNonInvite);
+
+impl ClientTxn for ClientInviteTxn {
     fn handle_response(&mut self, now: Instant, response: Response) {
-        match self {
-            ClientMachine::Invite(m) => m.handle_response(now, response),
-            ClientMachine::NonInvite(m) => m.handle_response(now, response),
-        }
+        ClientInviteTxn::handle_response(self, now, response)
     }
     fn handle_transport_error(&mut self, now: Instant) {
-        match self {
-            ClientMachine::Invite(m) => m.handle_transport_error(now),
-            ClientMachine::NonInvite(m) => m.handle_transport_error(now),
-        }
-    }
-    fn state(&self) -> TxnState {
-        match self {
-            ClientMachine::Invite(m) => m.state(),
-            ClientMachine::NonInvite(m) => m.state(),
-        }
-    }
-    fn kind(&self) -> TxnKind {
-        match self {
-            ClientMachine::Invite(_) => TxnKind::ClientInvite,
-            ClientMachine::NonInvite(_) => TxnKind::ClientNonInvite,
-        }
+        ClientInviteTxn::handle_transport_error(self, now)
     }
 }
 
-#[derive(Debug)]
-enum ServerMachine {
-    Invite(Box<ServerInviteTxn>),
-    NonInvite(Box<ServerNonInviteTxn>),
+impl ClientTxn for ClientNonInviteTxn {
+    fn handle_response(&mut self, now: Instant, response: Response) {
+        ClientNonInviteTxn::handle_response(self, now, response)
+    }
+    fn handle_transport_error(&mut self, now: Instant) {
+        ClientNonInviteTxn::handle_transport_error(self, now)
+    }
 }
 
-impl ServerMachine {
-    fn poll_output(&mut self) -> Option<TxnOutput> {
-        match self {
-            ServerMachine::Invite(m) => m.poll_output(),
-            ServerMachine::NonInvite(m) => m.poll_output(),
-        }
-    }
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            ServerMachine::Invite(m) => m.poll_timeout(),
-            ServerMachine::NonInvite(m) => m.poll_timeout(),
-        }
-    }
-    fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            ServerMachine::Invite(m) => m.handle_timeout(now),
-            ServerMachine::NonInvite(m) => m.handle_timeout(now),
-        }
-    }
+impl ServerTxn for ServerInviteTxn {
     fn handle_request(&mut self, now: Instant, request: Request) {
-        match self {
-            ServerMachine::Invite(m) => m.handle_request(now, request),
-            ServerMachine::NonInvite(m) => m.handle_request(now, request),
-        }
+        ServerInviteTxn::handle_request(self, now, request)
     }
     fn send_response(&mut self, now: Instant, response: Response) -> Result<(), TxnError> {
-        match self {
-            ServerMachine::Invite(m) => m.send_response(now, response),
-            ServerMachine::NonInvite(m) => m.send_response(now, response),
-        }
+        ServerInviteTxn::send_response(self, now, response)
     }
-    fn state(&self) -> TxnState {
-        match self {
-            ServerMachine::Invite(m) => m.state(),
-            ServerMachine::NonInvite(m) => m.state(),
-        }
+}
+
+impl ServerTxn for ServerNonInviteTxn {
+    fn handle_request(&mut self, now: Instant, request: Request) {
+        ServerNonInviteTxn::handle_request(self, now, request)
     }
-    fn kind(&self) -> TxnKind {
-        match self {
-            ServerMachine::Invite(_) => TxnKind::ServerInvite,
-            ServerMachine::NonInvite(_) => TxnKind::ServerNonInvite,
-        }
+    fn send_response(&mut self, now: Instant, response: Response) -> Result<(), TxnError> {
+        ServerNonInviteTxn::send_response(self, now, response)
     }
 }
 
 #[derive(Debug)]
 struct ClientEntry {
-    machine: ClientMachine,
+    machine: Box<dyn ClientTxn>,
     dest: SocketAddr,
 }
 
 #[derive(Debug)]
 struct ServerEntry {
-    machine: ServerMachine,
+    machine: Box<dyn ServerTxn>,
     /// Where the request came from; every response of the transaction goes there.
     source: SocketAddr,
 }
@@ -228,18 +215,13 @@ impl TxnLayer {
             return key;
         }
         if self.clients.contains_key(&key) {
-            self.events.push_back(TxnEvent::Dropped {
-                reason: format!("client transaction {key} already exists"),
-                peer: dest,
-            });
+            self.dropped(format!("client transaction {key} already exists"), dest);
             return key;
         }
-        let machine = if matches!(req.method, Method::Invite) {
-            ClientMachine::Invite(Box::new(ClientInviteTxn::new(now, req, reliable, self.cfg)))
+        let machine: Box<dyn ClientTxn> = if matches!(req.method, Method::Invite) {
+            Box::new(ClientInviteTxn::new(now, req, reliable, self.cfg))
         } else {
-            ClientMachine::NonInvite(Box::new(ClientNonInviteTxn::new(
-                now, req, reliable, self.cfg,
-            )))
+            Box::new(ClientNonInviteTxn::new(now, req, reliable, self.cfg))
         };
         self.clients
             .insert(key.clone(), ClientEntry { machine, dest });
@@ -297,10 +279,7 @@ impl TxnLayer {
                 self.send_stateless(source, Message::Response(resp));
             }
         }
-        self.events.push_back(TxnEvent::Dropped {
-            reason: format!("unparsable message: {}", err.reason()),
-            peer: source,
-        });
+        self.dropped(format!("unparsable message: {}", err.reason()), source);
     }
 
     /// The transport failed to send for the client transaction `key` (e.g. TCP connect
@@ -407,21 +386,12 @@ impl TxnLayer {
 
     fn handle_response(&mut self, now: Instant, resp: Response, source: SocketAddr) {
         if !(100..=699).contains(&resp.code) {
-            self.events.push_back(TxnEvent::Dropped {
-                reason: format!("response with invalid status code {}", resp.code),
-                peer: source,
-            });
-            return;
+            let reason = format!("response with invalid status code {}", resp.code);
+            return self.dropped(reason, source);
         }
         let key = match TxnKey::for_response(&resp) {
             Ok(key) => key,
-            Err(reason) => {
-                self.events.push_back(TxnEvent::Dropped {
-                    reason: reason.to_string(),
-                    peer: source,
-                });
-                return;
-            }
+            Err(reason) => return self.dropped(reason.to_string(), source),
         };
         match self.clients.get_mut(&key) {
             Some(entry) => {
@@ -448,26 +418,16 @@ impl TxnLayer {
                 let resp = stateless_400(&req.headers, &reason);
                 self.send_stateless(source, Message::Response(resp));
             }
-            self.events.push_back(TxnEvent::Dropped {
-                reason,
-                peer: source,
-            });
-            return;
+            return self.dropped(reason, source);
         }
         let key = match TxnKey::for_server_request(&req) {
             Ok(key) => key,
-            Err(reason) => {
-                self.events.push_back(TxnEvent::Dropped {
-                    reason: reason.to_string(),
-                    peer: source,
-                });
-                return;
-            }
+            Err(reason) => return self.dropped(reason.to_string(), source),
         };
         stamp_received(&mut req, source);
         if matches!(req.method, Method::Ack) {
             match self.servers.get_mut(&key) {
-                Some(entry) if matches!(entry.machine, ServerMachine::Invite(_)) => {
+                Some(entry) if entry.machine.kind() == TxnKind::ServerInvite => {
                     entry.machine.handle_request(now, req);
                     self.drain_server(&key, Some(source));
                 }
@@ -484,12 +444,10 @@ impl TxnLayer {
             self.drain_server(&key, Some(source));
             return;
         }
-        let machine = if matches!(req.method, Method::Invite) {
-            ServerMachine::Invite(Box::new(ServerInviteTxn::new(now, req, reliable, self.cfg)))
+        let machine: Box<dyn ServerTxn> = if matches!(req.method, Method::Invite) {
+            Box::new(ServerInviteTxn::new(now, req, reliable, self.cfg))
         } else {
-            ServerMachine::NonInvite(Box::new(ServerNonInviteTxn::new(
-                now, req, reliable, self.cfg,
-            )))
+            Box::new(ServerNonInviteTxn::new(now, req, reliable, self.cfg))
         };
         self.servers
             .insert(key.clone(), ServerEntry { machine, source });
@@ -500,25 +458,16 @@ impl TxnLayer {
         let Some(entry) = self.clients.get_mut(key) else {
             return;
         };
-        let mut terminated = false;
-        while let Some(out) = entry.machine.poll_output() {
-            match out {
-                TxnOutput::Transmit(message) => self.transmits.push_back(Transmit {
-                    dest: entry.dest,
-                    message,
-                }),
-                TxnOutput::Response(response) => self.events.push_back(TxnEvent::Response {
-                    key: key.clone(),
-                    response,
-                }),
-                TxnOutput::Timeout => self
-                    .events
-                    .push_back(TxnEvent::Timeout { key: key.clone() }),
-                TxnOutput::Terminated => terminated = true,
-                // Client machines produce neither.
-                TxnOutput::Request(_) | TxnOutput::Ack(_) => {}
-            }
-        }
+        let dest = entry.dest;
+        let outputs = drain_outputs(entry.machine.as_mut());
+        let terminated = self.forward_outputs(key, dest, outputs, |output| match output {
+            TxnOutput::Response(response) => Some(TxnEvent::Response {
+                key: key.clone(),
+                response,
+            }),
+            // Client machines produce no requests.
+            _ => None,
+        });
         if terminated {
             self.clients.remove(key);
             self.events
@@ -531,37 +480,65 @@ impl TxnLayer {
         let Some(entry) = self.servers.get_mut(key) else {
             return;
         };
-        let mut terminated = false;
-        while let Some(out) = entry.machine.poll_output() {
-            match out {
-                TxnOutput::Transmit(message) => self.transmits.push_back(Transmit {
-                    dest: entry.source,
-                    message,
-                }),
-                TxnOutput::Request(request) => self.events.push_back(TxnEvent::Request {
-                    key: Some(key.clone()),
-                    request,
-                    source: entry.source,
-                }),
-                TxnOutput::Ack(request) => self.events.push_back(TxnEvent::Request {
-                    key: None,
-                    request,
-                    source: msg_source.unwrap_or(entry.source),
-                }),
-                TxnOutput::Timeout => self
-                    .events
-                    .push_back(TxnEvent::Timeout { key: key.clone() }),
-                TxnOutput::Terminated => terminated = true,
-                // Server machines produce no responses for the TU.
-                TxnOutput::Response(_) => {}
-            }
-        }
+        let source = entry.source;
+        let outputs = drain_outputs(entry.machine.as_mut());
+        let terminated = self.forward_outputs(key, source, outputs, |output| match output {
+            TxnOutput::Request(request) => Some(TxnEvent::Request {
+                key: Some(key.clone()),
+                request,
+                source,
+            }),
+            TxnOutput::Ack(request) => Some(TxnEvent::Request {
+                key: None,
+                request,
+                source: msg_source.unwrap_or(source),
+            }),
+            // Server machines produce no responses for the TU.
+            _ => None,
+        });
         if terminated {
             self.servers.remove(key);
             self.events
                 .push_back(TxnEvent::Terminated { key: key.clone() });
         }
     }
+
+    /// Queue one machine's outputs, in order: transmissions to `peer`, timeouts as
+    /// [`TxnEvent::Timeout`], and the rest as `event` turns them into TU events (None: none).
+    /// Returns whether the machine terminated (the caller removes it and says so last).
+    fn forward_outputs(
+        &mut self,
+        key: &TxnKey,
+        peer: SocketAddr,
+        outputs: Vec<TxnOutput>,
+        event: impl Fn(TxnOutput) -> Option<TxnEvent>,
+    ) -> bool {
+        let mut terminated = false;
+        for output in outputs {
+            match output {
+                TxnOutput::Transmit(message) => self.transmits.push_back(Transmit {
+                    dest: peer,
+                    message,
+                }),
+                TxnOutput::Timeout => self
+                    .events
+                    .push_back(TxnEvent::Timeout { key: key.clone() }),
+                TxnOutput::Terminated => terminated = true,
+                other => self.events.extend(event(other)),
+            }
+        }
+        terminated
+    }
+
+    /// Tell the TU a message was dropped, and why.
+    fn dropped(&mut self, reason: String, peer: SocketAddr) {
+        self.events.push_back(TxnEvent::Dropped { reason, peer });
+    }
+}
+
+/// Everything a machine has queued, in order.
+fn drain_outputs<M: TxnMachine + ?Sized>(machine: &mut M) -> Vec<TxnOutput> {
+    std::iter::from_fn(|| machine.poll_output()).collect()
 }
 
 /// The mandatory headers of §8.1.1 are there and readable, and the CSeq method is the

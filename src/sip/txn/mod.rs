@@ -17,6 +17,7 @@ mod layer;
 mod response;
 mod server;
 mod server_invite;
+mod timers;
 
 use std::fmt;
 use std::time::Duration;
@@ -264,35 +265,6 @@ pub fn new_branch<R: rand::Rng + ?Sized>(rng: &mut R) -> String {
         s.push(char::from(rng.sample(rand::distr::Alphanumeric)));
     }
     s
-}
-
-/// A one-deadline timer with the interval it was last armed with (for doubling).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct RetransmitTimer {
-    pub(crate) at: std::time::Instant,
-    pub(crate) interval: Duration,
-}
-
-impl RetransmitTimer {
-    /// Armed `interval` after `now`; None if that instant is not representable.
-    pub(crate) fn start(now: std::time::Instant, interval: Duration) -> Option<RetransmitTimer> {
-        Some(RetransmitTimer {
-            at: after(now, interval)?,
-            interval,
-        })
-    }
-}
-
-/// `now + d`, or None ("never") when that overflows `Instant`.
-pub(crate) fn after(now: std::time::Instant, d: Duration) -> Option<std::time::Instant> {
-    now.checked_add(d)
-}
-
-/// Earliest of several optional deadlines.
-pub(crate) fn earliest(
-    deadlines: impl IntoIterator<Item = Option<std::time::Instant>>,
-) -> Option<std::time::Instant> {
-    deadlines.into_iter().flatten().min()
 }
 
 #[cfg(test)]

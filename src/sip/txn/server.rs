@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use crate::sip::msg::{Message, Request, Response};
 
-use super::{after, TimerConfig, TxnError, TxnOutput, TxnState};
+use super::{TimerConfig, TxnError, TxnOutput, TxnState};
 
 /// Server non-INVITE transaction: answers retransmitted requests with the last response
 /// and stays in Completed for timer J to absorb them.
@@ -80,7 +80,8 @@ impl ServerNonInviteTxn {
             if j.is_zero() {
                 self.terminate();
             } else {
-                self.timer_j = after(now, j);
+                // An instant past `Instant`'s range: never.
+                self.timer_j = now.checked_add(j);
             }
         }
         Ok(())

@@ -17,7 +17,8 @@ use std::time::Instant;
 use crate::sip::msg::{Message, Method, Request, Response};
 
 use super::response::response_for;
-use super::{after, earliest, RetransmitTimer, TimerConfig, TxnError, TxnOutput, TxnState};
+use super::timers::Timers;
+use super::{TimerConfig, TxnError, TxnOutput, TxnState};
 
 /// Server INVITE transaction: sends 100 Trying at once, resends the last response to
 /// retransmitted INVITEs, retransmits a non-2xx final response until the ACK (timers G/H),
@@ -29,14 +30,12 @@ pub struct ServerInviteTxn {
     cfg: TimerConfig,
     reliable: bool,
     last_response: Option<Response>,
-    timer_g: Option<RetransmitTimer>,
-    timer_h: Option<Instant>,
-    timer_i: Option<Instant>,
-    timer_l: Option<Instant>,
+    timers: Timers<Timer>,
     out: VecDeque<TxnOutput>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Ending timers first: when several are due at once they fire in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     H,
     I,
@@ -58,10 +57,7 @@ impl ServerInviteTxn {
             cfg: cfg.sanitized(),
             reliable,
             last_response: Some(trying),
-            timer_g: None,
-            timer_h: None,
-            timer_i: None,
-            timer_l: None,
+            timers: Timers::new(),
             out,
         }
     }
@@ -77,13 +73,13 @@ impl ServerInviteTxn {
             match self.state {
                 TxnState::Completed => {
                     self.state = TxnState::Confirmed;
-                    self.timer_g = None;
-                    self.timer_h = None;
+                    self.timers.stop(Timer::G);
+                    self.timers.stop(Timer::H);
                     let i = self.cfg.t4_or_zero(self.reliable);
                     if i.is_zero() {
                         self.terminate();
                     } else {
-                        self.timer_i = after(now, i);
+                        self.timers.start(Timer::I, now, i);
                     }
                 }
                 TxnState::Accepted => self.out.push_back(TxnOutput::Ack(request)),
@@ -108,14 +104,14 @@ impl ServerInviteTxn {
             (TxnState::Proceeding, 100..=199) => {}
             (TxnState::Proceeding, 200..=299) => {
                 self.state = TxnState::Accepted;
-                self.timer_l = after(now, self.cfg.t1x64());
+                self.timers.start(Timer::L, now, self.cfg.t1x64());
             }
             (TxnState::Proceeding, _) => {
                 self.state = TxnState::Completed;
                 if !self.reliable {
-                    self.timer_g = RetransmitTimer::start(now, self.cfg.t1);
+                    self.timers.start(Timer::G, now, self.cfg.t1);
                 }
-                self.timer_h = after(now, self.cfg.t1x64());
+                self.timers.start(Timer::H, now, self.cfg.t1x64());
             }
             // RFC 6026: further 2xx from the TU (retransmissions, forks) pass through.
             (TxnState::Accepted, 200..=299) => {}
@@ -129,13 +125,13 @@ impl ServerInviteTxn {
 
     /// Fire the timers due at `now`; calling it early or twice is a no-op.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(timer) = self.due(now) {
+        while let Some(timer) = self.timers.due(now) {
             match timer {
                 Timer::G => {
                     let t2 = self.cfg.t2;
-                    if let Some(g) = self.timer_g {
-                        self.timer_g =
-                            RetransmitTimer::start(now, g.interval.saturating_mul(2).min(t2));
+                    if let Some(g) = self.timers.interval(Timer::G) {
+                        self.timers
+                            .start(Timer::G, now, g.saturating_mul(2).min(t2));
                         if let Some(last) = &self.last_response {
                             self.out
                                 .push_back(TxnOutput::Transmit(Message::Response(last.clone())));
@@ -154,12 +150,7 @@ impl ServerInviteTxn {
 
     /// The next instant `handle_timeout` has work to do, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest([
-            self.timer_g.map(|g| g.at),
-            self.timer_h,
-            self.timer_i,
-            self.timer_l,
-        ])
+        self.timers.poll_timeout()
     }
 
     /// The next thing to do: deliver, transmit, or drop the transaction.
@@ -167,25 +158,9 @@ impl ServerInviteTxn {
         self.out.pop_front()
     }
 
-    fn due(&self, now: Instant) -> Option<Timer> {
-        [
-            (self.timer_h, Timer::H),
-            (self.timer_i, Timer::I),
-            (self.timer_l, Timer::L),
-            (self.timer_g.map(|g| g.at), Timer::G),
-        ]
-        .into_iter()
-        .filter_map(|(at, t)| at.filter(|at| *at <= now).map(|at| (at, t)))
-        .min_by_key(|(at, _)| *at)
-        .map(|(_, t)| t)
-    }
-
     fn terminate(&mut self) {
         self.state = TxnState::Terminated;
-        self.timer_g = None;
-        self.timer_h = None;
-        self.timer_i = None;
-        self.timer_l = None;
+        self.timers.stop_all();
         self.out.push_back(TxnOutput::Terminated);
     }
 }
