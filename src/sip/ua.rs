@@ -9,7 +9,7 @@
 //! sleeps until [`UserAgent::poll_timeout`] (or the next input) and calls
 //! [`UserAgent::handle_timeout`].
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use core::net::SocketAddr;
@@ -159,7 +159,8 @@ pub struct UserAgent {
     cfg: UaConfig,
     txn: TxnLayer,
     rng: StdRng,
-    calls: HashMap<CallRef, Call>,
+    /// Ordered, so that timer handling is deterministic.
+    calls: BTreeMap<CallRef, Call>,
     next_call: CallRef,
     /// Server INVITE transaction key → call, for CANCEL matching.
     by_invite_branch: HashMap<String, CallRef>,
@@ -176,7 +177,7 @@ impl UserAgent {
             txn: TxnLayer::new(cfg.timers),
             rng: StdRng::seed_from_u64(cfg.seed),
             cfg,
-            calls: HashMap::new(),
+            calls: BTreeMap::new(),
             next_call: 1,
             by_invite_branch: HashMap::new(),
             events: VecDeque::new(),
