@@ -86,7 +86,7 @@ pub struct ServeArgs {
 /// `termphone dial`
 #[derive(Debug, Args)]
 pub struct DialArgs {
-    /// Who to call: sip:user@host[:port], or user@host[:port].
+    /// Who to call: sip:user@host:port or user@host:port (the port is optional).
     pub uri: String,
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -104,7 +104,7 @@ pub struct DialArgs {
     pub duration: Option<f64>,
     /// Use the sound card: the microphone instead of silence when there is no --play, the
     /// speaker instead of discarding when there is no --record (devices from the config's
-    /// [audio] section, else the defaults).
+    /// `[audio]` section, else the defaults).
     #[arg(long)]
     pub device: bool,
     /// Give up if not answered within this many seconds.
