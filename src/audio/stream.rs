@@ -30,7 +30,7 @@ use super::resample::Resampler;
 use super::{SourceState, StreamStats};
 
 /// Audio kept queued beyond one frame before capture hands out or playback starts.
-pub const START_MARGIN_MS: usize = 30;
+pub const START_MARGIN_MS: usize = 20;
 /// How much the margin grows after each underrun.
 pub const MARGIN_STEP_MS: usize = 20;
 /// The largest margin an underrun can raise it to.
