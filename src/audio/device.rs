@@ -23,7 +23,7 @@ use rtrb::RingBuffer;
 
 use super::stream::{
     capture_callback, playback_callback, ring_capacity, CaptureRing, CaptureSide, Level,
-    PlaybackRing, PlaybackSide, Shared,
+    PlaybackRing, PlaybackSide, Shared, START_MARGIN_MS,
 };
 use super::{AudioError, AudioSink, AudioSource, SourceState};
 
@@ -535,7 +535,7 @@ where
     let ch = usize::from(config.channels.max(1));
     let (producer, mut consumer) = RingBuffer::<T>::new(ring_capacity(config.sample_rate, ch));
     let cb_shared = shared.clone();
-    let mut level = Level::new(config.sample_rate, ch);
+    let mut level = Level::new(config.sample_rate, ch, START_MARGIN_MS);
     shared.margin.store(level.margin(), Relaxed);
     let stream = device.build_output_stream::<T, _, _>(
         config,

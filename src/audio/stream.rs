@@ -11,7 +11,7 @@
 //! must not leave that start-up delay queued (or have it cut out later, mid-speech).
 //!
 //! Both directions keep their queue at a controlled level with a [`Level`]: audio flows once
-//! one engine frame plus a margin ([`START_MARGIN_MS`]) is queued. The engine's 20 ms ticks
+//! one engine frame plus a margin ([`START_MARGIN_MS`], [`CAPTURE_START_MARGIN_MS`]) is queued. The engine's 20 ms ticks
 //! and the device's periods both jitter (tens of ms on a loaded machine), and the margin
 //! absorbs that. Running dry plays (or hands out) silence, counts an underrun, waits for the
 //! level again and raises the margin by [`MARGIN_STEP_MS`] (up to [`MAX_MARGIN_MS`]): a
@@ -29,8 +29,12 @@ use super::convert::{i16_to_f32, FrameQueue};
 use super::resample::Resampler;
 use super::{SourceState, StreamStats};
 
-/// Audio kept queued beyond one frame before capture hands out or playback starts.
+/// Audio kept queued beyond one frame before playback starts.
 pub const START_MARGIN_MS: usize = 20;
+/// Audio kept queued beyond one frame before capture hands out any. Larger than playback's:
+/// PulseAudio delivers capture in bursts, with gaps of up to ~55 ms seen on a loaded machine
+/// (a 20 ms margin ran dry about once in 15 calls).
+pub const CAPTURE_START_MARGIN_MS: usize = 40;
 /// How much the margin grows after each underrun.
 pub const MARGIN_STEP_MS: usize = 20;
 /// The largest margin an underrun can raise it to.
@@ -74,19 +78,20 @@ pub struct Level {
 }
 
 impl Level {
-    /// For a queue of `channels` interleaved samples per frame at `rate` frames per second.
-    pub fn new(rate: u32, channels: usize) -> Level {
+    /// For a queue of `channels` interleaved samples per frame at `rate` frames per second,
+    /// starting with a margin of `start_ms`.
+    pub fn new(rate: u32, channels: usize, start_ms: usize) -> Level {
         let ch = channels.max(1);
         let ms = |m: usize| ms_to_samples(m, rate) * ch;
         Level {
             unit: ch,
-            start: ms(START_MARGIN_MS),
+            start: ms(start_ms),
             step: ms(MARGIN_STEP_MS),
             max_margin: ms(MAX_MARGIN_MS),
             excess: ms(EXCESS_MS),
             hard: ms(HARD_EXCESS_MS),
             window: ms(WINDOW_MS),
-            margin: ms(START_MARGIN_MS),
+            margin: ms(start_ms),
             primed: false,
             win_min: usize::MAX,
             win_used: 0,
@@ -392,7 +397,7 @@ impl CaptureSide {
             mono: Vec::new(),
             scratch: Vec::new(),
             queue: FrameQueue::default(),
-            level: Level::new(rate, 1),
+            level: Level::new(rate, 1, CAPTURE_START_MARGIN_MS),
             underruns: 0,
             overruns: 0,
         }
@@ -667,7 +672,8 @@ mod tests {
             }
             got.extend_from_slice(&frame);
         }
-        assert!(silent_frames <= 2, "{silent_frames} silent frames");
+        // silence only while the margin fills (40 ms: two frames, plus the resampler's delay)
+        assert!(silent_frames <= 3, "{silent_frames} silent frames");
         assert_eq!(side.underruns, 0);
         assert_eq!(side.overruns, 0);
         let a = goertzel(&got[800..], 1000.0, 8000);
@@ -689,7 +695,10 @@ mod tests {
             side.read(&mut frame, false);
         }
         assert_eq!(side.underruns, 1);
-        assert_eq!(side.margin_ms() as usize, START_MARGIN_MS + MARGIN_STEP_MS);
+        assert_eq!(
+            side.margin_ms() as usize,
+            CAPTURE_START_MARGIN_MS + MARGIN_STEP_MS
+        );
         assert!(frame.iter().all(|&s| s == 0));
         assert_eq!(
             side.read(&mut frame, true),
@@ -710,14 +719,14 @@ mod tests {
         assert_eq!(side.overruns, 1);
         // what is left is the margin: latency stays bounded
         let left = side.buffered_ms() as usize;
-        assert!(left <= START_MARGIN_MS + 1, "{left} ms");
+        assert!(left <= CAPTURE_START_MARGIN_MS + 1, "{left} ms");
         // the ring filling up (engine gone for > 1 s) is counted by the callback
         for _ in 0..150 {
             mic.tick(&shared);
         }
         assert!(shared.overruns.load(Relaxed) > 0);
         side.read(&mut frame, false);
-        assert!(side.buffered_ms() as usize <= START_MARGIN_MS + 1);
+        assert!(side.buffered_ms() as usize <= CAPTURE_START_MARGIN_MS + 1);
     }
 
     #[test]
@@ -746,7 +755,7 @@ mod tests {
             PlaybackSide::new(Box::new(producer), 48000, 2, 8000),
             consumer,
             shared,
-            Level::new(48000, 2),
+            Level::new(48000, 2, START_MARGIN_MS),
         )
     }
 
@@ -868,7 +877,7 @@ mod tests {
 
     #[test]
     fn level_margin_is_capped() {
-        let mut level = Level::new(8000, 1);
+        let mut level = Level::new(8000, 1, START_MARGIN_MS);
         for _ in 0..20 {
             level.ran_dry();
         }
