@@ -95,6 +95,8 @@ pub struct StreamStats {
     pub failed: bool,
     /// Audio queued now, in milliseconds.
     pub buffered_ms: u32,
+    /// The level control's margin now, in milliseconds (it grows after underruns).
+    pub margin_ms: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -496,11 +498,19 @@ impl CaptureStream {
 
     /// Counters so far.
     pub fn stats(&self) -> StreamStats {
-        self.shared.stats(
+        let mut st = self.shared.stats(
             self.side.underruns,
             self.side.overruns,
             self.side.buffered_ms(),
-        )
+        );
+        st.margin_ms = self.side.margin_ms();
+        st
+    }
+}
+
+impl Drop for CaptureStream {
+    fn drop(&mut self) {
+        tracing::info!(device = %self.device, stats = ?self.stats(), "audio capture closed");
     }
 }
 
@@ -641,8 +651,14 @@ impl PlaybackStream {
 
     /// Counters so far.
     pub fn stats(&self) -> StreamStats {
-        self.shared
-            .stats(0, self.side.overruns, self.side.buffered_ms())
+        let mut st = self
+            .shared
+            .stats(0, self.side.overruns, self.side.buffered_ms());
+        let per_ms = (u64::from(self.config.sample_rate) * u64::from(self.config.channels.max(1))
+            / 1000)
+            .max(1);
+        st.margin_ms = (self.shared.margin.load(Relaxed) as u64 / per_ms) as u32;
+        st
     }
 
     fn device_error(&self) -> AudioError {
@@ -650,6 +666,12 @@ impl PlaybackStream {
             device: self.device.clone(),
             problem: format!("the stream failed: {}", self.shared.last_error_text()),
         }
+    }
+}
+
+impl Drop for PlaybackStream {
+    fn drop(&mut self) {
+        tracing::info!(device = %self.device, stats = ?self.stats(), discarded_at_start = self.side.discarded, "audio playback closed");
     }
 }
 

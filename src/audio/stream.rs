@@ -267,6 +267,7 @@ impl Shared {
             last_error: (code != 0).then(|| error_text(code)),
             failed: self.failed.load(Relaxed),
             buffered_ms,
+            margin_ms: 0,
         }
     }
 
