@@ -58,6 +58,12 @@ pub enum Decision {
         /// Samples to drop.
         drop: usize,
     },
+    /// The first start: drop this many of the oldest samples (what piled up before the
+    /// taker came, start-up delay rather than an overrun), then take.
+    Start {
+        /// Samples to drop.
+        drop: usize,
+    },
 }
 
 /// Level control of one queue (ring or engine-side FIFO), in that queue's own samples.
@@ -73,6 +79,7 @@ pub struct Level {
     window: usize,
     margin: usize,
     primed: bool,
+    started: bool,
     win_min: usize,
     win_used: usize,
 }
@@ -93,6 +100,7 @@ impl Level {
             window: ms(WINDOW_MS),
             margin: ms(start_ms),
             primed: false,
+            started: false,
             win_min: usize::MAX,
             win_used: 0,
         }
@@ -111,6 +119,12 @@ impl Level {
             if level >= target || (draining && level > 0) {
                 self.primed = true;
                 self.reset_window();
+                if !self.started {
+                    // absorb start-up delay once, before any audio has flowed
+                    self.started = true;
+                    let drop = level.saturating_sub(target) / self.unit * self.unit;
+                    return Decision::Start { drop };
+                }
             } else {
                 return Decision::Wait;
             }
@@ -440,6 +454,7 @@ impl CaptureSide {
                 frame.fill(0);
                 return SourceState::Data;
             }
+            Decision::Start { drop } => self.queue.discard(drop),
             Decision::Play { drop } => {
                 if drop > 0 {
                     self.queue.discard(drop);
@@ -483,6 +498,11 @@ pub fn playback_callback<T: Sample>(
         Decision::Wait => {
             data.fill(T::EQUILIBRIUM);
             return;
+        }
+        Decision::Start { drop } => {
+            if let Ok(c) = consumer.read_chunk(drop) {
+                c.commit_all();
+            }
         }
         Decision::Play { drop } => {
             if drop > 0 {
@@ -712,6 +732,14 @@ mod tests {
     fn capture_overrun_drops_the_oldest() {
         let (mut mic, mut side, shared) = capture_pair(480);
         let mut frame = [0i16; 160];
+        // prime the stream first (a backlog before the first read is start-up delay, trimmed
+        // without counting)
+        for _ in 0..10 {
+            mic.tick(&shared);
+            mic.tick(&shared);
+            side.read(&mut frame, false);
+        }
+        assert_eq!(side.overruns, 0);
         // the engine does not read for 0.5 s
         for _ in 0..50 {
             mic.tick(&shared);
@@ -886,8 +914,26 @@ mod tests {
         assert_eq!(level.decide(160, 0, 160, false), Decision::Wait);
         assert_eq!(
             level.decide(160, 10, 160, true),
-            Decision::Play { drop: 0 },
+            Decision::Start { drop: 0 },
             "draining plays what is left"
+        );
+        assert_eq!(level.decide(160, 5, 160, true), Decision::Play { drop: 0 });
+    }
+
+    #[test]
+    fn start_up_backlog_is_absorbed_once_and_not_counted() {
+        let mut level = Level::new(8000, 1, 20);
+        // 300 ms piled up before the first read: trimmed to frame + margin, not an overrun
+        assert_eq!(
+            level.decide(160, 2400, 160, false),
+            Decision::Start {
+                drop: 2400 - 160 - 160
+            }
+        );
+        // later, a short excess is kept
+        assert_eq!(
+            level.decide(160, 600, 160, false),
+            Decision::Play { drop: 0 }
         );
     }
 }
