@@ -417,3 +417,91 @@ fn bad_target_and_bad_dtmf_are_usage_errors() {
         "no call placed: {ev:?}"
     );
 }
+
+/// Runs only with a sound server (scripts/test.sh and CI start a private PulseAudio with null
+/// sinks); with `TERMPHONE_REQUIRE_AUDIO=1` a missing server is a failure, not a skip.
+fn pulse_available() -> bool {
+    if std::env::var_os("PULSE_SERVER").is_some() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("TERMPHONE_REQUIRE_AUDIO").as_deref(),
+        Ok("1"),
+        "TERMPHONE_REQUIRE_AUDIO=1 but PULSE_SERVER is not set (run scripts/headless-audio.sh)"
+    );
+    eprintln!("NOT RUN: needs PULSE_SERVER (scripts/headless-audio.sh start)");
+    false
+}
+
+/// `dial --device`: the microphone (PulseAudio's virt_mic, fed by paplay) reaches the callee,
+/// and the callee's audio comes out of the speaker (virt_speaker, recorded from its monitor).
+#[test]
+fn dial_with_device_talks_through_the_sound_card_both_ways() {
+    if !pulse_available() {
+        return;
+    }
+    let dir = support::test_dir();
+    let rec_dir = dir.path().join("rec");
+    let mut srv = Termphone::builder(&[
+        "serve",
+        "--play",
+        &speech(),
+        "--record",
+        &rec_dir.display().to_string(),
+    ])
+    .dir(dir.clone())
+    .spawn();
+    let uri = srv.sip_uri("bob");
+    // What the speaker plays, as raw 8 kHz mono samples.
+    let speaker_raw = dir.path().join("speaker.raw");
+    let mut parec = std::process::Command::new("parec")
+        .args([
+            "-d",
+            "virt_speaker.monitor",
+            "--rate=8000",
+            "--channels=1",
+            "--format=s16le",
+            "--latency-msec=20",
+        ])
+        .stdout(std::fs::File::create(&speaker_raw).unwrap())
+        .spawn()
+        .expect("parec (pulseaudio-utils)");
+    let mut dial = Termphone::builder(&["dial", &uri, "--device", "--duration", "8"])
+        .dir(dir.clone())
+        .spawn();
+    dial.wait_call_state("connected", WAIT);
+    // The "microphone": speech played into virt_mic, whose monitor is the default source.
+    let paplay = std::process::Command::new("paplay")
+        .args(["-d", "virt_mic", &speech()])
+        .status()
+        .expect("paplay");
+    assert!(paplay.success());
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    let _ = parec.kill(); // our own child, by its PID
+    let _ = parec.wait();
+    let rec = srv.wait_event(is_event("recording"), WAIT);
+    srv.wait_call_state("hangupremote", WAIT);
+    srv.stop();
+
+    let raw = std::fs::read(&speaker_raw).unwrap();
+    let samples: Vec<i16> = raw
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let speaker_wav = dir.path().join("speaker.wav");
+    support::audio::write_wav_i16(&speaker_wav, 8000, &samples).unwrap();
+    let out = compare_wavs(&data_file("speech-8k.wav"), &speaker_wav).unwrap();
+    assert!(
+        out.ncc >= MIN_NCC,
+        "callee's speech out of the speaker: {out:?}"
+    );
+    let mic = compare_wavs(
+        &data_file("speech-8k.wav"),
+        Path::new(rec["path"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert!(
+        mic.ncc >= MIN_NCC,
+        "microphone speech at the callee: {mic:?}"
+    );
+}

@@ -4,15 +4,22 @@
 //! Capture: the callback copies the device's interleaved samples into the ring (whole
 //! frames only; when the ring is full the block is lost and counted). [`CaptureSide::read`]
 //! takes all that is waiting, mixes it to mono, resamples it to the frame rate and queues it.
-//! It hands out audio once one frame plus [`PREFILL_MS`] is queued; running short gives
-//! silence (an underrun) and waits for that level again; holding more than [`MAX_EXTRA_MS`]
-//! beyond it drops the oldest audio (an overrun).
 //!
 //! Playback: [`PlaybackSide::write`] resamples a frame to the device rate, copies it to every
-//! channel in the device's sample format and pushes it. The callback starts playing once one
-//! frame plus [`PREFILL_MS`] is in the ring, plays silence when it runs dry (an underrun, and
-//! it waits for that level again), and drops the oldest audio when the ring holds more than
-//! [`MAX_EXTRA_MS`] beyond the prefill (an overrun).
+//! channel in the device's sample format and pushes it; the callback plays it out. Frames
+//! written before the device has asked for any audio are discarded: a device that starts late
+//! must not leave that start-up delay queued (or have it cut out later, mid-speech).
+//!
+//! Both directions keep their queue at a controlled level with a [`Level`]: audio flows once
+//! one engine frame plus a margin ([`START_MARGIN_MS`], [`CAPTURE_START_MARGIN_MS`]) is queued. The engine's 20 ms ticks
+//! and the device's periods both jitter (tens of ms on a loaded machine), and the margin
+//! absorbs that. Running dry plays (or hands out) silence, counts an underrun, waits for the
+//! level again and raises the margin by [`MARGIN_STEP_MS`] (up to [`MAX_MARGIN_MS`]): a
+//! machine that needs more buffering gets it once instead of glitching again and again. Too
+//! much audio is dropped only when the level has stayed more than [`EXCESS_MS`] above the
+//! target for a whole [`WINDOW_MS`] (left behind by a stall, say), or at once beyond
+//! [`HARD_EXCESS_MS`]; each drop counts as an overrun. With the same clock on both sides the
+//! level does not drift, so in a healthy stream neither ever happens.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed};
 
@@ -22,12 +29,139 @@ use super::convert::{i16_to_f32, FrameQueue};
 use super::resample::Resampler;
 use super::{SourceState, StreamStats};
 
-/// Audio kept queued beyond one frame before capture hands out or playback starts.
-pub const PREFILL_MS: usize = 10;
-/// Audio allowed beyond the prefill before the oldest is dropped.
-pub const MAX_EXTRA_MS: usize = 80;
+/// Audio kept queued beyond one frame before playback starts.
+pub const START_MARGIN_MS: usize = 20;
+/// Audio kept queued beyond one frame before capture hands out any. Larger than playback's:
+/// PulseAudio delivers capture in bursts, with gaps of up to ~55 ms seen on a loaded machine
+/// (a 20 ms margin ran dry about once in 15 calls).
+pub const CAPTURE_START_MARGIN_MS: usize = 40;
+/// How much the margin grows after each underrun.
+pub const MARGIN_STEP_MS: usize = 20;
+/// The largest margin an underrun can raise it to.
+pub const MAX_MARGIN_MS: usize = 150;
+/// How far above the target the level may sit for a whole window before the excess is dropped.
+pub const EXCESS_MS: usize = 40;
+/// Above the target by this much, the excess is dropped at once.
+pub const HARD_EXCESS_MS: usize = 250;
+/// The window over which the lowest level is watched.
+pub const WINDOW_MS: usize = 1000;
 /// Capacity of each ring.
 pub const RING_MS: usize = 1000;
+
+/// What to do before taking audio from a queue (see [`Level::decide`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Not primed: give silence and take nothing.
+    Wait,
+    /// Drop this many of the oldest samples first (usually 0), then take.
+    Play {
+        /// Samples to drop.
+        drop: usize,
+    },
+    /// The first start: drop this many of the oldest samples (what piled up before the
+    /// taker came, start-up delay rather than an overrun), then take.
+    Start {
+        /// Samples to drop.
+        drop: usize,
+    },
+}
+
+/// Level control of one queue (ring or engine-side FIFO), in that queue's own samples.
+/// Plain state, no atomics: it belongs to whoever takes from the queue.
+#[derive(Debug, Clone)]
+pub struct Level {
+    unit: usize,
+    start: usize,
+    step: usize,
+    max_margin: usize,
+    excess: usize,
+    hard: usize,
+    window: usize,
+    margin: usize,
+    primed: bool,
+    started: bool,
+    win_min: usize,
+    win_used: usize,
+}
+
+impl Level {
+    /// For a queue of `channels` interleaved samples per frame at `rate` frames per second,
+    /// starting with a margin of `start_ms`.
+    pub fn new(rate: u32, channels: usize, start_ms: usize) -> Level {
+        let ch = channels.max(1);
+        let ms = |m: usize| ms_to_samples(m, rate) * ch;
+        Level {
+            unit: ch,
+            start: ms(start_ms),
+            step: ms(MARGIN_STEP_MS),
+            max_margin: ms(MAX_MARGIN_MS),
+            excess: ms(EXCESS_MS),
+            hard: ms(HARD_EXCESS_MS),
+            window: ms(WINDOW_MS),
+            margin: ms(start_ms),
+            primed: false,
+            started: false,
+            win_min: usize::MAX,
+            win_used: 0,
+        }
+    }
+
+    /// The margin now (samples beyond one frame).
+    pub fn margin(&self) -> usize {
+        self.margin
+    }
+
+    /// Before taking `want` samples from a queue holding `level`, where one engine frame is
+    /// `frame` samples. `draining`: play out what is left, whatever the level.
+    pub fn decide(&mut self, frame: usize, level: usize, want: usize, draining: bool) -> Decision {
+        let target = frame + self.margin;
+        if !self.primed {
+            if level >= target || (draining && level > 0) {
+                self.primed = true;
+                self.reset_window();
+                if !self.started {
+                    // absorb start-up delay once, before any audio has flowed
+                    self.started = true;
+                    let drop = level.saturating_sub(target) / self.unit * self.unit;
+                    return Decision::Start { drop };
+                }
+            } else {
+                return Decision::Wait;
+            }
+        }
+        if draining {
+            return Decision::Play { drop: 0 };
+        }
+        let mut drop = 0;
+        if level > target + self.hard {
+            drop = level - target;
+            self.reset_window();
+        } else {
+            self.win_min = self.win_min.min(level);
+            self.win_used += want;
+            if self.win_used >= self.window {
+                if self.win_min > target + self.excess {
+                    drop = self.win_min - target;
+                }
+                self.reset_window();
+            }
+        }
+        Decision::Play {
+            drop: drop / self.unit * self.unit,
+        }
+    }
+
+    /// The queue ran dry while primed: wait for the level again, with a larger margin.
+    pub fn ran_dry(&mut self) {
+        self.primed = false;
+        self.margin = (self.margin + self.step).min(self.max_margin.max(self.start));
+    }
+
+    fn reset_window(&mut self) {
+        self.win_min = usize::MAX;
+        self.win_used = 0;
+    }
+}
 
 /// Samples in `ms` milliseconds at `rate`.
 pub fn ms_to_samples(ms: usize, rate: u32) -> usize {
@@ -56,17 +190,29 @@ pub struct Shared {
     pub last_error: AtomicU8,
     /// The device failed for good.
     pub failed: AtomicBool,
-    /// Playback: ring level (samples) to reach before playing.
-    pub prefill: AtomicUsize,
-    /// Playback: ring level above which the oldest samples are dropped.
-    pub max_level: AtomicUsize,
+    /// Playback: ring samples one engine frame becomes (set by the engine side).
+    pub frame: AtomicUsize,
+    /// Playback: the callback's current margin, in ring samples (for the counters).
+    pub margin: AtomicUsize,
     /// Playback: play out whatever is left, ignoring the prefill.
     pub draining: AtomicBool,
+    /// When the counters started (for the timestamps below).
+    pub epoch: std::time::Instant,
+    /// Nanoseconds since `epoch` of the first callback (0 = none yet).
+    pub first_callback_ns: AtomicU64,
+    /// Nanoseconds since `epoch` of the latest callback.
+    pub last_callback_ns: AtomicU64,
+    /// Frames the latest callback asked for / delivered.
+    pub callback_frames: AtomicUsize,
+    /// Ring level (samples) seen by the latest callback, before it ran.
+    pub callback_level: AtomicUsize,
+    /// Device latency (microseconds) the latest callback's timestamps showed.
+    pub device_delay_us: AtomicU64,
 }
 
 impl Shared {
-    /// Fresh counters; `prefill`/`max_level` matter for playback only.
-    pub fn new(prefill: usize, max_level: usize) -> Shared {
+    /// Fresh counters; `frame` (ring samples per engine frame) matters for playback only.
+    pub fn new(frame: usize) -> Shared {
         Shared {
             callbacks: AtomicU64::new(0),
             underruns: AtomicU64::new(0),
@@ -74,10 +220,27 @@ impl Shared {
             errors: AtomicU64::new(0),
             last_error: AtomicU8::new(0),
             failed: AtomicBool::new(false),
-            prefill: AtomicUsize::new(prefill),
-            max_level: AtomicUsize::new(max_level),
+            frame: AtomicUsize::new(frame),
+            margin: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            epoch: std::time::Instant::now(),
+            first_callback_ns: AtomicU64::new(0),
+            last_callback_ns: AtomicU64::new(0),
+            callback_frames: AtomicUsize::new(0),
+            callback_level: AtomicUsize::new(0),
+            device_delay_us: AtomicU64::new(0),
         }
+    }
+
+    /// Note a callback's time, size and the ring level it found. Lock-free.
+    pub fn note_callback(&self, frames: usize, level: usize) {
+        let ns = (self.epoch.elapsed().as_nanos() as u64).max(1);
+        if self.callbacks.fetch_add(1, Relaxed) == 0 {
+            self.first_callback_ns.store(ns, Relaxed);
+        }
+        self.last_callback_ns.store(ns, Relaxed);
+        self.callback_frames.store(frames, Relaxed);
+        self.callback_level.store(level, Relaxed);
     }
 
     /// The cpal error callback: count, remember the kind, note fatal ones. No allocation.
@@ -118,6 +281,7 @@ impl Shared {
             last_error: (code != 0).then(|| error_text(code)),
             failed: self.failed.load(Relaxed),
             buffered_ms,
+            margin_ms: 0,
         }
     }
 
@@ -168,8 +332,11 @@ pub fn capture_callback<T: Copy>(
     channels: usize,
     shared: &Shared,
 ) {
-    shared.callbacks.fetch_add(1, Relaxed);
     let room = producer.slots() / channels * channels;
+    shared.note_callback(
+        data.len() / channels,
+        producer.buffer().capacity() - producer.slots(),
+    );
     let n = data.len().min(room);
     let _ = producer.push_partial_slice(&data[..n]);
     if n < data.len() {
@@ -183,6 +350,8 @@ pub fn capture_callback<T: Copy>(
 pub trait CaptureRing: Send {
     /// Take every whole frame waiting, mix each to mono f32, append to `out`.
     fn pop_mono(&mut self, channels: usize, out: &mut Vec<f32>);
+    /// Samples waiting.
+    fn queued(&self) -> usize;
 }
 
 impl<T> CaptureRing for rtrb::Consumer<T>
@@ -210,6 +379,10 @@ where
         }
         chunk.commit_all();
     }
+
+    fn queued(&self) -> usize {
+        self.slots()
+    }
 }
 
 /// Engine side of a capture stream: ring in, mono frames at the frame rate out.
@@ -221,7 +394,7 @@ pub struct CaptureSide {
     mono: Vec<f32>,
     scratch: Vec<f32>,
     queue: FrameQueue,
-    primed: bool,
+    level: Level,
     /// Reads that ran short.
     pub underruns: u64,
     /// Times the oldest audio was dropped.
@@ -239,7 +412,7 @@ impl CaptureSide {
             mono: Vec::new(),
             scratch: Vec::new(),
             queue: FrameQueue::default(),
-            primed: false,
+            level: Level::new(rate, 1, CAPTURE_START_MARGIN_MS),
             underruns: 0,
             overruns: 0,
         }
@@ -250,6 +423,11 @@ impl CaptureSide {
         (self.queue.len() as u64 * 1000 / u64::from(self.rate.max(1))) as u32
     }
 
+    /// Samples waiting in the ring (device format, all channels).
+    pub fn queued_device_samples(&self) -> usize {
+        self.ring.queued()
+    }
+
     /// Fill `frame`; `failed` says the device is gone (then, once drained, `Ended`).
     pub fn read(&mut self, frame: &mut [i16], failed: bool) -> SourceState {
         self.mono.clear();
@@ -258,16 +436,12 @@ impl CaptureSide {
         self.resampler.process(&self.mono, &mut self.scratch);
         self.queue.extend(&self.scratch);
 
-        let prefill = frame.len() + ms_to_samples(PREFILL_MS, self.rate);
-        let max = prefill + ms_to_samples(MAX_EXTRA_MS, self.rate);
-        if self.queue.len() > max {
-            self.queue.discard(self.queue.len() - prefill);
-            self.overruns += 1;
-        }
-        if !self.primed {
-            if self.queue.len() >= prefill {
-                self.primed = true;
-            } else if failed {
+        match self
+            .level
+            .decide(frame.len(), self.queue.len(), frame.len(), false)
+        {
+            Decision::Wait if failed => {
+                // the device is gone: hand out what is left, then end
                 let n = self.queue.pop_into_i16(frame);
                 frame[n..].fill(0);
                 return if n > 0 {
@@ -275,52 +449,68 @@ impl CaptureSide {
                 } else {
                     SourceState::Ended
                 };
-            } else {
+            }
+            Decision::Wait => {
                 frame.fill(0);
                 return SourceState::Data;
+            }
+            Decision::Start { drop } => self.queue.discard(drop),
+            Decision::Play { drop } => {
+                if drop > 0 {
+                    self.queue.discard(drop);
+                    self.overruns += 1;
+                }
             }
         }
         let n = self.queue.pop_into_i16(frame);
         if n < frame.len() {
             frame[n..].fill(0);
             self.underruns += 1;
-            self.primed = false;
+            self.level.ran_dry();
         }
         SourceState::Data
+    }
+
+    /// The margin now, in milliseconds.
+    pub fn margin_ms(&self) -> u32 {
+        (self.level.margin() as u64 * 1000 / u64::from(self.rate.max(1))) as u32
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // Playback
 
-/// The playback callback: prefill, play, pad with silence, drop the oldest when far behind.
-/// Lock-free, allocation-free. `primed` is the callback's own state.
+/// The playback callback: wait for the level, play, pad with silence when dry, drop the
+/// oldest when the level stays too high (see [`Level`]). Lock-free, allocation-free. `level`
+/// is the callback's own state.
 pub fn playback_callback<T: Sample>(
     consumer: &mut rtrb::Consumer<T>,
     data: &mut [T],
     channels: usize,
     shared: &Shared,
-    primed: &mut bool,
+    level: &mut Level,
 ) {
-    shared.callbacks.fetch_add(1, Relaxed);
-    let level = consumer.slots();
-    let prefill = shared.prefill.load(Relaxed);
-    let max = shared.max_level.load(Relaxed);
-    if level > max && max > prefill {
-        // too far behind: drop the oldest audio, keep the prefill
-        let skip = (level - prefill) / channels * channels;
-        if let Ok(c) = consumer.read_chunk(skip) {
-            c.commit_all();
-        }
-        shared.overruns.fetch_add(1, Relaxed);
-    }
+    let queued = consumer.slots();
+    shared.note_callback(data.len() / channels.max(1), queued);
     let draining = shared.draining.load(Relaxed);
-    if !*primed {
-        if consumer.slots() >= prefill || draining {
-            *primed = true;
-        } else {
+    let frame = shared.frame.load(Relaxed);
+    match level.decide(frame, queued, data.len(), draining) {
+        Decision::Wait => {
             data.fill(T::EQUILIBRIUM);
             return;
+        }
+        Decision::Start { drop } => {
+            if let Ok(c) = consumer.read_chunk(drop) {
+                c.commit_all();
+            }
+        }
+        Decision::Play { drop } => {
+            if drop > 0 {
+                if let Ok(c) = consumer.read_chunk(drop) {
+                    c.commit_all();
+                }
+                shared.overruns.fetch_add(1, Relaxed);
+            }
         }
     }
     let (_, rest) = consumer.pop_partial_slice(data);
@@ -328,8 +518,9 @@ pub fn playback_callback<T: Sample>(
         rest.fill(T::EQUILIBRIUM);
         if !draining {
             shared.underruns.fetch_add(1, Relaxed);
+            level.ran_dry();
+            shared.margin.store(level.margin(), Relaxed);
         }
-        *primed = false;
     }
 }
 
@@ -377,6 +568,8 @@ pub struct PlaybackSide {
     frame_len: usize,
     /// Frames (partly) lost to a full ring.
     pub overruns: u64,
+    /// Frames discarded because the device had not started yet.
+    pub discarded: u64,
 }
 
 impl PlaybackSide {
@@ -392,16 +585,13 @@ impl PlaybackSide {
             scratch: Vec::new(),
             frame_len: 0,
             overruns: 0,
+            discarded: 0,
         }
     }
 
-    /// The prefill (in ring samples) to use before the first frame's length is known.
-    pub fn initial_prefill(device_rate: u32, channels: usize) -> (usize, usize) {
-        let prefill = ms_to_samples(20 + PREFILL_MS, device_rate) * channels;
-        (
-            prefill,
-            prefill + ms_to_samples(MAX_EXTRA_MS, device_rate) * channels,
-        )
+    /// Ring samples of a 20 ms frame, until the first frame's length is known.
+    pub fn initial_frame(device_rate: u32, channels: usize) -> usize {
+        ms_to_samples(20, device_rate) * channels.max(1)
     }
 
     /// Audio in the ring, in milliseconds.
@@ -418,13 +608,19 @@ impl PlaybackSide {
     /// Convert and queue one frame.
     pub fn write(&mut self, frame: &[i16], shared: &Shared) {
         if frame.len() != self.frame_len && !frame.is_empty() {
-            // keep one frame plus PREFILL_MS queued before playing
             self.frame_len = frame.len();
             let frame_dev = frame.len() * self.device_rate as usize / self.rate.max(1) as usize;
-            let prefill = (frame_dev + ms_to_samples(PREFILL_MS, self.device_rate)) * self.channels;
-            let max = prefill + ms_to_samples(MAX_EXTRA_MS, self.device_rate) * self.channels;
-            shared.prefill.store(prefill, Relaxed);
-            shared.max_level.store(max, Relaxed);
+            shared.frame.store(frame_dev * self.channels, Relaxed);
+        }
+        if shared.callbacks.load(Relaxed) == 0 {
+            // The device has not started: this frame would only add start-up delay (and be
+            // cut out later). Keep the resampler's timeline going, drop the output.
+            self.mono.clear();
+            self.mono.extend(frame.iter().map(|&s| i16_to_f32(s)));
+            self.scratch.clear();
+            self.resampler.process(&self.mono, &mut self.scratch);
+            self.discarded += 1;
+            return;
         }
         self.mono.clear();
         self.mono.extend(frame.iter().map(|&s| i16_to_f32(s)));
@@ -478,7 +674,7 @@ mod tests {
             block,
         };
         let side = CaptureSide::new(Box::new(consumer), 48000, 2, 8000);
-        (mic, side, Shared::new(0, 0))
+        (mic, side, Shared::new(0))
     }
 
     #[test]
@@ -497,7 +693,8 @@ mod tests {
             }
             got.extend_from_slice(&frame);
         }
-        assert!(silent_frames <= 2, "{silent_frames} silent frames");
+        // silence only while the margin fills (40 ms: two frames, plus the resampler's delay)
+        assert!(silent_frames <= 3, "{silent_frames} silent frames");
         assert_eq!(side.underruns, 0);
         assert_eq!(side.overruns, 0);
         let a = goertzel(&got[800..], 1000.0, 8000);
@@ -514,10 +711,15 @@ mod tests {
             mic.tick(&shared);
             side.read(&mut frame, false);
         }
-        // the device stalls for two frames
-        side.read(&mut frame, false);
-        side.read(&mut frame, false);
-        assert!(side.underruns >= 1);
+        // the device stalls for four frames: more than the margin
+        for _ in 0..4 {
+            side.read(&mut frame, false);
+        }
+        assert_eq!(side.underruns, 1);
+        assert_eq!(
+            side.margin_ms() as usize,
+            CAPTURE_START_MARGIN_MS + MARGIN_STEP_MS
+        );
         assert!(frame.iter().all(|&s| s == 0));
         assert_eq!(
             side.read(&mut frame, true),
@@ -530,26 +732,35 @@ mod tests {
     fn capture_overrun_drops_the_oldest() {
         let (mut mic, mut side, shared) = capture_pair(480);
         let mut frame = [0i16; 160];
+        // prime the stream first (a backlog before the first read is start-up delay, trimmed
+        // without counting)
+        for _ in 0..10 {
+            mic.tick(&shared);
+            mic.tick(&shared);
+            side.read(&mut frame, false);
+        }
+        assert_eq!(side.overruns, 0);
         // the engine does not read for 0.5 s
         for _ in 0..50 {
             mic.tick(&shared);
         }
         side.read(&mut frame, false);
         assert_eq!(side.overruns, 1);
-        // what is left is about one frame plus the prefill: latency stays bounded
-        assert!(side.buffered_ms() <= 30, "{} ms", side.buffered_ms());
+        // what is left is the margin: latency stays bounded
+        let left = side.buffered_ms() as usize;
+        assert!(left <= CAPTURE_START_MARGIN_MS + 1, "{left} ms");
         // the ring filling up (engine gone for > 1 s) is counted by the callback
         for _ in 0..150 {
             mic.tick(&shared);
         }
         assert!(shared.overruns.load(Relaxed) > 0);
         side.read(&mut frame, false);
-        assert!(side.buffered_ms() <= 30);
+        assert!(side.buffered_ms() as usize <= CAPTURE_START_MARGIN_MS + 1);
     }
 
     #[test]
     fn errors_are_counted_and_fatal_ones_fail_the_stream() {
-        let shared = Shared::new(0, 0);
+        let shared = Shared::new(0);
         shared.on_error(cpal::ErrorKind::BackendError); // start-up noise
         assert_eq!(shared.stats(0, 0, 0).errors, 0);
         shared.callbacks.fetch_add(1, Relaxed);
@@ -566,67 +777,163 @@ mod tests {
         assert!(shared.last_error_text().contains("not available"));
     }
 
-    fn playback_pair() -> (PlaybackSide, rtrb::Consumer<i16>, Shared) {
+    fn playback_pair() -> (PlaybackSide, rtrb::Consumer<i16>, Shared, Level) {
         let (producer, consumer) = RingBuffer::<i16>::new(ring_capacity(48000, 2));
-        let (p, m) = PlaybackSide::initial_prefill(48000, 2);
+        let shared = Shared::new(PlaybackSide::initial_frame(48000, 2));
         (
             PlaybackSide::new(Box::new(producer), 48000, 2, 8000),
             consumer,
-            Shared::new(p, m),
+            shared,
+            Level::new(48000, 2, START_MARGIN_MS),
         )
+    }
+
+    /// The device has started (its first callback ran), so writes are queued.
+    fn device_started(shared: &Shared) {
+        shared.note_callback(0, 0);
     }
 
     #[test]
     fn playback_plays_the_tone_after_the_prefill() {
-        let (mut side, mut consumer, shared) = playback_pair();
+        let (mut side, mut consumer, shared, mut level) = playback_pair();
+        device_started(&shared);
         let mut tone = ToneSource::new(1000.0, 0.5, 8000);
         let mut frame = [0i16; 160];
-        let mut primed = false;
         let mut out = Vec::new();
         let mut buf = vec![0i16; 960]; // 10 ms stereo at 48 kHz
         for _ in 0..50 {
             tone.read(&mut frame);
             side.write(&frame, &shared);
             for _ in 0..2 {
-                playback_callback(&mut consumer, &mut buf, 2, &shared, &mut primed);
+                playback_callback(&mut consumer, &mut buf, 2, &shared, &mut level);
                 // left channel only; both carry the same
                 out.extend(buf.iter().step_by(2));
             }
         }
         assert_eq!(shared.underruns.load(Relaxed), 0);
+        assert_eq!(shared.overruns.load(Relaxed), 0);
         let start = out.iter().position(|&s| s != 0).expect("sound");
-        assert!(start >= 480, "played before the prefill: {start}");
+        // one frame plus the margin queued before the first sample plays
+        let prefill = ms_to_samples(20 + START_MARGIN_MS, 48000);
+        assert!(start >= prefill - 480, "played before the prefill: {start}");
         let a = goertzel(&out[start + 480..], 1000.0, 48000);
         assert!((a - 0.5).abs() < 0.005, "amplitude {a}");
         assert_eq!(buf[0], buf[1], "mono copied to both channels");
     }
 
     #[test]
-    fn playback_underrun_and_overrun() {
-        let (mut side, mut consumer, shared) = playback_pair();
-        let mut primed = false;
+    fn playback_discards_frames_until_the_device_starts() {
+        let (mut side, mut consumer, shared, mut level) = playback_pair();
+        let frame = [1000i16; 160];
+        // the device starts 200 ms late: none of that may stay queued
+        for _ in 0..10 {
+            side.write(&frame, &shared);
+        }
+        assert_eq!(side.queued(), 0);
+        assert_eq!(side.discarded, 10);
+        let mut buf = vec![7i16; 960];
+        playback_callback(&mut consumer, &mut buf, 2, &shared, &mut level);
+        assert!(buf.iter().all(|&s| s == 0), "silence until primed");
+        side.write(&frame, &shared);
+        assert!(side.queued() > 0);
+        assert_eq!(shared.overruns.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn playback_underrun_raises_the_margin_and_excess_is_dropped_only_when_it_lasts() {
+        let (mut side, mut consumer, shared, mut level) = playback_pair();
+        device_started(&shared);
         let mut buf = vec![7i16; 960];
         let frame = [1000i16; 160];
         for _ in 0..3 {
             side.write(&frame, &shared);
         }
-        // the device drains it all and more: silence, one underrun
+        // the device drains it all and more: silence, one underrun, a larger margin
         for _ in 0..8 {
-            playback_callback(&mut consumer, &mut buf, 2, &shared, &mut primed);
+            playback_callback(&mut consumer, &mut buf, 2, &shared, &mut level);
         }
         assert!(buf.iter().all(|&s| s == 0));
         assert_eq!(shared.underruns.load(Relaxed), 1);
-        // the engine writes 0.5 s in a burst: the callback drops the oldest down to the prefill
+        let margin = ms_to_samples(START_MARGIN_MS + MARGIN_STEP_MS, 48000) * 2;
+        assert_eq!(level.margin(), margin);
+        assert_eq!(shared.margin.load(Relaxed), margin);
+        // steady state: a frame per two callbacks; a burst of 60 ms from a stalled device is
+        // extra level, kept (not cut) until it has lasted a whole window
+        let target = 960 * 2 + margin;
+        for _ in 0..3 {
+            side.write(&frame, &shared);
+        }
+        let mut ticks = 0;
+        while side.queued() < target + 960 * 2 * 3 {
+            side.write(&frame, &shared);
+            ticks += 1;
+            assert!(ticks < 50);
+        }
+        for _ in 0..40 {
+            side.write(&frame, &shared);
+            playback_callback(&mut consumer, &mut buf, 2, &shared, &mut level);
+            playback_callback(&mut consumer, &mut buf, 2, &shared, &mut level);
+        }
+        assert_eq!(
+            shared.overruns.load(Relaxed),
+            0,
+            "dropped within the window"
+        );
+        for _ in 0..60 {
+            side.write(&frame, &shared);
+            playback_callback(&mut consumer, &mut buf, 2, &shared, &mut level);
+            playback_callback(&mut consumer, &mut buf, 2, &shared, &mut level);
+        }
+        assert_eq!(
+            shared.overruns.load(Relaxed),
+            1,
+            "the lasting excess is dropped once"
+        );
+        assert!(side.queued() <= target + 960 * 2, "{}", side.queued());
+        assert_eq!(shared.underruns.load(Relaxed), 1);
+        // the engine writes 0.5 s in a burst: beyond the hard limit it goes at once
         for _ in 0..25 {
             side.write(&frame, &shared);
         }
-        playback_callback(&mut consumer, &mut buf, 2, &shared, &mut primed);
-        assert_eq!(shared.overruns.load(Relaxed), 1);
-        assert!(side.buffered_ms() <= 30, "{} ms", side.buffered_ms());
+        playback_callback(&mut consumer, &mut buf, 2, &shared, &mut level);
+        assert_eq!(shared.overruns.load(Relaxed), 2);
         // the ring itself overflowing is counted on the engine side
         for _ in 0..100 {
             side.write(&frame, &shared);
         }
         assert!(side.overruns > 0);
+    }
+
+    #[test]
+    fn level_margin_is_capped() {
+        let mut level = Level::new(8000, 1, START_MARGIN_MS);
+        for _ in 0..20 {
+            level.ran_dry();
+        }
+        assert_eq!(level.margin(), ms_to_samples(MAX_MARGIN_MS, 8000));
+        assert_eq!(level.decide(160, 0, 160, false), Decision::Wait);
+        assert_eq!(
+            level.decide(160, 10, 160, true),
+            Decision::Start { drop: 0 },
+            "draining plays what is left"
+        );
+        assert_eq!(level.decide(160, 5, 160, true), Decision::Play { drop: 0 });
+    }
+
+    #[test]
+    fn start_up_backlog_is_absorbed_once_and_not_counted() {
+        let mut level = Level::new(8000, 1, 20);
+        // 300 ms piled up before the first read: trimmed to frame + margin, not an overrun
+        assert_eq!(
+            level.decide(160, 2400, 160, false),
+            Decision::Start {
+                drop: 2400 - 160 - 160
+            }
+        );
+        // later, a short excess is kept
+        assert_eq!(
+            level.decide(160, 600, 160, false),
+            Decision::Play { drop: 0 }
+        );
     }
 }
