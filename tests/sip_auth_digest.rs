@@ -438,3 +438,39 @@ proptest! {
         a.authorize_request(&mut rng, &mut register());
     }
 }
+
+#[test]
+fn corpus_www_auth_dual_prefers_sha256_and_auth() {
+    let raw = "SIP/2.0 401 Unauthorized\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKauth1;received=192.0.2.10;rport=5060\r\n\
+From: <sip:alice@example.com>;tag=auth1\r\n\
+To: <sip:alice@example.com>;tag=srv1\r\n\
+Call-ID: auth-1@192.0.2.10\r\n\
+CSeq: 1 REGISTER\r\n\
+WWW-Authenticate: Digest realm=\"example.com\", nonce=\"5a7b8c9d0e1f\", opaque=\"xyz\", algorithm=SHA-256, qop=\"auth,auth-int\", stale=FALSE\r\n\
+WWW-Authenticate: Digest realm=\"example.com\", nonce=\"5a7b8c9d0e1f\", opaque=\"xyz\", algorithm=MD5, qop=\"auth,auth-int\", stale=FALSE\r\n\
+Content-Length: 0\r\n\r\n";
+    let Ok(termphone::sip::msg::Message::Response(resp)) =
+        termphone::sip::msg::Message::parse(raw.as_bytes())
+    else {
+        panic!("corpus message does not parse")
+    };
+    let cs = response_challenges(&resp);
+    assert_eq!(cs.len(), 2);
+    assert!(cs
+        .iter()
+        .all(|c| !c.stale && c.qop == vec![Qop::Auth, Qop::AuthInt]));
+    let mut a = Authenticator::new(Credentials::new("alice", "secret"));
+    assert_eq!(a.handle_response(&resp), Ok(true));
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut req = Request::new(
+        Method::Register,
+        Uri::sip(None, Host::Domain("example.com".into()), None),
+    );
+    a.authorize_request(&mut rng, &mut req);
+    let v = req.headers.get(&HeaderName::AUTHORIZATION).unwrap();
+    assert_eq!(field(v, "algorithm").as_deref(), Some("SHA-256"));
+    assert_eq!(field(v, "qop").as_deref(), Some("auth"));
+    assert_eq!(field(v, "opaque").as_deref(), Some("xyz"));
+    assert_eq!(req.headers.get_all(&HeaderName::AUTHORIZATION).count(), 1);
+}

@@ -46,6 +46,10 @@ struct FakeRegistrar {
     min_expires: Option<u32>,
     /// Answer everything with this code instead.
     fail_with: Option<u16>,
+    /// A fresh nonce for every challenge (as Kamailio does).
+    rotate_nonce: bool,
+    /// Answer the next authorized request with a stale=true challenge and a new nonce.
+    stale_next: bool,
     /// Put received/rport in the Via of responses.
     nat: Option<(&'static str, u16)>,
     requests: Vec<Request>,
@@ -59,6 +63,8 @@ impl FakeRegistrar {
             grant: None,
             min_expires: None,
             fail_with: None,
+            rotate_nonce: false,
+            stale_next: false,
             nat: None,
             requests: Vec::new(),
             bindings: 0,
@@ -95,7 +101,11 @@ impl FakeRegistrar {
         self.requests.push(req.clone());
         let mut resp = if let Some(code) = self.fail_with {
             response_to(&req, code, None, Some("srv"))
-        } else if !self.authorized(&req) {
+        } else if !self.authorized(&req) || self.stale_next {
+            let stale = std::mem::take(&mut self.stale_next);
+            if self.rotate_nonce || stale {
+                self.nonce = format!("n0nce{}", self.requests.len());
+            }
             let mut r = response_to(&req, 401, None, Some("srv"));
             r.headers.push(
                 HeaderName::WWW_AUTHENTICATE,
@@ -602,4 +612,68 @@ fn stray_provisional_and_old_responses_are_ignored() {
     h.reg.handle_timeout(h.now + Duration::from_secs(30));
     assert!(h.reg.poll_request().is_some());
     assert_eq!(h.reg.state(), &RegState::Registering);
+}
+
+#[test]
+fn wrong_password_with_rotating_nonces_stops_after_one_more_try() {
+    let mut h = Harness::new(config(300, Some("not-the-password")));
+    h.srv.rotate_nonce = true;
+    h.reg.start(h.now);
+    h.pump();
+    assert_eq!(h.srv.requests.len(), 3);
+    assert_eq!(
+        h.last_state(),
+        &RegState::Failed {
+            reason: RegFailure::WrongPassword,
+            retry_at: None
+        }
+    );
+    assert!(!h.step(Duration::from_secs(86_400)));
+    // The user fixes the password and starts again.
+    h.reg
+        .set_credentials(Some(Credentials::new("alice", PASSWORD)));
+    h.reg.start(h.now);
+    h.pump();
+    assert!(matches!(h.last_state(), RegState::Registered { .. }));
+}
+
+#[test]
+fn stale_nonce_on_refresh_is_answered_silently() {
+    let mut h = Harness::new(config(60, Some(PASSWORD)));
+    h.reg.start(h.now);
+    h.pump();
+    let before = h.states.len();
+    h.srv.stale_next = true;
+    assert!(h.step(Duration::from_secs(60)));
+    // Refresh (stale 401), the same refresh with the new nonce (200).
+    assert_eq!(h.srv.requests.len(), 4);
+    let auth = h.srv.requests[3]
+        .headers
+        .get(&HeaderName::AUTHORIZATION)
+        .unwrap()
+        .to_string();
+    assert_eq!(field(&auth, "nonce"), Some(h.srv.nonce.clone()));
+    assert_eq!(field(&auth, "nc").as_deref(), Some("00000001"));
+    assert!(h.states[before..]
+        .iter()
+        .all(|(_, s)| matches!(s, RegState::Registered { .. })));
+}
+
+#[test]
+fn unregister_is_authenticated_when_challenged() {
+    let mut h = Harness::new(config(300, Some(PASSWORD)));
+    h.reg.start(h.now);
+    h.pump();
+    h.srv.rotate_nonce = true;
+    h.srv.stale_next = true;
+    h.reg.stop(h.now);
+    h.pump();
+    let n = h.srv.requests.len();
+    assert_eq!(n, 4, "unregister, stale 401, unregister again");
+    assert_eq!(
+        h.srv.requests[3].headers.get(&HeaderName::EXPIRES),
+        Some("0")
+    );
+    assert_eq!(h.last_state(), &RegState::Unregistered);
+    assert_eq!(h.srv.bindings, 0);
 }

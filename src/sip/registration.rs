@@ -23,7 +23,7 @@
 //!   `stale=true` retries silently; a refusal of our answer is `WrongPassword`.
 //! - Failures that a retry may fix (timeout, transport error, 5xx, 6xx, other 4xx) retry
 //!   with exponential backoff ([`Backoff`]: 30 s, 60 s, 120 s, ... capped at 10 min, reset by
-//!   a success; a larger Retry-After is honoured). Failures that need the user (wrong
+//!   a success; a larger Retry-After, up to 24 h, is honoured). Failures that need the user (wrong
 //!   password, no credentials, 403, 404, an unsupported challenge) do not retry: `start`
 //!   again after fixing the account.
 //! - NAT: when the 2xx's top Via carries `received`/`rport` that differ from our Contact,
@@ -236,6 +236,15 @@ struct InFlight {
 
 const MAX_AUTH_ROUNDS: u32 = 4;
 const MAX_BRIEF_ROUNDS: u32 = 3;
+/// Longest Retry-After we honour (a larger value from the server is cut to this).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// `t + d`, saturating far in the future instead of overflowing.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(u64::from(u32::MAX))))
+        .unwrap_or(t)
+}
 
 /// One account's registration state machine. See the module docs for the rules.
 #[derive(Debug)]
@@ -306,6 +315,14 @@ impl Registration {
     /// The expiry we ask for (after any 423).
     pub fn expires(&self) -> u32 {
         self.expires
+    }
+
+    /// Replace the credentials (e.g. after the user fixed a wrong password); the cached
+    /// challenges are dropped. Takes effect with the next REGISTER (`start` again after a
+    /// failure that does not retry).
+    pub fn set_credentials(&mut self, credentials: Option<Credentials>) {
+        self.auth = credentials.clone().map(Authenticator::new);
+        self.cfg.credentials = credentials;
     }
 
     /// Register now (no-op while registering or registered).
@@ -548,8 +565,8 @@ impl Registration {
             .unwrap_or(f.expires)
             .max(1);
         self.bound = Some(f.contact.clone());
-        let expires_at = f.sent_at + Duration::from_secs(u64::from(granted));
-        self.timer = Some(f.sent_at + refresh_delay(granted));
+        let expires_at = later(f.sent_at, Duration::from_secs(u64::from(granted)));
+        self.timer = Some(later(f.sent_at, refresh_delay(granted)));
         self.set_state(RegState::Registered {
             expires_at,
             granted,
@@ -579,7 +596,7 @@ impl Registration {
             .get(&HeaderName::RETRY_AFTER)
             .and_then(|v| v.split([';', '(', ' ']).next())
             .and_then(|v| v.trim().parse::<u32>().ok())
-            .map(|s| Duration::from_secs(u64::from(s)));
+            .map(|s| Duration::from_secs(u64::from(s)).min(MAX_RETRY_AFTER));
         self.fail(now, reason, retry_after);
     }
 
@@ -594,7 +611,7 @@ impl Registration {
         let retry_at = if reason.retries() {
             self.failures = self.failures.saturating_add(1);
             let delay = self.cfg.backoff.delay(self.failures);
-            Some(now + retry_after.map_or(delay, |r| r.max(delay)))
+            Some(later(now, retry_after.map_or(delay, |r| r.max(delay))))
         } else {
             None
         };
