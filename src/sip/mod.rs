@@ -1,8 +1,10 @@
 //! SIP, sans-IO: the message layer, transactions (RFC 3261 §17), dialogs, the user agent
-//! core and SDP offer/answer. No clocks, no sockets: time and bytes are inputs.
+//! core, digest auth, registration and SDP offer/answer. No clocks, no sockets: time and bytes are inputs.
 
+pub mod auth;
 pub mod dialog;
 pub mod msg;
+pub mod registration;
 pub mod sdp;
 pub mod txn;
 pub mod ua;
