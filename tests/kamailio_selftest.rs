@@ -60,6 +60,32 @@ fn options_is_answered_200() {
 }
 
 #[test]
+fn options_over_tcp_is_answered_200_on_the_same_port() {
+    use std::io::{Read, Write};
+    let kam = Kamailio::start_default();
+    let mut tcp = std::net::TcpStream::connect(kam.addr()).expect("connect TCP");
+    tcp.set_read_timeout(Some(T)).expect("timeout");
+    let local = tcp.local_addr().expect("local addr");
+    let req = RawRequest::new("OPTIONS", &kam.uri()).from("sip:probe@127.0.0.1");
+    let text = req.to_text(local).replacen("SIP/2.0/UDP", "SIP/2.0/TCP", 1);
+    tcp.write_all(text.as_bytes()).expect("send");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tcp.read(&mut chunk).expect("read TCP response");
+        assert!(
+            n > 0,
+            "connection closed: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let r = support::kamailio::SipResponse::parse(&buf).expect("a SIP response");
+    assert_eq!(r.code, 200, "{}", r.raw);
+    assert_eq!(r.header("Call-ID"), Some(req.call_id.as_str()));
+}
+
+#[test]
 fn register_without_credentials_gets_md5_digest_challenge() {
     let kam = Kamailio::start_default();
     assert_eq!(kam.auth_alg(), AuthAlg::Md5);
