@@ -4,12 +4,15 @@
 #
 #   build:  pkg-config libasound2-dev (cpal's ALSA backend), build-essential
 #   tests:  sip-tester (sipp peer), pulseaudio + pulseaudio-utils + libasound2-plugins
-#           (headless audio devices, scripts/headless-audio.sh), sox espeak-ng (fixtures)
+#           (headless audio devices, scripts/headless-audio.sh), sox espeak-ng (fixtures),
+#           kamailio (registrar/proxy, tests/support/kamailio.rs) with its sqlite, tls and
+#           websocket module packages (5.6.3-2 on Debian bookworm)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(
     build-essential pkg-config libasound2-dev
     sip-tester
+    kamailio kamailio-sqlite-modules kamailio-tls-modules kamailio-websocket-modules
     pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
     sox espeak-ng
     procps ca-certificates

@@ -9,6 +9,8 @@
 //! - [`audio`]: WAV loading, best-lag normalized cross-correlation, Goertzel tone and DTMF
 //!   detection.
 //! - [`e2e`]: whole termphone-vs-sipp checks, one function per scenario.
+//! - [`kamailio::Kamailio`]: a real Kamailio registrar/proxy on 127.0.0.1 with digest users,
+//!   its registrations read over JSON-RPC; raw UDP SIP requests via [`kamailio::SipClient`].
 //!
 //! A test:
 //! ```ignore
@@ -32,6 +34,7 @@
 
 pub mod audio;
 pub mod e2e;
+pub mod kamailio;
 pub mod rtp;
 pub mod sipp;
 
