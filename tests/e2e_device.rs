@@ -1,0 +1,192 @@
+//! End-to-end through real audio devices: `termphone dial --device` with cpal capture and
+//! playback through a private PulseAudio with null sinks (scripts/headless-audio.sh, started by
+//! scripts/test.sh and CI). Its own test binary, so no other call loads the machine meanwhile.
+//!
+//! What it checks: the callee's speech comes out of the speaker, and the microphone's speech
+//! reaches the callee, intelligibly. It compares the speech window by window (500 ms, each
+//! aligned on its own within ±100 ms of the whole file's alignment), because under heavy CPU
+//! load PulseAudio itself can insert a gap of a few tens of ms, which shifts everything after it
+//! and would sink a whole-file correlation although every word is there. Sample continuity
+//! through devices (drift, glitch-free rate adaptation) is measured by the media-quality work,
+//! not here.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::{compare_wavs, data_file, is_event, read_wav_mono, Termphone};
+
+const WAIT: Duration = Duration::from_secs(20);
+/// A window of speech counts as heard when it correlates at least this well.
+const WINDOW_NCC: f64 = 0.9;
+/// At least this share of the speech windows must be heard.
+const MIN_HEARD: f64 = 0.8;
+
+fn speech() -> String {
+    data_file("speech-8k.wav").display().to_string()
+}
+
+/// Runs only with a sound server; with `TERMPHONE_REQUIRE_AUDIO=1` (scripts/test.sh sets it
+/// when it starts one) a missing server is a failure, not a skip.
+fn pulse_available() -> bool {
+    if std::env::var_os("PULSE_SERVER").is_some() {
+        return true;
+    }
+    assert_ne!(
+        std::env::var("TERMPHONE_REQUIRE_AUDIO").as_deref(),
+        Ok("1"),
+        "TERMPHONE_REQUIRE_AUDIO=1 but PULSE_SERVER is not set (run scripts/headless-audio.sh)"
+    );
+    eprintln!("NOT RUN: needs PULSE_SERVER (scripts/headless-audio.sh start)");
+    false
+}
+
+fn ncc(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        ab += f64::from(*x) * f64::from(*y);
+        aa += f64::from(*x) * f64::from(*x);
+        bb += f64::from(*y) * f64::from(*y);
+    }
+    if aa <= 0.0 || bb <= 0.0 {
+        0.0
+    } else {
+        ab / (aa * bb).sqrt()
+    }
+}
+
+/// Per 500 ms window of speech in `reference`: the best correlation with `recorded` within
+/// ±100 ms of `lag`. Returns the share of speech windows at or above [`WINDOW_NCC`] and the
+/// list of window scores (for the failure message).
+fn heard(reference: &[f32], recorded: &[f32], lag: i64) -> (f64, Vec<f64>) {
+    const W: usize = 4000;
+    const SEARCH: i64 = 800;
+    let mut scores = Vec::new();
+    for start in (0..reference.len().saturating_sub(W)).step_by(W) {
+        let win = &reference[start..start + W];
+        let energy: f64 = win
+            .iter()
+            .map(|x| f64::from(*x) * f64::from(*x))
+            .sum::<f64>()
+            / W as f64;
+        if energy.sqrt() < 0.02 {
+            continue; // a pause, not speech
+        }
+        let mut best = 0.0f64;
+        for d in -SEARCH..=SEARCH {
+            let at = start as i64 + lag + d;
+            if at < 0 || at as usize + W > recorded.len() {
+                continue;
+            }
+            best = best.max(ncc(win, &recorded[at as usize..at as usize + W]));
+        }
+        scores.push(best);
+    }
+    let ok = scores.iter().filter(|s| **s >= WINDOW_NCC).count();
+    (ok as f64 / scores.len().max(1) as f64, scores)
+}
+
+fn assert_heard(what: &str, recorded: &Path) {
+    let whole = compare_wavs(&data_file("speech-8k.wav"), recorded).expect("compare");
+    let (_, reference) = read_wav_mono(&data_file("speech-8k.wav")).unwrap();
+    let (rate, rec) = read_wav_mono(recorded).unwrap();
+    assert_eq!(rate, 8000);
+    let (share, scores) = heard(&reference, &rec, whole.lag as i64);
+    eprintln!("{what}: whole-file {whole:?}, windows {scores:.2?}");
+    assert!(
+        scores.len() >= 6,
+        "{what}: the fixture has speech windows ({scores:?})"
+    );
+    assert!(
+        share >= MIN_HEARD,
+        "{what}: only {:.0} % of speech windows heard (whole-file {whole:?}); windows: {scores:.2?}",
+        share * 100.0
+    );
+}
+
+/// `dial --device`: the microphone (PulseAudio's virt_mic, fed by paplay) reaches the callee,
+/// and the callee's audio comes out of the speaker (virt_speaker, recorded from its monitor).
+#[test]
+fn dial_with_device_talks_through_the_sound_card_both_ways() {
+    if !pulse_available() {
+        return;
+    }
+    let dir = support::test_dir();
+    let rec_dir = dir.path().join("rec");
+    let mut srv = Termphone::builder(&[
+        "serve",
+        "--play",
+        &speech(),
+        "--record",
+        &rec_dir.display().to_string(),
+    ])
+    .dir(dir.clone())
+    .spawn();
+    let uri = srv.sip_uri("bob");
+    // What the speaker plays, as raw 8 kHz mono samples.
+    let speaker_raw = dir.path().join("speaker.raw");
+    let mut parec = std::process::Command::new("parec")
+        .args([
+            "-d",
+            "virt_speaker.monitor",
+            "--rate=8000",
+            "--channels=1",
+            "--format=s16le",
+            "--latency-msec=20",
+        ])
+        .stdout(std::fs::File::create(&speaker_raw).unwrap())
+        .spawn()
+        .expect("parec (pulseaudio-utils)");
+    let mut dial = Termphone::builder(&["dial", &uri, "--device", "--duration", "8"])
+        .dir(dir.clone())
+        .spawn();
+    dial.wait_call_state("connected", WAIT);
+    // The "microphone": speech played into virt_mic, whose monitor is the default source.
+    let paplay = std::process::Command::new("paplay")
+        .args(["-d", "virt_mic", &speech()])
+        .status()
+        .expect("paplay");
+    assert!(paplay.success());
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    let _ = parec.kill(); // our own child, by its PID
+    let _ = parec.wait();
+    let rec = srv.wait_event(is_event("recording"), WAIT);
+    srv.wait_call_state("hangupremote", WAIT);
+    srv.stop();
+
+    let raw = std::fs::read(&speaker_raw).unwrap();
+    let samples: Vec<i16> = raw
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let speaker_wav = dir.path().join("speaker.wav");
+    support::audio::write_wav_i16(&speaker_wav, 8000, &samples).unwrap();
+    assert_heard("callee's speech out of the speaker", &speaker_wav);
+    assert_heard(
+        "microphone speech at the callee",
+        Path::new(rec["path"].as_str().unwrap()),
+    );
+}
+
+#[test]
+fn the_window_check_rejects_silence_and_noise() {
+    let (_, reference) = read_wav_mono(&data_file("speech-8k.wav")).unwrap();
+    let silence = vec![0.0f32; reference.len() + 8000];
+    assert_eq!(heard(&reference, &silence, 0).0, 0.0);
+    let mut x: u32 = 12345;
+    let noise: Vec<f32> = (0..reference.len() + 8000)
+        .map(|_| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (x >> 16) as f32 / 65536.0 - 0.5
+        })
+        .collect();
+    assert!(heard(&reference, &noise, 0).0 < 0.1);
+    // The speech itself, shifted by 300 samples, with a 40 ms gap inserted at 2 s: still heard.
+    let mut shifted = vec![0.0f32; 300];
+    shifted.extend_from_slice(&reference[..16000]);
+    shifted.extend(std::iter::repeat_n(0.0, 320));
+    shifted.extend_from_slice(&reference[16000..]);
+    let (share, scores) = heard(&reference, &shifted, 300);
+    assert!(share >= MIN_HEARD, "{scores:?}");
+}
