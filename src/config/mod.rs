@@ -223,27 +223,8 @@ impl DtmfMode {
     }
 }
 
-/// A secret string (a password) whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wrap a secret value.
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret value, for the one place that needs it (digest auth).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
+/// Passwords are the digest layer's [`Secret`]: `Debug` and `Display` never show the value.
+pub use crate::sip::auth::Secret;
 
 impl Config {
     /// Read and validate a config file; errors name file:line:col and never echo a value.
