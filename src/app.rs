@@ -7,10 +7,12 @@ use std::time::Duration;
 use crate::cli::{Cli, Command, DialArgs, ServeArgs};
 use crate::config::Config;
 use crate::engine::api::AudioSourceSpec;
-use crate::engine::{self, EngineConfig, RtpPortRange};
+use crate::engine::{self, AccountRegistration, EngineConfig, RtpPortRange};
 use crate::headless::dial::{self, DialPlan};
 use crate::headless::serve::{self, ServePolicy};
 use crate::headless::EventPrinter;
+use crate::sip::auth::Credentials;
+use crate::sip::msg::Uri;
 
 /// Run the mode the command line asks for; returns the process exit status.
 pub async fn run(cli: Cli, json_default: bool) -> i32 {
@@ -61,7 +63,37 @@ fn engine_config(
         }
         ec.display_name = a.display_name.clone();
     }
+    for a in config
+        .accounts
+        .iter()
+        .filter(|a| a.enabled && a.registrar.is_some())
+    {
+        match account_registration(a) {
+            Some(reg) => ec.registrations.push(reg),
+            None => eprintln!("termphone: warning: account {}: its registrar or domain is not a valid SIP URI; it will not register", a.name),
+        }
+    }
     ec
+}
+
+/// Registration seconds asked for when the account does not say (the registrar may grant less).
+const DEFAULT_EXPIRES: u32 = 600;
+
+/// The registration of an account that names a registrar (`None` for serverless accounts).
+fn account_registration(a: &crate::config::AccountConfig) -> Option<AccountRegistration> {
+    let registrar: Uri = a.registrar.as_deref()?.parse().ok()?;
+    let domain = a.domain.clone().unwrap_or_else(|| registrar.host_port());
+    let aor: Uri = format!("sip:{}@{domain}", a.user).parse().ok()?;
+    Some(AccountRegistration {
+        name: a.name.clone(),
+        aor,
+        registrar,
+        expires: DEFAULT_EXPIRES,
+        credentials: a
+            .password
+            .clone()
+            .map(|p| Credentials::new(a.user.clone(), p)),
+    })
 }
 
 async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_default: bool) -> i32 {

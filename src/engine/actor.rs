@@ -18,8 +18,9 @@ use super::api::{CallAudio, CallId, CallState, Command, CommandError, Event};
 use super::media::{CallMedia, StreamIds};
 use super::EngineConfig;
 use crate::sip::msg::{Host, Message, Uri};
+use crate::sip::registration::{RegConfig, RegEvent, RegState};
 use crate::sip::sdp::{self, Direction, LocalMedia, Negotiated};
-use crate::sip::ua::{CallRef, EndCause, UaConfig, UaEvent, UserAgent};
+use crate::sip::ua::{CallRef, EndCause, RegRef, UaConfig, UaEvent, UserAgent};
 
 /// Largest datagram we read.
 const MAX_DATAGRAM: usize = 65_535;
@@ -65,6 +66,8 @@ pub(crate) struct EngineActor {
     shutdown: Option<(oneshot::Sender<()>, Instant)>,
     /// Media being closed (recordings finalized) in the blocking pool.
     closing: Vec<JoinHandle<()>>,
+    /// Registrations → account names.
+    registrations: BTreeMap<RegRef, String>,
 }
 
 impl EngineActor {
@@ -97,6 +100,7 @@ impl EngineActor {
             rtp_rx,
             shutdown: None,
             closing: Vec::new(),
+            registrations: BTreeMap::new(),
         }
     }
 
@@ -107,6 +111,8 @@ impl EngineActor {
         media_clock.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let mut media_running = false;
         info!(addr = %self.local_addr, "engine started");
+        self.start_registrations().await;
+        self.drain_ua().await;
         loop {
             if let Some((_, deadline)) = &self.shutdown {
                 if (self.calls.is_empty() && !self.ua.has_pending_requests())
@@ -164,6 +170,68 @@ impl EngineActor {
             let _ = reply.send(());
         }
         info!("engine stopped");
+    }
+
+    /// Register every configured account: resolve the registrar, choose the Contact from the
+    /// local address that reaches it, and hand the registration to the user agent.
+    async fn start_registrations(&mut self) {
+        let accounts = self.cfg.registrations.clone();
+        for account in accounts {
+            let dest = match resolve(&account.registrar).await {
+                Ok(d) => d,
+                Err(reason) => {
+                    warn!(account = %account.name, "{reason}");
+                    self.emit(Event::Registration {
+                        account: account.name.clone(),
+                        state: "failed",
+                        reason: Some(format!("cannot resolve the registrar: {reason}")),
+                        expires: None,
+                    });
+                    continue;
+                }
+            };
+            let local = self.local_for(dest);
+            let contact = Uri::sip(
+                account.aor.user.as_deref(),
+                crate::sip::dialog::ip_host(local),
+                Some(local.port()),
+            );
+            let mut cfg = RegConfig::new(
+                account.aor.clone(),
+                account.registrar.clone(),
+                contact,
+                account.expires,
+                self.rng.random(),
+            );
+            cfg.credentials = account.credentials.clone();
+            cfg.user_agent = self.cfg.user_agent.clone();
+            cfg.display_name = self.cfg.display_name.clone();
+            let reg = self.ua.register(Instant::now(), cfg, dest);
+            self.registrations.insert(reg, account.name.clone());
+        }
+    }
+
+    fn on_registration(&mut self, reg: RegRef, event: RegEvent) {
+        let Some(account) = self.registrations.get(&reg).cloned() else {
+            return;
+        };
+        let RegEvent::StateChanged(state) = event else {
+            return; // a Contact rewrite (NAT) is visible in the next state change
+        };
+        let (name, reason, expires) = match state {
+            RegState::Unregistered => ("unregistered", None, None),
+            RegState::Registering => ("registering", None, None),
+            RegState::Registered { granted, .. } => ("registered", None, Some(granted)),
+            RegState::Unregistering => ("unregistering", None, None),
+            RegState::Failed { reason, .. } => ("failed", Some(reason.to_string()), None),
+        };
+        info!(%account, state = name, reason = ?reason, "registration");
+        self.emit(Event::Registration {
+            account,
+            state: name,
+            reason,
+            expires,
+        });
     }
 
     fn emit(&self, event: Event) {
@@ -258,6 +326,10 @@ impl EngineActor {
 
     fn begin_shutdown(&mut self, reply: Option<oneshot::Sender<()>>) {
         let now = Instant::now();
+        let regs: Vec<RegRef> = self.registrations.keys().copied().collect();
+        for reg in regs {
+            self.ua.unregister(now, reg);
+        }
         let ids: Vec<CallRef> = self.calls.keys().copied().collect();
         for id in ids {
             let _ = self.ua.hangup(now, id);
@@ -646,6 +718,7 @@ impl EngineActor {
                     self.finish_media(c);
                 }
             }
+            UaEvent::Registration { reg, event } => self.on_registration(reg, event),
             UaEvent::Dropped { source, reason } => {
                 debug!(%source, "dropped SIP datagram: {reason}");
             }

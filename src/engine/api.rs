@@ -215,6 +215,17 @@ pub enum Event {
         addr: SocketAddr,
         transport: &'static str,
     },
+    /// An account's registration changed state: registering, registered, unregistering,
+    /// unregistered or failed. `reason` says why it failed (wrong password, forbidden, timeout,
+    /// server error with its phrase, ...), `expires` how many seconds the registrar granted.
+    Registration {
+        account: String,
+        state: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires: Option<u32>,
+    },
     /// A call changed state. `code`/`reason` say why a call ended (SIP status or local cause).
     Call {
         call: CallId,

@@ -14,6 +14,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::sip::auth::Credentials;
+use crate::sip::msg::Uri;
 use crate::sip::txn::TimerConfig;
 use api::{CallAudio, CallId, Command, CommandError, Event};
 
@@ -38,6 +40,23 @@ pub struct EngineConfig {
     pub timers: TimerConfig,
     /// How often media statistics events are sent during a call.
     pub stats_interval: Duration,
+    /// Accounts that register with a registrar.
+    pub registrations: Vec<AccountRegistration>,
+}
+
+/// An account that registers: who it is, where, and how it authenticates.
+#[derive(Debug, Clone)]
+pub struct AccountRegistration {
+    /// The account's name (in events).
+    pub name: String,
+    /// Address of record, e.g. `sip:alice@example.com`.
+    pub aor: Uri,
+    /// The registrar, e.g. `sip:example.com:5060`.
+    pub registrar: Uri,
+    /// Seconds to ask for.
+    pub expires: u32,
+    /// Digest credentials (a `Debug` that hides the password).
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +70,7 @@ impl Default for EngineConfig {
             sip_trace: false,
             timers: TimerConfig::default(),
             stats_interval: Duration::from_secs(5),
+            registrations: Vec::new(),
         }
     }
 }

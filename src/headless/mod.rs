@@ -52,6 +52,21 @@ pub fn human(event: &Event) -> String {
             }
             s
         }
+        Event::Registration {
+            account,
+            state,
+            reason,
+            expires,
+        } => {
+            let mut s = format!("account {account} {state}");
+            if let Some(e) = expires {
+                s.push_str(&format!(" for {e} s"));
+            }
+            if let Some(r) = reason {
+                s.push_str(&format!(": {r}"));
+            }
+            s
+        }
         Event::Dtmf { call, digit } => format!("{call} dtmf {digit}"),
         Event::Stats { call, stats } => format!(
             "{call} stats codec={} sent={} received={} lost={} late={} jitter={:.1}ms",

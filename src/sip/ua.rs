@@ -23,6 +23,7 @@ use crate::sip::dialog::{
 use crate::sip::msg::{
     parse_datagram, CSeq, Datagram, HeaderName, Message, Method, NameAddr, Request, Response, Uri,
 };
+use crate::sip::registration::{RegConfig, RegEvent, Registration};
 use crate::sip::txn::{new_branch, TimerConfig, Transmit, TxnEvent, TxnKey, TxnLayer};
 
 /// Methods we answer (Allow header).
@@ -45,6 +46,9 @@ pub struct UaConfig {
 
 /// A call handle inside the user agent.
 pub type CallRef = u64;
+
+/// A registration handle inside the user agent.
+pub type RegRef = u64;
 
 /// Why a call ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +100,8 @@ pub enum UaEvent {
         content_type: String,
         body: Vec<u8>,
     },
+    /// A registration changed state or Contact.
+    Registration { reg: RegRef, event: RegEvent },
     /// A datagram was dropped (malformed, stray). For logs.
     Dropped { source: SocketAddr, reason: String },
 }
@@ -168,6 +174,11 @@ pub struct UserAgent {
     transmits: VecDeque<Transmit>,
     /// BYE and CANCEL transactions still waiting for a final response.
     pending: HashSet<TxnKey>,
+    /// Registrations, each with the address its REGISTERs go to.
+    registrations: BTreeMap<RegRef, (Registration, SocketAddr)>,
+    /// REGISTER transactions in flight → their registration.
+    reg_keys: HashMap<TxnKey, RegRef>,
+    next_reg: RegRef,
 }
 
 impl UserAgent {
@@ -183,12 +194,62 @@ impl UserAgent {
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             pending: HashSet::new(),
+            registrations: BTreeMap::new(),
+            reg_keys: HashMap::new(),
+            next_reg: 1,
         }
     }
 
-    /// True while a BYE or CANCEL we sent has no final response yet (shutdown waits for it).
+    /// Start registering with `cfg.registrar`, sending the REGISTERs to `dest`.
+    pub fn register(&mut self, now: Instant, cfg: RegConfig, dest: SocketAddr) -> RegRef {
+        let id = self.next_reg;
+        self.next_reg += 1;
+        let mut reg = Registration::new(cfg);
+        reg.start(now);
+        self.registrations.insert(id, (reg, dest));
+        self.pump_registration(now, id);
+        self.drain_txn(now, None);
+        id
+    }
+
+    /// Remove a registration (REGISTER with Expires: 0). It stays until the registrar answers
+    /// or the request times out; [`UserAgent::has_pending_requests`] is true meanwhile.
+    pub fn unregister(&mut self, now: Instant, reg: RegRef) {
+        if let Some((r, _)) = self.registrations.get_mut(&reg) {
+            r.stop(now);
+        }
+        self.pump_registration(now, reg);
+        self.drain_txn(now, None);
+    }
+
+    /// Send what a registration wants to send, and pass on its events.
+    fn pump_registration(&mut self, now: Instant, id: RegRef) {
+        let Some((reg, dest)) = self.registrations.get_mut(&id) else {
+            return;
+        };
+        let dest = *dest;
+        let mut requests = Vec::new();
+        while let Some(req) = reg.poll_request() {
+            requests.push(req);
+        }
+        let mut events = Vec::new();
+        while let Some(ev) = reg.poll_event() {
+            events.push(ev);
+        }
+        for req in requests {
+            let key = self.txn.send_request(now, req, dest, false);
+            self.reg_keys.insert(key, id);
+        }
+        for event in events {
+            self.events
+                .push_back(UaEvent::Registration { reg: id, event });
+        }
+    }
+
+    /// True while a BYE, CANCEL or REGISTER we sent has no final response yet (shutdown
+    /// waits for it).
     pub fn has_pending_requests(&self) -> bool {
-        !self.pending.is_empty()
+        !self.pending.is_empty() || !self.reg_keys.is_empty()
     }
 
     /// Number of calls not yet ended.
@@ -215,7 +276,11 @@ impl UserAgent {
             .calls
             .values()
             .filter_map(|c| c.ok_retransmit.as_ref().map(|r| r.next.min(r.give_up)));
-        ours.chain(self.txn.poll_timeout()).min()
+        let regs = self
+            .registrations
+            .values()
+            .filter_map(|(r, _)| r.poll_timeout());
+        ours.chain(regs).chain(self.txn.poll_timeout()).min()
     }
 
     /// A datagram arrived from `source` on our socket bound (or seen by the peer) at `local`.
@@ -246,6 +311,18 @@ impl UserAgent {
     /// Timers are due.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.txn.handle_timeout(now);
+        let due: Vec<RegRef> = self
+            .registrations
+            .iter()
+            .filter(|(_, (r, _))| r.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some((r, _)) = self.registrations.get_mut(&id) {
+                r.handle_timeout(now);
+            }
+            self.pump_registration(now, id);
+        }
         let mut ended = Vec::new();
         for (&id, call) in self.calls.iter_mut() {
             if let Some(rt) = call.ok_retransmit.as_mut() {
@@ -537,7 +614,7 @@ impl UserAgent {
                 TxnEvent::StrayResponse { response, source } => {
                     self.on_stray_response(now, response, source)
                 }
-                TxnEvent::Timeout { key } => self.on_txn_timeout(key),
+                TxnEvent::Timeout { key } => self.on_txn_timeout(now, key),
                 TxnEvent::Terminated { .. } => {}
                 TxnEvent::Dropped { reason, peer } => self.events.push_back(UaEvent::Dropped {
                     source: peer,
@@ -803,6 +880,15 @@ impl UserAgent {
     }
 
     fn on_response(&mut self, now: Instant, key: TxnKey, resp: Response) {
+        if resp.code >= 200 {
+            if let Some(id) = self.reg_keys.remove(&key) {
+                if let Some((r, _)) = self.registrations.get_mut(&id) {
+                    r.handle_response(now, &resp);
+                }
+                self.pump_registration(now, id);
+                return;
+            }
+        }
         if key.method != Method::Invite {
             // BYE/CANCEL responses need no action: the call already ended (BYE) or ends on
             // the INVITE's 487 (CANCEL).
@@ -938,8 +1024,15 @@ impl UserAgent {
         });
     }
 
-    fn on_txn_timeout(&mut self, key: TxnKey) {
+    fn on_txn_timeout(&mut self, now: Instant, key: TxnKey) {
         self.pending.remove(&key);
+        if let Some(id) = self.reg_keys.remove(&key) {
+            if let Some((r, _)) = self.registrations.get_mut(&id) {
+                r.handle_request_timeout(now);
+            }
+            self.pump_registration(now, id);
+            return;
+        }
         if let Some(call) = self.find_call_by_key(&key) {
             let cancelled = self.calls.get(&call).is_some_and(|c| {
                 matches!(

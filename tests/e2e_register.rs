@@ -1,0 +1,97 @@
+//! Registration against a real Kamailio on 127.0.0.1 (tests/kamailio/, started and stopped by
+//! the test by its own PID): REGISTER with digest auth (MD5 and SHA-256), the binding in
+//! Kamailio's location table, unregister at exit, and a wrong password reported as such
+//! without a retry loop. The password never appears in any output.
+
+mod support;
+
+use std::time::Duration;
+
+use support::kamailio::{Kamailio, KamailioOpts};
+use support::Termphone;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A config file with one account of `user` at the fixture's registrar.
+fn config_for(k: &Kamailio, user: &str, password: &str) -> std::path::PathBuf {
+    let path = k.dir().join(format!("{user}-config.toml"));
+    let text = format!(
+        "[[account]]\nname = \"{user}\"\nuser = \"{user}\"\ndomain = \"127.0.0.1\"\nregistrar = \"sip:{}\"\npassword = \"{password}\"\n",
+        k.addr()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn registers_and_unregisters(opts: KamailioOpts) {
+    let k = Kamailio::start(opts);
+    let cfg = config_for(&k, "alice", "alicepw");
+    let mut srv = Termphone::builder(&["serve", "--echo"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        WAIT,
+    );
+    assert_eq!(ev["account"], "alice");
+    assert!(ev["expires"].as_u64().unwrap_or(0) > 0, "{ev}");
+    let regs = k.wait_registrations(WAIT, "alice registered", |r| {
+        r.iter().any(|b| b.aor == "alice")
+    });
+    let contact = &regs.iter().find(|b| b.aor == "alice").unwrap().contact;
+    assert!(
+        contact.contains(&srv.listen_addr().port().to_string()),
+        "the Contact is serve's address: {contact}"
+    );
+    // SIGTERM: unregister (Expires: 0) before exiting.
+    srv.stop();
+    k.wait_registrations(WAIT, "empty after exit", |r| {
+        !r.iter().any(|b| b.aor == "alice")
+    });
+    let log = std::fs::read_to_string(srv.log_path()).unwrap_or_default();
+    let events = format!("{:?}", srv.events());
+    let out = format!("{}\n{events}\n{log}", srv.stderr());
+    assert!(!out.contains("alicepw"), "the password leaked into output");
+}
+
+#[test]
+fn registers_with_md5_digest_and_unregisters_at_exit() {
+    registers_and_unregisters(KamailioOpts::default());
+}
+
+#[test]
+fn registers_with_sha256_digest() {
+    registers_and_unregisters(KamailioOpts::default().sha256());
+}
+
+#[test]
+fn wrong_password_is_reported_and_not_retried() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let cfg = config_for(&k, "bob", "not-bobs-password");
+    let mut srv = Termphone::builder(&["serve"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "failed",
+        WAIT,
+    );
+    let reason = ev["reason"].as_str().unwrap_or_default().to_lowercase();
+    assert!(
+        reason.contains("password"),
+        "the reason names the password: {ev}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let registers = srv.stderr().matches("\nREGISTER sip:").count();
+    assert!(registers <= 3, "no retry loop: {registers} REGISTERs sent");
+    assert!(k.registrations_of("bob").is_empty());
+    let events = format!("{:?}", srv.events());
+    let out = format!("{}\n{events}", srv.stderr());
+    assert!(
+        !out.contains("not-bobs-password"),
+        "the password leaked into output"
+    );
+}
