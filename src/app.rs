@@ -69,7 +69,7 @@ fn engine_config(
         .filter(|a| a.enabled && a.registrar.is_some())
     {
         match account_registration(a) {
-            Some(reg) => ec.registrations.push(reg),
+            Some(reg) => ec.accounts.push(reg),
             None => eprintln!("termphone: warning: account {}: its registrar or domain is not a valid SIP URI; it will not register", a.name),
         }
     }
@@ -112,12 +112,14 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         eprintln!("termphone: {e}");
         return 1;
     }
-    let ec = engine_config(
+    let mut ec = engine_config(
         config,
         sip_trace,
         args.engine.listen,
         SocketAddr::from(([0, 0, 0, 0], 5060)),
     );
+    // serve registers every enabled account with a registrar and answers on each.
+    ec.register = true;
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {
@@ -143,6 +145,7 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
         dtmf: args.dtmf.clone(),
         duration: args.duration.map(secs),
         ring_timeout: secs(args.timeout),
+        account: args.account.clone(),
         devices: args.device.then(|| {
             (
                 config.audio.capture_device.clone(),

@@ -107,6 +107,10 @@ pub struct DialArgs {
     /// `[audio]` section, else the defaults).
     #[arg(long)]
     pub device: bool,
+    /// Call as this account from the config (through its registrar, answering its digest
+    /// challenges); URI may then be just a user or number at the account's domain.
+    #[arg(long, value_name = "NAME")]
+    pub account: Option<String>,
     /// Give up if not answered within this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     pub timeout: f64,

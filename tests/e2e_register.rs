@@ -95,3 +95,58 @@ fn wrong_password_is_reported_and_not_retried() {
         "the password leaked into output"
     );
 }
+
+/// Two accounts through the registrar: bob registers with `serve --echo`, alice calls just
+/// "bob" with `dial --account alice`; Kamailio challenges the INVITE (407), termphone answers
+/// it, the call is routed to bob's binding, the speech comes back, BYE ends it.
+#[test]
+fn call_through_kamailio_between_two_accounts_with_audio() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let bob_cfg = config_for(&k, "bob", "bobpw");
+    let alice_cfg = config_for(&k, "alice", "alicepw");
+    let mut bob = Termphone::builder(&["serve", "--echo"])
+        .global("--config")
+        .global(bob_cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    bob.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        WAIT,
+    );
+    let back = k.dir().join("alice-back.wav");
+    let speech = support::data_file("speech-8k.wav").display().to_string();
+    let mut alice = Termphone::builder(&[
+        "dial",
+        "bob",
+        "--account",
+        "alice",
+        "--play",
+        &speech,
+        "--record",
+        &back.display().to_string(),
+        "--duration",
+        "5",
+    ])
+    .global("--config")
+    .global(alice_cfg.display().to_string())
+    .dir(k.dir_handle())
+    .spawn();
+    assert_eq!(alice.wait_exit_code(WAIT), 0, "{}", alice.diagnostics());
+    let trace = alice.stderr();
+    assert!(
+        trace.contains("SIP/2.0 407"),
+        "Kamailio challenged the INVITE"
+    );
+    assert!(
+        trace.contains("Proxy-Authorization: Digest"),
+        "and termphone answered it"
+    );
+    bob.wait_call_state("hangupremote", WAIT);
+    let sim = support::compare_wavs(&support::data_file("speech-8k.wav"), &back).unwrap();
+    assert!(sim.ncc >= 0.9, "speech through the echo at bob: {sim:?}");
+    let events = format!("{:?}", alice.events());
+    assert!(
+        !trace.contains("alicepw") && !events.contains("alicepw"),
+        "the password leaked"
+    );
+}

@@ -20,7 +20,7 @@ use super::EngineConfig;
 use crate::sip::msg::{Host, Message, Uri};
 use crate::sip::registration::{RegConfig, RegEvent, RegState};
 use crate::sip::sdp::{self, Direction, LocalMedia, Negotiated};
-use crate::sip::ua::{CallRef, EndCause, RegRef, UaConfig, UaEvent, UserAgent};
+use crate::sip::ua::{CallIdentity, CallRef, EndCause, RegRef, UaConfig, UaEvent, UserAgent};
 
 /// Largest datagram we read.
 const MAX_DATAGRAM: usize = 65_535;
@@ -175,7 +175,10 @@ impl EngineActor {
     /// Register every configured account: resolve the registrar, choose the Contact from the
     /// local address that reaches it, and hand the registration to the user agent.
     async fn start_registrations(&mut self) {
-        let accounts = self.cfg.registrations.clone();
+        if !self.cfg.register {
+            return;
+        }
+        let accounts = self.cfg.accounts.clone();
         for account in accounts {
             let dest = match resolve(&account.registrar).await {
                 Ok(d) => d,
@@ -264,11 +267,12 @@ impl EngineActor {
         let now = Instant::now();
         match cmd {
             Command::Dial {
+                account,
                 target,
                 audio,
                 reply,
             } => {
-                let res = self.dial(now, &target, audio).await;
+                let res = self.dial(now, account.as_deref(), &target, audio).await;
                 let _ = reply.send(res);
             }
             Command::Answer { call, audio, reply } => {
@@ -341,11 +345,31 @@ impl EngineActor {
     async fn dial(
         &mut self,
         now: Instant,
+        account: Option<&str>,
         target: &str,
         audio: CallAudio,
     ) -> Result<CallId, CommandError> {
-        let uri = parse_target(target)?;
-        let dest = resolve(&uri)
+        let account = match account {
+            Some(name) => Some(
+                self.cfg
+                    .accounts
+                    .iter()
+                    .find(|a| a.name == name)
+                    .cloned()
+                    .ok_or_else(|| CommandError::NoSuchAccount(name.to_string()))?,
+            ),
+            None => None,
+        };
+        let uri = match &account {
+            // A bare user or number calls that user at the account's domain.
+            Some(a) if !target.contains('@') && !target.contains(':') => {
+                parse_target(&format!("sip:{target}@{}", a.aor.host_port()))?
+            }
+            _ => parse_target(target)?,
+        };
+        // With an account the registrar is the outbound proxy; without, the target itself.
+        let next_hop = account.as_ref().map(|a| &a.registrar).unwrap_or(&uri);
+        let dest = resolve(next_hop)
             .await
             .map_err(|reason| CommandError::InvalidTarget {
                 target: target.into(),
@@ -360,7 +384,13 @@ impl EngineActor {
                     reason: format!("no local RTP port: {e}"),
                 })?;
         let offer = sdp::create_offer(&local_media).into_bytes();
-        let id = self.ua.invite(now, uri.clone(), dest, local, offer);
+        let identity = CallIdentity {
+            from: account.as_ref().map(|a| a.aor.clone()),
+            credentials: account.and_then(|a| a.credentials),
+        };
+        let id = self
+            .ua
+            .invite_as(now, uri.clone(), dest, local, offer, identity);
         let call = CallId(id);
         let peer = uri.to_string();
         self.calls.insert(

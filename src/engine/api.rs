@@ -85,6 +85,8 @@ impl Default for CallAudio {
 pub enum CommandError {
     #[error("no such call: {0}")]
     NoSuchCall(CallId),
+    #[error("no account named {0:?} with a registrar in the configuration")]
+    NoSuchAccount(String),
     #[error("invalid target {target:?}: {reason}")]
     InvalidTarget { target: String, reason: String },
     #[error("call {0} is not in a state that allows this")]
@@ -103,8 +105,10 @@ pub type Reply<T> = oneshot::Sender<Result<T, CommandError>>;
 /// Imperative requests to the engine.
 #[derive(Debug)]
 pub enum Command {
-    /// Place a call to `target` (a SIP URI, or `user@host[:port]`).
+    /// Place a call to `target` (a SIP URI, or `user@host[:port]`; with an account also just
+    /// `user`, at the account's domain).
     Dial {
+        account: Option<String>,
         target: String,
         audio: CallAudio,
         reply: Reply<CallId>,

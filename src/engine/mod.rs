@@ -40,8 +40,11 @@ pub struct EngineConfig {
     pub timers: TimerConfig,
     /// How often media statistics events are sent during a call.
     pub stats_interval: Duration,
-    /// Accounts that register with a registrar.
-    pub registrations: Vec<AccountRegistration>,
+    /// Accounts with a registrar: `dial` can call as one of them (through its registrar,
+    /// answering its challenges), and they register when `register` is set.
+    pub accounts: Vec<AccountRegistration>,
+    /// Register the accounts at start and unregister at exit (`serve`; `dial` only calls).
+    pub register: bool,
 }
 
 /// An account that registers: who it is, where, and how it authenticates.
@@ -70,7 +73,8 @@ impl Default for EngineConfig {
             sip_trace: false,
             timers: TimerConfig::default(),
             stats_interval: Duration::from_secs(5),
-            registrations: Vec::new(),
+            accounts: Vec::new(),
+            register: false,
         }
     }
 }
@@ -157,7 +161,18 @@ impl EngineHandle {
 
     /// Place a call.
     pub async fn dial(&self, target: &str, audio: CallAudio) -> Result<CallId, CommandError> {
+        self.dial_as(None, target, audio).await
+    }
+
+    /// Place a call as an account (through its registrar, with its credentials).
+    pub async fn dial_as(
+        &self,
+        account: Option<&str>,
+        target: &str,
+        audio: CallAudio,
+    ) -> Result<CallId, CommandError> {
         self.request(|reply| Command::Dial {
+            account: account.map(str::to_string),
             target: target.to_string(),
             audio,
             reply,

@@ -43,6 +43,8 @@ pub struct DialPlan {
     pub duration: Option<Duration>,
     /// Give up if not answered within this.
     pub ring_timeout: Duration,
+    /// Call as this configured account.
+    pub account: Option<String>,
     /// Sound devices for what `play`/`record` do not cover: (capture, playback) names, `None`
     /// inside for the default device.
     pub devices: Option<(Option<String>, Option<String>)>,
@@ -130,7 +132,10 @@ pub async fn run(engine: Engine, plan: DialPlan, printer: EventPrinter) -> i32 {
         .unwrap_or(DEFAULT_DURATION);
 
     // Print what happened before the dial (the listening event).
-    let call: CallId = match handle.dial(&plan.target, audio).await {
+    let call: CallId = match handle
+        .dial_as(plan.account.as_deref(), &plan.target, audio)
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             while let Ok(ev) = events.try_recv() {

@@ -17,6 +17,7 @@ use core::net::SocketAddr;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
+use crate::sip::auth::{Authenticator, Credentials};
 use crate::sip::dialog::{
     host_port, ip_host, local_via, random_token, response_to, Dialog, DialogId,
 };
@@ -147,6 +148,18 @@ struct Call {
     ack: Option<(SocketAddr, Request)>,
     /// The SDP we last sent, for answering re-INVITEs with the same session.
     local_sdp: Vec<u8>,
+    /// UAC with an account: answers 401/407 challenges to our INVITE.
+    auth: Option<Authenticator>,
+}
+
+/// Who places a call: the account's address of record and credentials (default: the local
+/// address and no credentials, for serverless calls).
+#[derive(Debug, Clone, Default)]
+pub struct CallIdentity {
+    /// From URI (the address of record).
+    pub from: Option<Uri>,
+    /// Credentials for 401/407 challenges.
+    pub credentials: Option<Credentials>,
 }
 
 #[derive(Debug)]
@@ -355,12 +368,26 @@ impl UserAgent {
         local: SocketAddr,
         offer: Vec<u8>,
     ) -> CallRef {
+        self.invite_as(now, target, dest, local, offer, CallIdentity::default())
+    }
+
+    /// Place a call as an account: From is its address of record, and 401/407 challenges are
+    /// answered with its credentials (RFC 3261 §22.2; the INVITE is sent again with a new CSeq).
+    pub fn invite_as(
+        &mut self,
+        now: Instant,
+        target: Uri,
+        dest: SocketAddr,
+        local: SocketAddr,
+        offer: Vec<u8>,
+        identity: CallIdentity,
+    ) -> CallRef {
         let id = self.alloc_call();
         let local_tag = random_token(&mut self.rng, 16);
         let call_id = format!("{}@{}", random_token(&mut self.rng, 24), host_port(local));
         let branch = new_branch(&mut self.rng);
         let our_uri = Uri::sip(Some(&self.cfg.user), ip_host(local), Some(local.port()));
-        let mut from = NameAddr::new(our_uri.clone());
+        let mut from = NameAddr::new(identity.from.unwrap_or_else(|| our_uri.clone()));
         from.display = self.cfg.display_name.clone();
         from.set_tag(&local_tag);
         let mut to_uri = target.clone();
@@ -407,6 +434,7 @@ impl UserAgent {
                 ok_retransmit: None,
                 ack: None,
                 local_sdp: offer,
+                auth: identity.credentials.map(Authenticator::new),
             },
         );
         self.drain_txn(now, None);
@@ -769,6 +797,7 @@ impl UserAgent {
                 ok_retransmit: None,
                 ack: None,
                 local_sdp: Vec::new(),
+                auth: None,
             },
         );
         self.events.push_back(UaEvent::Incoming {
@@ -979,6 +1008,20 @@ impl UserAgent {
                     });
                 }
             }
+            401 | 407
+                if c.auth.is_some()
+                    && !matches!(
+                        c.phase,
+                        Phase::Calling {
+                            cancel_pending: true,
+                            ..
+                        }
+                    ) =>
+            {
+                if let Err(reason) = self.resend_with_credentials(now, call, &resp) {
+                    self.end_call(call, EndCause::Rejected { code, reason });
+                }
+            }
             _ => {
                 let cause = if matches!(
                     c.phase,
@@ -998,6 +1041,53 @@ impl UserAgent {
                 self.end_call(call, cause);
             }
         }
+    }
+
+    /// Answer a 401/407 to our INVITE: the same INVITE with a new CSeq and branch and the
+    /// credentials (the transaction layer already ACKed the challenge). Err: why not (a wrong
+    /// password, an unsupported challenge), as the reason to report.
+    fn resend_with_credentials(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        resp: &Response,
+    ) -> Result<(), String> {
+        let branch = new_branch(&mut self.rng);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Ok(());
+        };
+        let Some(auth) = c.auth.as_mut() else {
+            return Err(resp.reason.clone());
+        };
+        match auth.handle_response(resp) {
+            Ok(true) => {}
+            Ok(false) => return Err(resp.reason.clone()),
+            Err(e) => return Err(e.to_string()),
+        }
+        let mut req = c.invite.clone();
+        let seq = req
+            .headers
+            .cseq()
+            .map(|s| s.seq)
+            .unwrap_or(1)
+            .wrapping_add(1);
+        req.headers.set(
+            HeaderName::CSEQ,
+            CSeq {
+                seq,
+                method: Method::Invite,
+            }
+            .to_string(),
+        );
+        if let Ok(mut via) = req.headers.top_via() {
+            via.params.set("branch", Some(&branch));
+            req.headers.set_top_via(&via);
+        }
+        auth.authorize_request(&mut self.rng, &mut req);
+        let key = self.txn.send_request(now, req.clone(), c.peer, false);
+        c.invite = req;
+        c.invite_key = key;
+        Ok(())
     }
 
     fn on_stray_response(&mut self, _now: Instant, resp: Response, source: SocketAddr) {
