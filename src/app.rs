@@ -58,6 +58,17 @@ fn engine_config(
         ec.user_agent = config.general.user_agent.clone();
     }
     if let Some(a) = account {
+        let codecs: Vec<_> = a
+            .codecs
+            .iter()
+            .map(|c| match c {
+                crate::config::CodecName::Pcmu => crate::sip::sdp::pcmu(),
+                crate::config::CodecName::Pcma => crate::sip::sdp::pcma(),
+            })
+            .collect();
+        if !codecs.is_empty() {
+            ec.codecs = codecs;
+        }
         if !a.user.is_empty() {
             ec.user = a.user.clone();
         }

@@ -417,3 +417,39 @@ fn bad_target_and_bad_dtmf_are_usage_errors() {
         "no call placed: {ev:?}"
     );
 }
+
+#[test]
+fn the_answerers_configured_codec_order_decides() {
+    let dir = support::test_dir();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[[account]]\nname = \"local\"\nuser = \"echo\"\ncodecs = [\"PCMA\", \"PCMU\"]\n",
+    )
+    .unwrap();
+    let mut srv = Termphone::builder(&["serve", "--echo"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(dir.clone())
+        .spawn();
+    let uri = srv.sip_uri("echo");
+    // The caller offers PCMU first (its default); the answerer prefers PCMA.
+    let mut dial = Termphone::builder(&["dial", &uri, "--duration", "1"])
+        .dir(dir)
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    let codecs: Vec<String> = dial
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "stats")
+        .map(|e| e["stats"]["codec"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        !codecs.is_empty() && codecs.iter().all(|c| c == "PCMA"),
+        "{codecs:?}"
+    );
+    assert!(
+        dial.stderr().contains("m=audio") && dial.stderr().contains("RTP/AVP 8 101"),
+        "the answer names PCMA only"
+    );
+}

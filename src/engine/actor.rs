@@ -485,7 +485,7 @@ impl EngineActor {
         let local_media = LocalMedia {
             addr: ip,
             port,
-            codecs: vec![sdp::pcmu(), sdp::pcma()],
+            codecs: self.cfg.codecs.clone(),
             telephone_event: true,
             direction: Direction::SendRecv,
             session_id: self.rng.random_range(1..u32::MAX as u64),

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::sip::auth::Credentials;
 use crate::sip::msg::Uri;
+use crate::sip::sdp::CodecSpec;
 use crate::sip::txn::TimerConfig;
 use api::{CallAudio, CallId, Command, CommandError, Event};
 
@@ -45,6 +46,8 @@ pub struct EngineConfig {
     pub accounts: Vec<AccountRegistration>,
     /// Register the accounts at start and unregister at exit (`serve`; `dial` only calls).
     pub register: bool,
+    /// Codecs to offer and accept, in order of preference.
+    pub codecs: Vec<CodecSpec>,
 }
 
 /// An account that registers: who it is, where, and how it authenticates.
@@ -75,6 +78,7 @@ impl Default for EngineConfig {
             stats_interval: Duration::from_secs(5),
             accounts: Vec::new(),
             register: false,
+            codecs: vec![crate::sip::sdp::pcmu(), crate::sip::sdp::pcma()],
         }
     }
 }
