@@ -150,3 +150,31 @@ fn call_through_kamailio_between_two_accounts_with_audio() {
         "the password leaked"
     );
 }
+
+/// A registrar that does not answer: after timer F (64·T1 = 32 s) the registration fails with
+/// a reason that names the address and transport.
+#[test]
+fn registrar_down_is_reported_with_its_address() {
+    let dir = support::test_dir();
+    let port = support::free_udp_port();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("[[account]]\nname = \"alice\"\nuser = \"alice\"\ndomain = \"127.0.0.1\"\nregistrar = \"sip:127.0.0.1:{port}\"\npassword = \"alicepw\"\n"),
+    )
+    .unwrap();
+    let mut srv = Termphone::builder(&["serve"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(dir)
+        .spawn();
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "failed",
+        Duration::from_secs(45),
+    );
+    let reason = ev["reason"].as_str().unwrap_or_default();
+    assert_eq!(
+        reason,
+        format!("no response from the registrar at 127.0.0.1:{port} (udp)")
+    );
+}

@@ -18,7 +18,7 @@ use super::api::{CallAudio, CallId, CallState, Command, CommandError, Event};
 use super::media::{CallMedia, StreamIds};
 use super::EngineConfig;
 use crate::sip::msg::{Host, Message, Uri};
-use crate::sip::registration::{RegConfig, RegEvent, RegState};
+use crate::sip::registration::{RegConfig, RegEvent, RegFailure, RegState};
 use crate::sip::sdp::{self, Direction, LocalMedia, Negotiated};
 use crate::sip::ua::{CallIdentity, CallRef, EndCause, RegRef, UaConfig, UaEvent, UserAgent};
 
@@ -66,8 +66,8 @@ pub(crate) struct EngineActor {
     shutdown: Option<(oneshot::Sender<()>, Instant)>,
     /// Media being closed (recordings finalized) in the blocking pool.
     closing: Vec<JoinHandle<()>>,
-    /// Registrations → account names.
-    registrations: BTreeMap<RegRef, String>,
+    /// Registrations → account name and the registrar's address.
+    registrations: BTreeMap<RegRef, (String, SocketAddr)>,
 }
 
 impl EngineActor {
@@ -210,12 +210,12 @@ impl EngineActor {
             cfg.user_agent = self.cfg.user_agent.clone();
             cfg.display_name = self.cfg.display_name.clone();
             let reg = self.ua.register(Instant::now(), cfg, dest);
-            self.registrations.insert(reg, account.name.clone());
+            self.registrations.insert(reg, (account.name.clone(), dest));
         }
     }
 
     fn on_registration(&mut self, reg: RegRef, event: RegEvent) {
-        let Some(account) = self.registrations.get(&reg).cloned() else {
+        let Some((account, dest)) = self.registrations.get(&reg).cloned() else {
             return;
         };
         let RegEvent::StateChanged(state) = event else {
@@ -226,6 +226,14 @@ impl EngineActor {
             RegState::Registering => ("registering", None, None),
             RegState::Registered { granted, .. } => ("registered", None, Some(granted)),
             RegState::Unregistering => ("unregistering", None, None),
+            RegState::Failed {
+                reason: RegFailure::Timeout,
+                ..
+            } => (
+                "failed",
+                Some(format!("no response from the registrar at {dest} (udp)")),
+                None,
+            ),
             RegState::Failed { reason, .. } => ("failed", Some(reason.to_string()), None),
         };
         info!(%account, state = name, reason = ?reason, "registration");
