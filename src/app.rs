@@ -87,9 +87,6 @@ fn engine_config(
     ec
 }
 
-/// Registration seconds asked for when the account does not say (the registrar may grant less).
-const DEFAULT_EXPIRES: u32 = 600;
-
 /// The registration of an account that names a registrar (`None` for serverless accounts).
 fn account_registration(a: &crate::config::AccountConfig) -> Option<AccountRegistration> {
     let registrar: Uri = a.registrar.as_deref()?.parse().ok()?;
@@ -99,7 +96,7 @@ fn account_registration(a: &crate::config::AccountConfig) -> Option<AccountRegis
         name: a.name.clone(),
         aor,
         registrar,
-        expires: DEFAULT_EXPIRES,
+        expires: a.expires,
         credentials: a
             .password
             .clone()

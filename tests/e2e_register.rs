@@ -178,3 +178,41 @@ fn registrar_down_is_reported_with_its_address() {
         format!("no response from the registrar at 127.0.0.1:{port} (udp)")
     );
 }
+
+/// Kamailio restarts and forgets every binding (its location table is in memory): termphone
+/// registers again by itself at its next refresh (expires = 20 s → refresh after 10 s), and a
+/// call to it works again.
+#[test]
+fn registration_comes_back_after_a_kamailio_restart_and_calls_work() {
+    let mut k = Kamailio::start(KamailioOpts::default());
+    let bob_cfg = config_for(&k, "bob", "bobpw");
+    let mut text = std::fs::read_to_string(&bob_cfg).unwrap();
+    text.push_str("expires = 20\n");
+    std::fs::write(&bob_cfg, text).unwrap();
+    let mut bob = Termphone::builder(&["serve", "--echo"])
+        .global("--config")
+        .global(bob_cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    let first = bob.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        WAIT,
+    );
+    assert_eq!(first["expires"], 20, "{first}");
+    k.wait_registrations(WAIT, "bob registered", |r| r.iter().any(|b| b.aor == "bob"));
+    k.restart();
+    assert!(
+        k.registrations_of("bob").is_empty(),
+        "the restart forgot bob"
+    );
+    k.wait_registrations(Duration::from_secs(25), "bob registered again", |r| {
+        r.iter().any(|b| b.aor == "bob")
+    });
+    let alice_cfg = config_for(&k, "alice", "alicepw");
+    let mut alice = Termphone::builder(&["dial", "bob", "--account", "alice", "--duration", "1"])
+        .global("--config")
+        .global(alice_cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    assert_eq!(alice.wait_exit_code(WAIT), 0, "{}", alice.diagnostics());
+}

@@ -113,6 +113,8 @@ pub struct AccountConfig {
     pub domain: Option<String>,
     /// Registrar URI (`sip:sip.example.com`); accepted but not used yet.
     pub registrar: Option<String>,
+    /// Registration interval asked for, in seconds (the registrar may grant less).
+    pub expires: u32,
     /// Transport for SIP.
     pub transport: Transport,
     /// Password stored in the file (discouraged: loading it gives a warning).
@@ -136,6 +138,7 @@ impl AccountConfig {
             user: "termphone".to_string(),
             domain: None,
             registrar: None,
+            expires: DEFAULT_EXPIRES,
             transport: Transport::Udp,
             password: None,
             codecs: CodecName::default_list(),
@@ -222,6 +225,9 @@ impl DtmfMode {
         }
     }
 }
+
+/// Registration interval when an account does not set `expires` (seconds).
+pub const DEFAULT_EXPIRES: u32 = 600;
 
 /// Passwords are the digest layer's [`Secret`]: `Debug` and `Display` never show the value.
 pub use crate::sip::auth::Secret;

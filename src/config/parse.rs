@@ -31,6 +31,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "user",
     "domain",
     "registrar",
+    "expires",
     "transport",
     "password",
     "codecs",
@@ -38,6 +39,7 @@ const ACCOUNT_KEYS: &[&str] = &[
 ];
 
 const EXPECT_BOOL: &str = "true or false";
+const EXPECT_EXPIRES: &str = "seconds from 10 to 86400, e.g. 600";
 const EXPECT_LISTEN: &str = "a socket address such as \"0.0.0.0:5060\" or \"[::]:5060\"";
 const EXPECT_RTP_MIN: &str = "an even port number from 2 to 65534, e.g. 16384";
 const EXPECT_RTP_MAX: &str = "a port number from 1 to 65535, e.g. 32767";
@@ -295,6 +297,30 @@ impl<'t, 'i> Table<'t, 'i> {
                 None
             }
         }
+    }
+
+    /// An integer in `min..=max`.
+    fn integer_in(
+        &self,
+        ctx: &mut Ctx<'_>,
+        key: &str,
+        min: u32,
+        max: u32,
+        expected: &str,
+    ) -> Option<u32> {
+        let value = self.get(key)?;
+        let DeValue::Integer(i) = value.get_ref() else {
+            ctx.wrong_type(value, &self.path(key), expected);
+            return None;
+        };
+        let n = i128::from_str_radix(i.as_str(), i.radix())
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .filter(|n| (min..=max).contains(n));
+        if n.is_none() {
+            ctx.invalid(value, &self.path(key), "out of range", expected);
+        }
+        n
     }
 
     /// A port number in `min..=65535`.
@@ -596,6 +622,9 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
     }
     a.domain = t.checked_string(ctx, "domain", EXPECT_DOMAIN, host_port);
     a.registrar = t.checked_string(ctx, "registrar", EXPECT_REGISTRAR, sip_uri);
+    if let Some(e) = t.integer_in(ctx, "expires", 10, 86_400, EXPECT_EXPIRES) {
+        a.expires = e;
+    }
     if let Some((s, v)) = t.string(ctx, "transport", EXPECT_TRANSPORT) {
         let key = t.path("transport");
         match s.to_ascii_lowercase().as_str() {
