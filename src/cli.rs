@@ -38,7 +38,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Place one call and exit with a status that says how it ended.
     #[command(
-        after_help = "Examples:\n  termphone dial sip:echo@127.0.0.1:5070 --play speech.wav --record back.wav --duration 5\n  termphone dial 1002@192.0.2.7 --dtmf 123# --duration 10 --json\n\nExit status:\n  0  answered and ended normally\n  1  local error before the call (bad file, bad config)\n  2  usage error\n  3  busy (486, 600)\n  4  declined (603)\n  5  not found (404, 604)\n  6  no answer (ringing timeout, 408, 480)\n  7  network or transport failure (no response)\n  8  other failure"
+        after_help = "Examples:\n  termphone dial sip:echo@127.0.0.1:5070 --play speech.wav --record back.wav --duration 5\n  termphone dial 1002@192.0.2.7 --dtmf 123# --duration 10 --json\n\nExit status:\n  0  answered and ended normally\n  1  local error before the call (bad file, bad config)\n  2  usage error\n  3  busy (486, 600)\n  4  declined (603)\n  5  not found (404, 604)\n  6  no answer (ringing timeout, 408, 480)\n  7  network or transport failure (no response)\n  8  other failure\n  9  authentication failed (wrong password, 401/407/403)"
     )]
     Dial(DialArgs),
     /// List audio devices.

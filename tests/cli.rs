@@ -42,6 +42,7 @@ fn dial_help_documents_the_exit_codes() {
         "6  no answer",
         "7  network",
         "8  other",
+        "9  authentication",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }

@@ -216,3 +216,26 @@ fn registration_comes_back_after_a_kamailio_restart_and_calls_work() {
         .spawn();
     assert_eq!(alice.wait_exit_code(WAIT), 0, "{}", alice.diagnostics());
 }
+
+/// Calling as an account with a wrong password: the proxy's second challenge ends the call
+/// with exit status 9 (authentication failed), after one retry, not a loop.
+#[test]
+fn dial_with_a_wrong_password_exits_9() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let cfg = config_for(&k, "alice", "wrong-password");
+    let mut alice = Termphone::builder(&["dial", "bob", "--account", "alice", "--duration", "1"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    assert_eq!(alice.wait_exit_code(WAIT), 9, "{}", alice.diagnostics());
+    let end = alice.wait_call_state("otherfailure", WAIT);
+    assert_eq!(end["code"], 407, "{end}");
+    let invites = alice.stderr().matches("\nINVITE sip:").count();
+    assert!(
+        invites <= 3,
+        "one retry with credentials, not a loop: {invites} INVITEs"
+    );
+    let events = format!("{:?}", alice.events());
+    assert!(!alice.stderr().contains("wrong-password") && !events.contains("wrong-password"));
+}

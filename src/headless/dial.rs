@@ -30,6 +30,8 @@ pub mod exit {
     pub const NETWORK: i32 = 7;
     /// Any other failure.
     pub const OTHER: i32 = 8;
+    /// Authentication failed: wrong password, no credentials, forbidden (401, 407, 403).
+    pub const AUTH: i32 = 9;
 }
 
 /// What the scripted call does.
@@ -67,6 +69,7 @@ pub fn exit_status(state: CallState, code: Option<u16>, answered: bool, timed_ou
             Some(603) => exit::DECLINED,
             Some(404) | Some(604) => exit::NOT_FOUND,
             Some(408) | Some(480) => exit::NO_ANSWER,
+            Some(401) | Some(407) | Some(403) => exit::AUTH,
             _ => exit::OTHER,
         },
     }
@@ -251,6 +254,14 @@ mod tests {
         assert_eq!(
             exit_status(CallState::OtherFailure, Some(488), false, false),
             exit::OTHER
+        );
+        assert_eq!(
+            exit_status(CallState::OtherFailure, Some(407), false, false),
+            exit::AUTH
+        );
+        assert_eq!(
+            exit_status(CallState::OtherFailure, Some(403), false, false),
+            exit::AUTH
         );
     }
 }
