@@ -87,6 +87,42 @@ fn engine_config(
     ec
 }
 
+/// The account's password: the output of `password_cmd` if set (a failure is a warning that
+/// names the account and the exit status, never the output), else `password`.
+fn account_password(a: &crate::config::AccountConfig) -> Option<crate::config::Secret> {
+    let Some(cmd) = &a.password_cmd else {
+        return a.password.clone();
+    };
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let password = text.strip_suffix('\n').unwrap_or(&text);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            Some(crate::config::Secret::new(password))
+        }
+        Ok(out) => {
+            eprintln!(
+                "termphone: warning: account {}: password_cmd failed ({})",
+                a.name, out.status
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "termphone: warning: account {}: cannot run password_cmd: {e}",
+                a.name
+            );
+            None
+        }
+    }
+}
+
 /// The registration of an account that names a registrar (`None` for serverless accounts).
 fn account_registration(a: &crate::config::AccountConfig) -> Option<AccountRegistration> {
     let registrar: Uri = a.registrar.as_deref()?.parse().ok()?;
@@ -97,10 +133,7 @@ fn account_registration(a: &crate::config::AccountConfig) -> Option<AccountRegis
         aor,
         registrar,
         expires: a.expires,
-        credentials: a
-            .password
-            .clone()
-            .map(|p| Credentials::new(a.user.clone(), p)),
+        credentials: account_password(a).map(|p| Credentials::new(a.user.clone(), p)),
     })
 }
 

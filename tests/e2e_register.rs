@@ -239,3 +239,36 @@ fn dial_with_a_wrong_password_exits_9() {
     let events = format!("{:?}", alice.events());
     assert!(!alice.stderr().contains("wrong-password") && !events.contains("wrong-password"));
 }
+
+/// `password_cmd` runs for real: its output (trailing newline removed) is the password.
+#[test]
+fn password_cmd_provides_the_password() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let cfg = k.dir().join("cmd-config.toml");
+    let secret_file = k.dir().join("alice.secret");
+    std::fs::write(&secret_file, "alicepw\n").unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[account]]\nname = \"alice\"\nuser = \"alice\"\ndomain = \"127.0.0.1\"\nregistrar = \"sip:{}\"\npassword_cmd = \"cat '{}'\"\n",
+            k.addr(),
+            secret_file.display()
+        ),
+    )
+    .unwrap();
+    let mut srv = Termphone::builder(&["serve"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        WAIT,
+    );
+    let stderr = srv.stderr();
+    assert!(
+        !stderr.contains("password stored in the config file"),
+        "no plain-password warning"
+    );
+    assert!(!stderr.contains("alicepw"));
+}

@@ -115,6 +115,8 @@ pub struct AccountConfig {
     pub registrar: Option<String>,
     /// Registration interval asked for, in seconds (the registrar may grant less).
     pub expires: u32,
+    /// A shell command whose standard output is the password (preferred over `password`).
+    pub password_cmd: Option<String>,
     /// Transport for SIP.
     pub transport: Transport,
     /// Password stored in the file (discouraged: loading it gives a warning).
@@ -139,6 +141,7 @@ impl AccountConfig {
             domain: None,
             registrar: None,
             expires: DEFAULT_EXPIRES,
+            password_cmd: None,
             transport: Transport::Udp,
             password: None,
             codecs: CodecName::default_list(),

@@ -34,12 +34,15 @@ const ACCOUNT_KEYS: &[&str] = &[
     "expires",
     "transport",
     "password",
+    "password_cmd",
     "codecs",
     "dtmf_mode",
 ];
 
 const EXPECT_BOOL: &str = "true or false";
 const EXPECT_EXPIRES: &str = "seconds from 10 to 86400, e.g. 600";
+const EXPECT_PASSWORD_CMD: &str =
+    "a shell command that prints the password, e.g. \"pass show sip/work\"";
 const EXPECT_LISTEN: &str = "a socket address such as \"0.0.0.0:5060\" or \"[::]:5060\"";
 const EXPECT_RTP_MIN: &str = "an even port number from 2 to 65534, e.g. 16384";
 const EXPECT_RTP_MAX: &str = "a port number from 1 to 65535, e.g. 32767";
@@ -644,6 +647,7 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
             _ => ctx.invalid(v, &key, "unknown transport", EXPECT_TRANSPORT),
         }
     }
+    a.password_cmd = t.checked_string(ctx, "password_cmd", EXPECT_PASSWORD_CMD, |_| true);
     if let Some(v) = t.get("password") {
         let key = t.path("password");
         match v.get_ref() {
