@@ -50,7 +50,12 @@ struct Call {
     next_stats: Instant,
     /// A local failure that made us end the call (reported instead of a plain hang-up).
     failure: Option<String>,
+    /// DTMF asked for while the media was still opening.
+    pending_dtmf: String,
 }
+
+/// A call's media, opened on the blocking pool.
+type MediaStart = Result<(CallMedia, Vec<String>), String>;
 
 pub(crate) struct EngineActor {
     cfg: EngineConfig,
@@ -66,6 +71,9 @@ pub(crate) struct EngineActor {
     shutdown: Option<(oneshot::Sender<()>, Instant)>,
     /// Media being closed (recordings finalized) in the blocking pool.
     closing: Vec<JoinHandle<()>>,
+    /// Media opened on the blocking pool, back to the loop.
+    media_ready_tx: mpsc::Sender<(CallRef, MediaStart)>,
+    media_ready_rx: mpsc::Receiver<(CallRef, MediaStart)>,
     /// Registrations → account name and the registrar's address.
     registrations: BTreeMap<RegRef, (String, SocketAddr)>,
 }
@@ -87,6 +95,7 @@ impl EngineActor {
             seed: seed_rng.random(),
         });
         let (rtp_tx, rtp_rx) = mpsc::channel(1024);
+        let (media_ready_tx, media_ready_rx) = mpsc::channel(16);
         EngineActor {
             cfg,
             socket,
@@ -101,6 +110,8 @@ impl EngineActor {
             shutdown: None,
             closing: Vec::new(),
             registrations: BTreeMap::new(),
+            media_ready_tx,
+            media_ready_rx,
         }
     }
 
@@ -157,6 +168,7 @@ impl EngineActor {
                     self.ua.handle_timeout(Instant::now());
                 },
                 _ = media_clock.tick(), if media_running => self.on_media_tick(),
+                Some((id, result)) = self.media_ready_rx.recv() => self.on_media_ready(id, result),
             }
             self.drain_ua().await;
         }
@@ -314,12 +326,17 @@ impl EngineActor {
                 {
                     Err(CommandError::InvalidDtmf(digits))
                 } else {
-                    match self.calls.get_mut(&call.0).and_then(|c| c.media.as_mut()) {
-                        Some(media) => {
-                            media.send_dtmf(now, &digits.to_ascii_uppercase());
+                    let digits = digits.to_ascii_uppercase();
+                    match self.calls.get_mut(&call.0) {
+                        Some(c) if c.state == CallState::Connected => {
+                            match c.media.as_mut() {
+                                Some(media) => media.send_dtmf(now, &digits),
+                                // Media still opening: sent as soon as it runs.
+                                None => c.pending_dtmf.push_str(&digits),
+                            }
                             Ok(())
                         }
-                        None => Err(self.state_error(call)),
+                        _ => Err(self.state_error(call)),
                     }
                 };
                 let _ = reply.send(res);
@@ -417,6 +434,7 @@ impl EngineActor {
                 media: None,
                 next_stats: now,
                 failure: None,
+                pending_dtmf: String::new(),
             },
         );
         self.emit(Event::Call {
@@ -503,6 +521,9 @@ impl EngineActor {
         Ok((Arc::new(socket), local_media))
     }
 
+    /// Start a call's media. Opening files and devices is blocking work (a device can take
+    /// seconds), so it runs on the blocking pool; the result comes back to the loop through
+    /// `media_ready` and [`EngineActor::on_media_ready`] wires it in.
     fn start_media(&mut self, id: CallRef, negotiated: &Negotiated) {
         let ids = StreamIds {
             ssrc: self.rng.random(),
@@ -513,8 +534,27 @@ impl EngineActor {
             return;
         };
         let Some(rtp) = c.rtp.clone() else { return };
+        let negotiated = negotiated.clone();
+        let audio = c.audio.clone();
+        let ready = self.media_ready_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = CallMedia::start(&negotiated, &audio, rtp, ids);
+            let _ = ready.blocking_send((id, result));
+        });
+    }
+
+    fn on_media_ready(&mut self, id: CallRef, result: MediaStart) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            // The call ended while its media was opening.
+            if let Ok((media, _)) = result {
+                self.closing.push(tokio::task::spawn_blocking(move || {
+                    let _ = media.finish();
+                }));
+            }
+            return;
+        };
         let call = c.id;
-        let (media, warnings) = match CallMedia::start(negotiated, &c.audio, rtp.clone(), ids) {
+        let (mut media, warnings) = match result {
             Ok(x) => x,
             Err(e) => {
                 c.failure = Some(e.clone());
@@ -523,18 +563,24 @@ impl EngineActor {
                 return;
             }
         };
+        let now = Instant::now();
+        if !c.pending_dtmf.is_empty() {
+            media.send_dtmf(now, &std::mem::take(&mut c.pending_dtmf));
+        }
         c.media = Some(media);
-        c.next_stats = Instant::now() + self.cfg.stats_interval;
+        c.next_stats = now + self.cfg.stats_interval;
         // RTP receive: a small task per call forwards datagrams into the engine loop.
-        let tx = self.rtp_tx.clone();
-        c.rtp_task = Some(tokio::spawn(async move {
-            let mut buf = vec![0u8; 2048];
-            while let Ok((n, _src)) = rtp.recv_from(&mut buf).await {
-                if tx.try_send((id, buf[..n].to_vec())).is_err() && tx.is_closed() {
-                    break;
+        if let Some(rtp) = c.rtp.clone() {
+            let tx = self.rtp_tx.clone();
+            c.rtp_task = Some(tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                while let Ok((n, _src)) = rtp.recv_from(&mut buf).await {
+                    if tx.try_send((id, buf[..n].to_vec())).is_err() && tx.is_closed() {
+                        break;
+                    }
                 }
-            }
-        }));
+            }));
+        }
         if let crate::engine::api::AudioSinkSpec::File(path) = &c.audio.sink {
             let path = path.clone();
             self.emit(Event::Recording { call, path });
@@ -651,6 +697,7 @@ impl EngineActor {
                         media: None,
                         next_stats: now,
                         failure: None,
+                        pending_dtmf: String::new(),
                     },
                 );
                 if self.shutdown.is_some() {
