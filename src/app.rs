@@ -194,10 +194,13 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
             )
         }),
     };
-    if let Err(e) = dial::validate(&plan) {
-        eprintln!("termphone: {e}");
-        return dial::exit::LOCAL_ERROR;
-    }
+    let play_len = match dial::validate(&plan) {
+        Ok(len) => len,
+        Err(e) => {
+            eprintln!("termphone: {e}");
+            return dial::exit::LOCAL_ERROR;
+        }
+    };
     // dial is a client: an ephemeral port unless told otherwise.
     let ec = engine_config(
         config,
@@ -215,6 +218,7 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
     dial::run(
         engine,
         plan,
+        play_len,
         EventPrinter {
             json: args.engine.json || json_default,
         },

@@ -102,21 +102,18 @@ pub fn validate(plan: &DialPlan) -> Result<Option<f64>, String> {
     Ok(play_len)
 }
 
-/// Run the call; returns the process exit status.
-pub async fn run(engine: Engine, plan: DialPlan, printer: EventPrinter) -> i32 {
+/// Run the call (after [`validate`], which gave `play_len`); returns the process exit status.
+pub async fn run(
+    engine: Engine,
+    plan: DialPlan,
+    play_len: Option<f64>,
+    printer: EventPrinter,
+) -> i32 {
     let Engine {
         handle,
         mut events,
         task,
     } = engine;
-    let play_len = match validate(&plan) {
-        Ok(len) => len,
-        Err(e) => {
-            eprintln!("termphone: {e}");
-            handle.shutdown().await;
-            return exit::LOCAL_ERROR;
-        }
-    };
     let audio = CallAudio {
         source: match (&plan.play, &plan.devices) {
             (Some(path), _) => AudioSourceSpec::File(path.clone()),

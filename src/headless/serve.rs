@@ -39,18 +39,13 @@ pub fn validate(policy: &ServePolicy) -> Result<(), String> {
     Ok(())
 }
 
-/// Run until SIGINT/SIGTERM; returns the exit status.
+/// Run until SIGINT/SIGTERM (after [`validate`]); returns the exit status.
 pub async fn run(engine: Engine, policy: ServePolicy, printer: EventPrinter) -> i32 {
     let Engine {
         handle,
         mut events,
         task,
     } = engine;
-    if let Err(e) = validate(&policy) {
-        eprintln!("termphone: {e}");
-        handle.shutdown().await;
-        return 1;
-    }
     let signal = termination_signal();
     tokio::pin!(signal);
     loop {
