@@ -6,12 +6,13 @@
 #   tests:  sip-tester (sipp peer), pulseaudio + pulseaudio-utils + libasound2-plugins
 #           (headless audio devices, scripts/headless-audio.sh), sox espeak-ng (fixtures),
 #           kamailio (registrar/proxy, tests/support/kamailio.rs) with its sqlite, tls and
-#           websocket module packages (5.6.3-2 on Debian bookworm)
+#           websocket module packages (5.6.3-2 on Debian bookworm), baresip-core (peer UA,
+#           tests/support/baresip.rs; 1.0.0 on bookworm)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(
     build-essential pkg-config libasound2-dev
-    sip-tester
+    sip-tester baresip-core
     kamailio kamailio-sqlite-modules kamailio-tls-modules kamailio-websocket-modules
     pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
     sox espeak-ng

@@ -33,6 +33,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod audio;
+pub mod baresip;
 pub mod e2e;
 pub mod kamailio;
 pub mod rtp;
