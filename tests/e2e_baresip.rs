@@ -139,6 +139,8 @@ fn baresip_calls_termphone_serve_through_kamailio() {
     );
     b.stop();
     srv.stop();
+    // Both unregistered at exit: baresip (its first SIGTERM) and serve.
+    k.wait_registrations(WAIT, "empty after both exited", |r| r.is_empty());
     assert_holds_tone(&path, "baresip->termphone serve");
     assert_baresip_heard_speech(&b);
     no_password_in(&format!("{}\n{:?}", srv.stderr(), srv.events()));

@@ -73,6 +73,26 @@ impl Baresip {
         source_wav: &Path,
         timeout: Duration,
     ) -> Baresip {
+        // A free port can be taken before baresip binds it; then it exits at once: retry.
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::launch(k, user, password, source_wav, timeout) {
+                Ok(b) => return b,
+                Err((true, e)) => last = e,
+                Err((false, e)) => panic!("{e}"),
+            }
+        }
+        panic!("{last}");
+    }
+
+    /// One start attempt; `Err((exited_early, message))`.
+    fn launch(
+        k: &Kamailio,
+        user: &str,
+        password: &str,
+        source_wav: &Path,
+        timeout: Duration,
+    ) -> Result<Baresip, (bool, String)> {
         assert!(
             baresip_available(),
             "baresip with g711/aufile/aubridge/sndfile/ctrl_tcp not found: install the Debian \
@@ -154,15 +174,19 @@ impl Baresip {
                 .then_some(true)
         });
         if ok != Some(true) {
-            let log = tail_file(&b.log_path, 6000);
+            let exited = ok == Some(false);
             b.stop();
-            panic!(
-                "baresip {user} did not register with Kamailio within {timeout:?} \
-                 (bindings {:?})\nbaresip log:\n{log}",
-                k.registrations_of(user)
-            );
+            let log = tail_file(&b.log_path, 6000);
+            return Err((
+                exited,
+                format!(
+                    "baresip {user} did not register with Kamailio within {timeout:?} \
+                     (exited: {exited}; bindings {:?})\nbaresip log:\n{log}",
+                    k.registrations_of(user)
+                ),
+            ));
         }
-        b
+        Ok(b)
     }
 
     /// Its config directory (config, accounts, log, `snd/`).
