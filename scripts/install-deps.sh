@@ -2,20 +2,23 @@
 # install-deps.sh: the Debian packages termphone needs to build and to run its tests.
 # Idempotent: installs only what is missing. Uses sudo when not root.
 #
-#   build:  pkg-config libasound2-dev (cpal's ALSA backend), build-essential
+#   build:  pkg-config libasound2-dev (cpal's ALSA backend), build-essential,
+#           libdbus-1-dev (the keyring crate's Secret Service backend)
 #   tests:  sip-tester (sipp peer), pulseaudio + pulseaudio-utils + libasound2-plugins
 #           (headless audio devices, scripts/headless-audio.sh), sox espeak-ng (fixtures),
 #           kamailio (registrar/proxy, tests/support/kamailio.rs) with its sqlite, tls and
 #           websocket module packages (5.6.3-2 on Debian bookworm), baresip-core (peer UA,
-#           tests/support/baresip.rs; 1.0.0 on bookworm)
+#           tests/support/baresip.rs; 1.0.0 on bookworm), dbus + gnome-keyring (a private
+#           session bus and Secret Service for the keyring tests)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(
-    build-essential pkg-config libasound2-dev
+    build-essential pkg-config libasound2-dev libdbus-1-dev
     sip-tester baresip-core
     kamailio kamailio-sqlite-modules kamailio-tls-modules kamailio-websocket-modules
     pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
     sox espeak-ng
+    dbus gnome-keyring
     procps ca-certificates
 )
 missing=()

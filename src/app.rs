@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Cli, Command, DialArgs, ServeArgs};
+use crate::cli::{AccountCommand, Cli, Command, DialArgs, ServeArgs};
 use crate::config::Config;
 use crate::engine::api::AudioSourceSpec;
 use crate::engine::{self, AccountRegistration, EngineConfig, RtpPortRange};
@@ -27,6 +27,7 @@ pub async fn run(cli: Cli, json_default: bool) -> i32 {
         Command::Serve(args) => run_serve(&config, cli.sip_trace, args, json_default).await,
         Command::Dial(args) => run_dial(&config, cli.sip_trace, args, json_default).await,
         Command::Devices => run_devices(),
+        Command::Account(args) => run_account(&config, args.command),
     }
 }
 
@@ -87,40 +88,16 @@ fn engine_config(
     ec
 }
 
-/// The account's password: the output of `password_cmd` if set (a failure is a warning that
-/// names the account and the exit status, never the output), else `password`.
+/// The account's password: its OS keyring entry, else the output of `password_cmd`, else
+/// `password` from the file. Problems are warnings that name the account, never a password.
 fn account_password(a: &crate::config::AccountConfig) -> Option<crate::config::Secret> {
-    let Some(cmd) = &a.password_cmd else {
-        return a.password.clone();
-    };
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output();
-    match out {
-        Ok(out) if out.status.success() => {
-            let text = String::from_utf8_lossy(&out.stdout);
-            let password = text.strip_suffix('\n').unwrap_or(&text);
-            let password = password.strip_suffix('\r').unwrap_or(password);
-            Some(crate::config::Secret::new(password))
-        }
-        Ok(out) => {
-            eprintln!(
-                "termphone: warning: account {}: password_cmd failed ({})",
-                a.name, out.status
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!(
-                "termphone: warning: account {}: cannot run password_cmd: {e}",
-                a.name
-            );
-            None
-        }
+    use crate::config::secrets;
+    let r = secrets::resolve_password(a, secrets::keyring_get(&a.name), secrets::run_password_cmd);
+    for w in &r.warnings {
+        eprintln!("termphone: warning: {w}");
     }
+    tracing::info!(account = %a.name, source = %r.source, "password source");
+    r.password
 }
 
 /// The registration of an account that names a registrar (`None` for serverless accounts).
@@ -258,4 +235,123 @@ fn secs(s: f64) -> Duration {
     } else {
         Duration::ZERO
     }
+}
+
+/// `termphone account ...`: passwords in the OS keyring, and the account list.
+fn run_account(config: &Config, cmd: AccountCommand) -> i32 {
+    use crate::config::secrets;
+    let find = |name: &str| {
+        let found = config.accounts.iter().find(|a| a.name == name);
+        if found.is_none() {
+            let names: Vec<&str> = config.accounts.iter().map(|a| a.name.as_str()).collect();
+            eprintln!(
+                "termphone: no account named {name:?} in the config (accounts: {})",
+                names.join(", ")
+            );
+        }
+        found
+    };
+    match cmd {
+        AccountCommand::SetPassword { name } => {
+            let Some(a) = find(&name) else { return 1 };
+            let password = match read_password(&a.name) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("termphone: cannot read the password: {e}");
+                    return 1;
+                }
+            };
+            if password.is_empty() {
+                eprintln!("termphone: empty password; nothing stored");
+                return 1;
+            }
+            match secrets::keyring_set(&a.name, &password) {
+                Ok(()) => {
+                    eprintln!(
+                        "termphone: password for account {} stored in the OS keyring",
+                        a.name
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!(
+                        "termphone: cannot store the password for account {}: {e}",
+                        a.name
+                    );
+                    1
+                }
+            }
+        }
+        AccountCommand::Remove { name } => {
+            let Some(a) = find(&name) else { return 1 };
+            match secrets::keyring_delete(&a.name) {
+                Ok(true) => {
+                    eprintln!(
+                        "termphone: password for account {} removed from the OS keyring",
+                        a.name
+                    );
+                    0
+                }
+                Ok(false) => {
+                    eprintln!(
+                        "termphone: account {} has no password in the OS keyring",
+                        a.name
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!(
+                        "termphone: cannot remove the password for account {}: {e}",
+                        a.name
+                    );
+                    1
+                }
+            }
+        }
+        AccountCommand::List => {
+            let mut keyring_problem = None;
+            for a in &config.accounts {
+                let lookup = secrets::keyring_get(&a.name);
+                if let secrets::KeyringLookup::Unavailable(why) = &lookup {
+                    keyring_problem.get_or_insert_with(|| why.clone());
+                }
+                let mut source = secrets::password_source(a, &lookup).to_string();
+                if source == "none" && matches!(lookup, secrets::KeyringLookup::Unavailable(_)) {
+                    source.push_str(" (keyring unavailable)");
+                }
+                let aor = match &a.domain {
+                    Some(d) => format!("{}@{d}", a.user),
+                    None => a.user.clone(),
+                };
+                println!(
+                    "{}\t{aor}\tregistrar={}\ttransport={}\tpassword={source}{}",
+                    a.name,
+                    a.registrar.as_deref().unwrap_or("none"),
+                    a.transport.as_str(),
+                    if a.enabled { "" } else { "\tdisabled" },
+                );
+            }
+            if let Some(why) = keyring_problem {
+                eprintln!("termphone: warning: {why}; keyring passwords are not shown");
+            }
+            0
+        }
+    }
+}
+
+/// Read a password: from the terminal without echo, or one line of stdin when it is not a
+/// terminal (the trailing newline removed).
+fn read_password(account: &str) -> std::io::Result<crate::config::Secret> {
+    use std::io::{BufRead, IsTerminal};
+    let stdin = std::io::stdin();
+    let line = if stdin.is_terminal() {
+        rpassword::prompt_password(format!("Password for account {account}: "))?
+    } else {
+        let mut line = String::new();
+        stdin.lock().read_line(&mut line)?;
+        line
+    };
+    Ok(crate::config::Secret::new(
+        crate::config::secrets::strip_line_end(&line),
+    ))
 }

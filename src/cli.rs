@@ -44,6 +44,42 @@ pub enum Command {
     /// List audio devices.
     #[command(after_help = "Example:\n  termphone devices")]
     Devices,
+    /// Accounts: list them; store or remove their passwords in the OS keyring.
+    #[command(
+        after_help = "Examples:\n  termphone account list\n  termphone account set-password work\n  pass show sip/work | termphone account set-password work\n  termphone account remove work"
+    )]
+    Account(AccountArgs),
+}
+
+/// `termphone account`
+#[derive(Debug, Args)]
+pub struct AccountArgs {
+    #[command(subcommand)]
+    pub command: AccountCommand,
+}
+
+/// What `termphone account` does.
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Store an account's password in the OS keyring (service "termphone", user = NAME). Reads
+    /// it from the terminal without echo, or one line from stdin when stdin is not a terminal.
+    #[command(
+        after_help = "Examples:\n  termphone account set-password work\n  printf '%s\\n' \"$PW\" | termphone account set-password work"
+    )]
+    SetPassword {
+        /// The account's name in the config.
+        name: String,
+    },
+    /// One line per account: name, user@domain, registrar, transport, password source
+    /// (keyring, password_cmd, config file or none). Never the password.
+    #[command(after_help = "Example:\n  termphone account list")]
+    List,
+    /// Delete an account's password from the OS keyring (the config is not changed).
+    #[command(after_help = "Example:\n  termphone account remove work")]
+    Remove {
+        /// The account's name in the config.
+        name: String,
+    },
 }
 
 /// Options shared by the modes that run the engine.

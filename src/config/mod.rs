@@ -12,6 +12,7 @@
 mod error;
 mod parse;
 mod path;
+pub mod secrets;
 
 use std::fmt;
 use std::io::Read;
