@@ -295,7 +295,10 @@ impl TermphoneBuilder {
             .env("RUST_BACKTRACE", "1")
             // Never the developer's own keyring: a session bus that does not exist, unless the
             // test brings its own (the keyring tests do, with .env()).
-            .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/termphone-test-bus");
+            .env(
+                "DBUS_SESSION_BUS_ADDRESS",
+                "unix:path=/nonexistent/termphone-test-bus",
+            );
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
