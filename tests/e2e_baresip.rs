@@ -22,15 +22,9 @@ const MIN_NCC: f64 = 0.9;
 /// Fraction of 40 ms blocks of the tone window in which the tone must dominate.
 const MIN_TONE_COVERAGE: f64 = 0.6;
 
-/// A config file with one account of `user` at the fixture's registrar.
-fn config_for(k: &Kamailio, user: &str, password: &str) -> PathBuf {
-    let path = k.dir().join(format!("{user}-config.toml"));
-    let text = format!(
-        "[[account]]\nname = \"{user}\"\nuser = \"{user}\"\ndomain = \"127.0.0.1\"\nregistrar = \"sip:{}\"\npassword = \"{password}\"\n",
-        k.addr()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+/// A config file with one account of `user` at the fixture's registrar, password in the file.
+fn config_for(k: &Kamailio, user: &str, password: &str) -> std::path::PathBuf {
+    k.account_config(user, &format!("password = \"{password}\"\n"))
 }
 
 /// A 20 s, 8 kHz mono S16LE 697 Hz tone for baresip's aufile source.

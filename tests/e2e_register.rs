@@ -12,15 +12,9 @@ use support::Termphone;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A config file with one account of `user` at the fixture's registrar.
+/// A config file with one account of `user` at the fixture's registrar, password in the file.
 fn config_for(k: &Kamailio, user: &str, password: &str) -> std::path::PathBuf {
-    let path = k.dir().join(format!("{user}-config.toml"));
-    let text = format!(
-        "[[account]]\nname = \"{user}\"\nuser = \"{user}\"\ndomain = \"127.0.0.1\"\nregistrar = \"sip:{}\"\npassword = \"{password}\"\n",
-        k.addr()
-    );
-    std::fs::write(&path, text).unwrap();
-    path
+    k.account_config(user, &format!("password = \"{password}\"\n"))
 }
 
 fn registers_and_unregisters(opts: KamailioOpts) {
@@ -185,10 +179,7 @@ fn registrar_down_is_reported_with_its_address() {
 #[test]
 fn registration_comes_back_after_a_kamailio_restart_and_calls_work() {
     let mut k = Kamailio::start(KamailioOpts::default());
-    let bob_cfg = config_for(&k, "bob", "bobpw");
-    let mut text = std::fs::read_to_string(&bob_cfg).unwrap();
-    text.push_str("expires = 20\n");
-    std::fs::write(&bob_cfg, text).unwrap();
+    let bob_cfg = k.account_config("bob", "password = \"bobpw\"\nexpires = 20\n");
     let mut bob = Termphone::builder(&["serve", "--echo"])
         .global("--config")
         .global(bob_cfg.display().to_string())
@@ -244,18 +235,12 @@ fn dial_with_a_wrong_password_exits_9() {
 #[test]
 fn password_cmd_provides_the_password() {
     let k = Kamailio::start(KamailioOpts::default());
-    let cfg = k.dir().join("cmd-config.toml");
     let secret_file = k.dir().join("alice.secret");
     std::fs::write(&secret_file, "alicepw\n").unwrap();
-    std::fs::write(
-        &cfg,
-        format!(
-            "[[account]]\nname = \"alice\"\nuser = \"alice\"\ndomain = \"127.0.0.1\"\nregistrar = \"sip:{}\"\npassword_cmd = \"cat '{}'\"\n",
-            k.addr(),
-            secret_file.display()
-        ),
-    )
-    .unwrap();
+    let cfg = k.account_config(
+        "alice",
+        &format!("password_cmd = \"cat '{}'\"\n", secret_file.display()),
+    );
     let mut srv = Termphone::builder(&["serve"])
         .global("--config")
         .global(cfg.display().to_string())

@@ -23,14 +23,8 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// alice at the fixture's registrar; `extra` is appended to the account table.
 fn config(k: &Kamailio, extra: &str) -> PathBuf {
-    let path = k.dir().join("alice-keyring.toml");
-    let text = format!(
-        "[[account]]\nname = \"alice\"\nuser = \"alice\"\ndomain = \"127.0.0.1\"\nregistrar = \"sip:{}\"\n{extra}",
-        k.addr()
-    );
-    assert!(!text.contains("alicepw"));
-    std::fs::write(&path, text).unwrap();
-    path
+    assert!(!extra.contains("alicepw"));
+    k.account_config("alice", extra)
 }
 
 /// `termphone account set-password alice` with the password on stdin; returns its output.

@@ -475,6 +475,20 @@ impl Kamailio {
         format!("sip:{user}@{DOMAIN}")
     }
 
+    /// Write a termphone config file (in the fixture's dir) with one account of `user` at
+    /// this registrar; `extra` lines are appended to the account table (a password, expires…).
+    pub fn account_config(&self, user: &str, extra: &str) -> PathBuf {
+        let path = self
+            .dir()
+            .join(format!("{user}-{}-config.toml", next_seq()));
+        let text = format!(
+            "[[account]]\nname = \"{user}\"\nuser = \"{user}\"\ndomain = \"{DOMAIN}\"\nregistrar = \"sip:{}\"\n{extra}",
+            self.addr()
+        );
+        std::fs::write(&path, text).expect("write the termphone config");
+        path
+    }
+
     /// The users it was started with.
     pub fn users(&self) -> &[User] {
         &self.opts.users
