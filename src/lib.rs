@@ -16,3 +16,10 @@ pub mod media;
 pub mod sip;
 
 pub use app::run;
+
+/// A base instant for unit tests of the sans-IO cores, which never read the clock themselves:
+/// tests add synthetic durations to it.
+#[cfg(test)]
+pub(crate) fn test_epoch() -> std::time::Instant {
+    std::time::Instant::now()
+}

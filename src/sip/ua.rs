@@ -1179,7 +1179,7 @@ mod tests {
             Pair {
                 a: ua("alice", 1),
                 b: ua("bob", 2),
-                now: Instant::now(),
+                now: crate::test_epoch(),
                 a_events: vec![],
                 b_events: vec![],
                 drop_first: vec![],
