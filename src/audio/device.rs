@@ -449,32 +449,22 @@ impl CaptureStream {
                     .default_input_config()
                     .map_err(|e| open_error(name, &dev_name, Direction::Input, &e))?;
                 let cfg = config_of(&supported);
-                // the period asked for first; the device's own choice if it refuses that
-                let built = match by_sample_format!(
-                    supported.sample_format(),
-                    build_capture,
-                    &dev,
-                    stream_config(&supported, true),
-                    thread_shared.clone()
-                ) {
-                    Some(Err(_)) => by_sample_format!(
-                        supported.sample_format(),
-                        build_capture,
-                        &dev,
-                        stream_config(&supported, false),
-                        thread_shared
-                    ),
-                    other => other,
-                }
-                .ok_or_else(|| AudioError::Device {
-                    device: dev_name.clone(),
-                    problem: format!("unsupported sample format {}", cfg.sample_format),
-                })?;
-                let (stream, ring) =
-                    built.map_err(|e| open_error(name, &dev_name, Direction::Input, &e))?;
-                stream
-                    .play()
-                    .map_err(|e| open_error(name, &dev_name, Direction::Input, &e))?;
+                let (stream, ring) = build_and_play(
+                    &dev_name,
+                    name,
+                    Direction::Input,
+                    &cfg,
+                    |c| {
+                        by_sample_format!(
+                            supported.sample_format(),
+                            build_capture,
+                            &dev,
+                            c,
+                            thread_shared.clone()
+                        )
+                    },
+                    &supported,
+                )?;
                 Ok((stream, (ring, dev_name, cfg)))
             })?;
         Ok(CaptureStream {
@@ -601,32 +591,22 @@ impl PlaybackStream {
                     usize::from(supported.channels().max(1)),
                 );
                 thread_shared.frame.store(frame, Relaxed);
-                // the period asked for first; the device's own choice if it refuses that
-                let built = match by_sample_format!(
-                    supported.sample_format(),
-                    build_playback,
-                    &dev,
-                    stream_config(&supported, true),
-                    thread_shared.clone()
-                ) {
-                    Some(Err(_)) => by_sample_format!(
-                        supported.sample_format(),
-                        build_playback,
-                        &dev,
-                        stream_config(&supported, false),
-                        thread_shared
-                    ),
-                    other => other,
-                }
-                .ok_or_else(|| AudioError::Device {
-                    device: dev_name.clone(),
-                    problem: format!("unsupported sample format {}", cfg.sample_format),
-                })?;
-                let (stream, ring) =
-                    built.map_err(|e| open_error(name, &dev_name, Direction::Output, &e))?;
-                stream
-                    .play()
-                    .map_err(|e| open_error(name, &dev_name, Direction::Output, &e))?;
+                let (stream, ring) = build_and_play(
+                    &dev_name,
+                    name,
+                    Direction::Output,
+                    &cfg,
+                    |c| {
+                        by_sample_format!(
+                            supported.sample_format(),
+                            build_playback,
+                            &dev,
+                            c,
+                            thread_shared.clone()
+                        )
+                    },
+                    &supported,
+                )?;
                 Ok((stream, (ring, dev_name, cfg)))
             })?;
         Ok(PlaybackStream {
@@ -752,6 +732,32 @@ fn on_device_error(shared: &Shared, kind: cpal::ErrorKind) {
 /// the pulse plugin needs at least three, so it makes periods of 2/3 of it: asking for 30 ms
 /// gives 20 ms periods in a 60 ms buffer there (and 30 ms periods, 60 ms buffer, on a plain
 /// ALSA card).
+/// Build a stream with the period we ask for, or with the device's own choice if it refuses
+/// that, then start it. `build` makes the typed stream for one config (`None`: the sample
+/// format is not supported).
+fn build_and_play<R>(
+    dev_name: &str,
+    name: Option<&str>,
+    dir: Direction,
+    cfg: &DeviceConfig,
+    build: impl Fn(cpal::StreamConfig) -> Option<Result<(cpal::Stream, R), cpal::Error>>,
+    supported: &cpal::SupportedStreamConfig,
+) -> Result<(cpal::Stream, R), AudioError> {
+    let built = match build(stream_config(supported, true)) {
+        Some(Err(_)) => build(stream_config(supported, false)),
+        other => other,
+    }
+    .ok_or_else(|| AudioError::Device {
+        device: dev_name.to_string(),
+        problem: format!("unsupported sample format {}", cfg.sample_format),
+    })?;
+    let (stream, ring) = built.map_err(|e| open_error(name, dev_name, dir, &e))?;
+    stream
+        .play()
+        .map_err(|e| open_error(name, dev_name, dir, &e))?;
+    Ok((stream, ring))
+}
+
 fn stream_config(supported: &cpal::SupportedStreamConfig, fixed: bool) -> cpal::StreamConfig {
     let mut cfg = supported.config();
     if fixed {
