@@ -6,5 +6,6 @@ pub mod dialog;
 pub mod msg;
 pub mod registration;
 pub mod sdp;
+pub mod transport;
 pub mod txn;
 pub mod ua;
