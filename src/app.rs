@@ -327,7 +327,7 @@ fn run_account(config: &Config, cmd: AccountCommand) -> i32 {
                     "{}\t{aor}\tregistrar={}\ttransport={}\tpassword={source}{}",
                     a.name,
                     a.registrar.as_deref().unwrap_or("none"),
-                    a.transport.as_str(),
+                    a.transport.param_name(),
                     if a.enabled { "" } else { "\tdisabled" },
                 );
             }
