@@ -110,7 +110,13 @@ fn account_registration(a: &crate::config::AccountConfig) -> Option<AccountRegis
         aor,
         registrar,
         expires: a.expires,
-        credentials: account_password(a).map(|p| Credentials::new(a.user.clone(), p)),
+        credentials: account_password(a)
+            .map(|p| Credentials::new(a.auth_user.clone().unwrap_or_else(|| a.user.clone()), p)),
+        transport: a.transport,
+        outbound_proxy: a.outbound_proxy.as_deref().and_then(|p| p.parse().ok()),
+        tls_ca_file: a.tls_ca_file.clone(),
+        ws_path: a.ws_path.clone(),
+        keepalive: a.keepalive_secs(),
     })
 }
 
