@@ -114,3 +114,67 @@ fn call_over_udp() {
 fn call_over_tcp() {
     call_over("tcp", KamailioOpts::default());
 }
+
+/// Nothing listens on the registrar's TCP port: the registration fails at once with
+/// "connection refused" naming the address and transport, and does not retry before the
+/// backoff (30 s); `dial` through it exits 7 (network failure) with the same reason.
+#[test]
+fn tcp_registrar_down_is_connection_refused_and_dial_exits_7() {
+    let dir = support::test_dir();
+    let port = support::free_udp_port();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[account]]\nname = \"alice\"\nuser = \"alice\"\ndomain = \"127.0.0.1\"\n\
+             registrar = \"sip:127.0.0.1:{port}\"\ntransport = \"tcp\"\npassword = \"alicepw\"\n"
+        ),
+    )
+    .unwrap();
+    let mut srv = Termphone::builder(&["serve"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(dir.clone())
+        .spawn();
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "failed",
+        WAIT,
+    );
+    assert_eq!(
+        ev["reason"].as_str().unwrap_or_default(),
+        format!("network error: connection refused by 127.0.0.1:{port} (tcp)"),
+        "{ev}"
+    );
+    // No second attempt within the next 5 s.
+    std::thread::sleep(Duration::from_secs(5));
+    let attempts = srv
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "registration" && e["state"] == "registering")
+        .count();
+    assert_eq!(
+        attempts,
+        1,
+        "retried before the backoff: {:?}",
+        srv.events()
+    );
+    srv.stop();
+
+    let mut dial = Termphone::builder(&["dial", "bob", "--account", "alice", "--json"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(dir)
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 7, "{}", dial.diagnostics());
+    let end = dial
+        .events()
+        .iter()
+        .find(|e| e["event"] == "call" && e["state"] == "networkfailure")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        end["reason"].as_str().unwrap_or_default(),
+        format!("connection refused by 127.0.0.1:{port} (tcp)"),
+        "{end}"
+    );
+}

@@ -923,6 +923,7 @@ impl EngineActor {
                         Some("no response".into()),
                     ),
                     EndCause::Failed(msg) => (CallState::OtherFailure, None, Some(msg)),
+                    EndCause::Network(msg) => (CallState::NetworkFailure, None, Some(msg)),
                 };
                 let (state, code, reason) =
                     match self.calls.get(&call).and_then(|c| c.failure.clone()) {

@@ -71,6 +71,9 @@ pub enum EndCause {
     Timeout,
     /// A local problem (bad SDP from the peer, ...).
     Failed(String),
+    /// The connection the call's requests went over could not be opened or broke (connection
+    /// refused, TLS certificate problem, ...).
+    Network(String),
 }
 
 /// What happened, for the engine.
@@ -363,7 +366,7 @@ impl UserAgent {
                 self.pump_registration(now, id);
             }
             if let Some(call) = self.find_call_by_key(key) {
-                self.end_call(call, EndCause::Failed(reason.to_string()));
+                self.end_call(call, EndCause::Network(reason.to_string()));
             }
         }
         let flows: Vec<RegRef> = self
