@@ -142,8 +142,29 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         args.engine.listen,
         SocketAddr::from(([0, 0, 0, 0], 5060)),
     );
-    // serve registers every enabled account with a registrar and answers on each.
+    // serve registers every enabled account with a registrar (or those --account names) and
+    // answers on each.
     ec.register = true;
+    if !args.accounts.is_empty() {
+        for name in &args.accounts {
+            match config.accounts.iter().find(|a| &a.name == name) {
+                None => {
+                    eprintln!("termphone: no account named {name:?} in the config");
+                    return 2;
+                }
+                Some(a) if a.registrar.is_none() => {
+                    eprintln!("termphone: account {name:?} has no registrar to register with");
+                    return 2;
+                }
+                Some(a) if !a.enabled => {
+                    eprintln!("termphone: account {name:?} is disabled (enabled = false)");
+                    return 2;
+                }
+                Some(_) => {}
+            }
+        }
+        ec.accounts.retain(|r| args.accounts.contains(&r.name));
+    }
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {
