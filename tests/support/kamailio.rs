@@ -15,8 +15,21 @@
 //! SIGKILL; its worker processes (found in /proc by parent PID before the stop) are checked
 //! and, only if still there, killed by PID too.
 //!
+//! Other transports are opt-in ([`KamailioOpts::tls`], [`KamailioOpts::ws`],
+//! [`KamailioOpts::wss`], [`KamailioOpts::all_transports`]), each on its own free TCP port
+//! ([`Kamailio::tls_port`], [`Kamailio::ws_port`], [`Kamailio::wss_port`]). With TLS or WSS,
+//! every start writes a fresh test CA, a server certificate for IP 127.0.0.1 and DNS localhost
+//! signed by it, and an unrelated second CA into its directory ([`Kamailio::ca_file`],
+//! [`Kamailio::untrusted_ca_file`]). [`Kamailio::uri_for`] and
+//! [`Kamailio::account_config_for`] give the registrar URI and a termphone account per
+//! transport. Calls to clients on TCP/TLS/WS go over the connection they registered from
+//! (nathelper; see the config's header).
+//!
 //! [`SipClient`] is a raw UDP SIP client for tests that have no SIP stack to hand: it sends a
 //! [`RawRequest`] and waits for the final [`SipResponse`] (retransmitting like a UAC).
+//! [`StreamSip`] frames SIP over a byte stream (TCP, or TLS through `openssl s_client`),
+//! [`WsClient`] over a hand-written RFC 6455 client (masked text frames, subprotocol `sip`),
+//! and [`digest_authorization`] answers an MD5 challenge.
 
 use super::{next_seq, stop_child, tail_file, test_dir, wait_until, TestDir, TERM_GRACE};
 use serde_json::Value;
