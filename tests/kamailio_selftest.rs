@@ -436,8 +436,13 @@ fn register_over(
     recv(&req.call_id).expect("answer to the REGISTER with credentials")
 }
 
-/// A response to a request (Via, From, To with a tag, Call-ID, CSeq copied).
+/// A response to a request (Via, Record-Route, From, To with a tag, Call-ID, CSeq copied).
 fn reply_to(request: &str, code: u16, reason: &str) -> String {
+    reply_with(request, code, reason, "")
+}
+
+/// [`reply_to`] plus `extra` header lines (each ending in CRLF).
+fn reply_with(request: &str, code: u16, reason: &str, extra: &str) -> String {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     let head = request.split("\r\n\r\n").next().unwrap_or_default();
     for line in head.split("\r\n").skip(1) {
@@ -445,7 +450,7 @@ fn reply_to(request: &str, code: u16, reason: &str) -> String {
             continue;
         };
         match name.trim().to_ascii_lowercase().as_str() {
-            "via" | "v" | "from" | "f" | "call-id" | "i" | "cseq" => {
+            "via" | "v" | "record-route" | "from" | "f" | "call-id" | "i" | "cseq" => {
                 out.push_str(line);
                 out.push_str("\r\n");
             }
@@ -456,6 +461,7 @@ fn reply_to(request: &str, code: u16, reason: &str) -> String {
             _ => {}
         }
     }
+    out.push_str(extra);
     out.push_str("Content-Length: 0\r\n\r\n");
     out
 }
@@ -701,4 +707,104 @@ fn secure_websocket_handshake_over_tls_gets_101_with_sip() {
     assert_eq!(options(&kam, &SipClient::new()), 200);
     let ws = WsClient::connect_sip(kam.ws_addr()).expect("ws handshake");
     assert_eq!(ws.status(), Some(101));
+}
+
+#[test]
+fn websocket_callee_answers_an_invite_and_the_bye_reaches_it_by_contact_alias() {
+    let kam = Kamailio::start(KamailioOpts::default().ws());
+    let ws = std::cell::RefCell::new(WsClient::connect_sip(kam.ws_addr()).expect("handshake"));
+    let ok = register_over(
+        &mut |t| ws.borrow_mut().send_text(t),
+        &mut |cid| ws.borrow_mut().recv_response(cid, T),
+        "WS",
+        "bob",
+        "bobpw",
+    );
+    assert_eq!(ok.code, 200, "{}", ok.raw);
+    let ws_local = ws.borrow().local_addr();
+
+    // a foreign UDP caller (no auth asked) INVITEs bob, who is on WS
+    let caller = SipClient::new();
+    let sdp = "v=0\r\no=carol 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let invite = RawRequest::new("INVITE", &kam.aor("bob"))
+        .from("sip:carol@example.invalid")
+        .header("Contact", &format!("<sip:carol@{}>", caller.local_addr()))
+        .header("Content-Type", "application/sdp")
+        .body(sdp);
+    let dest = kam.addr();
+    let inv = invite.clone();
+    let h = std::thread::spawn(move || {
+        let r = caller.request(&inv, dest, T);
+        (caller, r)
+    });
+    let msg = loop {
+        let m = ws.borrow_mut().recv_text(T).expect("the INVITE over WS");
+        if m.starts_with("INVITE ") {
+            break m;
+        }
+    };
+    assert!(msg.contains(&invite.call_id), "{msg}");
+    ws.borrow_mut()
+        .send_text(&reply_with(
+            &msg,
+            200,
+            "OK",
+            "Contact: <sip:bob@client.invalid;transport=ws>\r\n",
+        ))
+        .expect("send 200");
+    let (caller, r) = h.join().expect("caller thread");
+    let r = r.expect("final response to the INVITE");
+    assert_eq!(r.code, 200, "{}", r.raw);
+    // Kamailio marked the callee's Contact with where it really is
+    let contact = r.header("Contact").expect("Contact in the 200").to_owned();
+    let alias = format!("alias={}~{}~", ws_local.ip(), ws_local.port());
+    assert!(contact.contains(&alias), "{contact} lacks {alias}");
+    let target = contact.trim().trim_start_matches('<');
+    let target = target.split('>').next().unwrap_or_default().to_owned();
+    let mut route: Vec<String> = r
+        .header_all("Record-Route")
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .collect();
+    assert!(!route.is_empty(), "{}", r.raw);
+    route.reverse();
+    let route = route.join(", ");
+    let to_tag = "callee1";
+
+    let in_dialog = |method: &str, cseq: u32| {
+        RawRequest::new(method, &target)
+            .from("sip:carol@example.invalid")
+            .with_from_tag(&invite.from_tag)
+            .to(&kam.aor("bob"))
+            .with_to_tag(to_tag)
+            .call_id(&invite.call_id)
+            .cseq(cseq)
+            .header("Route", &route)
+    };
+    let ack = in_dialog("ACK", 1);
+    caller.send_raw(&ack.to_text(caller.local_addr()), dest);
+    let m = ws.borrow_mut().recv_text(T).expect("the ACK over WS");
+    assert!(m.starts_with("ACK "), "{m}");
+    let bye = in_dialog("BYE", 2);
+    let bye2 = bye.clone();
+    let h = std::thread::spawn(move || caller.request(&bye2, dest, T));
+    let msg = ws.borrow_mut().recv_text(T).expect("the BYE over WS");
+    assert!(msg.starts_with("BYE "), "{msg}");
+    assert!(msg.contains(&invite.call_id), "{msg}");
+    assert!(
+        !msg.split("\r\n")
+            .next()
+            .unwrap_or_default()
+            .contains("alias="),
+        "handle_ruri_alias strips the alias: {msg}"
+    );
+    ws.borrow_mut()
+        .send_text(&reply_to(&msg, 200, "OK"))
+        .expect("send 200 to BYE");
+    let r = h
+        .join()
+        .expect("bye thread")
+        .expect("final response to BYE");
+    assert_eq!(r.code, 200, "{}", r.raw);
 }

@@ -1010,6 +1010,8 @@ pub struct RawRequest {
     pub from_tag: String,
     /// To URI.
     pub to: String,
+    /// To tag (in-dialog requests), if any.
+    pub to_tag: Option<String>,
     /// Call-ID.
     pub call_id: String,
     /// CSeq number.
@@ -1033,6 +1035,7 @@ impl RawRequest {
             from: uri.to_owned(),
             from_tag: format!("tpkam{id}x{n}"),
             to: uri.to_owned(),
+            to_tag: None,
             call_id: format!("tpkam-{id}-{n}@127.0.0.1"),
             cseq: 1,
             branch: format!("z9hG4bK-tpkam-{id}-{n}"),
@@ -1048,6 +1051,21 @@ impl RawRequest {
     /// Set the To URI.
     pub fn to(mut self, uri: &str) -> Self {
         self.to = uri.to_owned();
+        self
+    }
+    /// Set the To tag (a request inside a dialog).
+    pub fn with_to_tag(mut self, tag: &str) -> Self {
+        self.to_tag = Some(tag.to_owned());
+        self
+    }
+    /// Set the From tag.
+    pub fn with_from_tag(mut self, tag: &str) -> Self {
+        self.from_tag = tag.to_owned();
+        self
+    }
+    /// Set the Call-ID.
+    pub fn call_id(mut self, id: &str) -> Self {
+        self.call_id = id.to_owned();
         self
     }
     /// Set the CSeq number.
@@ -1077,13 +1095,17 @@ impl RawRequest {
         let local = sent_by;
         let mut s = format!(
             "{} {} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch={};rport\r\nMax-Forwards: 70\r\n\
-             From: <{}>;tag={}\r\nTo: <{}>\r\nCall-ID: {}\r\nCSeq: {} {}\r\n",
+             From: <{}>;tag={}\r\nTo: <{}>{}\r\nCall-ID: {}\r\nCSeq: {} {}\r\n",
             self.method,
             self.uri,
             self.branch,
             self.from,
             self.from_tag,
             self.to,
+            self.to_tag
+                .as_deref()
+                .map(|t| format!(";tag={t}"))
+                .unwrap_or_default(),
             self.call_id,
             self.cseq,
             self.method
