@@ -4,6 +4,7 @@
 
 mod actor;
 pub mod api;
+pub mod dns;
 mod media;
 mod rtp_ports;
 mod transport;
