@@ -53,6 +53,7 @@ fn engine_config(
             max: config.general.rtp_port_max,
         },
         sip_trace: sip_trace || config.general.sip_trace,
+        dns_server: config.general.dns_server,
         ..EngineConfig::default()
     };
     if !config.general.user_agent.is_empty() {

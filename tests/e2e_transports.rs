@@ -178,3 +178,47 @@ fn tcp_registrar_down_is_connection_refused_and_dial_exits_7() {
         "{end}"
     );
 }
+
+/// A registrar named by domain only (`sip:pbx.test`, no port): termphone finds Kamailio through
+/// DNS SRV (`_sip._tcp.pbx.test` → `kam.pbx.test:PORT`, RFC 3263) served by a private dnsmasq
+/// on 127.0.0.1 (`[general] dns_server`), registers over TCP and unregisters at exit.
+#[test]
+fn registrar_found_through_dns_srv() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let srv_record = format!(
+        "--srv-host=_sip._tcp.pbx.test,kam.pbx.test,{},10,10",
+        k.port()
+    );
+    let mut dns = support::dnsmasq::Dnsmasq::start(
+        "pbx.test",
+        &[&srv_record, "--host-record=kam.pbx.test,127.0.0.1"],
+    );
+    let cfg = k.dir().join("dns-config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[general]\ndns_server = \"{}\"\n\n[[account]]\nname = \"alice\"\nuser = \"alice\"\n\
+             domain = \"127.0.0.1\"\nregistrar = \"sip:pbx.test\"\ntransport = \"tcp\"\n\
+             password = \"alicepw\"\n",
+            dns.addr()
+        ),
+    )
+    .unwrap();
+    let mut srv = serve(&k, &cfg);
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] != "registering",
+        WAIT,
+    );
+    assert_eq!(ev["state"], "registered", "{ev}\n{}", srv.diagnostics());
+    let regs = k.wait_registrations(WAIT, "alice registered", |r| {
+        r.iter().any(|b| b.aor == "alice")
+    });
+    assert!(regs[0].socket.starts_with("tcp:"), "{regs:?}");
+    assert!(
+        dns.log().contains("_sip._tcp.pbx.test"),
+        "the SRV record was asked for"
+    );
+    srv.stop();
+    k.wait_registrations(WAIT, "unregistered at exit", |r| r.is_empty());
+    dns.stop();
+}

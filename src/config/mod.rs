@@ -57,6 +57,8 @@ pub struct General {
     pub log_file: Option<PathBuf>,
     /// Log every SIP message sent and received.
     pub sip_trace: bool,
+    /// DNS server for SIP server lookups (SRV, A/AAAA); `None` = the system's resolv.conf.
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl General {
@@ -87,6 +89,7 @@ impl Default for General {
             user_agent: Self::default_user_agent(),
             log_file: None,
             sip_trace: false,
+            dns_server: None,
         }
     }
 }

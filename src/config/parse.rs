@@ -22,6 +22,7 @@ const GENERAL_KEYS: &[&str] = &[
     "user_agent",
     "log_file",
     "sip_trace",
+    "dns_server",
 ];
 const AUDIO_KEYS: &[&str] = &["capture_device", "playback_device"];
 const ACCOUNT_KEYS: &[&str] = &[
@@ -48,6 +49,7 @@ const EXPECT_BOOL: &str = "true or false";
 const EXPECT_EXPIRES: &str = "seconds from 10 to 86400, e.g. 600";
 const EXPECT_PASSWORD_CMD: &str =
     "a shell command that prints the password, e.g. \"pass show sip/work\"";
+const EXPECT_DNS_SERVER: &str = "a DNS server's socket address such as \"127.0.0.1:53\"";
 const EXPECT_LISTEN: &str = "a socket address such as \"0.0.0.0:5060\" or \"[::]:5060\"";
 const EXPECT_RTP_MIN: &str = "an even port number from 2 to 65534, e.g. 16384";
 const EXPECT_RTP_MAX: &str = "a port number from 1 to 65535, e.g. 32767";
@@ -495,6 +497,17 @@ fn read_general(ctx: &mut Ctx<'_>, value: &Value<'_>) -> General {
                 &t.path("listen"),
                 "invalid socket address",
                 EXPECT_LISTEN,
+            ),
+        }
+    }
+    if let Some((s, v)) = t.string(ctx, "dns_server", EXPECT_DNS_SERVER) {
+        match s.parse::<SocketAddr>() {
+            Ok(addr) => g.dns_server = Some(addr),
+            Err(_) => ctx.invalid(
+                v,
+                &t.path("dns_server"),
+                "invalid socket address",
+                EXPECT_DNS_SERVER,
             ),
         }
     }

@@ -277,9 +277,14 @@ impl EngineActor {
         account: &super::AccountRegistration,
     ) -> Result<(SocketAddr, Transport), String> {
         let transport = crate::sip::dialog::uri_transport(next_hop).unwrap_or(account.transport);
-        let dest = resolve(next_hop, transport)
-            .await
-            .map_err(|reason| format!("cannot resolve {next_hop}: {reason}"))?;
+        let dest = resolve(
+            next_hop,
+            transport,
+            self.cfg.dns_server,
+            self.local_addr.is_ipv6(),
+        )
+        .await
+        .map_err(|reason| format!("cannot resolve {next_hop}: {reason}"))?;
         if transport != Transport::Udp {
             let tls = if transport.is_secure() {
                 Some(tls_config(account.tls_ca_file.as_deref())?)
@@ -518,7 +523,14 @@ impl EngineActor {
             }
             None => {
                 let transport = crate::sip::dialog::uri_transport(&uri).unwrap_or_default();
-                resolve(&uri, transport).await.map(|d| (d, transport))
+                resolve(
+                    &uri,
+                    transport,
+                    self.cfg.dns_server,
+                    self.local_addr.is_ipv6(),
+                )
+                .await
+                .map(|d| (d, transport))
             }
         }
         .map_err(|reason| CommandError::InvalidTarget {
@@ -1005,18 +1017,32 @@ pub(crate) fn parse_target(target: &str) -> Result<Uri, CommandError> {
     Ok(uri)
 }
 
-/// Where to send a request for `uri` over `transport`: its IP literal, or the host name
-/// looked up (A/AAAA); the port defaults by transport (5060, 5061 for TLS, 80/443 for WS/WSS).
-async fn resolve(uri: &Uri, transport: Transport) -> Result<SocketAddr, String> {
-    let port = uri.port.unwrap_or(transport.default_port());
+/// Where to send a request for `uri` over `transport` (RFC 3263): its IP literal, or the
+/// first target DNS gives (SRV, then A/AAAA) that our socket's address family can reach.
+async fn resolve(
+    uri: &Uri,
+    transport: Transport,
+    dns_server: Option<SocketAddr>,
+    ipv6: bool,
+) -> Result<SocketAddr, String> {
     if let Some(ip) = uri.host.ip() {
-        return Ok(SocketAddr::new(ip, port));
+        return Ok(SocketAddr::new(
+            ip,
+            uri.port.unwrap_or(transport.default_port()),
+        ));
     }
-    let host = host_name(uri);
-    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
+    let resolver = super::dns::Resolver::from_config(dns_server).map_err(|e| e.to_string())?;
+    let targets = super::dns::locate(uri, Some(transport), &resolver)
         .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-    addrs.next().ok_or_else(|| format!("{host} has no address"))
+        .map_err(|e| e.to_string())?;
+    targets
+        .iter()
+        .find(|t| t.addr.is_ipv6() == ipv6)
+        .map(|t| t.addr)
+        .ok_or_else(|| {
+            let family = if ipv6 { "IPv6" } else { "IPv4" };
+            format!("{} has no {family} address", host_name(uri))
+        })
 }
 
 /// The host of a URI as a name: the domain, or the IP address without brackets.

@@ -52,6 +52,8 @@ pub struct EngineConfig {
     pub register: bool,
     /// Codecs to offer and accept, in order of preference.
     pub codecs: Vec<CodecSpec>,
+    /// DNS server for SIP server lookups; `None` = the system's.
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// An account that registers: who it is, where, and how it authenticates.
@@ -93,6 +95,7 @@ impl Default for EngineConfig {
             accounts: Vec::new(),
             register: false,
             codecs: vec![crate::sip::sdp::pcmu(), crate::sip::sdp::pcma()],
+            dns_server: None,
         }
     }
 }
