@@ -17,10 +17,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// A termphone config with one account of `user` at `k` over `transport`.
 fn config(k: &Kamailio, user: &str, transport: &str) -> PathBuf {
-    k.account_config(
-        user,
-        &format!("password = \"{user}pw\"\ntransport = \"{transport}\"\n"),
-    )
+    k.account_config_for(user, transport, &format!("password = \"{user}pw\"\n"))
 }
 
 fn serve(k: &Kamailio, cfg: &Path) -> Termphone {
@@ -54,7 +51,11 @@ fn call_over(transport: &str, opts: KamailioOpts) {
         assert!(
             b.socket.starts_with(&format!(
                 "{}:",
-                if transport == "ws" { "tcp" } else { transport }
+                match transport {
+                    "ws" => "tcp",
+                    "wss" => "tls",
+                    t => t,
+                }
             )),
             "{} registered over {transport}: {b:?}",
             b.aor
@@ -113,6 +114,69 @@ fn call_over_udp() {
 #[test]
 fn call_over_tcp() {
     call_over("tcp", KamailioOpts::default());
+}
+
+#[test]
+fn call_over_tls_with_the_ca_in_the_account() {
+    call_over("tls", KamailioOpts::default().tls());
+}
+
+#[test]
+fn call_over_websocket() {
+    call_over("ws", KamailioOpts::default().ws());
+}
+
+#[test]
+fn call_over_secure_websocket() {
+    call_over("wss", KamailioOpts::default().wss());
+}
+
+/// Kamailio's certificate comes from a CA the account does not trust: the registration fails
+/// with a reason naming the certificate problem, `dial` exits 7 with the same reason.
+#[test]
+fn tls_with_an_untrusted_certificate_names_the_problem() {
+    let k = Kamailio::start(KamailioOpts::default().tls());
+    let untrusted = k.untrusted_ca_file();
+    let cfg = k.account_config_for("alice", "tls", "password = \"alicepw\"\n");
+    // Point tls_ca_file at the unrelated CA instead of the one that signed the server.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        &k.ca_file().display().to_string(),
+        &untrusted.display().to_string(),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut srv = serve(&k, &cfg);
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "failed",
+        WAIT,
+    );
+    let reason = ev["reason"].as_str().unwrap_or_default().to_string();
+    assert!(
+        reason.contains("certificate not trusted: unknown issuer"),
+        "{reason}"
+    );
+    assert!(reason.contains(&k.tls_addr().to_string()), "{reason}");
+    srv.stop();
+    let mut dial = Termphone::builder(&["dial", "bob", "--account", "alice", "--json"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 7, "{}", dial.diagnostics());
+    let end = dial
+        .events()
+        .iter()
+        .find(|e| e["event"] == "call" && e["state"] == "networkfailure")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        end["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("certificate not trusted"),
+        "{end}"
+    );
+    assert!(k.registrations().is_empty());
 }
 
 /// Nothing listens on the registrar's TCP port: the registration fails at once with
