@@ -286,3 +286,79 @@ fn registrar_found_through_dns_srv() {
     k.wait_registrations(WAIT, "unregistered at exit", |r| r.is_empty());
     dns.stop();
 }
+
+/// Bytes a raw registrar stand-in received in `window`, after accepting one connection.
+fn tcp_bytes_received(listener: std::net::TcpListener, window: Duration) -> Vec<u8> {
+    use std::io::Read;
+    let (mut conn, _) = listener.accept().expect("termphone connects");
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    let end = std::time::Instant::now() + window;
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < end {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    got
+}
+
+/// `keepalive = 1`: on a TCP registration flow termphone sends a CRLFCRLF ping every second
+/// after the REGISTER (RFC 5626 §4.4.1); on UDP a CRLF datagram to the registrar. Checked on
+/// real loopback sockets standing in for the registrar (they never answer).
+#[test]
+fn keepalives_over_tcp_and_udp() {
+    let dir = support::test_dir();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    let cfg = dir.path().join("keepalive.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[account]]\nname = \"t\"\nuser = \"alice\"\ndomain = \"127.0.0.1\"\n\
+             registrar = \"sip:127.0.0.1:{tcp_port}\"\ntransport = \"tcp\"\nkeepalive = 1\n\n\
+             [[account]]\nname = \"u\"\nuser = \"alice\"\ndomain = \"127.0.0.1\"\n\
+             registrar = \"sip:127.0.0.1:{udp_port}\"\nkeepalive = 1\n"
+        ),
+    )
+    .unwrap();
+    let mut srv = Termphone::builder(&["serve"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(dir)
+        .spawn();
+    let got = tcp_bytes_received(tcp, Duration::from_millis(3500));
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("REGISTER sip:127.0.0.1:"), "{text:?}");
+    let head_end = text.find("\r\n\r\n").unwrap() + 4;
+    let pings = text[head_end..].matches("\r\n\r\n").count();
+    assert!(
+        (2..=5).contains(&pings),
+        "about one CRLFCRLF per second after the REGISTER: {pings} in {:?}",
+        &text[head_end..]
+    );
+
+    // Drop what queued up meanwhile, then count for 3.5 s.
+    let mut buf = [0u8; 65536];
+    udp.set_nonblocking(true).unwrap();
+    while udp.recv_from(&mut buf).is_ok() {}
+    udp.set_nonblocking(false).unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut crlf = 0;
+    let end = std::time::Instant::now() + Duration::from_millis(3500);
+    while std::time::Instant::now() < end {
+        if let Ok((n, _)) = udp.recv_from(&mut buf) {
+            if &buf[..n] == b"\r\n\r\n" {
+                crlf += 1;
+            }
+        }
+    }
+    assert!((2..=5).contains(&crlf), "UDP keepalives: {crlf}");
+    srv.stop();
+}
