@@ -80,6 +80,23 @@ fn account_table(fields: &AccountFields, password: Option<&Secret>) -> Table {
     t
 }
 
+/// The highest document position of `t` and every table under it.
+fn max_position(t: &Table) -> isize {
+    let mut max = t.position().unwrap_or(0);
+    for (_, item) in t.iter() {
+        match item {
+            Item::Table(sub) => max = max.max(max_position(sub)),
+            Item::ArrayOfTables(aot) => {
+                for sub in aot.iter() {
+                    max = max.max(max_position(sub));
+                }
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
 fn name_of(t: &Table) -> Option<&str> {
     t.get("name").and_then(Item::as_str)
 }
@@ -95,6 +112,11 @@ pub fn upsert_account(
 ) -> Result<String, EditError> {
     let mut doc: DocumentMut = text.parse().map_err(|_| EditError::Syntax)?;
     let mut table = account_table(fields, password);
+    // A new table goes after everything, so the file's text stays a prefix of the result:
+    // after the last table, and after the comments that end the file (toml_edit keeps those
+    // as the document's trailing text, which would otherwise follow the new table).
+    let last = max_position(doc.as_table());
+    let trailing = doc.trailing().as_str().unwrap_or("").to_string();
     let accounts = doc
         .entry("account")
         .or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()));
@@ -122,8 +144,10 @@ pub fn upsert_account(
             };
             table
                 .decor_mut()
-                .set_prefix(format!("{sep}{IMPORTED_COMMENT}\n"));
+                .set_prefix(format!("{trailing}{sep}{IMPORTED_COMMENT}\n"));
+            table.set_position(Some(last + 1));
             aot.push(table);
+            doc.set_trailing("");
         }
     }
     Ok(doc.to_string())
@@ -251,6 +275,27 @@ mod tests {
         let out = upsert_account("[general]\nsip_trace = true", &fields("a"), None, false).unwrap();
         assert!(out.starts_with("[general]\nsip_trace = true\n"), "{out}");
         assert!(read_account(&out, "a").is_some());
+    }
+
+    #[test]
+    fn trailing_comments_stay_before_the_new_table() {
+        // Like config.example.toml: commented-out keys end the last account.
+        let text = "[[account]]\nname = \"w\"\nuser = \"1\"\n# password_cmd = \"pass x\"\n# password = \"...\"\n";
+        let out = upsert_account(text, &fields("new"), None, false).unwrap();
+        assert!(out.starts_with(text), "{out}");
+        // And with tables after the accounts.
+        // (No auth_user: this checks the layout with the loader of any version.)
+        let plain = |n: &str| AccountFields {
+            auth_user: None,
+            ..fields(n)
+        };
+        let out = upsert_account(FILE, &plain("a"), None, false).unwrap();
+        let out = upsert_account(&out, &plain("b"), None, false).unwrap();
+        assert!(out.starts_with(FILE), "{out}");
+        assert!(out.find("name = \"a\"").unwrap() < out.find("name = \"b\"").unwrap());
+        let cfg = crate::config::Config::from_str(&out, Path::new("t.toml")).unwrap();
+        let names: Vec<&str> = cfg.accounts.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["work", "a", "b"]);
     }
 
     #[test]
