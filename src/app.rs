@@ -515,8 +515,8 @@ fn run_account_export(
             user: a.user.clone(),
             domain: a.domain.clone(),
             registrar: a.registrar.clone(),
-            transport: crate::sip::transport::Transport::from_name(a.transport.as_str())
-                .unwrap_or_default(),
+            // Only the built-in account gets here (every file account is read above).
+            transport: crate::sip::transport::Transport::default(),
             outbound_proxy: None,
             auth_user: None,
             ws_path: None,

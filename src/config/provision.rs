@@ -494,7 +494,9 @@ fn parse_port(s: &str, key: &str) -> Result<u16, ProvisionError> {
 fn strip_sip_scheme(s: &str) -> &str {
     let s = s.trim();
     for scheme in ["sip:", "sips:"] {
-        if s.len() >= scheme.len() && s[..scheme.len()].eq_ignore_ascii_case(scheme) {
+        if s.get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme))
+        {
             return &s[scheme.len()..];
         }
     }
@@ -1176,6 +1178,13 @@ mod tests {
         assert!(ansi.starts_with("\x1b[30;107m") && ansi.contains("\x1b[0m\n"));
     }
 
+    #[test]
+    fn multibyte_text_where_a_scheme_would_be() {
+        // Found by proptest: slicing 4 bytes into a multibyte character.
+        assert!(parse_payload("server=Ⱥ\u{5f774}x\nusername=u").is_err());
+        assert_eq!(strip_sip_scheme("Ⱥ\u{5f774}"), "Ⱥ\u{5f774}");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_text_never_panics(s in ".{0,300}") {
@@ -1184,7 +1193,20 @@ mod tests {
 
         #[test]
         fn arbitrary_key_values_never_panic(
-            pairs in proptest::collection::vec(("[a-z_]{0,12}", "[ -~]{0,30}"), 0..12),
+            pairs in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        prop::sample::select(vec![
+                            "server", "port", "username", "password", "transport", "protocol",
+                            "wss_port", "wss_path", "domain", "authuser", "displayname", "proxy",
+                        ])
+                        .prop_map(str::to_string),
+                        "[a-z_]{0,12}",
+                    ],
+                    prop_oneof!["[ -~]{0,30}", "\\PC{0,12}", "[a-z0-9.:\\[\\]]{1,20}"],
+                ),
+                0..12,
+            ),
             sep in prop::sample::select(vec!["\n", ";", "&"]),
         ) {
             let text: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
