@@ -1150,6 +1150,23 @@ mod tests {
     }
 
     #[test]
+    fn qr_jpeg_decodes_too() {
+        let text = "?h=127.0.0.1&u=bob&p=bobpw&tr=0";
+        let png = qr_png(text, 8);
+        let img = image::load_from_memory_with_format(&png, image::ImageFormat::Png).unwrap();
+        let mut jpeg = Vec::new();
+        img.to_luma8()
+            .write_to(
+                &mut std::io::Cursor::new(&mut jpeg),
+                image::ImageFormat::Jpeg,
+            )
+            .unwrap();
+        assert_eq!(image_kind(&jpeg), Some(ImageKind::Jpeg));
+        let p = parse_source(&jpeg).unwrap().payload;
+        assert_eq!((p.user.as_str(), p.host.as_str()), ("bob", "127.0.0.1"));
+    }
+
+    #[test]
     fn rendered_qr_reads_back() {
         let text = "server=h.example\nusername=u\n";
         let art = render_qr(text, false).unwrap();
