@@ -117,7 +117,13 @@ fn account_registration(a: &crate::config::AccountConfig) -> Option<AccountRegis
         aor,
         registrar,
         expires: a.expires,
-        credentials: account_password(a).map(|p| Credentials::new(a.user.clone(), p)),
+        credentials: account_password(a)
+            .map(|p| Credentials::new(a.auth_user.clone().unwrap_or_else(|| a.user.clone()), p)),
+        transport: a.transport,
+        outbound_proxy: a.outbound_proxy.as_deref().and_then(|p| p.parse().ok()),
+        tls_ca_file: a.tls_ca_file.clone(),
+        ws_path: a.ws_path.clone(),
+        keepalive: a.keepalive_secs(),
     })
 }
 
@@ -143,8 +149,29 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         args.engine.listen,
         SocketAddr::from(([0, 0, 0, 0], 5060)),
     );
-    // serve registers every enabled account with a registrar and answers on each.
+    // serve registers every enabled account with a registrar (or those --account names) and
+    // answers on each.
     ec.register = true;
+    if !args.accounts.is_empty() {
+        for name in &args.accounts {
+            match config.accounts.iter().find(|a| &a.name == name) {
+                None => {
+                    eprintln!("termphone: no account named {name:?} in the config");
+                    return 2;
+                }
+                Some(a) if a.registrar.is_none() => {
+                    eprintln!("termphone: account {name:?} has no registrar to register with");
+                    return 2;
+                }
+                Some(a) if !a.enabled => {
+                    eprintln!("termphone: account {name:?} is disabled (enabled = false)");
+                    return 2;
+                }
+                Some(_) => {}
+            }
+        }
+        ec.accounts.retain(|r| args.accounts.contains(&r.name));
+    }
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {
@@ -322,7 +349,7 @@ fn run_account(config: &Config, cmd: AccountCommand) -> i32 {
             with_password,
         } => {
             let Some(a) = find(&name) else { return 1 };
-            run_account_export(config, a, qr, with_password)
+            run_account_export(a, qr, with_password)
         }
         AccountCommand::List => {
             let mut keyring_problem = None;
@@ -343,7 +370,7 @@ fn run_account(config: &Config, cmd: AccountCommand) -> i32 {
                     "{}\t{aor}\tregistrar={}\ttransport={}\tpassword={source}{}",
                     a.name,
                     a.registrar.as_deref().unwrap_or("none"),
-                    a.transport.as_str(),
+                    a.transport.param_name(),
                     if a.enabled { "" } else { "\tdisabled" },
                 );
             }
@@ -496,33 +523,21 @@ fn run_account_import(explicit: Option<&std::path::Path>, args: &ImportArgs) -> 
 }
 
 /// `termphone account export NAME`: the account as a key=value payload, or its QR code.
-fn run_account_export(
-    config: &Config,
-    a: &crate::config::AccountConfig,
-    qr: bool,
-    with_password: bool,
-) -> i32 {
-    use crate::config::{edit, provision, secrets};
+fn run_account_export(a: &crate::config::AccountConfig, qr: bool, with_password: bool) -> i32 {
+    use crate::config::{provision, secrets};
     use std::io::IsTerminal;
-    // The file's own keys (outbound_proxy, auth_user, ws_path, ...), else what the loader kept.
-    let fields = config
-        .origin
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| edit::read_account(&t, &a.name))
-        .unwrap_or_else(|| provision::AccountFields {
-            name: a.name.clone(),
-            user: a.user.clone(),
-            domain: a.domain.clone(),
-            registrar: a.registrar.clone(),
-            // Only the built-in account gets here (every file account is read above).
-            transport: crate::sip::transport::Transport::default(),
-            outbound_proxy: None,
-            auth_user: None,
-            ws_path: None,
-            display_name: a.display_name.clone(),
-            enabled: a.enabled,
-        });
+    let fields = provision::AccountFields {
+        name: a.name.clone(),
+        user: a.user.clone(),
+        domain: a.domain.clone(),
+        registrar: a.registrar.clone(),
+        transport: a.transport,
+        outbound_proxy: a.outbound_proxy.clone(),
+        auth_user: a.auth_user.clone(),
+        ws_path: a.transport.is_websocket().then(|| a.ws_path.clone()),
+        display_name: a.display_name.clone(),
+        enabled: a.enabled,
+    };
     let password = if with_password {
         match account_password(a) {
             Some(p) => Some(p),

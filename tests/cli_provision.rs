@@ -501,3 +501,64 @@ fn bad_payloads_fail_clearly_without_echoing_the_password() {
         assert!(out.contains(&format!("termphone account {sub}")), "{out}");
     }
 }
+
+/// Every key of the payload lands in a config the loader accepts, and comes back on export.
+#[test]
+fn websocket_payload_with_proxy_and_auth_user_round_trips() {
+    let dir = support::test_dir();
+    let d = dir.path();
+    write_existing(d);
+    let payload = "server=ws.example.test\nport=5060\nusername=1001\nauthuser=auth-1001\n\
+        transport=wss\nwss_port=8089\nwss_path=/ws\noutbound_proxy=edge.example.test:5061\n\
+        displayname=Front Desk\n";
+    let imp = termphone(
+        d,
+        &[],
+        &[
+            "account",
+            "import",
+            "-",
+            "--name",
+            "web",
+            "--password-in-file",
+        ],
+        payload.as_bytes(),
+    );
+    let out = assert_ok(&imp, "import wss");
+    assert_eq!(
+        out,
+        "imported account web: registrar sip:ws.example.test:8089, transport wss, no password in the payload\n"
+    );
+    let cfg = assert_config_kept(d, "web");
+    for line in [
+        "domain = \"ws.example.test:5060\"",
+        "registrar = \"sip:ws.example.test:8089\"",
+        "transport = \"wss\"",
+        "outbound_proxy = \"sip:edge.example.test:5061\"",
+        "auth_user = \"auth-1001\"",
+        "ws_path = \"/ws\"",
+        "display_name = \"Front Desk\"",
+    ] {
+        assert!(cfg.contains(line), "{line}:\n{cfg}");
+    }
+    let list = termphone(d, &[], &["account", "list"], b"");
+    assert!(
+        assert_ok(&list, "list").contains(
+            "web\t1001@ws.example.test:5060\tregistrar=sip:ws.example.test:8089\ttransport=wss"
+        ),
+        "{}",
+        text(&list).0
+    );
+    let export = termphone(d, &[], &["account", "export", "web"], b"");
+    let exported = assert_ok(&export, "export");
+    let other = support::test_dir();
+    let imp2 = termphone(
+        other.path(),
+        &[],
+        &["account", "import", "-", "--name", "web"],
+        exported.as_bytes(),
+    );
+    assert_ok(&imp2, "re-import");
+    let export2 = termphone(other.path(), &[], &["account", "export", "web"], b"");
+    assert_eq!(assert_ok(&export2, "export again"), exported);
+}

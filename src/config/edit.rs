@@ -284,13 +284,8 @@ mod tests {
         let out = upsert_account(text, &fields("new"), None, false).unwrap();
         assert!(out.starts_with(text), "{out}");
         // And with tables after the accounts.
-        // (No auth_user: this checks the layout with the loader of any version.)
-        let plain = |n: &str| AccountFields {
-            auth_user: None,
-            ..fields(n)
-        };
-        let out = upsert_account(FILE, &plain("a"), None, false).unwrap();
-        let out = upsert_account(&out, &plain("b"), None, false).unwrap();
+        let out = upsert_account(FILE, &fields("a"), None, false).unwrap();
+        let out = upsert_account(&out, &fields("b"), None, false).unwrap();
         assert!(out.starts_with(FILE), "{out}");
         assert!(out.find("name = \"a\"").unwrap() < out.find("name = \"b\"").unwrap());
         let cfg = crate::config::Config::from_str(&out, Path::new("t.toml")).unwrap();
@@ -300,18 +295,19 @@ mod tests {
 
     #[test]
     fn the_result_loads_with_the_config_loader() {
-        let out = upsert_account(
-            FILE,
-            &AccountFields {
-                auth_user: None,
-                ..fields("new")
-            },
-            None,
-            false,
-        )
-        .unwrap();
+        let wss = AccountFields {
+            transport: Transport::Wss,
+            ws_path: Some("/ws".into()),
+            outbound_proxy: Some("sip:edge.example.com;lr".into()),
+            ..fields("new")
+        };
+        let out = upsert_account(FILE, &wss, None, false).unwrap();
         let cfg = crate::config::Config::from_str(&out, Path::new("t.toml")).unwrap();
         let a = cfg.account("new").unwrap();
+        assert_eq!(a.transport, Transport::Wss);
+        assert_eq!(a.ws_path, "/ws");
+        assert_eq!(a.auth_user.as_deref(), Some("a1001"));
+        assert_eq!(a.outbound_proxy.as_deref(), Some("sip:edge.example.com;lr"));
         assert_eq!(a.registrar.as_deref(), Some("sip:pbx.example.com:5080"));
     }
 
