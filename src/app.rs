@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{AccountCommand, Cli, Command, DialArgs, ServeArgs};
+use crate::cli::{AccountCommand, Cli, Command, DialArgs, ImportArgs, ServeArgs};
 use crate::config::Config;
 use crate::engine::api::AudioSourceSpec;
 use crate::engine::{self, AccountRegistration, EngineConfig, RtpPortRange};
@@ -16,6 +16,13 @@ use crate::sip::msg::Uri;
 
 /// Run the mode the command line asks for; returns the process exit status.
 pub async fn run(cli: Cli, json_default: bool) -> i32 {
+    // import may create the config file, so it runs before the config is loaded.
+    if let Command::Account(crate::cli::AccountArgs {
+        command: AccountCommand::Import(args),
+    }) = &cli.command
+    {
+        return run_account_import(cli.config.as_deref(), args);
+    }
     let config = match load_config(cli.config.as_ref()) {
         Ok(c) => c,
         Err(e) => {
@@ -336,6 +343,15 @@ fn run_account(config: &Config, cmd: AccountCommand) -> i32 {
                 }
             }
         }
+        AccountCommand::Import(_) => unreachable!("handled before the config is loaded"),
+        AccountCommand::Export {
+            name,
+            qr,
+            with_password,
+        } => {
+            let Some(a) = find(&name) else { return 1 };
+            run_account_export(a, qr, with_password)
+        }
         AccountCommand::List => {
             let mut keyring_problem = None;
             for a in &config.accounts {
@@ -382,4 +398,183 @@ fn read_password(account: &str) -> std::io::Result<crate::config::Secret> {
     Ok(crate::config::Secret::new(
         crate::config::secrets::strip_line_end(&line),
     ))
+}
+
+/// `termphone account import SOURCE`: a provisioning payload (text or a QR code image) becomes
+/// an `[[account]]` in the config file (comments and order kept); the password goes into the
+/// OS keyring. Nothing of the password is ever printed.
+fn run_account_import(explicit: Option<&std::path::Path>, args: &ImportArgs) -> i32 {
+    use crate::config::{edit, provision, secrets};
+    use std::io::Read;
+    const MAX_SOURCE: u64 = 32 * 1024 * 1024;
+    let Some(path) = explicit
+        .map(std::path::Path::to_path_buf)
+        .or_else(Config::default_path)
+    else {
+        eprintln!("termphone: no config path: set XDG_CONFIG_HOME or HOME, or give --config PATH");
+        return 1;
+    };
+    let mut bytes = Vec::new();
+    let read = if args.source == "-" {
+        std::io::stdin()
+            .lock()
+            .take(MAX_SOURCE)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(&args.source).and_then(|f| f.take(MAX_SOURCE).read_to_end(&mut bytes))
+    };
+    if let Err(e) = read {
+        eprintln!("termphone: cannot read {}: {e}", args.source);
+        return 1;
+    }
+    let parsed = match provision::parse_source(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("termphone: cannot import {}: {e}", args.source);
+            return 1;
+        }
+    };
+    for w in &parsed.warnings {
+        eprintln!("termphone: warning: {w}");
+    }
+    if let Some(n) = &args.name {
+        if n.trim().is_empty() || n.chars().any(char::is_control) {
+            eprintln!("termphone: --name must be a non-empty name without control characters");
+            return 1;
+        }
+    }
+    let fields = parsed.payload.to_account(args.name.as_deref());
+    // An existing file must load before it is edited (its errors name file:line:col).
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => {
+            if let Err(e) = Config::from_str(&t, &path) {
+                eprintln!("termphone: {e}");
+                return 1;
+            }
+            t
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            eprintln!("termphone: cannot read {}: {e}", path.display());
+            return 1;
+        }
+    };
+    // The edited text, checked by the loader so that what is written loads.
+    let edited = |password: Option<&crate::config::Secret>| -> Result<(String, Config), String> {
+        let out = edit::upsert_account(&text, &fields, password, args.replace)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let cfg = Config::from_str(&out, &path).map_err(|e| {
+            format!("the imported account does not fit this termphone's config: {e}")
+        })?;
+        Ok((out, cfg))
+    };
+    let (mut out, _) = match edited(None) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("termphone: {e}");
+            return 1;
+        }
+    };
+    let stored = match &parsed.payload.password {
+        None => "no password in the payload".to_string(),
+        Some(pw) => match secrets::keyring_set(&fields.name, pw) {
+            Ok(()) => "password stored in the keyring".to_string(),
+            Err(e) if args.password_in_file => {
+                match edited(Some(pw)) {
+                    Ok((with_pw, cfg)) => {
+                        out = with_pw;
+                        eprintln!("termphone: warning: cannot use the OS keyring: {e}");
+                        for w in cfg.warnings.iter().filter(|w| w.key.ends_with("password")) {
+                            eprintln!("termphone: {w}");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("termphone: {e}");
+                        return 1;
+                    }
+                }
+                "password written to the config file".to_string()
+            }
+            Err(e) => {
+                eprintln!(
+                    "termphone: cannot store the password of account {} in the OS keyring: {e}; \
+                     nothing was written. Keep the password in a password manager and set \
+                     password_cmd for the account (e.g. password_cmd = \"pass show sip/{}\"), \
+                     or import again with --password-in-file to write it into the config file",
+                    fields.name, fields.name
+                );
+                return 1;
+            }
+        },
+    };
+    if text.is_empty() {
+        out.insert_str(0, &format!("{}\n", edit::NEW_FILE_HEADER));
+    }
+    if let Err(e) = edit::write_config(&path, &out) {
+        eprintln!("termphone: cannot write {}: {e}", path.display());
+        return 1;
+    }
+    println!(
+        "imported account {}: registrar {}, transport {}, {stored}",
+        fields.name,
+        fields.registrar.as_deref().unwrap_or("none"),
+        fields.transport.param_name(),
+    );
+    0
+}
+
+/// `termphone account export NAME`: the account as a key=value payload, or its QR code.
+fn run_account_export(a: &crate::config::AccountConfig, qr: bool, with_password: bool) -> i32 {
+    use crate::config::{provision, secrets};
+    use std::io::IsTerminal;
+    let fields = provision::AccountFields {
+        name: a.name.clone(),
+        user: a.user.clone(),
+        domain: a.domain.clone(),
+        registrar: a.registrar.clone(),
+        transport: a.transport,
+        outbound_proxy: a.outbound_proxy.clone(),
+        auth_user: a.auth_user.clone(),
+        ws_path: a.transport.is_websocket().then(|| a.ws_path.clone()),
+        display_name: a.display_name.clone(),
+        enabled: a.enabled,
+    };
+    let password = if with_password {
+        match account_password(a) {
+            Some(p) => Some(p),
+            None => {
+                eprintln!(
+                    "termphone: account {} has no password (keyring, password_cmd or password)",
+                    a.name
+                );
+                return 1;
+            }
+        }
+    } else {
+        if secrets::password_source(a, &secrets::keyring_get(&a.name))
+            != secrets::PasswordSource::None
+        {
+            eprintln!("termphone: the password is not included (add --with-password)");
+        }
+        None
+    };
+    let payload = match fields.to_payload(password.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("termphone: account {}: {e}", a.name);
+            return 1;
+        }
+    };
+    if qr {
+        match provision::render_qr(&payload, std::io::stdout().is_terminal()) {
+            Ok(art) => print!("{art}"),
+            Err(e) => {
+                eprintln!("termphone: {e}");
+                return 1;
+            }
+        }
+    } else {
+        print!("{payload}");
+    }
+    0
 }

@@ -44,9 +44,10 @@ pub enum Command {
     /// List audio devices.
     #[command(after_help = "Example:\n  termphone devices")]
     Devices,
-    /// Accounts: list them; store or remove their passwords in the OS keyring.
+    /// Accounts: list them; store or remove their passwords in the OS keyring; import and
+    /// export provisioning payloads (QR codes).
     #[command(
-        after_help = "Examples:\n  termphone account list\n  termphone account set-password work\n  pass show sip/work | termphone account set-password work\n  termphone account remove work"
+        after_help = "Examples:\n  termphone account list\n  termphone account set-password work\n  pass show sip/work | termphone account set-password work\n  termphone account remove work\n  termphone account import qr-code.png --name work\n  termphone account export work --qr"
     )]
     Account(AccountArgs),
 }
@@ -80,6 +81,47 @@ pub enum AccountCommand {
         /// The account's name in the config.
         name: String,
     },
+    /// Add an account from a provider's provisioning payload: Zoiper-style key=value lines
+    /// (server=, port=, username=, password=, transport=, wss_port=, ...), a Zoiper OEM URL
+    /// (u=, h=, p=, o=, a=, tr=), or a PNG/JPEG image of such a QR code. The account is added
+    /// to the config file (created if missing; comments and order kept), the password goes
+    /// into the OS keyring.
+    #[command(
+        after_help = "Examples:\n  termphone account import provider.txt\n  termphone account import qr-code.png --name work\n  printf 'server=pbx.example.com\\nusername=1001\\npassword=...\\n' | termphone account import -\n  termphone account import --replace --name work new-qr.png"
+    )]
+    Import(ImportArgs),
+    /// Print an account as a key=value provisioning payload (what `account import` reads),
+    /// or as a QR code in the terminal. No password unless --with-password.
+    #[command(
+        after_help = "Examples:\n  termphone account export work\n  termphone account export work --qr\n  termphone account export work --with-password > work.txt"
+    )]
+    Export {
+        /// The account's name in the config.
+        name: String,
+        /// Draw the payload as a QR code (Unicode half blocks) instead of text.
+        #[arg(long)]
+        qr: bool,
+        /// Include the password (from the keyring, password_cmd or the file).
+        #[arg(long)]
+        with_password: bool,
+    },
+}
+
+/// `termphone account import`
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A text file, `-` for standard input, or a PNG/JPEG image of a QR code.
+    pub source: String,
+    /// The account's name (default: user@host).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Replace an account of the same name instead of refusing.
+    #[arg(long)]
+    pub replace: bool,
+    /// When the OS keyring is unavailable, write the password into the config file instead
+    /// of failing (the file is then as secret as the password).
+    #[arg(long)]
+    pub password_in_file: bool,
 }
 
 /// Options shared by the modes that run the engine.

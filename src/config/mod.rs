@@ -9,9 +9,11 @@
 //! walker over toml's spanned document rather than through serde, because serde's messages
 //! quote values (`invalid type: integer `12345``) and would lose the span of semantic errors.
 
+pub mod edit;
 mod error;
 mod parse;
 mod path;
+pub mod provision;
 pub mod secrets;
 
 use std::fmt;
