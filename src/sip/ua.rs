@@ -1482,6 +1482,9 @@ fn copy_credentials(from: &Request, ack: &mut Request) {
 }
 
 #[cfg(test)]
+mod auth_tests;
+
+#[cfg(test)]
 mod tests {
     //! Two user agents wired in memory, on synthetic time, with an optional lossy link.
 
