@@ -244,6 +244,10 @@ fn bye_challenged_401_is_resent_with_authorization_then_ends() {
         auth_params(again.headers.get(&HeaderName::AUTHORIZATION).unwrap())["nc"],
         "00000001"
     );
+    let other = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_digest_verifies(&again, &HeaderName::AUTHORIZATION, "other", "nonce-1")
+    }));
+    assert!(other.is_err(), "the check depends on the password");
     assert_eq!(s.ended(), None);
 
     s.reply(&again, 200, &[]);
