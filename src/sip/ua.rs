@@ -64,7 +64,8 @@ pub enum EndCause {
     RemoteCancel,
     /// We rejected the incoming call with this code.
     LocalReject(u16),
-    /// Our INVITE got a final failure response.
+    /// Our INVITE got a final failure response; or a BYE or re-INVITE of ours could not be
+    /// authorized (`code` 401/407, `reason` starting with "authentication failed").
     Rejected { code: u16, reason: String },
     /// No response to our INVITE (timer B), or no ACK for our 2xx.
     Timeout,
@@ -89,7 +90,8 @@ pub enum UaEvent {
         code: u16,
         sdp: Option<Vec<u8>>,
     },
-    /// Our INVITE was answered (2xx). `sdp` is the answer.
+    /// Our INVITE was answered (2xx). `sdp` is the answer. Also the 2xx to a re-INVITE we
+    /// sent ([`UserAgent::reinvite`]).
     Answered { call: CallRef, sdp: Vec<u8> },
     /// The ACK for our 2xx arrived.
     Confirmed { call: CallRef },
