@@ -17,7 +17,7 @@ pkgs=(
     sip-tester baresip-core
     kamailio kamailio-sqlite-modules kamailio-tls-modules kamailio-websocket-modules
     pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
-    sox espeak-ng
+    sox espeak-ng dnsmasq-base
     dbus gnome-keyring
     procps ca-certificates
 )

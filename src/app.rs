@@ -53,6 +53,7 @@ fn engine_config(
             max: config.general.rtp_port_max,
         },
         sip_trace: sip_trace || config.general.sip_trace,
+        dns_server: config.general.dns_server,
         ..EngineConfig::default()
     };
     if !config.general.user_agent.is_empty() {
@@ -110,7 +111,13 @@ fn account_registration(a: &crate::config::AccountConfig) -> Option<AccountRegis
         aor,
         registrar,
         expires: a.expires,
-        credentials: account_password(a).map(|p| Credentials::new(a.user.clone(), p)),
+        credentials: account_password(a)
+            .map(|p| Credentials::new(a.auth_user.clone().unwrap_or_else(|| a.user.clone()), p)),
+        transport: a.transport,
+        outbound_proxy: a.outbound_proxy.as_deref().and_then(|p| p.parse().ok()),
+        tls_ca_file: a.tls_ca_file.clone(),
+        ws_path: a.ws_path.clone(),
+        keepalive: a.keepalive_secs(),
     })
 }
 
@@ -136,8 +143,29 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         args.engine.listen,
         SocketAddr::from(([0, 0, 0, 0], 5060)),
     );
-    // serve registers every enabled account with a registrar and answers on each.
+    // serve registers every enabled account with a registrar (or those --account names) and
+    // answers on each.
     ec.register = true;
+    if !args.accounts.is_empty() {
+        for name in &args.accounts {
+            match config.accounts.iter().find(|a| &a.name == name) {
+                None => {
+                    eprintln!("termphone: no account named {name:?} in the config");
+                    return 2;
+                }
+                Some(a) if a.registrar.is_none() => {
+                    eprintln!("termphone: account {name:?} has no registrar to register with");
+                    return 2;
+                }
+                Some(a) if !a.enabled => {
+                    eprintln!("termphone: account {name:?} is disabled (enabled = false)");
+                    return 2;
+                }
+                Some(_) => {}
+            }
+        }
+        ec.accounts.retain(|r| args.accounts.contains(&r.name));
+    }
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {
@@ -327,7 +355,7 @@ fn run_account(config: &Config, cmd: AccountCommand) -> i32 {
                     "{}\t{aor}\tregistrar={}\ttransport={}\tpassword={source}{}",
                     a.name,
                     a.registrar.as_deref().unwrap_or("none"),
-                    a.transport.as_str(),
+                    a.transport.param_name(),
                     if a.enabled { "" } else { "\tdisabled" },
                 );
             }

@@ -117,6 +117,10 @@ pub struct ServeArgs {
     /// Reject every call with this SIP status code (e.g. 486, 603) instead of answering.
     #[arg(long, value_name = "CODE", value_parser = clap::value_parser!(u16).range(400..=699))]
     pub reject: Option<u16>,
+    /// Register and answer only as this account (repeatable; default: every enabled account
+    /// with a registrar).
+    #[arg(long = "account", value_name = "NAME")]
+    pub accounts: Vec<String>,
 }
 
 /// `termphone dial`

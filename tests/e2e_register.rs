@@ -257,3 +257,50 @@ fn password_cmd_provides_the_password() {
     );
     assert!(!stderr.contains("alicepw"));
 }
+
+/// `serve --account NAME` registers only that account of several; an unknown name is a usage
+/// error (exit 2) before anything is sent.
+#[test]
+fn serve_account_registers_only_the_named_account() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let cfg = k.dir().join("two-accounts.toml");
+    let mut text = String::new();
+    for user in ["alice", "bob"] {
+        text.push_str(&format!(
+            "[[account]]\nname = \"{user}\"\nuser = \"{user}\"\ndomain = \"127.0.0.1\"\n\
+             registrar = \"sip:{}\"\npassword = \"{user}pw\"\n\n",
+            k.addr()
+        ));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let mut unknown = Termphone::builder(&["serve", "--account", "carol"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    assert_eq!(unknown.wait_exit_code(WAIT), 2, "{}", unknown.diagnostics());
+    assert!(unknown.stderr().contains("no account named \"carol\""));
+
+    let mut srv = Termphone::builder(&["serve", "--account", "bob"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        WAIT,
+    );
+    assert_eq!(ev["account"], "bob");
+    let regs = k.wait_registrations(WAIT, "bob registered", |r| r.iter().any(|b| b.aor == "bob"));
+    assert!(
+        !regs.iter().any(|b| b.aor == "alice"),
+        "alice was not asked for: {regs:?}"
+    );
+    assert!(
+        !srv.events()
+            .iter()
+            .any(|e| e["event"] == "registration" && e["account"] == "alice"),
+        "no registration events for alice"
+    );
+    srv.stop();
+}

@@ -263,3 +263,548 @@ fn stop_and_drop_leave_no_process_behind() {
         assert!(!pid_alive(*p), "pid {p} still alive after drop");
     }
 }
+
+// ------------------------------------------------------------------ TLS, TCP, WebSocket
+
+use std::io::Write as _;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use support::kamailio::{digest_authorization, StreamSip, WsClient};
+
+fn openssl_available() -> bool {
+    Command::new("openssl")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Run `openssl s_client ARGS` with stdin at EOF (it connects, handshakes, verifies and
+/// quits); (exit code, stdout + stderr). Stopped by its PID if it hangs.
+fn s_client_once(kam: &Kamailio, args: &[&str]) -> (Option<i32>, String) {
+    let out = kam
+        .base_dir()
+        .join(format!("s_client-{}.out", support::next_seq()));
+    let f = std::fs::File::create(&out).expect("create s_client output");
+    let mut child = Command::new("openssl")
+        .arg("s_client")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(f.try_clone().expect("clone")))
+        .stderr(Stdio::from(f))
+        .spawn()
+        .expect("spawn openssl s_client");
+    let st = support::wait_until(Duration::from_secs(10), || child.try_wait().ok().flatten());
+    let code = match st {
+        Some(st) => st.code(),
+        None => {
+            support::stop_child(&mut child, support::TERM_GRACE);
+            panic!(
+                "openssl s_client {args:?} did not finish:\n{}",
+                std::fs::read_to_string(&out).unwrap_or_default()
+            );
+        }
+    };
+    (code, std::fs::read_to_string(&out).unwrap_or_default())
+}
+
+#[test]
+fn tls_listener_presents_a_certificate_of_the_test_ca_for_127_0_0_1_and_localhost() {
+    if !openssl_available() {
+        eprintln!("openssl not installed: skipping");
+        return;
+    }
+    let kam = Kamailio::start(KamailioOpts::default().tls());
+    let connect = kam.tls_addr().to_string();
+    let ca = kam.ca_file().display().to_string();
+    let untrusted = kam.untrusted_ca_file().display().to_string();
+    for extra in [
+        &["-servername", "localhost", "-verify_hostname", "localhost"][..],
+        &["-verify_ip", "127.0.0.1"][..],
+    ] {
+        let mut args = vec!["-connect", &connect, "-CAfile", &ca, "-verify_return_error"];
+        args.extend_from_slice(extra);
+        let (code, out) = s_client_once(&kam, &args);
+        assert_eq!(code, Some(0), "{args:?}:\n{out}");
+        assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+        assert!(out.contains("CN = localhost"), "{out}");
+    }
+    // the unrelated CA does not vouch for it
+    let (code, out) = s_client_once(
+        &kam,
+        &[
+            "-connect",
+            &connect,
+            "-CAfile",
+            &untrusted,
+            "-verify_return_error",
+            "-servername",
+            "localhost",
+        ],
+    );
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("verify error"), "{out}");
+    assert!(
+        out.contains("unable to get local issuer certificate")
+            || out.contains("self-signed certificate in certificate chain"),
+        "{out}"
+    );
+    // and the certificate names no other host
+    let (code, out) = s_client_once(
+        &kam,
+        &[
+            "-connect",
+            &connect,
+            "-CAfile",
+            &ca,
+            "-verify_return_error",
+            "-verify_hostname",
+            "example.com",
+        ],
+    );
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("hostname mismatch"), "{out}");
+    // UDP is still there as before
+    assert_eq!(options(&kam, &SipClient::new()), 200);
+}
+
+/// `openssl s_client` as a TLS pipe: SIP written to its stdin goes over TLS, what the server
+/// sends comes out of its stdout. Stopped by its PID on drop.
+struct TlsPipe {
+    child: Child,
+    sip: StreamSip<ChildStdin>,
+}
+
+impl TlsPipe {
+    fn connect(kam: &Kamailio, port: u16) -> TlsPipe {
+        let err = kam
+            .base_dir()
+            .join(format!("s_client-pipe-{}.err", support::next_seq()));
+        let mut child = Command::new("openssl")
+            .args(["s_client", "-quiet", "-nocommands", "-verify_return_error"])
+            .args(["-servername", "localhost", "-connect"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-CAfile")
+            .arg(kam.ca_file())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::File::create(err).expect("create s_client stderr"),
+            ))
+            .spawn()
+            .expect("spawn openssl s_client");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        TlsPipe {
+            child,
+            sip: StreamSip::new(stdin, stdout),
+        }
+    }
+}
+
+impl Drop for TlsPipe {
+    fn drop(&mut self) {
+        support::stop_child(&mut self.child, support::TERM_GRACE);
+    }
+}
+
+/// REGISTER `user` (Contact `sip:USER@client.invalid;transport=T`) over a stream-like
+/// connection, answering the 401; returns the 200.
+fn register_over(
+    send: &mut dyn FnMut(&str) -> Result<(), String>,
+    recv: &mut dyn FnMut(&str) -> Result<support::kamailio::SipResponse, String>,
+    transport: &str,
+    user: &str,
+    password: &str,
+) -> support::kamailio::SipResponse {
+    let aor = format!("sip:{user}@127.0.0.1");
+    let t = transport.to_ascii_lowercase();
+    let contact = format!("<sip:{user}@client.invalid;transport={t}>");
+    let req = RawRequest::new("REGISTER", "sip:127.0.0.1")
+        .from(&aor)
+        .to(&aor)
+        .header("Contact", &contact)
+        .header("Expires", "600");
+    send(&req.to_text_over(transport, "client.invalid")).expect("send REGISTER");
+    let r = recv(&req.call_id).expect("answer to REGISTER");
+    assert_eq!(r.code, 401, "{}", r.raw);
+    let ch = r.challenge().expect("a Digest challenge");
+    let auth = digest_authorization(&ch, "REGISTER", "sip:127.0.0.1", user, password);
+    let mut req2 = req.clone().cseq(2).header("Authorization", &auth);
+    req2.branch.push_str("-2");
+    send(&req2.to_text_over(transport, "client.invalid")).expect("send REGISTER 2");
+    recv(&req.call_id).expect("answer to the REGISTER with credentials")
+}
+
+/// A response to a request (Via, Record-Route, From, To with a tag, Call-ID, CSeq copied).
+fn reply_to(request: &str, code: u16, reason: &str) -> String {
+    reply_with(request, code, reason, "")
+}
+
+/// [`reply_to`] plus `extra` header lines (each ending in CRLF).
+fn reply_with(request: &str, code: u16, reason: &str, extra: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    let head = request.split("\r\n\r\n").next().unwrap_or_default();
+    for line in head.split("\r\n").skip(1) {
+        let Some((name, _)) = line.split_once(':') else {
+            continue;
+        };
+        match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" | "record-route" | "from" | "f" | "call-id" | "i" | "cseq" => {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+            "to" | "t" => {
+                out.push_str(line);
+                out.push_str(";tag=callee1\r\n");
+            }
+            _ => {}
+        }
+    }
+    out.push_str(extra);
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// A MESSAGE from a foreign UDP sender (no auth asked) to `sip:USER@127.0.0.1`, sent on a
+/// thread; join it for the final response the sender got.
+fn message_from_udp(
+    kam: &Kamailio,
+    user: &str,
+) -> (
+    String,
+    std::thread::JoinHandle<Result<support::kamailio::SipResponse, String>>,
+) {
+    let req = RawRequest::new("MESSAGE", &kam.aor(user))
+        .from("sip:probe@example.invalid")
+        .header("Content-Type", "text/plain")
+        .body("hello over a connection");
+    let call_id = req.call_id.clone();
+    let dest = kam.addr();
+    let h = std::thread::spawn(move || SipClient::new().request(&req, dest, T));
+    (call_id, h)
+}
+
+#[test]
+fn tls_client_registers_with_digest_and_requests_reach_it_over_its_connection() {
+    if !openssl_available() {
+        eprintln!("openssl not installed: skipping");
+        return;
+    }
+    let kam = Kamailio::start(KamailioOpts::default().tls());
+    assert_eq!(
+        kam.uri_for("tls"),
+        format!("sip:127.0.0.1:{};transport=tls", kam.tls_port())
+    );
+    let mut pipe = TlsPipe::connect(&kam, kam.tls_port());
+    let sip = std::cell::RefCell::new(&mut pipe.sip);
+    let ok = register_over(
+        &mut |t| sip.borrow_mut().send(t),
+        &mut |cid| sip.borrow_mut().recv_response(cid, T),
+        "TLS",
+        "bob",
+        "bobpw",
+    );
+    assert_eq!(ok.code, 200, "{}", ok.raw);
+    let regs = kam.registrations_of("bob");
+    assert_eq!(regs.len(), 1, "{regs:#?}");
+    assert_eq!(
+        regs[0].socket,
+        format!("tls:{}", kam.tls_addr()),
+        "{regs:#?}"
+    );
+    assert!(
+        regs[0]
+            .received
+            .as_deref()
+            .is_some_and(|r| r.starts_with("sip:127.0.0.1:") && r.contains("transport=tls")),
+        "fix_nated_register keeps the source: {regs:#?}"
+    );
+
+    // a request to bob is relayed over the TLS connection bob opened
+    let (call_id, sender) = message_from_udp(&kam, "bob");
+    let msg = loop {
+        let m = sip.borrow_mut().recv(T).expect("the MESSAGE over TLS");
+        if m.starts_with("MESSAGE ") {
+            break m;
+        }
+    };
+    assert!(msg.contains(&call_id), "{msg}");
+    assert!(msg.contains("hello over a connection"), "{msg}");
+    sip.borrow_mut()
+        .send(&reply_to(&msg, 200, "OK"))
+        .expect("send 200");
+    let r = sender
+        .join()
+        .expect("sender thread")
+        .expect("final response");
+    assert_eq!(r.code, 200, "{}", r.raw);
+}
+
+#[test]
+fn sipp_over_tcp_registers_with_digest_auth() {
+    if !sipp_available() {
+        eprintln!("sipp not installed: skipping");
+        return;
+    }
+    let kam = Kamailio::start(KamailioOpts::default().tls().ws());
+    assert_eq!(
+        kam.uri_for("tcp"),
+        format!("sip:127.0.0.1:{};transport=tcp", kam.port())
+    );
+    assert_eq!(kam.uri_for("udp"), kam.uri());
+    let port = support::free_udp_port();
+    let mut sipp = Sipp::uac("reg_auth.xml", kam.addr())
+        .dir(kam.dir_handle())
+        .port(port)
+        .key("expires", 600)
+        .arg("-t")
+        .arg("t1")
+        .arg("-s")
+        .arg("alice")
+        .arg("-au")
+        .arg("alice")
+        .arg("-ap")
+        .arg("alicepw")
+        .timeout(Duration::from_secs(10))
+        .spawn();
+    sipp.expect_success(Duration::from_secs(15));
+    assert!(
+        sipp.messages().contains("SIP/2.0/TCP"),
+        "{}",
+        sipp.messages()
+    );
+    let regs = kam.registrations_of("alice");
+    assert_eq!(regs.len(), 1, "{regs:#?}");
+    assert_eq!(regs[0].socket, format!("tcp:{}", kam.addr()), "{regs:#?}");
+    assert!(
+        regs[0]
+            .received
+            .as_deref()
+            .is_some_and(|r| r.contains("transport=tcp")),
+        "{regs:#?}"
+    );
+}
+
+#[test]
+fn websocket_handshake_echoes_sip_and_options_in_a_frame_gets_200() {
+    let kam = Kamailio::start(KamailioOpts::default().ws());
+    assert_eq!(kam.ws_url(), format!("ws://127.0.0.1:{}/", kam.ws_port()));
+    assert_eq!(
+        kam.uri_for("ws"),
+        format!("sip:127.0.0.1:{};transport=ws", kam.ws_port())
+    );
+    let mut ws = WsClient::handshake(kam.ws_addr(), "/", Some("sip")).expect("handshake");
+    assert_eq!(ws.status(), Some(101), "{}", ws.handshake);
+    assert_eq!(
+        ws.header("Sec-WebSocket-Protocol"),
+        Some("sip"),
+        "{}",
+        ws.handshake
+    );
+    assert!(
+        ws.header("Upgrade")
+            .is_some_and(|u| u.eq_ignore_ascii_case("websocket")),
+        "{}",
+        ws.handshake
+    );
+    let req = RawRequest::new("OPTIONS", &kam.uri_for("ws")).from("sip:probe@127.0.0.1");
+    ws.send_text(&req.to_text_over("WS", "client.invalid"))
+        .expect("send the OPTIONS frame");
+    let r = ws.recv_response(&req.call_id, T).expect("200 in a frame");
+    assert_eq!(r.code, 200, "{}", r.raw);
+
+    // an upgrade on the SIP TCP port is forbidden; a plain GET on the WS port is not found
+    let other = WsClient::handshake(kam.addr(), "/", Some("sip")).expect("HTTP on SIP port");
+    assert_eq!(other.status(), Some(403), "{}", other.handshake);
+    let mut plain = std::net::TcpStream::connect(kam.ws_addr()).expect("connect");
+    plain.set_read_timeout(Some(T)).expect("timeout");
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .expect("send GET");
+    let mut head = String::new();
+    let _ = std::io::Read::read_to_string(&mut plain, &mut head);
+    assert_eq!(support::kamailio::http_status(&head), Some(404), "{head}");
+}
+
+#[test]
+fn websocket_client_registers_and_requests_reach_it_over_its_connection() {
+    let kam = Kamailio::start(KamailioOpts::default().ws());
+    let ws = std::cell::RefCell::new(WsClient::connect_sip(kam.ws_addr()).expect("handshake"));
+    let ok = register_over(
+        &mut |t| ws.borrow_mut().send_text(t),
+        &mut |cid| ws.borrow_mut().recv_response(cid, T),
+        "WS",
+        "bob",
+        "bobpw",
+    );
+    assert_eq!(ok.code, 200, "{}", ok.raw);
+    let regs = kam.registrations_of("bob");
+    assert_eq!(regs.len(), 1, "{regs:#?}");
+    assert_eq!(
+        regs[0].socket,
+        format!("tcp:{}", kam.ws_addr()),
+        "{regs:#?}"
+    );
+    assert_eq!(regs[0].contact, "sip:bob@client.invalid;transport=ws");
+    let local = ws.borrow().local_addr();
+    assert_eq!(
+        regs[0].received.as_deref(),
+        Some(format!("sip:{local};transport=ws").as_str()),
+        "{regs:#?}"
+    );
+
+    let (call_id, sender) = message_from_udp(&kam, "bob");
+    let msg = loop {
+        let m = ws.borrow_mut().recv_text(T).expect("the MESSAGE over WS");
+        if m.starts_with("MESSAGE ") {
+            break m;
+        }
+    };
+    assert!(msg.contains(&call_id), "{msg}");
+    assert!(
+        msg.contains("SIP/2.0/WS"),
+        "Kamailio's own Via names WS: {msg}"
+    );
+    ws.borrow_mut()
+        .send_text(&reply_to(&msg, 200, "OK"))
+        .expect("send 200");
+    let r = sender
+        .join()
+        .expect("sender thread")
+        .expect("final response");
+    assert_eq!(r.code, 200, "{}", r.raw);
+}
+
+#[test]
+fn secure_websocket_handshake_over_tls_gets_101_with_sip() {
+    if !openssl_available() {
+        eprintln!("openssl not installed: skipping");
+        return;
+    }
+    let kam = Kamailio::start(KamailioOpts::default().all_transports());
+    assert_eq!(
+        kam.wss_url(),
+        format!("wss://127.0.0.1:{}/", kam.wss_port())
+    );
+    let mut pipe = TlsPipe::connect(&kam, kam.wss_port());
+    pipe.sip
+        .send(&format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: sip\r\n\r\n",
+            kam.wss_port()
+        ))
+        .expect("send the upgrade");
+    let head = pipe.sip.recv(T).expect("the upgrade response");
+    assert_eq!(support::kamailio::http_status(&head), Some(101), "{head}");
+    assert_eq!(
+        support::kamailio::http_header(&head, "Sec-WebSocket-Protocol"),
+        Some("sip"),
+        "{head}"
+    );
+    // the other listeners of all_transports answer too
+    assert_eq!(options(&kam, &SipClient::new()), 200);
+    let ws = WsClient::connect_sip(kam.ws_addr()).expect("ws handshake");
+    assert_eq!(ws.status(), Some(101));
+}
+
+#[test]
+fn websocket_callee_answers_an_invite_and_the_bye_reaches_it_by_contact_alias() {
+    let kam = Kamailio::start(KamailioOpts::default().ws());
+    let ws = std::cell::RefCell::new(WsClient::connect_sip(kam.ws_addr()).expect("handshake"));
+    let ok = register_over(
+        &mut |t| ws.borrow_mut().send_text(t),
+        &mut |cid| ws.borrow_mut().recv_response(cid, T),
+        "WS",
+        "bob",
+        "bobpw",
+    );
+    assert_eq!(ok.code, 200, "{}", ok.raw);
+    let ws_local = ws.borrow().local_addr();
+
+    // a foreign UDP caller (no auth asked) INVITEs bob, who is on WS
+    let caller = SipClient::new();
+    let sdp = "v=0\r\no=carol 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+               m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let invite = RawRequest::new("INVITE", &kam.aor("bob"))
+        .from("sip:carol@example.invalid")
+        .header("Contact", &format!("<sip:carol@{}>", caller.local_addr()))
+        .header("Content-Type", "application/sdp")
+        .body(sdp);
+    let dest = kam.addr();
+    let inv = invite.clone();
+    let h = std::thread::spawn(move || {
+        let r = caller.request(&inv, dest, T);
+        (caller, r)
+    });
+    let msg = loop {
+        let m = ws.borrow_mut().recv_text(T).expect("the INVITE over WS");
+        if m.starts_with("INVITE ") {
+            break m;
+        }
+    };
+    assert!(msg.contains(&invite.call_id), "{msg}");
+    ws.borrow_mut()
+        .send_text(&reply_with(
+            &msg,
+            200,
+            "OK",
+            "Contact: <sip:bob@client.invalid;transport=ws>\r\n",
+        ))
+        .expect("send 200");
+    let (caller, r) = h.join().expect("caller thread");
+    let r = r.expect("final response to the INVITE");
+    assert_eq!(r.code, 200, "{}", r.raw);
+    // Kamailio marked the callee's Contact with where it really is
+    let contact = r.header("Contact").expect("Contact in the 200").to_owned();
+    let alias = format!("alias={}~{}~", ws_local.ip(), ws_local.port());
+    assert!(contact.contains(&alias), "{contact} lacks {alias}");
+    let target = contact.trim().trim_start_matches('<');
+    let target = target.split('>').next().unwrap_or_default().to_owned();
+    let mut route: Vec<String> = r
+        .header_all("Record-Route")
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .collect();
+    assert!(!route.is_empty(), "{}", r.raw);
+    route.reverse();
+    let route = route.join(", ");
+    let to_tag = "callee1";
+
+    let in_dialog = |method: &str, cseq: u32| {
+        RawRequest::new(method, &target)
+            .from("sip:carol@example.invalid")
+            .with_from_tag(&invite.from_tag)
+            .to(&kam.aor("bob"))
+            .with_to_tag(to_tag)
+            .call_id(&invite.call_id)
+            .cseq(cseq)
+            .header("Route", &route)
+    };
+    let ack = in_dialog("ACK", 1);
+    caller.send_raw(&ack.to_text(caller.local_addr()), dest);
+    let m = ws.borrow_mut().recv_text(T).expect("the ACK over WS");
+    assert!(m.starts_with("ACK "), "{m}");
+    let bye = in_dialog("BYE", 2);
+    let bye2 = bye.clone();
+    let h = std::thread::spawn(move || caller.request(&bye2, dest, T));
+    let msg = ws.borrow_mut().recv_text(T).expect("the BYE over WS");
+    assert!(msg.starts_with("BYE "), "{msg}");
+    assert!(msg.contains(&invite.call_id), "{msg}");
+    assert!(
+        !msg.split("\r\n")
+            .next()
+            .unwrap_or_default()
+            .contains("alias="),
+        "handle_ruri_alias strips the alias: {msg}"
+    );
+    ws.borrow_mut()
+        .send_text(&reply_to(&msg, 200, "OK"))
+        .expect("send 200 to BYE");
+    let r = h
+        .join()
+        .expect("bye thread")
+        .expect("final response to BYE");
+    assert_eq!(r.code, 200, "{}", r.raw);
+}

@@ -19,6 +19,7 @@ use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
+pub use crate::sip::transport::Transport;
 pub use error::{ConfigError, ConfigWarning, Location, Problem};
 pub use path::{default_path_from, APP_DIR, FILE_NAME};
 
@@ -56,6 +57,8 @@ pub struct General {
     pub log_file: Option<PathBuf>,
     /// Log every SIP message sent and received.
     pub sip_trace: bool,
+    /// DNS server for SIP server lookups (SRV, A/AAAA); `None` = the system's resolv.conf.
+    pub dns_server: Option<SocketAddr>,
 }
 
 impl General {
@@ -86,6 +89,7 @@ impl Default for General {
             user_agent: Self::default_user_agent(),
             log_file: None,
             sip_trace: false,
+            dns_server: None,
         }
     }
 }
@@ -118,8 +122,20 @@ pub struct AccountConfig {
     pub expires: u32,
     /// A shell command whose standard output is the password (preferred over `password`).
     pub password_cmd: Option<String>,
-    /// Transport for SIP.
+    /// Transport for SIP (`udp`, `tcp`, `tls`, `ws`, `wss`).
     pub transport: Transport,
+    /// Outbound proxy: every request of the account goes there first (loose routing, the
+    /// proxy's URI becomes the first Route). `None`: requests go to the registrar/domain.
+    pub outbound_proxy: Option<String>,
+    /// User name for digest auth when it differs from `user`.
+    pub auth_user: Option<String>,
+    /// PEM file with CA certificates trusted for TLS/WSS besides the system roots.
+    pub tls_ca_file: Option<PathBuf>,
+    /// HTTP path of the WebSocket endpoint (`ws`/`wss`), default `/`.
+    pub ws_path: String,
+    /// Seconds between keepalives: CRLF pings on TCP/TLS/WS connections (RFC 5626 §4.4.1),
+    /// a CRLF datagram on UDP. `None`: the default (90 s on connections, off on UDP); 0: off.
+    pub keepalive: Option<u32>,
     /// Password stored in the file (discouraged: loading it gives a warning).
     pub password: Option<Secret>,
     /// Codecs in preference order (never empty, no duplicates).
@@ -144,32 +160,27 @@ impl AccountConfig {
             expires: DEFAULT_EXPIRES,
             password_cmd: None,
             transport: Transport::Udp,
+            outbound_proxy: None,
+            auth_user: None,
+            tls_ca_file: None,
+            ws_path: "/".to_string(),
+            keepalive: None,
             password: None,
             codecs: CodecName::default_list(),
             dtmf_mode: DtmfMode::Rfc4733,
         }
     }
 
+    /// Seconds between keepalives, 0 = none: the configured value, else 90 s on connection
+    /// transports and none on UDP.
+    pub fn keepalive_secs(&self) -> u32 {
+        self.keepalive
+            .unwrap_or(if self.transport.is_reliable() { 90 } else { 0 })
+    }
+
     /// True when the account has neither a domain nor a registrar (direct IP calls only).
     pub fn is_serverless(&self) -> bool {
         self.domain.is_none() && self.registrar.is_none()
-    }
-}
-
-/// SIP transport of an account. Only UDP exists for now; TCP and TLS come later.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum Transport {
-    /// SIP over UDP.
-    #[default]
-    Udp,
-}
-
-impl Transport {
-    /// The config spelling (`"udp"`).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-        }
     }
 }
 

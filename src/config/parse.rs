@@ -22,6 +22,7 @@ const GENERAL_KEYS: &[&str] = &[
     "user_agent",
     "log_file",
     "sip_trace",
+    "dns_server",
 ];
 const AUDIO_KEYS: &[&str] = &["capture_device", "playback_device"];
 const ACCOUNT_KEYS: &[&str] = &[
@@ -33,6 +34,11 @@ const ACCOUNT_KEYS: &[&str] = &[
     "registrar",
     "expires",
     "transport",
+    "outbound_proxy",
+    "auth_user",
+    "tls_ca_file",
+    "ws_path",
+    "keepalive",
     "password",
     "password_cmd",
     "codecs",
@@ -43,6 +49,7 @@ const EXPECT_BOOL: &str = "true or false";
 const EXPECT_EXPIRES: &str = "seconds from 10 to 86400, e.g. 600";
 const EXPECT_PASSWORD_CMD: &str =
     "a shell command that prints the password, e.g. \"pass show sip/work\"";
+const EXPECT_DNS_SERVER: &str = "a DNS server's socket address such as \"127.0.0.1:53\"";
 const EXPECT_LISTEN: &str = "a socket address such as \"0.0.0.0:5060\" or \"[::]:5060\"";
 const EXPECT_RTP_MIN: &str = "an even port number from 2 to 65534, e.g. 16384";
 const EXPECT_RTP_MAX: &str = "a port number from 1 to 65535, e.g. 32767";
@@ -55,7 +62,14 @@ const EXPECT_USER: &str = "a SIP user name such as \"alice\" or \"1001\" (letter
 const EXPECT_DOMAIN: &str =
     "a host name or IP address with an optional port, e.g. \"sip.example.com\", without \"sip:\" or a user part";
 const EXPECT_REGISTRAR: &str = "a SIP URI such as \"sip:sip.example.com\"";
-const EXPECT_TRANSPORT: &str = "\"udp\"";
+const EXPECT_TRANSPORT: &str = "one of \"udp\", \"tcp\", \"tls\", \"ws\", \"wss\"";
+const EXPECT_PROXY: &str = "a SIP URI such as \"sip:proxy.example.com:5060\"";
+const EXPECT_AUTH_USER: &str =
+    "a user name for digest auth without control characters, e.g. \"1001\"";
+const EXPECT_CA_FILE: &str =
+    "a path to a PEM file of CA certificates, e.g. \"/etc/ssl/my-pbx-ca.pem\"";
+const EXPECT_WS_PATH: &str = "an HTTP path starting with \"/\", e.g. \"/ws\"";
+const EXPECT_KEEPALIVE: &str = "seconds from 0 (off) to 3600, e.g. 30";
 const EXPECT_PASSWORD: &str = "a string";
 const EXPECT_CODECS: &str = "a list of codec names from PCMU, PCMA, e.g. [\"PCMU\", \"PCMA\"]";
 const EXPECT_CODEC: &str = "a codec name: PCMU or PCMA";
@@ -486,6 +500,17 @@ fn read_general(ctx: &mut Ctx<'_>, value: &Value<'_>) -> General {
             ),
         }
     }
+    if let Some((s, v)) = t.string(ctx, "dns_server", EXPECT_DNS_SERVER) {
+        match s.parse::<SocketAddr>() {
+            Ok(addr) => g.dns_server = Some(addr),
+            Err(_) => ctx.invalid(
+                v,
+                &t.path("dns_server"),
+                "invalid socket address",
+                EXPECT_DNS_SERVER,
+            ),
+        }
+    }
     let min = t.port(ctx, "rtp_port_min", 1, EXPECT_RTP_MIN);
     let max = t.port(ctx, "rtp_port_max", 1, EXPECT_RTP_MAX);
     let mut ports_ok = t.get("rtp_port_min").is_none() || min.is_some();
@@ -629,24 +654,29 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
         a.expires = e;
     }
     if let Some((s, v)) = t.string(ctx, "transport", EXPECT_TRANSPORT) {
-        let key = t.path("transport");
-        match s.to_ascii_lowercase().as_str() {
-            "udp" => a.transport = Transport::Udp,
-            "tcp" => ctx.invalid(
+        match Transport::from_name(s) {
+            Some(tr) => a.transport = tr,
+            None => ctx.invalid(
                 v,
-                &key,
-                "transport \"tcp\" is not supported yet",
+                &t.path("transport"),
+                "unknown transport",
                 EXPECT_TRANSPORT,
             ),
-            "tls" => ctx.invalid(
-                v,
-                &key,
-                "transport \"tls\" is not supported yet",
-                EXPECT_TRANSPORT,
-            ),
-            _ => ctx.invalid(v, &key, "unknown transport", EXPECT_TRANSPORT),
         }
     }
+    a.outbound_proxy = t.checked_string(ctx, "outbound_proxy", EXPECT_PROXY, sip_uri);
+    a.auth_user = t.checked_string(ctx, "auth_user", EXPECT_AUTH_USER, |s| {
+        no_control(s) && !s.trim().is_empty()
+    });
+    a.tls_ca_file = t
+        .checked_string(ctx, "tls_ca_file", EXPECT_CA_FILE, no_control)
+        .map(PathBuf::from);
+    if let Some(p) = t.checked_string(ctx, "ws_path", EXPECT_WS_PATH, |s| {
+        s.starts_with('/') && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+    }) {
+        a.ws_path = p;
+    }
+    a.keepalive = t.integer_in(ctx, "keepalive", 0, 3600, EXPECT_KEEPALIVE);
     a.password_cmd = t.checked_string(ctx, "password_cmd", EXPECT_PASSWORD_CMD, |_| true);
     if let Some(v) = t.get("password") {
         let key = t.path("password");

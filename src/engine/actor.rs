@@ -16,10 +16,12 @@ use tracing::{debug, info, warn};
 
 use super::api::{CallAudio, CallId, CallState, Command, CommandError, Event};
 use super::media::{CallMedia, StreamIds};
+use super::transport::{tls_config, Connections, Inbound, PeerProfile};
 use super::EngineConfig;
 use crate::sip::msg::{Host, Message, Uri};
 use crate::sip::registration::{RegConfig, RegEvent, RegFailure, RegState};
 use crate::sip::sdp::{self, Direction, LocalMedia, Negotiated};
+use crate::sip::transport::Transport;
 use crate::sip::ua::{CallIdentity, CallRef, EndCause, RegRef, UaConfig, UaEvent, UserAgent};
 
 /// Largest datagram we read.
@@ -74,14 +76,23 @@ pub(crate) struct EngineActor {
     /// Media opened on the blocking pool, back to the loop.
     media_ready_tx: mpsc::Sender<(CallRef, MediaStart)>,
     media_ready_rx: mpsc::Receiver<(CallRef, MediaStart)>,
-    /// Registrations → account name and the registrar's address.
-    registrations: BTreeMap<RegRef, (String, SocketAddr)>,
+    /// Registrations → account name, the registrar's (or outbound proxy's) address and the
+    /// transport to it.
+    registrations: BTreeMap<RegRef, (String, SocketAddr, Transport)>,
+    /// SIP over TCP: connections we accept.
+    tcp_listener: Option<tokio::net::TcpListener>,
+    /// TCP/TLS/WS/WSS connections.
+    conns: Connections,
+    inbound_rx: mpsc::Receiver<Inbound>,
+    /// UDP keepalives: (registrar address, interval, next).
+    udp_keepalives: Vec<(SocketAddr, Duration, Instant)>,
 }
 
 impl EngineActor {
     pub(crate) fn new(
         cfg: EngineConfig,
         socket: UdpSocket,
+        tcp_listener: Option<tokio::net::TcpListener>,
         local_addr: SocketAddr,
         commands: mpsc::Receiver<Command>,
         events: broadcast::Sender<Event>,
@@ -96,7 +107,12 @@ impl EngineActor {
         });
         let (rtp_tx, rtp_rx) = mpsc::channel(1024);
         let (media_ready_tx, media_ready_rx) = mpsc::channel(16);
+        let (inbound_tx, inbound_rx) = mpsc::channel(1024);
         EngineActor {
+            tcp_listener,
+            conns: Connections::new(inbound_tx),
+            inbound_rx,
+            udp_keepalives: Vec::new(),
             cfg,
             socket,
             local_addr,
@@ -139,10 +155,11 @@ impl EngineActor {
             media_running = has_media;
             let timeout = self.ua.poll_timeout();
             let shutdown_deadline = self.shutdown.as_ref().map(|(_, d)| *d);
-            let wake = match (timeout, shutdown_deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let keepalive = self.udp_keepalives.iter().map(|k| k.2).min();
+            let wake = [timeout, shutdown_deadline, keepalive]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 cmd = self.commands.recv(), if self.shutdown.is_none() => match cmd {
                     Some(cmd) => self.on_command(cmd).await,
@@ -165,7 +182,17 @@ impl EngineActor {
                     }
                 },
                 _ = sleep_until(wake.map(tokio::time::Instant::from_std).unwrap_or_else(far_future)), if wake.is_some() => {
-                    self.ua.handle_timeout(Instant::now());
+                    let now = Instant::now();
+                    self.ua.handle_timeout(now);
+                    self.send_udp_keepalives(now).await;
+                },
+                Some(inbound) = self.inbound_rx.recv() => self.on_inbound(inbound),
+                accepted = accept(&self.tcp_listener) => match accepted {
+                    Ok((stream, peer)) => {
+                        debug!(%peer, "SIP over TCP connection accepted");
+                        self.conns.accepted(stream, peer);
+                    }
+                    Err(e) => debug!("TCP accept failed: {e}"),
                 },
                 _ = media_clock.tick(), if media_running => self.on_media_tick(),
                 Some((id, result)) = self.media_ready_rx.recv() => self.on_media_ready(id, result),
@@ -192,25 +219,34 @@ impl EngineActor {
         }
         let accounts = self.cfg.accounts.clone();
         for account in accounts {
-            let dest = match resolve(&account.registrar).await {
+            let next_hop = account
+                .outbound_proxy
+                .as_ref()
+                .unwrap_or(&account.registrar);
+            let (dest, transport) = match self.prepare_next_hop(next_hop, &account).await {
                 Ok(d) => d,
                 Err(reason) => {
                     warn!(account = %account.name, "{reason}");
                     self.emit(Event::Registration {
                         account: account.name.clone(),
                         state: "failed",
-                        reason: Some(format!("cannot resolve the registrar: {reason}")),
+                        reason: Some(reason),
                         expires: None,
                     });
                     continue;
                 }
             };
             let local = self.local_for(dest);
-            let contact = Uri::sip(
+            let mut contact = Uri::sip(
                 account.aor.user.as_deref(),
                 crate::sip::dialog::ip_host(local),
                 Some(local.port()),
             );
+            if transport != Transport::Udp {
+                contact
+                    .params
+                    .set("transport", Some(transport.param_name()));
+            }
             let mut cfg = RegConfig::new(
                 account.aor.clone(),
                 account.registrar.clone(),
@@ -221,13 +257,98 @@ impl EngineActor {
             cfg.credentials = account.credentials.clone();
             cfg.user_agent = self.cfg.user_agent.clone();
             cfg.display_name = self.cfg.display_name.clone();
+            cfg.route = account.outbound_proxy.clone();
+            if transport == Transport::Udp && account.keepalive > 0 {
+                let every = Duration::from_secs(account.keepalive.into());
+                self.udp_keepalives
+                    .push((dest, every, Instant::now() + every));
+            }
             let reg = self.ua.register(Instant::now(), cfg, dest);
-            self.registrations.insert(reg, (account.name.clone(), dest));
+            self.registrations
+                .insert(reg, (account.name.clone(), dest, transport));
+        }
+    }
+
+    /// Resolve the first hop for an account (registrar or outbound proxy) and tell the
+    /// connection layer how to reach it (TLS trust and name, WebSocket path, keepalive).
+    async fn prepare_next_hop(
+        &mut self,
+        next_hop: &Uri,
+        account: &super::AccountRegistration,
+    ) -> Result<(SocketAddr, Transport), String> {
+        let transport = crate::sip::dialog::uri_transport(next_hop).unwrap_or(account.transport);
+        let dest = resolve(
+            next_hop,
+            transport,
+            self.cfg.dns_server,
+            self.local_addr.is_ipv6(),
+        )
+        .await
+        .map_err(|reason| format!("cannot resolve {next_hop}: {reason}"))?;
+        if transport != Transport::Udp {
+            let tls = if transport.is_secure() {
+                Some(tls_config(account.tls_ca_file.as_deref())?)
+            } else {
+                None
+            };
+            let keepalive =
+                (account.keepalive > 0).then(|| Duration::from_secs(account.keepalive.into()));
+            self.conns.set_profile(
+                transport,
+                dest,
+                PeerProfile {
+                    server_name: host_name(next_hop),
+                    tls,
+                    ws_path: account.ws_path.clone(),
+                    keepalive,
+                },
+            );
+        }
+        Ok((dest, transport))
+    }
+
+    /// A CRLF datagram to each UDP registrar whose keepalive is due (RFC 5626 §3.5.1 uses
+    /// STUN; a CRLF is what most softphones send and every SIP server ignores).
+    async fn send_udp_keepalives(&mut self, now: Instant) {
+        for i in 0..self.udp_keepalives.len() {
+            let (dest, every, next) = self.udp_keepalives[i];
+            if next <= now {
+                let _ = self.socket.send_to(b"\r\n\r\n", dest).await;
+                self.udp_keepalives[i].2 = now + every;
+            }
+        }
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) {
+        let now = Instant::now();
+        match inbound {
+            Inbound::Framed {
+                transport,
+                peer,
+                framed,
+            } => {
+                if self.cfg.sip_trace {
+                    if let Ok(crate::sip::msg::Datagram::Message(m)) = &framed {
+                        trace_message(&format!("<-- {transport}"), peer, &m.to_bytes());
+                    }
+                }
+                let local = self.local_for(peer);
+                self.ua.handle_framed(now, framed, peer, local, transport);
+            }
+            Inbound::Failed {
+                transport,
+                peer,
+                reason,
+            } => {
+                info!(%peer, %transport, "{reason}");
+                self.conns.remove(transport, peer);
+                self.ua.connection_failed(now, peer, &reason);
+            }
         }
     }
 
     fn on_registration(&mut self, reg: RegRef, event: RegEvent) {
-        let Some((account, dest)) = self.registrations.get(&reg).cloned() else {
+        let Some((account, dest, transport)) = self.registrations.get(&reg).cloned() else {
             return;
         };
         let RegEvent::StateChanged(state) = event else {
@@ -243,7 +364,9 @@ impl EngineActor {
                 ..
             } => (
                 "failed",
-                Some(format!("no response from the registrar at {dest} (udp)")),
+                Some(format!(
+                    "no response from the registrar at {dest} ({transport})"
+                )),
                 None,
             ),
             RegState::Failed { reason, .. } => ("failed", Some(reason.to_string()), None),
@@ -392,14 +515,28 @@ impl EngineActor {
             }
             _ => parse_target(target)?,
         };
-        // With an account the registrar is the outbound proxy; without, the target itself.
-        let next_hop = account.as_ref().map(|a| &a.registrar).unwrap_or(&uri);
-        let dest = resolve(next_hop)
-            .await
-            .map_err(|reason| CommandError::InvalidTarget {
-                target: target.into(),
-                reason,
-            })?;
+        // With an account: its outbound proxy, else its registrar; without, the target itself.
+        let (dest, transport) = match &account {
+            Some(a) => {
+                let next_hop = a.outbound_proxy.as_ref().unwrap_or(&a.registrar).clone();
+                self.prepare_next_hop(&next_hop, a).await
+            }
+            None => {
+                let transport = crate::sip::dialog::uri_transport(&uri).unwrap_or_default();
+                resolve(
+                    &uri,
+                    transport,
+                    self.cfg.dns_server,
+                    self.local_addr.is_ipv6(),
+                )
+                .await
+                .map(|d| (d, transport))
+            }
+        }
+        .map_err(|reason| CommandError::InvalidTarget {
+            target: target.into(),
+            reason,
+        })?;
         let local = self.local_for(dest);
         let (rtp, local_media) =
             self.open_rtp(local.ip())
@@ -411,7 +548,9 @@ impl EngineActor {
         let offer = sdp::create_offer(&local_media).into_bytes();
         let identity = CallIdentity {
             from: account.as_ref().map(|a| a.aor.clone()),
+            route: account.as_ref().and_then(|a| a.outbound_proxy.clone()),
             credentials: account.and_then(|a| a.credentials),
+            transport,
         };
         let id = self
             .ua
@@ -654,8 +793,19 @@ impl EngineActor {
                 if self.cfg.sip_trace {
                     trace_message("-->", t.dest, &bytes);
                 }
-                if let Err(e) = self.socket.send_to(&bytes, t.dest).await {
-                    debug!(dest = %t.dest, "sip send failed: {e}");
+                let transport = t
+                    .message
+                    .headers()
+                    .top_via()
+                    .ok()
+                    .and_then(|v| Transport::from_name(&v.transport))
+                    .unwrap_or_default();
+                if transport == Transport::Udp {
+                    if let Err(e) = self.socket.send_to(&bytes, t.dest).await {
+                        debug!(dest = %t.dest, "sip send failed: {e}");
+                    }
+                } else {
+                    self.conns.send(transport, t.dest, bytes);
                 }
                 log_message(&t.message, t.dest);
             }
@@ -785,6 +935,7 @@ impl EngineActor {
                         Some("no response".into()),
                     ),
                     EndCause::Failed(msg) => (CallState::OtherFailure, None, Some(msg)),
+                    EndCause::Network(msg) => (CallState::NetworkFailure, None, Some(msg)),
                 };
                 let (state, code, reason) =
                     match self.calls.get(&call).and_then(|c| c.failure.clone()) {
@@ -866,20 +1017,52 @@ pub(crate) fn parse_target(target: &str) -> Result<Uri, CommandError> {
     Ok(uri)
 }
 
-/// Where to send the INVITE for `uri`: its IP literal, or the host name looked up (A/AAAA).
-async fn resolve(uri: &Uri) -> Result<SocketAddr, String> {
-    if let Some(addr) = uri.socket_addr() {
-        return Ok(addr);
+/// Where to send a request for `uri` over `transport` (RFC 3263): its IP literal, or the
+/// first target DNS gives (SRV, then A/AAAA) that our socket's address family can reach.
+async fn resolve(
+    uri: &Uri,
+    transport: Transport,
+    dns_server: Option<SocketAddr>,
+    ipv6: bool,
+) -> Result<SocketAddr, String> {
+    if let Some(ip) = uri.host.ip() {
+        return Ok(SocketAddr::new(
+            ip,
+            uri.port.unwrap_or(transport.default_port()),
+        ));
     }
-    let port = uri.port.unwrap_or(5060);
-    let host = match &uri.host {
-        Host::Domain(d) => d.clone(),
-        other => other.to_string(),
-    };
-    let mut addrs = tokio::net::lookup_host((host.as_str(), port))
+    let resolver = super::dns::Resolver::from_config(dns_server).map_err(|e| e.to_string())?;
+    let targets = super::dns::locate(uri, Some(transport), &resolver)
         .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-    addrs.next().ok_or_else(|| format!("{host} has no address"))
+        .map_err(|e| e.to_string())?;
+    targets
+        .iter()
+        .find(|t| t.addr.is_ipv6() == ipv6)
+        .map(|t| t.addr)
+        .ok_or_else(|| {
+            let family = if ipv6 { "IPv6" } else { "IPv4" };
+            format!("{} has no {family} address", host_name(uri))
+        })
+}
+
+/// The host of a URI as a name: the domain, or the IP address without brackets.
+fn host_name(uri: &Uri) -> String {
+    match &uri.host {
+        Host::Domain(d) => d.clone(),
+        other => other
+            .ip()
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| other.to_string()),
+    }
+}
+
+async fn accept(
+    listener: &Option<tokio::net::TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn trace_message(arrow: &str, peer: SocketAddr, bytes: &[u8]) {

@@ -4,10 +4,13 @@
 
 mod actor;
 pub mod api;
+pub mod dns;
 mod media;
 mod rtp_ports;
+mod transport;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
@@ -17,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::sip::auth::Credentials;
 use crate::sip::msg::Uri;
 use crate::sip::sdp::CodecSpec;
+use crate::sip::transport::Transport;
 use crate::sip::txn::TimerConfig;
 use api::{CallAudio, CallId, Command, CommandError, Event};
 
@@ -48,6 +52,8 @@ pub struct EngineConfig {
     pub register: bool,
     /// Codecs to offer and accept, in order of preference.
     pub codecs: Vec<CodecSpec>,
+    /// DNS server for SIP server lookups; `None` = the system's.
+    pub dns_server: Option<SocketAddr>,
 }
 
 /// An account that registers: who it is, where, and how it authenticates.
@@ -63,6 +69,16 @@ pub struct AccountRegistration {
     pub expires: u32,
     /// Digest credentials (a `Debug` that hides the password).
     pub credentials: Option<Credentials>,
+    /// SIP transport towards the registrar / outbound proxy.
+    pub transport: Transport,
+    /// Outbound proxy: requests go there, with it as the first Route.
+    pub outbound_proxy: Option<Uri>,
+    /// Extra CA certificates (PEM) for TLS/WSS.
+    pub tls_ca_file: Option<PathBuf>,
+    /// WebSocket path for WS/WSS.
+    pub ws_path: String,
+    /// Seconds between keepalives (0 = none).
+    pub keepalive: u32,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +95,7 @@ impl Default for EngineConfig {
             accounts: Vec::new(),
             register: false,
             codecs: vec![crate::sip::sdp::pcmu(), crate::sip::sdp::pcma()],
+            dns_server: None,
         }
     }
 }
@@ -121,13 +138,28 @@ pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
         addr: cfg.listen,
         source,
     })?;
+    // SIP over TCP on the same address, so that peers can open connections to our Contact;
+    // a port taken by someone else only costs incoming TCP (outgoing connections still work).
+    let tcp = match tokio::net::TcpListener::bind(local_addr).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(addr = %local_addr, "no SIP over TCP listener: {e}");
+            None
+        }
+    };
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = broadcast::channel(4096);
     let _ = ev_tx.send(Event::Listening {
         addr: local_addr,
         transport: "udp",
     });
-    let actor = actor::EngineActor::new(cfg, socket, local_addr, cmd_rx, ev_tx.clone());
+    if tcp.is_some() {
+        let _ = ev_tx.send(Event::Listening {
+            addr: local_addr,
+            transport: "tcp",
+        });
+    }
+    let actor = actor::EngineActor::new(cfg, socket, tcp, local_addr, cmd_rx, ev_tx.clone());
     let task = tokio::spawn(actor.run());
     Ok(Engine {
         handle: EngineHandle {

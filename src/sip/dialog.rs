@@ -9,6 +9,7 @@ use crate::sip::msg::{
     default_reason, CSeq, Contacts, HeaderName, Host, Message, Method, NameAddr, Request, Response,
     Uri, Via,
 };
+use crate::sip::transport::Transport;
 
 /// Which side created the dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,30 @@ pub struct Dialog {
     pub local_contact: Uri,
     /// Where the peer's messages last came from; used when the target is not an IP literal.
     pub fallback_dest: SocketAddr,
+    /// The transport the INVITE travelled over (its top Via), used for in-dialog requests
+    /// when the next hop's URI names none.
+    pub transport: Transport,
+}
+
+/// The transport named by a URI: `transport=` parameter, `sips:` → TLS; `None` if neither.
+pub fn uri_transport(uri: &Uri) -> Option<Transport> {
+    if let Some(t) = uri
+        .params
+        .get_value("transport")
+        .and_then(Transport::from_name)
+    {
+        return Some(t);
+    }
+    matches!(uri.scheme, crate::sip::msg::Scheme::Sips).then_some(Transport::Tls)
+}
+
+/// The transport of a request's top Via (UDP when unreadable or unknown).
+pub fn via_transport(headers: &crate::sip::msg::Headers) -> Transport {
+    headers
+        .top_via()
+        .ok()
+        .and_then(|v| Transport::from_name(&v.transport))
+        .unwrap_or_default()
 }
 
 /// Make a random token of `len` lowercase hex characters (tags, Call-IDs).
@@ -61,7 +86,12 @@ pub fn random_token<R: Rng>(rng: &mut R, len: usize) -> String {
 /// Our Via header for a request sent from `local` over UDP, with a fresh branch and `rport`
 /// (RFC 3581) so that responses come back through NAT.
 pub fn local_via(local: SocketAddr, branch: &str) -> Via {
-    let mut via: Via = format!("SIP/2.0/UDP {}", host_port(local))
+    local_via_over(local, Transport::Udp, branch)
+}
+
+/// Our Via header for a request sent from `local` over `transport` (see [`local_via`]).
+pub fn local_via_over(local: SocketAddr, transport: Transport, branch: &str) -> Via {
+    let mut via: Via = format!("SIP/2.0/{} {}", transport.via_name(), host_port(local))
         .parse()
         .expect("a socket address always makes a valid Via");
     via.params.set("rport", None);
@@ -157,6 +187,7 @@ impl Dialog {
             route_set,
             local_contact,
             fallback_dest: source,
+            transport: via_transport(&invite.headers),
         })
     }
 
@@ -198,7 +229,17 @@ impl Dialog {
             route_set,
             local_contact,
             fallback_dest: source,
+            transport: via_transport(&invite.headers),
         })
+    }
+
+    /// The transport for requests in this dialog: the next hop URI's, else the INVITE's.
+    pub fn next_hop_transport(&self) -> Transport {
+        let uri = match self.route_set.first() {
+            Some(route) => &route.uri,
+            None => &self.remote_target,
+        };
+        uri_transport(uri).unwrap_or(self.transport)
     }
 
     /// Where requests in this dialog go: the first route (loose routing), else the remote target.
@@ -227,7 +268,8 @@ impl Dialog {
         };
         let mut req = Request::new(method.clone(), self.remote_target.clone());
         let h = &mut req.headers;
-        h.push(HeaderName::VIA, local_via(local, branch).to_string());
+        let via = local_via_over(local, self.next_hop_transport(), branch);
+        h.push(HeaderName::VIA, via.to_string());
         h.push(HeaderName::MAX_FORWARDS, "70");
         for route in &self.route_set {
             h.push(HeaderName::ROUTE, route.to_string());

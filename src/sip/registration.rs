@@ -108,6 +108,8 @@ pub struct RegConfig {
     pub backoff: Backoff,
     /// Rewrite the Contact from the response's Via `received`/`rport` (NAT).
     pub rewrite_contact: bool,
+    /// An outbound proxy, sent as the first Route (with `;lr`).
+    pub route: Option<Uri>,
 }
 
 impl RegConfig {
@@ -124,6 +126,7 @@ impl RegConfig {
             seed,
             backoff: Backoff::default(),
             rewrite_contact: true,
+            route: None,
         }
     }
 }
@@ -297,6 +300,15 @@ impl Registration {
         }
     }
 
+    /// True when the registration runs over a connection (Contact `transport=` other than UDP).
+    pub fn is_reliable(&self) -> bool {
+        self.cfg
+            .contact
+            .params
+            .get_value("transport")
+            .is_some_and(|t| !t.eq_ignore_ascii_case("udp"))
+    }
+
     /// The current state.
     pub fn state(&self) -> &RegState {
         &self.state
@@ -465,6 +477,25 @@ impl Registration {
         }
     }
 
+    /// The connection the registration runs over failed or closed (TCP/TLS/WS): a REGISTER
+    /// in flight fails as [`handle_transport_error`](Self::handle_transport_error) says; a
+    /// binding that was registered is gone with its flow (RFC 5626 §4.4), so the state becomes
+    /// `Failed(Network)` and a new REGISTER (on a new connection) goes out after the backoff.
+    pub fn handle_flow_failure(&mut self, now: Instant, reason: impl Into<String>) {
+        if self.in_flight.is_some() {
+            self.handle_transport_error(now, reason);
+        } else if matches!(self.state, RegState::Registered { .. }) {
+            self.contact = self.cfg.contact.clone();
+            self.fail(
+                now,
+                RegFailure::Network {
+                    reason: reason.into(),
+                },
+                None,
+            );
+        }
+    }
+
     fn set_state(&mut self, state: RegState) {
         if self.state != state {
             self.state = state.clone();
@@ -499,7 +530,7 @@ impl Registration {
             .params
             .get_value("transport")
             .unwrap_or("UDP")
-            .to_string();
+            .to_ascii_uppercase();
         let mut via = Via::new(
             &transport,
             self.cfg.contact.host.clone(),
@@ -509,6 +540,12 @@ impl Registration {
         via.params.set("rport", None);
         h.push(HeaderName::VIA, via.to_string());
         h.push(HeaderName::MAX_FORWARDS, "70");
+        if let Some(route) = &self.cfg.route {
+            h.push(
+                HeaderName::ROUTE,
+                crate::sip::ua::loose_route(route.clone()).to_string(),
+            );
+        }
         let mut from = NameAddr::new(self.cfg.aor.clone());
         from.display = self.cfg.display_name.clone();
         let mut to = from.clone();

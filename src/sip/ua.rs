@@ -19,12 +19,13 @@ use rand::SeedableRng;
 
 use crate::sip::auth::{Authenticator, Credentials};
 use crate::sip::dialog::{
-    host_port, ip_host, local_via, random_token, response_to, Dialog, DialogId,
+    host_port, ip_host, local_via_over, random_token, response_to, via_transport, Dialog, DialogId,
 };
 use crate::sip::msg::{
     parse_datagram, CSeq, Datagram, HeaderName, Message, Method, NameAddr, Request, Response, Uri,
 };
 use crate::sip::registration::{RegConfig, RegEvent, Registration};
+use crate::sip::transport::Transport;
 use crate::sip::txn::{new_branch, TimerConfig, Transmit, TxnEvent, TxnKey, TxnLayer};
 
 /// Methods we answer (Allow header).
@@ -71,6 +72,9 @@ pub enum EndCause {
     Timeout,
     /// A local problem (bad SDP from the peer, ...).
     Failed(String),
+    /// The connection the call's requests went over could not be opened or broke (connection
+    /// refused, TLS certificate problem, ...).
+    Network(String),
 }
 
 /// What happened, for the engine.
@@ -154,6 +158,8 @@ struct OutRequest {
     call: CallRef,
     request: Request,
     dest: SocketAddr,
+    /// Over TCP/TLS/WS (no retransmissions).
+    reliable: bool,
     /// re-INVITE: the ACK we sent for its 2xx, re-sent on 2xx retransmissions.
     ack: Option<(SocketAddr, Request)>,
 }
@@ -179,6 +185,8 @@ struct Call {
     /// account): answers 401/407 to our INVITE, BYE and re-INVITE, and pre-authorizes later
     /// requests of the dialog with the last challenge.
     auth: Option<Authenticator>,
+    /// The transport the INVITE travelled over (Via, Contact, reliability of our requests).
+    transport: Transport,
 }
 
 /// Who places a call: the account's address of record and credentials (default: the local
@@ -189,6 +197,10 @@ pub struct CallIdentity {
     pub from: Option<Uri>,
     /// Credentials for 401/407 challenges.
     pub credentials: Option<Credentials>,
+    /// Transport towards the first hop (Via, Contact `transport=`).
+    pub transport: Transport,
+    /// An outbound proxy: put in a Route header (loose routing, `;lr`) on the INVITE.
+    pub route: Option<Uri>,
 }
 
 #[derive(Debug)]
@@ -282,7 +294,13 @@ impl UserAgent {
             events.push(ev);
         }
         for req in requests {
-            let key = self.txn.send_request(now, req, dest, false);
+            let reliable = req
+                .headers
+                .top_via()
+                .ok()
+                .and_then(|v| Transport::from_name(&v.transport))
+                .is_some_and(Transport::is_reliable);
+            let key = self.txn.send_request(now, req, dest, reliable);
             self.reg_keys.insert(key, id);
         }
         for event in events {
@@ -339,10 +357,25 @@ impl UserAgent {
         source: SocketAddr,
         local: SocketAddr,
     ) {
-        match parse_datagram(data) {
+        self.handle_framed(now, parse_datagram(data), source, local, Transport::Udp);
+    }
+
+    /// One whole message (or keepalive, or a parse error) that arrived over `transport` from
+    /// `source`: a UDP datagram, a WebSocket message, or what [`crate::sip::msg::StreamFramer`]
+    /// cut from a TCP/TLS stream (for a connection, `source` is its peer address).
+    pub fn handle_framed(
+        &mut self,
+        now: Instant,
+        framed: Result<Datagram, crate::sip::msg::ParseError>,
+        source: SocketAddr,
+        local: SocketAddr,
+        transport: Transport,
+    ) {
+        match framed {
             Ok(Datagram::KeepAlive) => {}
             Ok(Datagram::Message(msg)) => {
-                self.txn.handle_message(now, msg, source, false);
+                self.txn
+                    .handle_message(now, msg, source, transport.is_reliable());
                 self.drain_txn(now, Some(local));
             }
             Err(err) => {
@@ -354,6 +387,38 @@ impl UserAgent {
                 });
             }
         }
+    }
+
+    /// The connection to `peer` (TCP/TLS/WS) could not be opened or closed, for `reason`
+    /// (e.g. "connection refused", a TLS certificate problem). Requests in flight to it fail
+    /// (registrations with that reason, calls as a network failure), and registrations that
+    /// ran over it register again after their backoff.
+    pub fn connection_failed(&mut self, now: Instant, peer: SocketAddr, reason: &str) {
+        let failed = self.txn.connection_failed(now, peer);
+        for key in &failed {
+            if let Some(id) = self.reg_keys.remove(key) {
+                if let Some((r, _)) = self.registrations.get_mut(&id) {
+                    r.handle_transport_error(now, reason);
+                }
+                self.pump_registration(now, id);
+            }
+            if let Some(call) = self.find_call_by_key(key) {
+                self.end_call(call, EndCause::Network(reason.to_string()));
+            }
+        }
+        let flows: Vec<RegRef> = self
+            .registrations
+            .iter()
+            .filter(|(_, (r, dest))| *dest == peer && r.is_reliable())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in flows {
+            if let Some((r, _)) = self.registrations.get_mut(&id) {
+                r.handle_flow_failure(now, reason);
+            }
+            self.pump_registration(now, id);
+        }
+        self.drain_txn(now, None);
     }
 
     /// Timers are due.
@@ -434,7 +499,9 @@ impl UserAgent {
         let local_tag = random_token(&mut self.rng, 16);
         let call_id = format!("{}@{}", random_token(&mut self.rng, 24), host_port(local));
         let branch = new_branch(&mut self.rng);
+        let transport = identity.transport;
         let our_uri = Uri::sip(Some(&self.cfg.user), ip_host(local), Some(local.port()));
+        let contact = self.contact_uri(local, transport);
         let mut from = NameAddr::new(identity.from.unwrap_or_else(|| our_uri.clone()));
         from.display = self.cfg.display_name.clone();
         from.set_tag(&local_tag);
@@ -444,8 +511,14 @@ impl UserAgent {
 
         let mut req = Request::new(Method::Invite, target);
         let h = &mut req.headers;
-        h.push(HeaderName::VIA, local_via(local, &branch).to_string());
+        h.push(
+            HeaderName::VIA,
+            local_via_over(local, transport, &branch).to_string(),
+        );
         h.push(HeaderName::MAX_FORWARDS, "70");
+        if let Some(route) = identity.route {
+            h.push(HeaderName::ROUTE, loose_route(route).to_string());
+        }
         h.push(HeaderName::FROM, from.to_string());
         h.push(HeaderName::TO, to.to_string());
         h.push(HeaderName::CALL_ID, call_id);
@@ -457,7 +530,7 @@ impl UserAgent {
             }
             .to_string(),
         );
-        h.push(HeaderName::CONTACT, NameAddr::new(our_uri).to_string());
+        h.push(HeaderName::CONTACT, NameAddr::new(contact).to_string());
         h.push(HeaderName::ALLOW, ALLOW);
         h.push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
         if !offer.is_empty() {
@@ -465,7 +538,9 @@ impl UserAgent {
         }
         req.body = offer.clone();
 
-        let key = self.txn.send_request(now, req.clone(), dest, false);
+        let key = self
+            .txn
+            .send_request(now, req.clone(), dest, transport.is_reliable());
         self.calls.insert(
             id,
             Call {
@@ -483,6 +558,7 @@ impl UserAgent {
                 ack: None,
                 local_sdp: offer,
                 auth: identity.credentials.map(Authenticator::new),
+                transport,
             },
         );
         self.drain_txn(now, None);
@@ -503,7 +579,7 @@ impl UserAgent {
         if code > 100 {
             resp.headers.push(
                 HeaderName::CONTACT,
-                NameAddr::new(self.contact_uri(c.local)).to_string(),
+                NameAddr::new(self.contact_uri(c.local, c.transport)).to_string(),
             );
         }
         let key = c.invite_key.clone();
@@ -519,7 +595,7 @@ impl UserAgent {
             if !matches!(c.phase, Phase::Ringing) {
                 return Err(UaError::WrongState);
             }
-            self.contact_uri(c.local)
+            self.contact_uri(c.local, c.transport)
         };
         let t1 = self.cfg.timers.t1;
         let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
@@ -617,6 +693,7 @@ impl UserAgent {
         let dialog = c.dialog.as_mut().ok_or(UaError::WrongState)?;
         let mut req = dialog.request(Method::Invite, c.local, &branch, None);
         let dest = dialog.next_hop();
+        let reliable = dialog.next_hop_transport().is_reliable();
         req.headers.push(HeaderName::ALLOW, ALLOW);
         req.headers
             .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
@@ -625,7 +702,7 @@ impl UserAgent {
                 .push(HeaderName::CONTENT_TYPE, "application/sdp");
         }
         req.body = offer;
-        self.send_in_dialog(now, call, req, dest);
+        self.send_in_dialog(now, call, req, dest, reliable);
         self.drain_txn(now, None);
         Ok(())
     }
@@ -654,8 +731,12 @@ impl UserAgent {
         id
     }
 
-    fn contact_uri(&self, local: SocketAddr) -> Uri {
-        Uri::sip(Some(&self.cfg.user), ip_host(local), Some(local.port()))
+    fn contact_uri(&self, local: SocketAddr, transport: Transport) -> Uri {
+        let mut uri = Uri::sip(Some(&self.cfg.user), ip_host(local), Some(local.port()));
+        if transport != Transport::Udp {
+            uri.params.set("transport", Some(transport.param_name()));
+        }
+        uri
     }
 
     fn end_call(&mut self, call: CallRef, cause: EndCause) {
@@ -704,7 +785,9 @@ impl UserAgent {
             .to_string(),
         );
         let dest = c.peer;
-        let key = self.txn.send_request(now, cancel, dest, false);
+        let key = self
+            .txn
+            .send_request(now, cancel, dest, c.transport.is_reliable());
         self.pending.insert(key);
     }
 
@@ -730,6 +813,7 @@ impl UserAgent {
         };
         let bye = dialog.request(Method::Bye, c.local, &branch, None);
         let dest = dialog.next_hop();
+        let reliable = dialog.next_hop_transport().is_reliable();
         // No more 2xx retransmissions once we hang up.
         c.ok_retransmit = None;
         let reported = match report {
@@ -744,18 +828,25 @@ impl UserAgent {
             reported,
             report_by,
         };
-        self.send_in_dialog(now, call, bye, dest);
+        self.send_in_dialog(now, call, bye, dest, reliable);
     }
 
     /// Send an in-dialog request of `call` (pre-authorized with the dialog's last challenge,
     /// if any) and remember it for challenges and responses.
-    fn send_in_dialog(&mut self, now: Instant, call: CallRef, mut req: Request, dest: SocketAddr) {
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        mut req: Request,
+        dest: SocketAddr,
+        reliable: bool,
+    ) {
         if let Some(auth) = self.calls.get_mut(&call).and_then(|c| c.auth.as_mut()) {
             if auth.has_challenges() {
                 auth.authorize_request(&mut self.rng, &mut req);
             }
         }
-        let key = self.txn.send_request(now, req.clone(), dest, false);
+        let key = self.txn.send_request(now, req.clone(), dest, reliable);
         if req.method == Method::Bye {
             self.pending.insert(key.clone());
         }
@@ -765,6 +856,7 @@ impl UserAgent {
                 call,
                 request: req,
                 dest,
+                reliable,
                 ack: None,
             },
         );
@@ -927,6 +1019,7 @@ impl UserAgent {
         self.by_invite_branch.insert(key.branch.clone(), id);
         let offer = req.body.clone();
         let auth = self.account_credentials(&req).map(Authenticator::new);
+        let transport = via_transport(&req.headers);
         self.calls.insert(
             id,
             Call {
@@ -941,6 +1034,7 @@ impl UserAgent {
                 ack: None,
                 local_sdp: Vec::new(),
                 auth,
+                transport,
             },
         );
         self.events.push_back(UaEvent::Incoming {
@@ -1244,7 +1338,9 @@ impl UserAgent {
             req.headers.set_top_via(&via);
         }
         auth.authorize_request(&mut self.rng, &mut req);
-        let key = self.txn.send_request(now, req.clone(), c.peer, false);
+        let key = self
+            .txn
+            .send_request(now, req.clone(), c.peer, c.transport.is_reliable());
         c.invite = req;
         c.invite_key = key;
         Ok(())
@@ -1381,7 +1477,9 @@ impl UserAgent {
             req.headers.set_top_via(&via);
         }
         auth.authorize_request(&mut self.rng, &mut req);
-        let key = self.txn.send_request(now, req.clone(), out.dest, false);
+        let key = self
+            .txn
+            .send_request(now, req.clone(), out.dest, out.reliable);
         if req.method == Method::Bye {
             self.pending.insert(key.clone());
         }
@@ -1485,6 +1583,14 @@ fn copy_credentials(from: &Request, ack: &mut Request) {
 
 #[cfg(test)]
 mod auth_tests;
+
+/// A Route header value for a loose-routing proxy: its URI with `;lr` (RFC 3261 §16.12).
+pub fn loose_route(mut uri: Uri) -> NameAddr {
+    if uri.params.get("lr").is_none() {
+        uri.params.set("lr", None);
+    }
+    NameAddr::new(uri)
+}
 
 #[cfg(test)]
 mod tests {

@@ -15,8 +15,21 @@
 //! SIGKILL; its worker processes (found in /proc by parent PID before the stop) are checked
 //! and, only if still there, killed by PID too.
 //!
+//! Other transports are opt-in ([`KamailioOpts::tls`], [`KamailioOpts::ws`],
+//! [`KamailioOpts::wss`], [`KamailioOpts::all_transports`]), each on its own free TCP port
+//! ([`Kamailio::tls_port`], [`Kamailio::ws_port`], [`Kamailio::wss_port`]). With TLS or WSS,
+//! every start writes a fresh test CA, a server certificate for IP 127.0.0.1 and DNS localhost
+//! signed by it, and an unrelated second CA into its directory ([`Kamailio::ca_file`],
+//! [`Kamailio::untrusted_ca_file`]). [`Kamailio::uri_for`] and
+//! [`Kamailio::account_config_for`] give the registrar URI and a termphone account per
+//! transport. Calls to clients on TCP/TLS/WS go over the connection they registered from
+//! (nathelper; see the config's header).
+//!
 //! [`SipClient`] is a raw UDP SIP client for tests that have no SIP stack to hand: it sends a
 //! [`RawRequest`] and waits for the final [`SipResponse`] (retransmitting like a UAC).
+//! [`StreamSip`] frames SIP over a byte stream (TCP, or TLS through `openssl s_client`),
+//! [`WsClient`] over a hand-written RFC 6455 client (masked text frames, subprotocol `sip`),
+//! and [`digest_authorization`] answers an MD5 challenge.
 
 use super::{next_seq, stop_child, tail_file, test_dir, wait_until, TestDir, TERM_GRACE};
 use serde_json::Value;
@@ -101,6 +114,12 @@ pub struct KamailioOpts {
     pub dir: Option<Arc<TestDir>>,
     /// Use this port instead of a free one.
     pub port: Option<u16>,
+    /// Also listen on TLS (`tls:127.0.0.1:TLS_PORT`, a certificate of a fresh test CA).
+    pub tls: bool,
+    /// Also listen for SIP over WebSocket (RFC 7118) on `tcp:127.0.0.1:WS_PORT`.
+    pub ws: bool,
+    /// Also listen for SIP over secure WebSocket on `tls:127.0.0.1:WSS_PORT` (same certificate).
+    pub wss: bool,
 }
 
 impl Default for KamailioOpts {
@@ -111,6 +130,9 @@ impl Default for KamailioOpts {
             debug: false,
             dir: None,
             port: None,
+            tls: false,
+            ws: false,
+            wss: false,
         }
     }
 }
@@ -131,6 +153,112 @@ impl KamailioOpts {
         self.debug = true;
         self
     }
+    /// Add the TLS listener (see [`Kamailio::tls_port`], [`Kamailio::ca_file`]).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+    /// Add the WebSocket listener (see [`Kamailio::ws_url`]).
+    pub fn ws(mut self) -> Self {
+        self.ws = true;
+        self
+    }
+    /// Add the secure WebSocket listener (see [`Kamailio::wss_url`]).
+    pub fn wss(mut self) -> Self {
+        self.wss = true;
+        self
+    }
+    /// UDP, TCP, TLS, WS and WSS.
+    pub fn all_transports(self) -> Self {
+        self.tls().ws().wss()
+    }
+}
+
+/// The PEM files of a TLS-enabled start, in the instance's directory.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The test CA that signed the server certificate (what a client trusts).
+    pub ca: PathBuf,
+    /// A second CA, unrelated to the server certificate ("certificate not trusted").
+    pub untrusted_ca: PathBuf,
+    /// The server certificate (SANs: IP 127.0.0.1, DNS localhost).
+    pub server_cert: PathBuf,
+    /// Its private key (PKCS#8 PEM).
+    pub server_key: PathBuf,
+    /// The tls module's config (`modparam("tls", "config", ...)`).
+    pub tls_cfg: PathBuf,
+}
+
+fn test_ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let mut p = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    p.distinguished_name.push(DnType::CommonName, name);
+    p.distinguished_name
+        .push(DnType::OrganizationName, "termphone tests");
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().expect("CA key");
+    let cert = p.self_signed(&key).expect("self-sign the CA");
+    (cert, key)
+}
+
+/// Generate a test CA, a server certificate for 127.0.0.1 / localhost signed by it, an
+/// unrelated second CA, and the tls module's config; write them into `base`.
+pub fn write_tls_files(base: &Path) -> TlsFiles {
+    use rcgen::{
+        CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType,
+    };
+    let (ca, ca_key) = test_ca("termphone test CA");
+    let (other, _) = test_ca("termphone untrusted test CA");
+    let mut p = CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
+    p.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
+    p.distinguished_name.push(DnType::CommonName, "localhost");
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().expect("server key");
+    let cert = p
+        .signed_by(&key, &ca, &ca_key)
+        .expect("sign the server cert");
+    let files = TlsFiles {
+        ca: base.join("ca.pem"),
+        untrusted_ca: base.join("untrusted-ca.pem"),
+        server_cert: base.join("server.pem"),
+        server_key: base.join("server.key"),
+        tls_cfg: base.join("tls.cfg"),
+    };
+    let write = |path: &Path, text: &str| {
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()))
+    };
+    write(&files.ca, &ca.pem());
+    write(&files.untrusted_ca, &other.pem());
+    write(&files.server_cert, &cert.pem());
+    write(&files.server_key, &key.serialize_pem());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&files.server_key, std::fs::Permissions::from_mode(0o600));
+    }
+    write(
+        &files.tls_cfg,
+        &format!(
+            "# written by tests/support/kamailio.rs\n\
+             [server:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+             require_certificate = no\nprivate_key = {}\ncertificate = {}\nca_list = {}\n\n\
+             [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\n\
+             require_certificate = no\n",
+            files.server_key.display(),
+            files.server_cert.display(),
+            files.ca.display()
+        ),
+    );
+    files
 }
 
 /// One binding in Kamailio's location table (a contact of an AoR, from `ul.dump`).
@@ -207,6 +335,18 @@ pub fn free_udp_tcp_port() -> u16 {
     panic!("no port free for both UDP and TCP on 127.0.0.1");
 }
 
+/// A TCP port on 127.0.0.1 that was free a moment ago and is not in `taken`.
+pub fn free_tcp_port(taken: &[u16]) -> u16 {
+    for _ in 0..100 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind tcp 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        if !taken.contains(&port) {
+            return port;
+        }
+    }
+    panic!("no free TCP port on 127.0.0.1");
+}
+
 /// True if the process exists and is not a zombie.
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -253,6 +393,11 @@ fn comm(pid: u32) -> String {
         .unwrap_or_default()
 }
 
+/// Escape a string for a TOML basic string.
+fn toml_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
 /// db_text escaping of a column value.
 fn dbtext_escape(s: &str) -> String {
     let mut o = String::new();
@@ -275,6 +420,10 @@ pub struct Kamailio {
     dir: Arc<TestDir>,
     opts: KamailioOpts,
     port: u16,
+    tls_port: Option<u16>,
+    ws_port: Option<u16>,
+    wss_port: Option<u16>,
+    tls_files: Option<TlsFiles>,
     cfg_path: PathBuf,
     log_path: PathBuf,
     starts: usize,
@@ -317,10 +466,15 @@ impl Kamailio {
         }
         std::fs::write(db.join("subscriber"), subs).expect("write db_text subscriber");
         let log_path = base.join("kamailio.log");
+        let tls_files = (opts.tls || opts.wss).then(|| write_tls_files(&base));
         let mut k = Kamailio {
             child: None,
             dir,
             port: 0,
+            tls_port: None,
+            ws_port: None,
+            wss_port: None,
+            tls_files,
             cfg_path,
             log_path,
             starts: 0,
@@ -332,6 +486,18 @@ impl Kamailio {
         let mut last_err = String::new();
         for _ in 0..3 {
             k.port = fixed.unwrap_or_else(free_udp_tcp_port);
+            let mut taken = vec![k.port];
+            for (on, slot) in [
+                (k.opts.tls, &mut k.tls_port),
+                (k.opts.ws, &mut k.ws_port),
+                (k.opts.wss, &mut k.wss_port),
+            ] {
+                if on {
+                    let p = free_tcp_port(&taken);
+                    taken.push(p);
+                    *slot = Some(p);
+                }
+            }
             match k.launch() {
                 Ok(()) => return k,
                 Err(e) => last_err = e,
@@ -375,10 +541,13 @@ impl Kamailio {
             .map_err(|e| format!("open {}: {e}", self.log_path.display()))?;
         let _ = writeln!(
             log,
-            "==== termphone test fixture: start #{} on 127.0.0.1:{} ({}) ====",
+            "==== termphone test fixture: start #{} on 127.0.0.1:{} ({}) tls={:?} ws={:?} wss={:?} ====",
             self.starts,
             self.port,
-            self.opts.auth_alg.as_str()
+            self.opts.auth_alg.as_str(),
+            self.tls_port,
+            self.ws_port,
+            self.wss_port
         );
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let b = base.display();
@@ -409,6 +578,25 @@ impl Kamailio {
         if self.opts.debug {
             args.push("-A".into());
             args.push("WITH_DEBUG".into());
+        }
+        let mut define = |d: String| {
+            args.push("-A".into());
+            args.push(d);
+        };
+        if let Some(p) = self.tls_port {
+            define("WITH_TLS".into());
+            define(format!("TLS_PORT={p}"));
+        }
+        if let Some(f) = &self.tls_files {
+            define(format!("TLS_CONFIG=\"{}\"", f.tls_cfg.display()));
+        }
+        if let Some(p) = self.ws_port {
+            define("WITH_WS".into());
+            define(format!("WS_PORT={p}"));
+        }
+        if let Some(p) = self.wss_port {
+            define("WITH_WSS".into());
+            define(format!("WSS_PORT={p}"));
         }
         let child = Command::new("kamailio")
             .args(&args)
@@ -473,6 +661,123 @@ impl Kamailio {
     /// The AoR of a user, `sip:USER@127.0.0.1`.
     pub fn aor(&self, user: &str) -> String {
         format!("sip:{user}@{DOMAIN}")
+    }
+
+    fn need(&self, port: Option<u16>, what: &str, builder: &str) -> u16 {
+        port.unwrap_or_else(|| {
+            panic!("this Kamailio has no {what} listener: start it with KamailioOpts::{builder}()")
+        })
+    }
+
+    /// The TLS port (`tls:127.0.0.1:PORT`); panics unless started with [`KamailioOpts::tls`].
+    pub fn tls_port(&self) -> u16 {
+        self.need(self.tls_port, "TLS", "tls")
+    }
+
+    /// 127.0.0.1:[`Self::tls_port`].
+    pub fn tls_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.tls_port()))
+    }
+
+    /// The WebSocket port (HTTP upgrade on `tcp:127.0.0.1:PORT`); panics unless started with
+    /// [`KamailioOpts::ws`].
+    pub fn ws_port(&self) -> u16 {
+        self.need(self.ws_port, "WebSocket", "ws")
+    }
+
+    /// 127.0.0.1:[`Self::ws_port`].
+    pub fn ws_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ws_port()))
+    }
+
+    /// `ws://127.0.0.1:WS_PORT/`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{DOMAIN}:{}/", self.ws_port())
+    }
+
+    /// The secure WebSocket port (`tls:127.0.0.1:PORT`); panics unless started with
+    /// [`KamailioOpts::wss`].
+    pub fn wss_port(&self) -> u16 {
+        self.need(self.wss_port, "secure WebSocket", "wss")
+    }
+
+    /// `wss://127.0.0.1:WSS_PORT/`.
+    pub fn wss_url(&self) -> String {
+        format!("wss://{DOMAIN}:{}/", self.wss_port())
+    }
+
+    /// The certificate files (TLS or WSS starts only).
+    pub fn tls_files(&self) -> &TlsFiles {
+        self.tls_files
+            .as_ref()
+            .expect("this Kamailio has no TLS: start it with KamailioOpts::tls() or wss()")
+    }
+
+    /// The test CA (PEM) that signed the server certificate: what a client should trust.
+    pub fn ca_file(&self) -> PathBuf {
+        self.tls_files().ca.clone()
+    }
+
+    /// A second CA (PEM) that did not sign the server certificate: a client trusting only
+    /// this one must refuse the server ("certificate not trusted").
+    pub fn untrusted_ca_file(&self) -> PathBuf {
+        self.tls_files().untrusted_ca.clone()
+    }
+
+    /// The port a transport ("udp", "tcp", "tls", "ws", "wss") listens on.
+    pub fn port_for(&self, transport: &str) -> u16 {
+        match transport.to_ascii_lowercase().as_str() {
+            "udp" | "tcp" => self.port,
+            "tls" => self.tls_port(),
+            "ws" => self.ws_port(),
+            "wss" => self.wss_port(),
+            t => panic!("unknown transport {t:?} (udp, tcp, tls, ws, wss)"),
+        }
+    }
+
+    /// 127.0.0.1:[`Self::port_for`].
+    pub fn addr_for(&self, transport: &str) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port_for(transport)))
+    }
+
+    /// The registrar URI per transport: "udp" → `sip:127.0.0.1:PORT`, "tcp" →
+    /// `sip:127.0.0.1:PORT;transport=tcp`, "tls" → `sip:127.0.0.1:TLS_PORT;transport=tls`,
+    /// "ws" → `sip:127.0.0.1:WS_PORT;transport=ws`, "wss" → `...:WSS_PORT;transport=wss`.
+    pub fn uri_for(&self, transport: &str) -> String {
+        let t = transport.to_ascii_lowercase();
+        let port = self.port_for(&t);
+        if t == "udp" {
+            format!("sip:{DOMAIN}:{port}")
+        } else {
+            format!("sip:{DOMAIN}:{port};transport={t}")
+        }
+    }
+
+    /// Write a termphone config file with one account of `user` reaching this registrar over
+    /// `transport`: `registrar = "sip:127.0.0.1:PORT"` (that transport's port, no transport
+    /// parameter), `transport = "..."`, plus `tls_ca_file` (tls, wss) and `ws_path = "/"`
+    /// (ws, wss). `extra` lines are appended to the account table.
+    pub fn account_config_for(&self, user: &str, transport: &str, extra: &str) -> PathBuf {
+        let t = transport.to_ascii_lowercase();
+        let mut keys = format!("transport = \"{t}\"\n");
+        if t == "tls" || t == "wss" {
+            keys.push_str(&format!(
+                "tls_ca_file = \"{}\"\n",
+                toml_escape(&self.ca_file().display().to_string())
+            ));
+        }
+        if t == "ws" || t == "wss" {
+            keys.push_str("ws_path = \"/\"\n");
+        }
+        let path = self
+            .dir()
+            .join(format!("{user}-{t}-{}-config.toml", next_seq()));
+        let text = format!(
+            "[[account]]\nname = \"{user}\"\nuser = \"{user}\"\ndomain = \"{DOMAIN}\"\nregistrar = \"sip:{}\"\n{keys}{extra}",
+            self.addr_for(&t)
+        );
+        std::fs::write(&path, text).expect("write the termphone config");
+        path
     }
 
     /// Write a termphone config file (in the fixture's dir) with one account of `user` at
@@ -705,6 +1010,8 @@ pub struct RawRequest {
     pub from_tag: String,
     /// To URI.
     pub to: String,
+    /// To tag (in-dialog requests), if any.
+    pub to_tag: Option<String>,
     /// Call-ID.
     pub call_id: String,
     /// CSeq number.
@@ -728,6 +1035,7 @@ impl RawRequest {
             from: uri.to_owned(),
             from_tag: format!("tpkam{id}x{n}"),
             to: uri.to_owned(),
+            to_tag: None,
             call_id: format!("tpkam-{id}-{n}@127.0.0.1"),
             cseq: 1,
             branch: format!("z9hG4bK-tpkam-{id}-{n}"),
@@ -743,6 +1051,21 @@ impl RawRequest {
     /// Set the To URI.
     pub fn to(mut self, uri: &str) -> Self {
         self.to = uri.to_owned();
+        self
+    }
+    /// Set the To tag (a request inside a dialog).
+    pub fn with_to_tag(mut self, tag: &str) -> Self {
+        self.to_tag = Some(tag.to_owned());
+        self
+    }
+    /// Set the From tag.
+    pub fn with_from_tag(mut self, tag: &str) -> Self {
+        self.from_tag = tag.to_owned();
+        self
+    }
+    /// Set the Call-ID.
+    pub fn call_id(mut self, id: &str) -> Self {
+        self.call_id = id.to_owned();
         self
     }
     /// Set the CSeq number.
@@ -761,17 +1084,28 @@ impl RawRequest {
         self
     }
 
-    /// The request as sent from `local`.
+    /// The request as sent from `local` over UDP.
     pub fn to_text(&self, local: SocketAddr) -> String {
+        self.to_text_over("UDP", &local.to_string())
+    }
+
+    /// The request with `Via: SIP/2.0/{transport} {sent_by}` (e.g. "TLS", "127.0.0.1:40000";
+    /// "WS", "abc.invalid").
+    pub fn to_text_over(&self, transport: &str, sent_by: &str) -> String {
+        let local = sent_by;
         let mut s = format!(
-            "{} {} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={};rport\r\nMax-Forwards: 70\r\n\
-             From: <{}>;tag={}\r\nTo: <{}>\r\nCall-ID: {}\r\nCSeq: {} {}\r\n",
+            "{} {} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch={};rport\r\nMax-Forwards: 70\r\n\
+             From: <{}>;tag={}\r\nTo: <{}>{}\r\nCall-ID: {}\r\nCSeq: {} {}\r\n",
             self.method,
             self.uri,
             self.branch,
             self.from,
             self.from_tag,
             self.to,
+            self.to_tag
+                .as_deref()
+                .map(|t| format!(";tag={t}"))
+                .unwrap_or_default(),
             self.call_id,
             self.cseq,
             self.method
@@ -1059,6 +1393,371 @@ impl SipClient {
                 }
                 Err(e) if Instant::now() >= end => return Err(format!("{e} within {timeout:?}")),
                 Err(_) => interval = (interval * 2).min(Duration::from_secs(4)),
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------ digest, streams, WebSocket
+
+/// An `Authorization`/`Proxy-Authorization` value answering an MD5 challenge (qop=auth when
+/// offered, nc 00000001) for `method` `uri`.
+pub fn digest_authorization(
+    ch: &DigestChallenge,
+    method: &str,
+    uri: &str,
+    user: &str,
+    password: &str,
+) -> String {
+    use md5::{Digest, Md5};
+    let hex = |s: String| -> String {
+        Md5::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let realm = ch.realm().unwrap_or_default();
+    let nonce = ch.nonce().unwrap_or_default();
+    let ha1 = hex(format!("{user}:{realm}:{password}"));
+    let ha2 = hex(format!("{method}:{uri}"));
+    let cnonce = format!("tpkam{}", next_seq());
+    if ch.qop().iter().any(|q| q == "auth") {
+        let resp = hex(format!("{ha1}:{nonce}:00000001:{cnonce}:auth:{ha2}"));
+        format!(
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"{cnonce}\""
+        )
+    } else {
+        let resp = hex(format!("{ha1}:{nonce}:{ha2}"));
+        format!(
+            "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+             response=\"{resp}\", algorithm=MD5"
+        )
+    }
+}
+
+/// Split one SIP message off the front of `buf` (stream framing: headers, blank line,
+/// Content-Length bytes of body); None until it is complete. Leading CRLF keepalives are
+/// dropped.
+pub fn take_stream_message(buf: &mut Vec<u8>) -> Option<String> {
+    while buf.starts_with(b"\r\n") {
+        buf.drain(..2);
+    }
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let len = head
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| long_name(k.trim()) == "content-length")
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    if buf.len() < end + len {
+        return None;
+    }
+    let msg: Vec<u8> = buf.drain(..end + len).collect();
+    Some(String::from_utf8_lossy(&msg).into_owned())
+}
+
+/// SIP over a byte stream (TCP, or TLS through `openssl s_client`): write requests, read
+/// whole messages. `R` is read on a thread (so reads can time out whatever the stream).
+pub struct StreamSip<W: Write> {
+    writer: W,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> StreamSip<W> {
+    /// Wrap a writer and a reader of the same connection.
+    pub fn new<R: std::io::Read + Send + 'static>(writer: W, mut reader: R) -> StreamSip<W> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 8192];
+            loop {
+                match reader.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(chunk[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        StreamSip {
+            writer,
+            rx,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Write text as it is.
+    pub fn send(&mut self, text: &str) -> Result<(), String> {
+        self.writer
+            .write_all(text.as_bytes())
+            .and_then(|()| self.writer.flush())
+            .map_err(|e| format!("write: {e}"))
+    }
+
+    /// The next whole SIP message within `timeout`.
+    pub fn recv(&mut self, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(m) = take_stream_message(&mut self.buf) {
+                return Ok(m);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(data) => self.buf.extend_from_slice(&data),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "no whole SIP message within {timeout:?} (have {:?})",
+                        String::from_utf8_lossy(&self.buf)
+                    ))
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "connection closed (have {:?})",
+                        String::from_utf8_lossy(&self.buf)
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The next SIP response within `timeout` (requests and other responses are skipped
+    /// unless they match `call_id`).
+    pub fn recv_response(
+        &mut self,
+        call_id: &str,
+        timeout: Duration,
+    ) -> Result<SipResponse, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self.recv(left)?;
+            if let Some(r) = SipResponse::parse(m.as_bytes()) {
+                if r.code >= 200 && r.header("Call-ID") == Some(call_id) {
+                    return Ok(r);
+                }
+            }
+        }
+    }
+}
+
+/// A WebSocket client (RFC 6455, subprotocol `sip`) over a plain TcpStream, for one SIP
+/// message per text frame (RFC 7118). Frames it sends are masked, as a client's must be.
+pub struct WsClient {
+    stream: std::net::TcpStream,
+    /// The HTTP response to the upgrade request (status line and headers).
+    pub handshake: String,
+    buf: Vec<u8>,
+}
+
+/// The status code of an HTTP response head ("HTTP/1.1 101 ...").
+pub fn http_status(head: &str) -> Option<u16> {
+    head.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A header of an HTTP response head (case-insensitive name).
+pub fn http_header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+impl WsClient {
+    /// Connect to `addr`, send the upgrade request for `path` offering `protocol` (None: no
+    /// Sec-WebSocket-Protocol) and read the response head. Ok even if it is not a 101: check
+    /// [`WsClient::status`].
+    pub fn handshake(
+        addr: SocketAddr,
+        path: &str,
+        protocol: Option<&str>,
+    ) -> Result<WsClient, String> {
+        use std::io::Read;
+        let mut stream =
+            std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let proto = protocol
+            .map(|p| format!("Sec-WebSocket-Protocol: {p}\r\n"))
+            .unwrap_or_default();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             {proto}Origin: http://127.0.0.1\r\n\r\n"
+        );
+        stream
+            .write_all(req.as_bytes())
+            .map_err(|e| format!("send the upgrade request: {e}"))?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            let n = stream
+                .read(&mut chunk)
+                .map_err(|e| format!("read the upgrade response: {e}"))?;
+            if n == 0 {
+                return Err(format!(
+                    "closed during the handshake: {:?}",
+                    String::from_utf8_lossy(&buf)
+                ));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let handshake = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        Ok(WsClient {
+            stream,
+            handshake,
+            buf,
+        })
+    }
+
+    /// Connect and require `101` with `Sec-WebSocket-Protocol: sip`.
+    pub fn connect_sip(addr: SocketAddr) -> Result<WsClient, String> {
+        let c = Self::handshake(addr, "/", Some("sip"))?;
+        if c.status() != Some(101) || c.header("Sec-WebSocket-Protocol") != Some("sip") {
+            return Err(format!("not a SIP WebSocket: {}", c.handshake));
+        }
+        Ok(c)
+    }
+
+    /// Status code of the handshake response.
+    pub fn status(&self) -> Option<u16> {
+        http_status(&self.handshake)
+    }
+
+    /// A header of the handshake response.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        http_header(&self.handshake, name)
+    }
+
+    /// Our end of the TCP connection.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.stream.local_addr().expect("local addr")
+    }
+
+    fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> Result<(), String> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let mask = (nanos ^ (next_seq() as u32).wrapping_mul(0x9e37_79b9)).to_be_bytes();
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.stream
+            .write_all(&f)
+            .map_err(|e| format!("send a WebSocket frame: {e}"))
+    }
+
+    /// Send one SIP message as one masked text frame.
+    pub fn send_text(&mut self, text: &str) -> Result<(), String> {
+        self.send_frame(0x1, text.as_bytes())
+    }
+
+    /// The payload of the next text (or binary) frame within `timeout`; pings are answered,
+    /// a close frame is an error.
+    pub fn recv_text(&mut self, timeout: Duration) -> Result<String, String> {
+        use std::io::Read;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((opcode, payload)) = self.take_frame() {
+                match opcode {
+                    0x1 | 0x2 => return Ok(String::from_utf8_lossy(&payload).into_owned()),
+                    0x9 => self.send_frame(0xA, &payload)?,
+                    0x8 => return Err("the server closed the WebSocket".into()),
+                    _ => {}
+                }
+                continue;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no WebSocket frame within {timeout:?}"));
+            }
+            self.stream
+                .set_read_timeout(Some(left))
+                .map_err(|e| e.to_string())?;
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err("the WebSocket connection closed".into()),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+
+    /// (opcode, unmasked payload) of a whole frame at the front of the buffer.
+    fn take_frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        let b = &self.buf;
+        if b.len() < 2 {
+            return None;
+        }
+        let opcode = b[0] & 0x0f;
+        let masked = b[1] & 0x80 != 0;
+        let (len, mut at) = match b[1] & 0x7f {
+            126 => (u16::from_be_bytes([*b.get(2)?, *b.get(3)?]) as usize, 4),
+            127 => {
+                let mut l = [0u8; 8];
+                l.copy_from_slice(b.get(2..10)?);
+                (u64::from_be_bytes(l) as usize, 10)
+            }
+            n => (n as usize, 2),
+        };
+        let mask = if masked {
+            let m: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+            at += 4;
+            Some(m)
+        } else {
+            None
+        };
+        let mut payload = b.get(at..at + len)?.to_vec();
+        if let Some(m) = mask {
+            for (i, x) in payload.iter_mut().enumerate() {
+                *x ^= m[i % 4];
+            }
+        }
+        self.buf.drain(..at + len);
+        Some((opcode, payload))
+    }
+
+    /// The next SIP message (one frame) whose Call-ID is `call_id` and that is a final
+    /// response, within `timeout`.
+    pub fn recv_response(
+        &mut self,
+        call_id: &str,
+        timeout: Duration,
+    ) -> Result<SipResponse, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let m = self.recv_text(left)?;
+            if let Some(r) = SipResponse::parse(m.as_bytes()) {
+                if r.code >= 200 && r.header("Call-ID") == Some(call_id) {
+                    return Ok(r);
+                }
             }
         }
     }

@@ -34,6 +34,7 @@
 
 pub mod audio;
 pub mod baresip;
+pub mod dnsmasq;
 pub mod e2e;
 pub mod kamailio;
 pub mod rtp;

@@ -108,6 +108,8 @@ impl ServerTxn for ServerNonInviteTxn {
 struct ClientEntry {
     machine: Box<dyn ClientTxn>,
     dest: SocketAddr,
+    /// Sent over a reliable (connection) transport.
+    reliable: bool,
 }
 
 #[derive(Debug)]
@@ -223,8 +225,14 @@ impl TxnLayer {
         } else {
             Box::new(ClientNonInviteTxn::new(now, req, reliable, self.cfg))
         };
-        self.clients
-            .insert(key.clone(), ClientEntry { machine, dest });
+        self.clients.insert(
+            key.clone(),
+            ClientEntry {
+                machine,
+                dest,
+                reliable,
+            },
+        );
         self.drain_client(&key);
         key
     }
@@ -290,6 +298,23 @@ impl TxnLayer {
             entry.machine.handle_transport_error(now);
             self.drain_client(key);
         }
+    }
+
+    /// The connection to `dest` could not be opened or was closed: every client transaction
+    /// sent over a reliable transport to `dest` gets a transport error (the TU sees
+    /// [`TxnEvent::Timeout`]). Returns their keys, in a stable order.
+    pub fn connection_failed(&mut self, now: Instant, dest: SocketAddr) -> Vec<TxnKey> {
+        let mut keys: Vec<TxnKey> = self
+            .clients
+            .iter()
+            .filter(|(_, e)| e.reliable && e.dest == dest)
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort_by(|a, b| (&a.branch, a.method.as_str()).cmp(&(&b.branch, b.method.as_str())));
+        for key in &keys {
+            self.handle_transport_error(now, key);
+        }
+        keys
     }
 
     /// Fire every timer due at `now`, in deadline order.

@@ -128,8 +128,8 @@ impl Scripted {
     fn established(&mut self, credentials: Option<Credentials>) -> CallRef {
         let target: Uri = format!("sip:bob@{PEER}").parse().unwrap();
         let identity = CallIdentity {
-            from: None,
             credentials,
+            ..CallIdentity::default()
         };
         let now = self.now;
         let call = self.ua.invite_as(

@@ -1,0 +1,224 @@
+//! SIP over each transport through a real Kamailio on 127.0.0.1: two termphone accounts
+//! register over UDP, TCP, TLS (the fixture's self-signed CA given in the account) and
+//! WebSocket; one calls the other through Kamailio; speech goes out and comes back through
+//! the far end's echo (both directions checked by correlation); BYE ends the call; both
+//! unregister at exit and Kamailio's location table is empty. The passwords never appear in
+//! any output.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use support::kamailio::{Kamailio, KamailioOpts};
+use support::Termphone;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A termphone config with one account of `user` at `k` over `transport`.
+fn config(k: &Kamailio, user: &str, transport: &str) -> PathBuf {
+    k.account_config(
+        user,
+        &format!("password = \"{user}pw\"\ntransport = \"{transport}\"\n"),
+    )
+}
+
+fn serve(k: &Kamailio, cfg: &Path) -> Termphone {
+    Termphone::builder(&["serve", "--echo"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .global("--sip-trace")
+        .dir(k.dir_handle())
+        .spawn()
+}
+
+fn call_over(transport: &str, opts: KamailioOpts) {
+    let k = Kamailio::start(opts);
+    let bob_cfg = config(&k, "bob", transport);
+    let alice_cfg = config(&k, "alice", transport);
+    let mut bob = serve(&k, &bob_cfg);
+    let mut alice = serve(&k, &alice_cfg);
+    for p in [&mut bob, &mut alice] {
+        let ev = p.wait_event(
+            |e| e["event"] == "registration" && e["state"] != "registering",
+            WAIT,
+        );
+        assert_eq!(ev["state"], "registered", "{ev}\n{}", p.diagnostics());
+    }
+    let regs = k.wait_registrations(WAIT, "alice and bob registered", |r| {
+        ["alice", "bob"]
+            .iter()
+            .all(|u| r.iter().any(|b| b.aor == *u))
+    });
+    for b in &regs {
+        assert!(
+            b.socket.starts_with(&format!(
+                "{}:",
+                if transport == "ws" { "tcp" } else { transport }
+            )),
+            "{} registered over {transport}: {b:?}",
+            b.aor
+        );
+    }
+
+    let back = k.dir().join(format!("alice-back-{transport}.wav"));
+    let speech = support::data_file("speech-8k.wav");
+    let mut dial = Termphone::builder(&[
+        "dial",
+        "bob",
+        "--account",
+        "alice",
+        "--play",
+        &speech.display().to_string(),
+        "--record",
+        &back.display().to_string(),
+        "--duration",
+        "5",
+    ])
+    .global("--config")
+    .global(alice_cfg.display().to_string())
+    .global("--sip-trace")
+    .dir(k.dir_handle())
+    .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    let trace = dial.stderr();
+    let via = format!("SIP/2.0/{} ", transport.to_ascii_uppercase());
+    assert!(trace.contains(&via), "the INVITE went over {transport}");
+    bob.wait_call_state("hangupremote", WAIT);
+    let sim = support::compare_wavs(&speech, &back).unwrap();
+    assert!(
+        sim.ncc >= 0.9,
+        "speech to bob and back over {transport}: {sim:?}"
+    );
+
+    bob.stop();
+    alice.stop();
+    k.wait_registrations(WAIT, "location table empty after exit", |r| r.is_empty());
+    let mut out = format!("{}\n{}", trace, k.log());
+    for p in [&mut bob, &mut alice, &mut dial] {
+        out.push_str(&p.stderr());
+        out.push_str(&format!("{:?}", p.events()));
+        out.push_str(&std::fs::read_to_string(p.log_path()).unwrap_or_default());
+    }
+    for pw in ["alicepw", "bobpw"] {
+        assert!(!out.contains(pw), "a password leaked into output");
+    }
+}
+
+#[test]
+fn call_over_udp() {
+    call_over("udp", KamailioOpts::default());
+}
+
+#[test]
+fn call_over_tcp() {
+    call_over("tcp", KamailioOpts::default());
+}
+
+/// Nothing listens on the registrar's TCP port: the registration fails at once with
+/// "connection refused" naming the address and transport, and does not retry before the
+/// backoff (30 s); `dial` through it exits 7 (network failure) with the same reason.
+#[test]
+fn tcp_registrar_down_is_connection_refused_and_dial_exits_7() {
+    let dir = support::test_dir();
+    let port = support::free_udp_port();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[account]]\nname = \"alice\"\nuser = \"alice\"\ndomain = \"127.0.0.1\"\n\
+             registrar = \"sip:127.0.0.1:{port}\"\ntransport = \"tcp\"\npassword = \"alicepw\"\n"
+        ),
+    )
+    .unwrap();
+    let mut srv = Termphone::builder(&["serve"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(dir.clone())
+        .spawn();
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "failed",
+        WAIT,
+    );
+    assert_eq!(
+        ev["reason"].as_str().unwrap_or_default(),
+        format!("network error: connection refused by 127.0.0.1:{port} (tcp)"),
+        "{ev}"
+    );
+    // No second attempt within the next 5 s.
+    std::thread::sleep(Duration::from_secs(5));
+    let attempts = srv
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "registration" && e["state"] == "registering")
+        .count();
+    assert_eq!(
+        attempts,
+        1,
+        "retried before the backoff: {:?}",
+        srv.events()
+    );
+    srv.stop();
+
+    let mut dial = Termphone::builder(&["dial", "bob", "--account", "alice", "--json"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(dir)
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 7, "{}", dial.diagnostics());
+    let end = dial
+        .events()
+        .iter()
+        .find(|e| e["event"] == "call" && e["state"] == "networkfailure")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        end["reason"].as_str().unwrap_or_default(),
+        format!("connection refused by 127.0.0.1:{port} (tcp)"),
+        "{end}"
+    );
+}
+
+/// A registrar named by domain only (`sip:pbx.test`, no port): termphone finds Kamailio through
+/// DNS SRV (`_sip._tcp.pbx.test` → `kam.pbx.test:PORT`, RFC 3263) served by a private dnsmasq
+/// on 127.0.0.1 (`[general] dns_server`), registers over TCP and unregisters at exit.
+#[test]
+fn registrar_found_through_dns_srv() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let srv_record = format!(
+        "--srv-host=_sip._tcp.pbx.test,kam.pbx.test,{},10,10",
+        k.port()
+    );
+    let mut dns = support::dnsmasq::Dnsmasq::start(
+        "pbx.test",
+        &[&srv_record, "--host-record=kam.pbx.test,127.0.0.1"],
+    );
+    let cfg = k.dir().join("dns-config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[general]\ndns_server = \"{}\"\n\n[[account]]\nname = \"alice\"\nuser = \"alice\"\n\
+             domain = \"127.0.0.1\"\nregistrar = \"sip:pbx.test\"\ntransport = \"tcp\"\n\
+             password = \"alicepw\"\n",
+            dns.addr()
+        ),
+    )
+    .unwrap();
+    let mut srv = serve(&k, &cfg);
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] != "registering",
+        WAIT,
+    );
+    assert_eq!(ev["state"], "registered", "{ev}\n{}", srv.diagnostics());
+    let regs = k.wait_registrations(WAIT, "alice registered", |r| {
+        r.iter().any(|b| b.aor == "alice")
+    });
+    assert!(regs[0].socket.starts_with("tcp:"), "{regs:?}");
+    assert!(
+        dns.log().contains("_sip._tcp.pbx.test"),
+        "the SRV record was asked for"
+    );
+    srv.stop();
+    k.wait_registrations(WAIT, "unregistered at exit", |r| r.is_empty());
+    dns.stop();
+}
