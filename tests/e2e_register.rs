@@ -304,3 +304,43 @@ fn serve_account_registers_only_the_named_account() {
     );
     srv.stop();
 }
+
+/// A user the registrar does not know: Kamailio answers the credentials with 403 "Unknown
+/// User"; the registration fails with that reason (not "wrong password"), nothing is bound,
+/// and `dial` as that account exits 9 (authentication failed).
+#[test]
+fn unknown_user_is_reported_as_forbidden() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let cfg = config_for(&k, "mallory", "mallorypw");
+    let mut srv = Termphone::builder(&["serve"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "failed",
+        WAIT,
+    );
+    let reason = ev["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("403") && reason.contains("Unknown User"),
+        "{ev}"
+    );
+    assert!(!reason.contains("password"), "not a password problem: {ev}");
+    std::thread::sleep(Duration::from_secs(2));
+    let registers = srv.stderr().matches("\nREGISTER sip:").count();
+    assert!(registers <= 2, "no retry loop: {registers} REGISTERs sent");
+    srv.stop();
+    let mut dial = Termphone::builder(&["dial", "bob", "--account", "mallory"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 9, "{}", dial.diagnostics());
+    assert!(k.registrations().is_empty());
+    let out = format!("{}{}{:?}", srv.stderr(), dial.stderr(), dial.events());
+    assert!(
+        !out.contains("mallorypw"),
+        "the password leaked into output"
+    );
+}

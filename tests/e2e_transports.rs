@@ -17,10 +17,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// A termphone config with one account of `user` at `k` over `transport`.
 fn config(k: &Kamailio, user: &str, transport: &str) -> PathBuf {
-    k.account_config(
-        user,
-        &format!("password = \"{user}pw\"\ntransport = \"{transport}\"\n"),
-    )
+    k.account_config_for(user, transport, &format!("password = \"{user}pw\"\n"))
 }
 
 fn serve(k: &Kamailio, cfg: &Path) -> Termphone {
@@ -54,7 +51,11 @@ fn call_over(transport: &str, opts: KamailioOpts) {
         assert!(
             b.socket.starts_with(&format!(
                 "{}:",
-                if transport == "ws" { "tcp" } else { transport }
+                match transport {
+                    "ws" => "tcp",
+                    "wss" => "tls",
+                    t => t,
+                }
             )),
             "{} registered over {transport}: {b:?}",
             b.aor
@@ -113,6 +114,69 @@ fn call_over_udp() {
 #[test]
 fn call_over_tcp() {
     call_over("tcp", KamailioOpts::default());
+}
+
+#[test]
+fn call_over_tls_with_the_ca_in_the_account() {
+    call_over("tls", KamailioOpts::default().tls());
+}
+
+#[test]
+fn call_over_websocket() {
+    call_over("ws", KamailioOpts::default().ws());
+}
+
+#[test]
+fn call_over_secure_websocket() {
+    call_over("wss", KamailioOpts::default().wss());
+}
+
+/// Kamailio's certificate comes from a CA the account does not trust: the registration fails
+/// with a reason naming the certificate problem, `dial` exits 7 with the same reason.
+#[test]
+fn tls_with_an_untrusted_certificate_names_the_problem() {
+    let k = Kamailio::start(KamailioOpts::default().tls());
+    let untrusted = k.untrusted_ca_file();
+    let cfg = k.account_config_for("alice", "tls", "password = \"alicepw\"\n");
+    // Point tls_ca_file at the unrelated CA instead of the one that signed the server.
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text = text.replace(
+        &k.ca_file().display().to_string(),
+        &untrusted.display().to_string(),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut srv = serve(&k, &cfg);
+    let ev = srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "failed",
+        WAIT,
+    );
+    let reason = ev["reason"].as_str().unwrap_or_default().to_string();
+    assert!(
+        reason.contains("certificate not trusted: unknown issuer"),
+        "{reason}"
+    );
+    assert!(reason.contains(&k.tls_addr().to_string()), "{reason}");
+    srv.stop();
+    let mut dial = Termphone::builder(&["dial", "bob", "--account", "alice", "--json"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 7, "{}", dial.diagnostics());
+    let end = dial
+        .events()
+        .iter()
+        .find(|e| e["event"] == "call" && e["state"] == "networkfailure")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        end["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("certificate not trusted"),
+        "{end}"
+    );
+    assert!(k.registrations().is_empty());
 }
 
 /// Nothing listens on the registrar's TCP port: the registration fails at once with
@@ -221,4 +285,80 @@ fn registrar_found_through_dns_srv() {
     srv.stop();
     k.wait_registrations(WAIT, "unregistered at exit", |r| r.is_empty());
     dns.stop();
+}
+
+/// Bytes a raw registrar stand-in received in `window`, after accepting one connection.
+fn tcp_bytes_received(listener: std::net::TcpListener, window: Duration) -> Vec<u8> {
+    use std::io::Read;
+    let (mut conn, _) = listener.accept().expect("termphone connects");
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut got = Vec::new();
+    let end = std::time::Instant::now() + window;
+    let mut buf = [0u8; 4096];
+    while std::time::Instant::now() < end {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    got
+}
+
+/// `keepalive = 1`: on a TCP registration flow termphone sends a CRLFCRLF ping every second
+/// after the REGISTER (RFC 5626 §4.4.1); on UDP a CRLF datagram to the registrar. Checked on
+/// real loopback sockets standing in for the registrar (they never answer).
+#[test]
+fn keepalives_over_tcp_and_udp() {
+    let dir = support::test_dir();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp_port = tcp.local_addr().unwrap().port();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    let cfg = dir.path().join("keepalive.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[account]]\nname = \"t\"\nuser = \"alice\"\ndomain = \"127.0.0.1\"\n\
+             registrar = \"sip:127.0.0.1:{tcp_port}\"\ntransport = \"tcp\"\nkeepalive = 1\n\n\
+             [[account]]\nname = \"u\"\nuser = \"alice\"\ndomain = \"127.0.0.1\"\n\
+             registrar = \"sip:127.0.0.1:{udp_port}\"\nkeepalive = 1\n"
+        ),
+    )
+    .unwrap();
+    let mut srv = Termphone::builder(&["serve"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(dir)
+        .spawn();
+    let got = tcp_bytes_received(tcp, Duration::from_millis(3500));
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("REGISTER sip:127.0.0.1:"), "{text:?}");
+    let head_end = text.find("\r\n\r\n").unwrap() + 4;
+    let pings = text[head_end..].matches("\r\n\r\n").count();
+    assert!(
+        (2..=5).contains(&pings),
+        "about one CRLFCRLF per second after the REGISTER: {pings} in {:?}",
+        &text[head_end..]
+    );
+
+    // Drop what queued up meanwhile, then count for 3.5 s.
+    let mut buf = [0u8; 65536];
+    udp.set_nonblocking(true).unwrap();
+    while udp.recv_from(&mut buf).is_ok() {}
+    udp.set_nonblocking(false).unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut crlf = 0;
+    let end = std::time::Instant::now() + Duration::from_millis(3500);
+    while std::time::Instant::now() < end {
+        if let Ok((n, _)) = udp.recv_from(&mut buf) {
+            if &buf[..n] == b"\r\n\r\n" {
+                crlf += 1;
+            }
+        }
+    }
+    assert!((2..=5).contains(&crlf), "UDP keepalives: {crlf}");
+    srv.stop();
 }

@@ -400,7 +400,10 @@ fn no_credentials_forbidden_and_not_found_do_not_retry() {
             retry_at: None
         }
     ));
-    for (code, want) in [(403, RegFailure::Forbidden), (404, RegFailure::NotFound)] {
+    for (code, want) in [
+        (403, RegFailure::Forbidden("Forbidden".into())),
+        (404, RegFailure::NotFound("Not Found".into())),
+    ] {
         let mut h = Harness::new(config(300, Some(PASSWORD)));
         h.srv.fail_with = Some(code);
         h.reg.start(h.now);

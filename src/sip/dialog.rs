@@ -239,7 +239,13 @@ impl Dialog {
             Some(route) => &route.uri,
             None => &self.remote_target,
         };
-        uri_transport(uri).unwrap_or(self.transport)
+        match uri_transport(uri) {
+            // Proxies (Kamailio among them) record-route secure WebSocket as `transport=ws`:
+            // the hop is the one we reached over WSS, so stay on it.
+            Some(Transport::Ws) if self.transport == Transport::Wss => Transport::Wss,
+            Some(t) => t,
+            None => self.transport,
+        }
     }
 
     /// Where requests in this dialog go: the first route (loose routing), else the remote target.
@@ -317,5 +323,60 @@ fn first_contact(contacts: Result<Contacts, crate::sip::msg::ParseError>) -> Opt
     match contacts {
         Ok(Contacts::List(list)) => list.into_iter().next().map(|c| c.uri),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialog(transport: Transport, route: Option<&str>, target: &str) -> Dialog {
+        let addr: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        Dialog {
+            id: DialogId {
+                call_id: "c".into(),
+                local_tag: "a".into(),
+                remote_tag: "b".into(),
+            },
+            role: Role::Uac,
+            local_seq: 1,
+            remote_seq: None,
+            local_uri: "<sip:a@127.0.0.1>".parse().unwrap(),
+            remote_uri: "<sip:b@127.0.0.1>".parse().unwrap(),
+            remote_target: target.parse().unwrap(),
+            route_set: route.map(|r| r.parse().unwrap()).into_iter().collect(),
+            local_contact: "sip:a@127.0.0.1".parse().unwrap(),
+            fallback_dest: addr,
+            transport,
+        }
+    }
+
+    #[test]
+    fn next_hop_transport_follows_the_route_then_the_invite() {
+        let d = dialog(
+            Transport::Udp,
+            Some("<sip:127.0.0.1;transport=tcp;lr>"),
+            "sip:b@127.0.0.1",
+        );
+        assert_eq!(d.next_hop_transport(), Transport::Tcp);
+        let d = dialog(Transport::Tls, None, "sip:b@127.0.0.1:5099");
+        assert_eq!(d.next_hop_transport(), Transport::Tls);
+        let d = dialog(Transport::Udp, None, "sips:b@127.0.0.1");
+        assert_eq!(d.next_hop_transport(), Transport::Tls);
+        // A proxy's record-route says transport=ws for the WSS hop we came over.
+        let d = dialog(
+            Transport::Wss,
+            Some("<sip:127.0.0.1:8443;transport=ws;lr>"),
+            "sip:b@127.0.0.1",
+        );
+        assert_eq!(d.next_hop_transport(), Transport::Wss);
+        let mut d = d;
+        let req = d.request(
+            Method::Bye,
+            "127.0.0.1:5070".parse().unwrap(),
+            "z9hG4bKx",
+            None,
+        );
+        assert!(req.headers.top_via().is_ok_and(|v| v.transport == "WSS"));
     }
 }

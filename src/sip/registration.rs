@@ -140,10 +140,10 @@ pub enum RegFailure {
     NoCredentials,
     /// The registrar's challenge uses an algorithm or qop we do not support.
     UnsupportedAuth(String),
-    /// 403 Forbidden.
-    Forbidden,
-    /// 404 Not Found (unknown user).
-    NotFound,
+    /// 403 Forbidden, with the server's reason phrase (e.g. "Unknown User").
+    Forbidden(String),
+    /// 404 Not Found (unknown user), with the server's reason phrase.
+    NotFound(String),
     /// No response (transaction timer F).
     Timeout,
     /// Another failure response.
@@ -170,14 +170,24 @@ impl RegFailure {
     }
 }
 
+/// "forbidden (403)" when the phrase is the standard one, else "forbidden (403 Unknown User)".
+fn with_phrase(f: &mut fmt::Formatter<'_>, what: &str, code: u16, phrase: &str) -> fmt::Result {
+    let phrase = phrase.trim();
+    if phrase.is_empty() || phrase.eq_ignore_ascii_case(crate::sip::msg::default_reason(code)) {
+        write!(f, "{what} ({code})")
+    } else {
+        write!(f, "{what} ({code} {phrase})")
+    }
+}
+
 impl fmt::Display for RegFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RegFailure::WrongPassword => f.write_str("wrong password"),
             RegFailure::NoCredentials => f.write_str("the registrar asks for a password"),
             RegFailure::UnsupportedAuth(w) => write!(f, "unsupported authentication: {w}"),
-            RegFailure::Forbidden => f.write_str("forbidden (403)"),
-            RegFailure::NotFound => f.write_str("unknown user (404)"),
+            RegFailure::Forbidden(phrase) => with_phrase(f, "forbidden", 403, phrase),
+            RegFailure::NotFound(phrase) => with_phrase(f, "unknown user", 404, phrase),
             RegFailure::Timeout => f.write_str("no response from the registrar"),
             RegFailure::ServerError { code, reason } => write!(f, "{code} {reason}"),
             RegFailure::Network { reason } => write!(f, "network error: {reason}"),
@@ -632,8 +642,8 @@ impl Registration {
 
     fn fail_code(&mut self, now: Instant, resp: &Response) {
         let reason = match resp.code {
-            403 => RegFailure::Forbidden,
-            404 => RegFailure::NotFound,
+            403 => RegFailure::Forbidden(resp.reason.clone()),
+            404 => RegFailure::NotFound(resp.reason.clone()),
             code => RegFailure::ServerError {
                 code,
                 reason: resp.reason.clone(),
