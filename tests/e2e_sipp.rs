@@ -117,3 +117,93 @@ fn assert_final(end: &Value, state: &str, code: u16) {
 fn dial_sigterm_while_ringing_cancels() {
     e2e::dial_stopped_while_ringing_cancels();
 }
+
+/// A BYE challenged like a proxy would (sipp uas_bye_auth.xml): `dial --account alice
+/// --duration 1` through sipp as the account's registrar; sipp answers the INVITE, replies 407
+/// with Proxy-Authenticate to the first BYE and 200 to the second, which must carry a
+/// Proxy-Authorization whose digest verifies (recomputed here from sipp's message trace,
+/// RFC 7616 §3.4.1 MD5 qop=auth). Same Call-ID, next CSeq, new branch; dial exits 0.
+#[test]
+fn dial_answers_a_407_to_its_bye_with_proxy_authorization() {
+    use md5::{Digest, Md5};
+    use std::collections::HashMap;
+    use support::rtp::RtpSink;
+    use support::sipp::Sipp;
+    use support::Termphone;
+
+    const PASSWORD: &str = "bye-auth-pw";
+    let sink = RtpSink::bind();
+    let mut sipp = Sipp::uas("uas_bye_auth.xml")
+        .key("rtp_sink_port", sink.port())
+        .spawn();
+    let cfg = sipp.dir().join("alice-config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[account]]\nname = \"alice\"\nuser = \"alice\"\ndomain = \"{0}\"\nregistrar = \"sip:{0}\"\npassword = \"{PASSWORD}\"\n",
+            sipp.addr()
+        ),
+    )
+    .expect("write the termphone config");
+    let mut tp = Termphone::builder(&["dial", "test", "--account", "alice", "--duration", "1"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .spawn();
+    let code = tp.wait_exit_code(std::time::Duration::from_secs(40));
+    assert_eq!(code, 0, "dial exit code\n{}", tp.diagnostics());
+    tp.wait_call_state("hanguplocal", std::time::Duration::ZERO);
+    sipp.expect_success(std::time::Duration::from_secs(30));
+    drop(sink);
+
+    let byes: Vec<_> = sipp
+        .traced()
+        .into_iter()
+        .filter(|m| !m.sent && m.request_method() == Some("BYE"))
+        .collect();
+    assert_eq!(
+        byes.len(),
+        2,
+        "one BYE, then one with credentials: {byes:#?}"
+    );
+    let (first, again) = (&byes[0], &byes[1]);
+    assert!(first.header("Proxy-Authorization").is_none());
+    assert_eq!(first.header("Call-ID"), again.header("Call-ID"));
+    assert_eq!(first.header("From"), again.header("From"));
+    assert_eq!(first.header("To"), again.header("To"));
+    let (n1, n2) = (first.cseq().unwrap(), again.cseq().unwrap());
+    assert_eq!((n2.0, n2.1.as_str()), (n1.0 + 1, "BYE"), "next CSeq");
+    assert_ne!(first.branch(), again.branch(), "a new transaction");
+
+    let value = again
+        .header("Proxy-Authorization")
+        .expect("Proxy-Authorization");
+    let params: HashMap<&str, &str> = value
+        .strip_prefix("Digest ")
+        .expect("Digest")
+        .split(", ")
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k, v.trim_matches('"')))
+        .collect();
+    let uri = again
+        .start_line
+        .split_whitespace()
+        .nth(1)
+        .expect("Request-URI");
+    assert_eq!(params["uri"], uri);
+    let md5 = |s: String| -> String {
+        Md5::digest(s.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let ha1 = md5(format!("alice:sipp.test:{PASSWORD}"));
+    let ha2 = md5(format!("BYE:{uri}"));
+    let expected = md5(format!(
+        "{ha1}:bye-nonce-4711:{}:{}:auth:{ha2}",
+        params["nc"], params["cnonce"]
+    ));
+    assert_eq!(params["response"], expected, "the digest verifies");
+    let stderr = tp.stderr();
+    let events = format!("{:?}", tp.events());
+    assert!(!stderr.contains(PASSWORD) && !events.contains(PASSWORD));
+}

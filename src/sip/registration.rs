@@ -334,6 +334,17 @@ impl Registration {
         &self.contact
     }
 
+    /// The address of record.
+    pub fn aor(&self) -> &Uri {
+        &self.cfg.aor
+    }
+
+    /// The account's credentials, if any (for other requests of the same account, e.g. the
+    /// BYE of a call it received).
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.cfg.credentials.as_ref()
+    }
+
     /// The expiry we ask for (after any 423).
     pub fn expires(&self) -> u32 {
         self.expires

@@ -65,7 +65,8 @@ pub enum EndCause {
     RemoteCancel,
     /// We rejected the incoming call with this code.
     LocalReject(u16),
-    /// Our INVITE got a final failure response.
+    /// Our INVITE got a final failure response; or a BYE or re-INVITE of ours could not be
+    /// authorized (`code` 401/407, `reason` starting with "authentication failed").
     Rejected { code: u16, reason: String },
     /// No response to our INVITE (timer B), or no ACK for our 2xx.
     Timeout,
@@ -93,7 +94,8 @@ pub enum UaEvent {
         code: u16,
         sdp: Option<Vec<u8>>,
     },
-    /// Our INVITE was answered (2xx). `sdp` is the answer.
+    /// Our INVITE was answered (2xx). `sdp` is the answer. Also the 2xx to a re-INVITE we
+    /// sent ([`UserAgent::reinvite`]).
     Answered { call: CallRef, sdp: Vec<u8> },
     /// The ACK for our 2xx arrived.
     Confirmed { call: CallRef },
@@ -133,6 +135,33 @@ enum Phase {
     Answered,
     /// Both: the call is up.
     Confirmed,
+    /// Both: we sent BYE. The call stays until the BYE gets a final response, so that a
+    /// 401/407 can be answered; the user learns the end (`Ended`) then, or at `report_by` at
+    /// the latest when the BYE goes unanswered. `reported`: `Ended` was already emitted.
+    Terminating { reported: bool, report_by: Instant },
+}
+
+/// When the `Ended` of a call we send BYE on is reported.
+enum ByeReport {
+    /// When the BYE is answered (the cause says whether it could be authorized).
+    Later,
+    /// Now, with this cause.
+    Now(EndCause),
+    /// Never: it was reported already.
+    Silent,
+}
+
+/// An in-dialog request we sent (BYE, re-INVITE): kept until its final response, to send it
+/// again with credentials when challenged (RFC 3261 §22.2).
+#[derive(Debug)]
+struct OutRequest {
+    call: CallRef,
+    request: Request,
+    dest: SocketAddr,
+    /// Over TCP/TLS/WS (no retransmissions).
+    reliable: bool,
+    /// re-INVITE: the ACK we sent for its 2xx, re-sent on 2xx retransmissions.
+    ack: Option<(SocketAddr, Request)>,
 }
 
 #[derive(Debug)]
@@ -152,7 +181,9 @@ struct Call {
     ack: Option<(SocketAddr, Request)>,
     /// The SDP we last sent, for answering re-INVITEs with the same session.
     local_sdp: Vec<u8>,
-    /// UAC with an account: answers 401/407 challenges to our INVITE.
+    /// The call's account credentials (UAC placed as an account, UAS received on a registered
+    /// account): answers 401/407 to our INVITE, BYE and re-INVITE, and pre-authorizes later
+    /// requests of the dialog with the last challenge.
     auth: Option<Authenticator>,
     /// The transport the INVITE travelled over (Via, Contact, reliability of our requests).
     transport: Transport,
@@ -197,6 +228,8 @@ pub struct UserAgent {
     transmits: VecDeque<Transmit>,
     /// BYE and CANCEL transactions still waiting for a final response.
     pending: HashSet<TxnKey>,
+    /// In-dialog requests we sent (BYE, re-INVITE) by transaction, for 401/407 and 2xx.
+    in_dialog: HashMap<TxnKey, OutRequest>,
     /// Registrations, each with the address its REGISTERs go to.
     registrations: BTreeMap<RegRef, (Registration, SocketAddr)>,
     /// REGISTER transactions in flight → their registration.
@@ -217,6 +250,7 @@ impl UserAgent {
             events: VecDeque::new(),
             transmits: VecDeque::new(),
             pending: HashSet::new(),
+            in_dialog: HashMap::new(),
             registrations: BTreeMap::new(),
             reg_keys: HashMap::new(),
             next_reg: 1,
@@ -301,10 +335,13 @@ impl UserAgent {
 
     /// The next instant at which [`UserAgent::handle_timeout`] must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let ours = self
-            .calls
-            .values()
-            .filter_map(|c| c.ok_retransmit.as_ref().map(|r| r.next.min(r.give_up)));
+        let ours = self.calls.values().filter_map(|c| match c.phase {
+            Phase::Terminating {
+                reported: false,
+                report_by,
+            } => Some(report_by),
+            _ => c.ok_retransmit.as_ref().map(|r| r.next.min(r.give_up)),
+        });
         let regs = self
             .registrations
             .values()
@@ -401,6 +438,20 @@ impl UserAgent {
         }
         let mut ended = Vec::new();
         for (&id, call) in self.calls.iter_mut() {
+            if let Phase::Terminating {
+                reported: reported @ false,
+                report_by,
+            } = &mut call.phase
+            {
+                if now >= *report_by {
+                    // The BYE is still unanswered: the call is over for the user anyway.
+                    *reported = true;
+                    self.events.push_back(UaEvent::Ended {
+                        call: id,
+                        cause: EndCause::LocalBye,
+                    });
+                }
+            }
             if let Some(rt) = call.ok_retransmit.as_mut() {
                 if now >= rt.give_up {
                     ended.push(id);
@@ -416,8 +467,7 @@ impl UserAgent {
         }
         for id in ended {
             // No ACK for our 2xx within 64·T1: RFC 3261 §13.3.1.4 says end the session with BYE.
-            self.send_bye(now, id);
-            self.end_call(id, EndCause::Timeout);
+            self.terminate(now, id, ByeReport::Now(EndCause::Timeout));
         }
         self.drain_txn(now, None);
     }
@@ -616,11 +666,57 @@ impl UserAgent {
                 });
             }
             Phase::Answered | Phase::Confirmed => {
-                self.send_bye(now, call);
-                self.end_call(call, EndCause::LocalBye);
+                // Ended comes when the BYE is answered (after any 401/407 round).
+                self.terminate(now, call, ByeReport::Later);
             }
+            // Already hanging up.
+            Phase::Terminating { .. } => {}
         }
         self.drain_txn(now, None);
+        Ok(())
+    }
+
+    /// Send a re-INVITE with a new SDP `offer` on an established call (hold, media change).
+    /// The answer comes as [`UaEvent::Answered`]; a failure other than 481/408 leaves the
+    /// session as it was. A 401/407 is answered with the call's credentials.
+    pub fn reinvite(&mut self, now: Instant, call: CallRef, offer: Vec<u8>) -> Result<(), UaError> {
+        let branch = new_branch(&mut self.rng);
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        // RFC 3261 §14.1: not while another INVITE of ours is in progress.
+        let busy = self
+            .in_dialog
+            .values()
+            .any(|o| o.call == call && o.request.method == Method::Invite && o.ack.is_none());
+        if !matches!(c.phase, Phase::Confirmed) || busy {
+            return Err(UaError::WrongState);
+        }
+        let dialog = c.dialog.as_mut().ok_or(UaError::WrongState)?;
+        let mut req = dialog.request(Method::Invite, c.local, &branch, None);
+        let dest = dialog.next_hop();
+        let reliable = dialog.next_hop_transport().is_reliable();
+        req.headers.push(HeaderName::ALLOW, ALLOW);
+        req.headers
+            .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
+        if !offer.is_empty() {
+            req.headers
+                .push(HeaderName::CONTENT_TYPE, "application/sdp");
+        }
+        req.body = offer;
+        self.send_in_dialog(now, call, req, dest, reliable);
+        self.drain_txn(now, None);
+        Ok(())
+    }
+
+    /// Set the credentials used for `call`'s requests (answering 401/407 to its BYE or
+    /// re-INVITE). An incoming call to a registered account gets that account's credentials
+    /// by itself; this overrides them.
+    pub fn set_call_credentials(
+        &mut self,
+        call: CallRef,
+        credentials: Option<Credentials>,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        c.auth = credentials.map(Authenticator::new);
         Ok(())
     }
 
@@ -646,12 +742,13 @@ impl UserAgent {
     fn end_call(&mut self, call: CallRef, cause: EndCause) {
         if let Some(c) = self.calls.remove(&call) {
             self.by_invite_branch.remove(&c.invite_key.branch);
+            self.in_dialog.retain(|_, o| o.call != call);
             let already_reported = matches!(
                 c.phase,
                 Phase::Calling {
                     cancel_pending: true,
                     provisional: false
-                }
+                } | Phase::Terminating { reported: true, .. }
             );
             if !already_reported {
                 self.events.push_back(UaEvent::Ended { call, cause });
@@ -694,19 +791,75 @@ impl UserAgent {
         self.pending.insert(key);
     }
 
-    fn send_bye(&mut self, now: Instant, call: CallRef) {
+    /// End a call with BYE. The call stays in [`Phase::Terminating`] until the BYE has a
+    /// final response, so that a challenge can be answered; `report` says when `Ended` goes out.
+    fn terminate(&mut self, now: Instant, call: CallRef, report: ByeReport) {
         let branch = new_branch(&mut self.rng);
+        let report_by = now + self.cfg.timers.t1 * 8;
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
         let Some(dialog) = c.dialog.as_mut() else {
+            match report {
+                ByeReport::Now(cause) => self.end_call(call, cause),
+                ByeReport::Later => self.end_call(call, EndCause::LocalBye),
+                ByeReport::Silent => {
+                    if let Some(c) = self.calls.remove(&call) {
+                        self.by_invite_branch.remove(&c.invite_key.branch);
+                    }
+                }
+            }
             return;
         };
         let bye = dialog.request(Method::Bye, c.local, &branch, None);
         let dest = dialog.next_hop();
         let reliable = dialog.next_hop_transport().is_reliable();
-        let key = self.txn.send_request(now, bye, dest, reliable);
-        self.pending.insert(key);
+        // No more 2xx retransmissions once we hang up.
+        c.ok_retransmit = None;
+        let reported = match report {
+            ByeReport::Later => false,
+            ByeReport::Silent => true,
+            ByeReport::Now(cause) => {
+                self.events.push_back(UaEvent::Ended { call, cause });
+                true
+            }
+        };
+        c.phase = Phase::Terminating {
+            reported,
+            report_by,
+        };
+        self.send_in_dialog(now, call, bye, dest, reliable);
+    }
+
+    /// Send an in-dialog request of `call` (pre-authorized with the dialog's last challenge,
+    /// if any) and remember it for challenges and responses.
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        mut req: Request,
+        dest: SocketAddr,
+        reliable: bool,
+    ) {
+        if let Some(auth) = self.calls.get_mut(&call).and_then(|c| c.auth.as_mut()) {
+            if auth.has_challenges() {
+                auth.authorize_request(&mut self.rng, &mut req);
+            }
+        }
+        let key = self.txn.send_request(now, req.clone(), dest, reliable);
+        if req.method == Method::Bye {
+            self.pending.insert(key.clone());
+        }
+        self.in_dialog.insert(
+            key,
+            OutRequest {
+                call,
+                request: req,
+                dest,
+                reliable,
+                ack: None,
+            },
+        );
     }
 
     /// Handle what the transaction layer produced. `local` is the address a datagram being
@@ -865,6 +1018,7 @@ impl UserAgent {
         let local_tag = random_token(&mut self.rng, 16);
         self.by_invite_branch.insert(key.branch.clone(), id);
         let offer = req.body.clone();
+        let auth = self.account_credentials(&req).map(Authenticator::new);
         let transport = via_transport(&req.headers);
         self.calls.insert(
             id,
@@ -879,7 +1033,7 @@ impl UserAgent {
                 ok_retransmit: None,
                 ack: None,
                 local_sdp: Vec::new(),
-                auth: None,
+                auth,
                 transport,
             },
         );
@@ -988,7 +1142,17 @@ impl UserAgent {
         };
         let resp = response_to(&req, 200, None, None);
         self.respond(now, &key, source, resp);
-        self.end_call(call, EndCause::RemoteBye);
+        // BYEs crossed: we hung up first.
+        let ours = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| matches!(c.phase, Phase::Terminating { .. }));
+        let cause = if ours {
+            EndCause::LocalBye
+        } else {
+            EndCause::RemoteBye
+        };
+        self.end_call(call, cause);
     }
 
     fn on_response(&mut self, now: Instant, key: TxnKey, resp: Response) {
@@ -1000,6 +1164,10 @@ impl UserAgent {
                 self.pump_registration(now, id);
                 return;
             }
+        }
+        if self.in_dialog.contains_key(&key) {
+            self.on_in_dialog_response(now, key, resp);
+            return;
         }
         if key.method != Method::Invite {
             // BYE/CANCEL responses need no action: the call already ended (BYE) or ends on
@@ -1062,7 +1230,12 @@ impl UserAgent {
                     }
                 };
                 let cseq = c.invite.headers.cseq().map(|s| s.seq).unwrap_or(1);
-                let ack = dialog.request(Method::Ack, c.local, &branch, Some(cseq));
+                let mut ack = dialog.request(Method::Ack, c.local, &branch, Some(cseq));
+                copy_credentials(&c.invite, &mut ack);
+                if let Some(auth) = c.auth.as_mut() {
+                    // Accepted: clears the wrong-password bookkeeping, keeps the challenge.
+                    let _ = auth.handle_response(&resp);
+                }
                 let dest = dialog.next_hop();
                 self.transmits.push_back(Transmit {
                     dest,
@@ -1079,11 +1252,9 @@ impl UserAgent {
                 );
                 c.phase = Phase::Confirmed;
                 if cancelled {
-                    // We hung up before the answer arrived: end it at once with BYE.
-                    self.send_bye(now, call);
-                    if let Some(c) = self.calls.remove(&call) {
-                        self.by_invite_branch.remove(&c.invite_key.branch);
-                    }
+                    // We hung up before the answer arrived (already reported): end it at once
+                    // with BYE.
+                    self.terminate(now, call, ByeReport::Silent);
                 } else {
                     self.events.push_back(UaEvent::Answered {
                         call,
@@ -1175,6 +1346,168 @@ impl UserAgent {
         Ok(())
     }
 
+    /// A response to a BYE or re-INVITE we sent.
+    fn on_in_dialog_response(&mut self, now: Instant, key: TxnKey, resp: Response) {
+        if resp.code < 200 {
+            return;
+        }
+        let Some(out) = self.in_dialog.get(&key) else {
+            return;
+        };
+        let call = out.call;
+        let code = resp.code;
+        if code == 401 || code == 407 {
+            self.pending.remove(&key);
+            if let Err(reason) = self.resend_in_dialog(now, &key, &resp) {
+                // The request cannot be authorized: the call ends (a BYE's call ends anyway).
+                let cause = EndCause::Rejected { code, reason };
+                if key.method == Method::Bye {
+                    self.end_call(call, cause);
+                } else {
+                    self.terminate(now, call, ByeReport::Now(cause));
+                }
+            }
+            return;
+        }
+        if let Some(auth) = self.calls.get_mut(&call).and_then(|c| c.auth.as_mut()) {
+            // Not a challenge: clears the wrong-password bookkeeping, keeps the challenge.
+            let _ = auth.handle_response(&resp);
+        }
+        match key.method {
+            Method::Invite if (200..300).contains(&code) => self.on_reinvite_ok(key, resp),
+            Method::Invite => {
+                self.in_dialog.remove(&key);
+                // RFC 3261 §14.1: 481 and 408 end the dialog; any other failure leaves the
+                // session as it was.
+                if code == 481 || code == 408 {
+                    let cause = EndCause::Rejected {
+                        code,
+                        reason: resp.reason,
+                    };
+                    self.terminate(now, call, ByeReport::Now(cause));
+                }
+            }
+            _ => {
+                self.pending.remove(&key);
+                self.in_dialog.remove(&key);
+                if key.method == Method::Bye {
+                    self.end_call(call, EndCause::LocalBye);
+                }
+            }
+        }
+    }
+
+    /// A 2xx to our re-INVITE: ACK it (again for retransmissions) and report the answer.
+    fn on_reinvite_ok(&mut self, key: TxnKey, resp: Response) {
+        let branch = new_branch(&mut self.rng);
+        let Some(out) = self.in_dialog.get_mut(&key) else {
+            return;
+        };
+        if let Some((dest, ack)) = &out.ack {
+            self.transmits.push_back(Transmit {
+                dest: *dest,
+                message: Message::Request(ack.clone()),
+            });
+            return;
+        }
+        let call = out.call;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(dialog) = c.dialog.as_mut() else {
+            return;
+        };
+        dialog.refresh_target(&Message::Response(resp.clone()));
+        let cseq = out.request.headers.cseq().map(|s| s.seq).unwrap_or(1);
+        let mut ack = dialog.request(Method::Ack, c.local, &branch, Some(cseq));
+        copy_credentials(&out.request, &mut ack);
+        let dest = dialog.next_hop();
+        self.transmits.push_back(Transmit {
+            dest,
+            message: Message::Request(ack.clone()),
+        });
+        out.ack = Some((dest, ack));
+        c.local_sdp = out.request.body.clone();
+        self.events.push_back(UaEvent::Answered {
+            call,
+            sdp: resp.body,
+        });
+    }
+
+    /// Answer a 401/407 to an in-dialog request: the same request with the next CSeq of the
+    /// dialog, a new branch and the call's credentials (same Call-ID, tags and Route set).
+    /// Err: why not (no credentials, wrong password, unsupported challenge), as the reason to
+    /// report.
+    fn resend_in_dialog(
+        &mut self,
+        now: Instant,
+        key: &TxnKey,
+        resp: &Response,
+    ) -> Result<(), String> {
+        let branch = new_branch(&mut self.rng);
+        let Some(out) = self.in_dialog.remove(key) else {
+            return Ok(());
+        };
+        let Some(c) = self.calls.get_mut(&out.call) else {
+            return Ok(());
+        };
+        let Some(auth) = c.auth.as_mut() else {
+            return Err("authentication failed: no credentials for this call".into());
+        };
+        match auth.handle_response(resp) {
+            Ok(true) => {}
+            Ok(false) => return Err(format!("authentication failed: {}", resp.reason)),
+            Err(e) => return Err(format!("authentication failed: {e}")),
+        }
+        let Some(dialog) = c.dialog.as_mut() else {
+            return Ok(());
+        };
+        let mut req = out.request;
+        dialog.local_seq = dialog.local_seq.wrapping_add(1);
+        req.headers.set(
+            HeaderName::CSEQ,
+            CSeq {
+                seq: dialog.local_seq,
+                method: req.method.clone(),
+            }
+            .to_string(),
+        );
+        if let Ok(mut via) = req.headers.top_via() {
+            via.params.set("branch", Some(&branch));
+            req.headers.set_top_via(&via);
+        }
+        auth.authorize_request(&mut self.rng, &mut req);
+        let key = self
+            .txn
+            .send_request(now, req.clone(), out.dest, out.reliable);
+        if req.method == Method::Bye {
+            self.pending.insert(key.clone());
+        }
+        self.in_dialog.insert(
+            key,
+            OutRequest {
+                request: req,
+                ..out
+            },
+        );
+        Ok(())
+    }
+
+    /// The credentials of the registered account an incoming INVITE is for: its To is the
+    /// account's address of record, or its Request-URI is the Contact the account registered.
+    fn account_credentials(&self, invite: &Request) -> Option<Credentials> {
+        let same = |a: &Uri, b: &Uri| {
+            a.user == b.user && a.host.to_string().eq_ignore_ascii_case(&b.host.to_string())
+        };
+        let to = invite.headers.to().ok();
+        self.registrations.values().find_map(|(r, _)| {
+            let for_us = to.as_ref().is_some_and(|t| same(&t.uri, r.aor()))
+                || (same(&invite.uri, r.contact())
+                    && invite.uri.port.unwrap_or(5060) == r.contact().port.unwrap_or(5060));
+            for_us.then(|| r.credentials().cloned()).flatten()
+        })
+    }
+
     fn on_stray_response(&mut self, _now: Instant, resp: Response, source: SocketAddr) {
         // A 2xx retransmission after the INVITE transaction ended (RFC 6026 keeps it alive in
         // Accepted, so this is rare): re-send the ACK of the matching call.
@@ -1201,6 +1534,16 @@ impl UserAgent {
 
     fn on_txn_timeout(&mut self, now: Instant, key: TxnKey) {
         self.pending.remove(&key);
+        if let Some(out) = self.in_dialog.remove(&key) {
+            match key.method {
+                // Our side is over anyway (reported at `report_by` at the latest).
+                Method::Bye => self.end_call(out.call, EndCause::LocalBye),
+                // RFC 3261 §14.1: a re-INVITE timeout ends the dialog.
+                Method::Invite => self.terminate(now, out.call, ByeReport::Now(EndCause::Timeout)),
+                _ => {}
+            }
+            return;
+        }
         if let Some(id) = self.reg_keys.remove(&key) {
             if let Some((r, _)) = self.registrations.get_mut(&id) {
                 r.handle_request_timeout(now);
@@ -1227,6 +1570,19 @@ impl UserAgent {
         }
     }
 }
+
+/// Copy the Authorization / Proxy-Authorization of a request into its ACK (RFC 3261
+/// §13.2.2.4: the ACK for a 2xx carries the INVITE's credentials).
+fn copy_credentials(from: &Request, ack: &mut Request) {
+    for name in [HeaderName::AUTHORIZATION, HeaderName::PROXY_AUTHORIZATION] {
+        for v in from.headers.get_all(&name) {
+            ack.headers.push(name.clone(), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod auth_tests;
 
 /// A Route header value for a loose-routing proxy: its URI with `;lr` (RFC 3261 §16.12).
 pub fn loose_route(mut uri: Uri) -> NameAddr {
