@@ -566,6 +566,45 @@ fn stop_unregisters_with_expires_zero() {
     assert_eq!(h.reg.poll_timeout(), None);
 }
 
+/// SIGTERM right after the first 200, while the REGISTER that rewrites the Contact (NAT) is
+/// still on its way: the unregister removes both the old and the new Contact, so whichever
+/// the registrar bound last is gone (seen against Kamailio over TCP under load).
+#[test]
+fn stop_during_a_contact_rewrite_unregisters_both_contacts() {
+    let mut h = Harness::new(config(300, Some(PASSWORD)));
+    h.srv.nat = Some(("203.0.113.7", 40123));
+    h.reg.start(h.now);
+    let new_contact = uri("sip:alice@203.0.113.7:40123");
+    while h.reg.contact() != &new_contact {
+        let req = h.reg.poll_request().expect("a REGISTER");
+        let resp = h.srv.answer(req);
+        h.reg.handle_response(h.now, &resp);
+    }
+    let rewrite = h.reg.poll_request().expect("the rewriting REGISTER");
+    h.reg.stop(h.now);
+    let unreg = h.reg.poll_request().expect("the unregister");
+    let Contacts::List(cs) = unreg.headers.contacts().unwrap() else {
+        panic!()
+    };
+    let mut uris: Vec<String> = cs.iter().map(|c| c.uri.to_string()).collect();
+    uris.sort();
+    assert_eq!(
+        uris,
+        ["sip:alice@127.0.0.1:5070", "sip:alice@203.0.113.7:40123"]
+    );
+    assert!(cs
+        .iter()
+        .all(|c| c.params.get_value("expires") == Some("0")));
+    // The registrar sees the rewrite first, then the unregister: nothing stays bound.
+    let r = h.srv.answer(rewrite);
+    h.reg.handle_response(h.now, &r);
+    let r = h.srv.answer(unreg);
+    h.reg.handle_response(h.now, &r);
+    h.pump();
+    assert_eq!(h.srv.bindings, 0);
+    assert_eq!(h.last_state(), &RegState::Unregistered);
+}
+
 #[test]
 fn stop_when_the_registrar_is_down_still_ends() {
     let mut h = Harness::new(config(300, None));

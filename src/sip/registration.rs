@@ -575,12 +575,26 @@ impl Registration {
         let mut c = NameAddr::new(contact.clone());
         c.params.set("expires", Some(&expires.to_string()));
         let mut contact_value = c.to_string();
-        if intent == Intent::Register {
-            if let Some(old) = &self.stale_contact {
-                let mut o = NameAddr::new(old.clone());
-                o.params.set("expires", Some("0"));
-                contact_value = format!("{contact_value}, {o}");
+        // Contacts to remove as well: on a Contact rewrite the old one; when unregistering,
+        // every Contact that may be bound — a stop can come while a REGISTER with a new
+        // Contact is still in flight, and its 200 would otherwise leave that binding behind.
+        let mut remove: Vec<&Uri> = Vec::new();
+        match intent {
+            Intent::Register => remove.extend(self.stale_contact.as_ref()),
+            Intent::Unregister => {
+                remove.push(&self.contact);
+                remove.extend(self.stale_contact.as_ref());
             }
+        }
+        let mut removed: Vec<&Uri> = vec![&contact];
+        for old in remove {
+            if removed.iter().any(|u| same_binding(u, old)) {
+                continue;
+            }
+            removed.push(old);
+            let mut o = NameAddr::new(old.clone());
+            o.params.set("expires", Some("0"));
+            contact_value = format!("{contact_value}, {o}");
         }
         h.push(HeaderName::CONTACT, contact_value);
         h.push(HeaderName::EXPIRES, expires.to_string());
