@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::engine::api::AudioSourceSpec;
 use crate::engine::{self, AccountRegistration, EngineConfig, RtpPortRange};
 use crate::headless::dial::{self, DialPlan};
-use crate::headless::serve::{self, ServePolicy};
+use crate::headless::serve::{self, Policies, ServePolicy};
 use crate::headless::EventPrinter;
 use crate::sip::auth::Credentials;
 use crate::sip::msg::Uri;
@@ -139,8 +139,21 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         record_dir: args.record.clone(),
         hangup_after: args.hangup_after.map(secs),
         reject: args.reject,
+        manual: false,
     };
-    if let Err(e) = serve::validate(&policy) {
+    // An account's own auto_answer decides for its calls; the options above for the rest.
+    let policies = Policies {
+        default: policy,
+        accounts: config
+            .accounts
+            .iter()
+            .filter_map(|a| {
+                let aa = a.auto_answer.as_ref()?;
+                Some((a.name.clone(), ServePolicy::from_auto_answer(aa)))
+            })
+            .collect(),
+    };
+    if let Err(e) = policies.validate() {
         eprintln!("termphone: {e}");
         return 1;
     }
@@ -182,7 +195,7 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
     };
     serve::run(
         engine,
-        policy,
+        policies,
         EventPrinter {
             json: args.engine.json || json_default,
         },

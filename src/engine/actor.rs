@@ -40,6 +40,8 @@ struct Call {
     id: CallId,
     direction: CallDirection,
     peer: String,
+    /// The account the call was placed as or arrived for.
+    account: Option<String>,
     state: CallState,
     local_ip: IpAddr,
     rtp: Option<Arc<UdpSocket>>,
@@ -546,6 +548,7 @@ impl EngineActor {
                     reason: format!("no local RTP port: {e}"),
                 })?;
         let offer = sdp::create_offer(&local_media).into_bytes();
+        let account_name = account.as_ref().map(|a| a.name.clone());
         let identity = CallIdentity {
             from: account.as_ref().map(|a| a.aor.clone()),
             route: account.as_ref().and_then(|a| a.outbound_proxy.clone()),
@@ -563,6 +566,7 @@ impl EngineActor {
                 id: call,
                 direction: CallDirection::Outgoing,
                 peer: peer.clone(),
+                account: account_name.clone(),
                 state: CallState::Dialing,
                 local_ip: local.ip(),
                 rtp: Some(rtp),
@@ -580,6 +584,7 @@ impl EngineActor {
             call,
             state: CallState::Dialing,
             peer,
+            account: account_name,
             code: None,
             reason: None,
         });
@@ -778,6 +783,7 @@ impl EngineActor {
             call: c.id,
             state,
             peer: c.peer.clone(),
+            account: c.account.clone(),
             code,
             reason,
         };
@@ -828,8 +834,12 @@ impl EngineActor {
                 to: _,
                 offer,
                 local,
+                registration,
             } => {
                 let peer = from.uri.to_string();
+                let account = registration
+                    .and_then(|r| self.registrations.get(&r))
+                    .map(|(name, _, _)| name.clone());
                 let local_ip = local.ip();
                 self.calls.insert(
                     call,
@@ -837,6 +847,7 @@ impl EngineActor {
                         id: CallId(call),
                         direction: CallDirection::Incoming,
                         peer: peer.clone(),
+                        account: account.clone(),
                         state: CallState::Incoming,
                         local_ip,
                         rtp: None,
@@ -860,6 +871,7 @@ impl EngineActor {
                     call: CallId(call),
                     state: CallState::Incoming,
                     peer,
+                    account,
                     code: None,
                     reason: None,
                 });

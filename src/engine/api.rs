@@ -235,6 +235,9 @@ pub enum Event {
         call: CallId,
         state: CallState,
         peer: String,
+        /// The account the call was placed as or arrived for (`None`: a direct call).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<u16>,
         #[serde(skip_serializing_if = "Option::is_none")]

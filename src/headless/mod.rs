@@ -40,10 +40,14 @@ pub fn human(event: &Event) -> String {
             call,
             state,
             peer,
+            account,
             code,
             reason,
         } => {
             let mut s = format!("{call} {state} {peer}");
+            if let Some(account) = account {
+                s.push_str(&format!(" [{account}]"));
+            }
             if let Some(code) = code {
                 s.push_str(&format!(" {code}"));
             }
