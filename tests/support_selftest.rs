@@ -564,3 +564,28 @@ fn sipp_uac_dtmf_sends_rfc4733_digits() {
     assert!(cap.sources().iter().all(|s| s.port() == uac.media_port()));
     drop(uac_sink);
 }
+
+/// The suite-wide password check can fail: a process that prints a registered secret on
+/// stderr, or in an event, makes its drop fail the test, and the message names the secret's
+/// owner, never the secret.
+#[test]
+fn termphone_runner_fails_when_a_registered_password_is_printed() {
+    support::register_secret("selftest user", "selftest-Secret-4711");
+    for script in [
+        "echo 'login with selftest-Secret-4711' >&2",
+        r#"echo '{"event":"warning","message":"selftest-Secret-4711"}'"#,
+    ] {
+        let mut t = fake(script);
+        t.wait_exit(Duration::from_secs(10));
+        let leak = t.leaked_secret();
+        assert!(leak.is_some(), "{script}");
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(t)))
+            .expect_err("drop fails the test");
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("selftest user"), "{msg}");
+        assert!(!msg.contains("selftest-Secret-4711"), "{msg}");
+    }
+    let mut clean = fake("echo '{\"event\":\"warning\",\"message\":\"nothing secret\"}'");
+    clean.wait_exit(Duration::from_secs(10));
+    assert_eq!(clean.leaked_secret(), None);
+}
