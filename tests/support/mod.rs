@@ -37,6 +37,7 @@ pub mod baresip;
 pub mod dnsmasq;
 pub mod e2e;
 pub mod kamailio;
+pub mod relay;
 pub mod rtp;
 pub mod sipp;
 
