@@ -718,6 +718,17 @@ impl EngineActor {
             let tx = self.rtp_tx.clone();
             c.rtp_task = Some(tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
+                // What queued up before the media started (the peer sends as soon as it
+                // answers; we start at its 200 OK, later if that was lost) is stale: played
+                // now it would only add delay, and its arrival all at once would look like a
+                // burst of network jitter to the jitter buffer.
+                let mut stale = 0usize;
+                while rtp.try_recv_from(&mut buf).is_ok() {
+                    stale += 1;
+                }
+                if stale > 0 {
+                    tracing::debug!(call = %call, stale, "dropped RTP queued before the media started");
+                }
                 while let Ok((n, _src)) = rtp.recv_from(&mut buf).await {
                     if tx.try_send((id, buf[..n].to_vec())).is_err() && tx.is_closed() {
                         break;
