@@ -5,8 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::audio::{
-    alaw_decode, best_alignment, detect_dtmf, detect_tone, i16_to_f32, peak, rms_dbfs, sine,
-    tone_ratio, ulaw_decode,
+    alaw_decode, best_alignment, detect_dtmf, detect_tone, i16_to_f32, peak, rms_dbfs,
+    segmental_alignment, sine, tone_ratio, ulaw_decode,
 };
 use support::rtp::{parse_rtp, read_pcap_rtp};
 use support::sipp::sipp_available;
@@ -70,6 +70,50 @@ fn ncc_of_unrelated_noise_is_low() {
     assert!(s.ncc.abs() < 0.1, "{s:?}");
     let s = best_alignment(&speech(), &b);
     assert!(s.ncc.abs() < 0.1, "{s:?}");
+}
+
+/// What an adaptive jitter buffer does: 20 ms of a pause dropped here, 20 ms of silence
+/// inserted there. The whole-signal NCC falls; the segmental one stays high. Unrelated audio
+/// and a copy with a stretch missing stay low.
+#[test]
+fn segmental_ncc_follows_delay_changes_but_not_other_audio() {
+    let a = speech();
+    // Find quiet 20 ms frames (pauses) to cut and to stretch, as the jitter buffer would.
+    let quiet: Vec<usize> = (0..a.len() / 160)
+        .filter(|f| rms_dbfs(&a[f * 160..(f + 1) * 160]) < -45.0)
+        .collect();
+    assert!(quiet.len() > 10, "the fixture has pauses");
+    let (cut1, cut2, ins) = (
+        quiet[quiet.len() / 4],
+        quiet[quiet.len() / 2],
+        quiet[3 * quiet.len() / 4],
+    );
+    let mut b = vec![0.0f32; 480];
+    for f in 0..a.len() / 160 {
+        if f == cut1 || f == cut2 {
+            continue;
+        }
+        if f == ins {
+            b.extend(vec![0.0f32; 160]);
+        }
+        b.extend_from_slice(&a[f * 160..(f + 1) * 160]);
+    }
+    let whole = best_alignment(&a, &b);
+    let seg = segmental_alignment(&a, &b, 8000);
+    assert!(seg.ncc > 0.97, "segmental {seg:?} (whole-signal {whole:?})");
+    assert!(whole.ncc < seg.ncc, "{whole:?} {seg:?}");
+    assert_eq!(seg.lag, whole.lag);
+    // Unrelated audio stays low.
+    let n = noise(5, a.len(), 0.3);
+    assert!(segmental_alignment(&a, &n, 8000).ncc < 0.15);
+    // Half of the speech missing (replaced by silence) costs about half.
+    let mut half = a.clone();
+    let mid = half.len() / 2;
+    half[mid..].iter_mut().for_each(|v| *v = 0.0);
+    let s = segmental_alignment(&a, &half, 8000);
+    assert!(s.ncc < 0.7, "{s:?}");
+    // Silence: 0, not NaN.
+    assert_eq!(segmental_alignment(&a, &vec![0.0; 1000], 8000).ncc, 0.0);
 }
 
 #[test]
