@@ -73,13 +73,14 @@ pub fn human(event: &Event) -> String {
         }
         Event::Dtmf { call, digit } => format!("{call} dtmf {digit}"),
         Event::Stats { call, stats } => format!(
-            "{call} stats codec={} sent={} received={} lost={} late={} jitter={:.1}ms",
+            "{call} stats codec={} sent={} received={} lost={} late={} jitter={:.1}ms buffer={:.0}ms",
             stats.codec,
             stats.packets_sent,
             stats.packets_received,
             stats.lost,
             stats.late,
-            stats.jitter_ms
+            stats.jitter_ms,
+            stats.buffer_ms
         ),
         Event::Recording { call, path } => format!("{call} recording to {}", path.display()),
         Event::Warning {

@@ -10,7 +10,7 @@ use core::fmt;
 
 use super::codec::{codec_by_name, Codec};
 use super::dtmf::{DtmfReceiver, DtmfSender, DtmfSenderConfig};
-use super::jitter::{JitterBuffer, JitterConfig, Playout};
+use super::jitter::{Adjust, JitterBuffer, JitterConfig, Playout};
 use super::rtp::{extend_seq, RtpPacket};
 
 /// The negotiated codec (what SDP said), independent of the SIP layer's types.
@@ -126,6 +126,28 @@ pub struct MediaStats {
     pub bad_packets: u64,
     /// Interarrival jitter (RFC 3550 A.8) of the audio packets, in ms.
     pub jitter_ms: f64,
+    /// Frames dropped to shrink the playout delay (taken from pauses where possible).
+    pub discarded: u64,
+    /// Frames inserted to grow the playout delay.
+    pub stretched: u64,
+    /// The jitter buffer's current target delay, in ms.
+    pub buffer_ms: f64,
+}
+
+/// A decoded frame below this RMS (about −40 dBFS) is a pause: the playout delay may change
+/// there without being heard.
+const QUIET_RMS: f64 = 330.0;
+/// Growing waits at most this many frames for a pause, then conceals during speech.
+const GROW_WAIT_FRAMES: u32 = 25;
+/// Shrinking waits at most this many frames for a pause, then drops a frame during speech.
+const SHRINK_WAIT_FRAMES: u32 = 150;
+
+fn is_quiet(pcm: &[i16]) -> bool {
+    if pcm.is_empty() {
+        return true;
+    }
+    let energy: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    energy / (pcm.len() as f64) < QUIET_RMS * QUIET_RMS
 }
 
 /// A sequence number this far ahead of the highest seen restarts loss counting (RFC 3550 A.1).
@@ -167,11 +189,17 @@ pub struct MediaSession {
     events: VecDeque<MediaEvent>,
     stats: MediaStats,
     rx: Option<RxSource>,
+    /// The remote SSRC before the last change (its stragglers are not a new source).
+    retired_ssrc: Option<u32>,
     lost_before: u64,
     /// Reference for arrival times in timestamp units.
     epoch: Option<Instant>,
     pcm: Vec<i16>,
     payload: Vec<u8>,
+    /// The last frame played was a pause.
+    last_quiet: bool,
+    /// Frames since a change of the playout delay was first wanted (waiting for a pause).
+    adjust_wait: u32,
 }
 
 impl fmt::Debug for MediaSession {
@@ -226,10 +254,13 @@ impl MediaSession {
             events: VecDeque::new(),
             stats: MediaStats::default(),
             rx: None,
+            retired_ssrc: None,
             lost_before: 0,
             epoch: None,
             pcm: Vec::with_capacity(frame_samples),
             payload: Vec::with_capacity(frame_samples),
+            last_quiet: true,
+            adjust_wait: 0,
             codec,
             cfg,
         })
@@ -320,11 +351,15 @@ impl MediaSession {
 
     /// RFC 3550 A.1/A.3 counting and A.8 jitter for the packet's source.
     fn track_source(&mut self, now: Instant, pkt: &RtpPacket, audio: bool) {
+        if self.retired_ssrc == Some(pkt.ssrc) {
+            return;
+        }
         let src = match &mut self.rx {
             Some(src) if src.ssrc == pkt.ssrc => src,
             other => {
                 if let Some(old) = other.take() {
                     self.lost_before += old.lost();
+                    self.retired_ssrc = Some(old.ssrc);
                 }
                 let ext = 1 << 16 | i64::from(pkt.seq);
                 self.rx.insert(RxSource {
@@ -366,8 +401,41 @@ impl MediaSession {
 
     /// Every frame: the next frame to play (decoded, concealed or silence). `out` is cleared
     /// and filled with exactly [`MediaSession::frame_samples`] samples.
+    ///
+    /// The jitter buffer's wish to grow or shrink the playout delay is carried out in a pause:
+    /// after a quiet frame one frame of silence is inserted, or a quiet frame is dropped. If
+    /// speech goes on too long, growing conceals a frame and shrinking drops one anyway.
     pub fn playout(&mut self, now: Instant, out: &mut Vec<i16>) {
         out.clear();
+        let adjust = self.jitter.adjustment(now);
+        if adjust == Adjust::Keep {
+            self.adjust_wait = 0;
+        } else {
+            self.adjust_wait += 1;
+        }
+        if adjust == Adjust::Grow && (self.last_quiet || self.adjust_wait > GROW_WAIT_FRAMES) {
+            if !self.last_quiet {
+                self.codec.conceal(self.frame_samples, out);
+            }
+            out.resize(self.frame_samples, 0);
+            self.jitter.stretch(now);
+            self.adjust_wait = 0;
+            return;
+        }
+        self.pop_frame(now, out);
+        if adjust == Adjust::Shrink
+            && (is_quiet(out) || self.adjust_wait > SHRINK_WAIT_FRAMES)
+            && !self.jitter.is_empty()
+        {
+            self.jitter.note_discarded();
+            out.clear();
+            self.pop_frame(now, out);
+            self.adjust_wait = 0;
+        }
+        self.last_quiet = is_quiet(out);
+    }
+
+    fn pop_frame(&mut self, now: Instant, out: &mut Vec<i16>) {
         match self.jitter.pop(now) {
             Playout::Frame(pkt) => self.codec.decode(&pkt.payload, out),
             Playout::Conceal => self.codec.conceal(self.frame_samples, out),
@@ -407,6 +475,9 @@ impl MediaSession {
             duplicates: jb.duplicates,
             concealed: jb.concealed,
             jitter_ms: jitter * 1000.0 / f64::from(self.cfg.codec.clock_rate),
+            discarded: jb.discarded,
+            stretched: jb.stretched,
+            buffer_ms: self.jitter.target_delay().as_secs_f64() * 1000.0,
             ..self.stats
         }
     }
