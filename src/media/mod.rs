@@ -1,9 +1,11 @@
-//! Media, sans-IO: RTP and RTCP packets, G.711, jitter buffer, DTMF and the per-call session.
+//! Media, sans-IO: RTP and RTCP packets, G.711, jitter buffer, DTMF, the per-call session,
+//! and the E-model call-quality estimate.
 //!
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
 pub mod codec;
 pub mod dtmf;
+pub mod emodel;
 pub mod jitter;
 pub mod rtcp;
 pub mod rtp;
