@@ -1378,7 +1378,7 @@ fn call(delay: f64, loss: f64, codec: CodecImpairment) -> EmodelInput {
 
 #[test]
 fn emodel_defaults_give_r_93_2_and_mos_4_41() {
-    // G.107 §7 / Table 3 defaults: R = 93.2. An independent Go implementation of G.107
+    // G.107's default values give R = 93.2. An independent Go implementation of G.107
     // (06/2015), github.com/manucorporat/e-model, prints R = 93.206208 for these defaults.
     let r = evaluate(&EmodelParams::default()).r;
     assert!((r - 93.206208).abs() < 1e-5, "R {r}");

@@ -1,15 +1,19 @@
 //! The ITU-T G.107 E-model: transmission rating R from delay, packet loss and the codec, and
 //! MOS-CQE from R (G.107 Annex B).
 //!
-//! R = Ro − Is − Id − Ie,eff + A (G.107 §7). [`evaluate`] computes every term from the full
-//! parameter set ([`EmodelParams`], defaults from G.107 Table 3); [`r_factor`] is the shortcut a
+//! R = Ro − Is − Id − Ie,eff + A (ITU-T G.107). [`evaluate`] computes every term from the full
+//! parameter set ([`EmodelParams`], G.107's default values); [`r_factor`] is the shortcut a
 //! softphone needs: only delay, loss, burst ratio and codec differ from the defaults.
 //!
 //! This is the narrowband (3.1 kHz) model: its best rating with all defaults is R = 93.2. Wideband
 //! codecs are rated here on that scale too (see [`CodecImpairment`]).
 
 /// A codec's impairment in the E-model: equipment impairment factor Ie and packet-loss
-/// robustness factor Bpl (G.107 §7.4, values from ITU-T G.113 Appendix I where they exist).
+/// robustness factor Bpl (G.107), with values from ITU-T G.113 Appendix I where they exist.
+///
+/// The G.711 values are the ones G.113 Appendix I gives for random packet loss, as widely
+/// quoted; they were not checked against the Recommendation's own text, so no table numbers
+/// are given here.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CodecImpairment {
     /// Equipment impairment factor Ie (0 for G.711).
@@ -20,11 +24,10 @@ pub struct CodecImpairment {
 
 impl CodecImpairment {
     /// G.711 (PCMU/PCMA) with the packet-loss concealment of G.711 Appendix I:
-    /// Ie = 0 (G.113 Appendix I, Table I.1), Bpl = 25.1 (G.113 Appendix I, Table I.3, random
-    /// packet loss).
+    /// Ie = 0, Bpl = 25.1 (G.113 Appendix I, random packet loss).
     pub const G711_PLC: CodecImpairment = CodecImpairment { ie: 0.0, bpl: 25.1 };
     /// G.711 without concealment (lost frames played as silence): Ie = 0, Bpl = 4.3 (G.113
-    /// Appendix I, Table I.3, random packet loss).
+    /// Appendix I, random packet loss).
     pub const G711_NO_PLC: CodecImpairment = CodecImpairment { ie: 0.0, bpl: 4.3 };
     /// G.722 at 64 kbit/s — an estimate, not a standard value. G.113 rates G.722 only on the
     /// wideband scale of G.107.1 (Appendix IV, Ie,wb), which does not transfer to this
@@ -58,7 +61,7 @@ impl CodecImpairment {
     }
 }
 
-/// All E-model inputs (G.107 §7, Table 3). `Default` gives the G.107 default values.
+/// All E-model inputs of G.107. `Default` gives G.107's default values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EmodelParams {
     /// Send loudness rating SLR, dB (8).
@@ -87,7 +90,7 @@ pub struct EmodelParams {
     pub qdu: f64,
     /// Equipment impairment factor Ie (0).
     pub ie: f64,
-    /// Packet-loss robustness factor Bpl (4.3 here: G.711 without PLC, G.113 Table I.3; it
+    /// Packet-loss robustness factor Bpl (4.3 here: G.711 without PLC, G.113 Appendix I; it
     /// only matters once Ppl > 0).
     pub bpl: f64,
     /// Random packet-loss probability Ppl, % (0).
@@ -169,9 +172,9 @@ fn p10(x: f64) -> f64 {
     10f64.powf(x)
 }
 
-/// Evaluate the E-model (G.107 §7) for a full parameter set.
+/// Evaluate the E-model (G.107) for a full parameter set.
 pub fn evaluate(p: &EmodelParams) -> EmodelResult {
-    // §7.2 basic signal-to-noise ratio
+    // basic signal-to-noise ratio Ro
     let olr = p.slr + p.rlr;
     let nos = p.ps - p.slr - p.ds - 100.0 + 0.004 * (p.ps - olr - p.ds - 14.0).powi(2);
     let pre = p.pr + 10.0 * lg(1.0 + p10((10.0 - p.lstr) / 10.0));
@@ -180,7 +183,7 @@ pub fn evaluate(p: &EmodelParams) -> EmodelResult {
     let no = 10.0 * lg(p10(p.nc / 10.0) + p10(nos / 10.0) + p10(nor / 10.0) + p10(nfo / 10.0));
     let ro = 15.0 - 1.5 * (p.slr + no);
 
-    // §7.3 simultaneous impairments
+    // simultaneous impairment factor Is
     let xolr = olr + 0.2 * (64.0 + no - p.rlr);
     let iolr = 20.0 * ((1.0 + (xolr / 8.0).powi(8)).powf(1.0 / 8.0) - xolr / 8.0);
     let stmro = -10.0 * lg(p10(-p.stmr / 10.0) + (-p.t / 4.0).exp() * p10(-p.telr / 10.0));
@@ -195,7 +198,7 @@ pub fn evaluate(p: &EmodelParams) -> EmodelResult {
     let iq = 15.0 * lg(1.0 + p10(y) + p10(z));
     let is = iolr + ist + iq;
 
-    // §7.4 delay impairments
+    // delay impairment factor Id
     let idte = {
         let roe = -1.5 * (no - p.rlr);
         let mut terv = p.telr - 40.0 * lg((1.0 + p.t / 10.0) / (1.0 + p.t / 150.0))
@@ -224,7 +227,7 @@ pub fn evaluate(p: &EmodelParams) -> EmodelResult {
     };
     let id = idte + idle + idd;
 
-    // §7.5 equipment impairment with packet loss
+    // effective equipment impairment factor with packet loss
     let ie_eff = if p.ppl > 0.0 {
         p.ie + (95.0 - p.ie) * p.ppl / (p.ppl / p.burst_r + p.bpl)
     } else {
@@ -312,7 +315,7 @@ mod tests {
     #[test]
     fn default_terms() {
         // With G.107's default values: Ro ≈ 94.77, Is ≈ 1.41, Id ≈ 0.15 (listener echo only),
-        // R = 93.2 (G.107 §7: "the default values ... result in R = 93.2").
+        // R = 93.2, the rating G.107 gives for its defaults.
         let e = evaluate(&EmodelParams::default());
         assert!((e.ro - 94.77).abs() < 0.01, "Ro {}", e.ro);
         assert!((e.is - 1.41).abs() < 0.01, "Is {}", e.is);
