@@ -10,7 +10,10 @@ use core::fmt;
 
 use super::codec::{codec_by_name, Codec};
 use super::dtmf::{DtmfReceiver, DtmfSender, DtmfSenderConfig};
+use super::emodel::CodecImpairment;
 use super::jitter::{Adjust, JitterBuffer, JitterConfig, Playout};
+use super::rtcp::RtcpError;
+use super::rtcp_session::{CallQuality, QualityInputs, RtcpConfig, RtcpEvent, RtcpSession};
 use super::rtp::{extend_seq, RtpPacket};
 
 /// The negotiated codec (what SDP said), independent of the SIP layer's types.
@@ -196,6 +199,8 @@ pub struct MediaSession {
     epoch: Option<Instant>,
     pcm: Vec<i16>,
     payload: Vec<u8>,
+    /// RTCP reporting, once [`MediaSession::enable_rtcp`] was called.
+    rtcp: Option<RtcpSession>,
     /// The last frame played was a pause.
     last_quiet: bool,
     /// Frames since a change of the playout delay was first wanted (waiting for a pause).
@@ -259,6 +264,7 @@ impl MediaSession {
             epoch: None,
             pcm: Vec::with_capacity(frame_samples),
             payload: Vec::with_capacity(frame_samples),
+            rtcp: None,
             last_quiet: true,
             adjust_wait: 0,
             codec,
@@ -279,12 +285,12 @@ impl MediaSession {
     /// Every frame: the captured PCM (None when muted or no source: silence is sent) goes out as
     /// RTP; the datagrams to send are appended to `out`. While a DTMF digit is on the wire,
     /// telephone-event packets replace audio.
-    pub fn on_tick(&mut self, _now: Instant, captured: Option<&[i16]>, out: &mut Vec<Vec<u8>>) {
+    pub fn on_tick(&mut self, now: Instant, captured: Option<&[i16]>, out: &mut Vec<Vec<u8>>) {
         let ts = self.ts;
         self.ts = self.ts.wrapping_add(self.frame_ts);
         if let (Some(pt), Some(p)) = (self.cfg.telephone_event_pt, self.dtmf_tx.tick(ts)) {
             let bytes = p.event.to_bytes();
-            out.push(self.packet(pt, p.marker, p.timestamp, &bytes));
+            out.push(self.packet(now, pt, p.marker, p.timestamp, &bytes));
             return;
         }
         self.pcm.clear();
@@ -298,11 +304,14 @@ impl MediaSession {
         self.codec.encode(&self.pcm, &mut payload);
         let marker = !self.sent_audio;
         self.sent_audio = true;
-        out.push(self.packet(self.cfg.codec.payload_type, marker, ts, &payload));
+        out.push(self.packet(now, self.cfg.codec.payload_type, marker, ts, &payload));
         self.payload = payload;
     }
 
-    fn packet(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
+    fn packet(&mut self, now: Instant, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
+        if let Some(r) = &mut self.rtcp {
+            r.on_rtp_sent(now, ts, payload.len());
+        }
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         self.stats.packets_sent += 1;
@@ -337,6 +346,19 @@ impl MediaSession {
         self.stats.packets_received += 1;
         self.stats.bytes_received += pkt.payload.len() as u64;
         self.track_source(now, &pkt, audio);
+        if let Some(r) = &mut self.rtcp {
+            if audio {
+                r.on_rtp_received(
+                    now,
+                    pkt.ssrc,
+                    pkt.seq,
+                    pkt.timestamp,
+                    self.cfg.codec.clock_rate,
+                );
+            } else {
+                r.on_rtp_received_untimed(now, pkt.ssrc, pkt.seq);
+            }
+        }
         if audio {
             self.jitter.push(now, pkt);
         } else {
@@ -480,6 +502,64 @@ impl MediaSession {
             buffer_ms: self.jitter.target_delay().as_secs_f64() * 1000.0,
             ..self.stats
         }
+    }
+
+    /// Start RTCP reporting (RFC 3550) for this stream: from now on received and sent RTP is
+    /// counted for the reports.
+    pub fn enable_rtcp(&mut self, cfg: RtcpConfig, now: Instant) {
+        self.rtcp = Some(RtcpSession::new(cfg, now));
+    }
+
+    /// The RTCP session, if enabled.
+    pub fn rtcp(&self) -> Option<&RtcpSession> {
+        self.rtcp.as_ref()
+    }
+
+    /// An RTCP datagram arrived (compound packet).
+    pub fn handle_rtcp(&mut self, now: Instant, data: &[u8]) -> Result<Vec<RtcpEvent>, RtcpError> {
+        match &mut self.rtcp {
+            Some(r) => r.handle_rtcp(now, data),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// When the next RTCP report is due.
+    pub fn poll_rtcp_timeout(&self) -> Option<Instant> {
+        self.rtcp.as_ref().and_then(RtcpSession::poll_timeout)
+    }
+
+    /// The RTCP timer fired: the report to send, if one is due. `wall` is the current
+    /// wall-clock time for the NTP timestamps.
+    pub fn handle_rtcp_timeout(
+        &mut self,
+        now: Instant,
+        wall: std::time::SystemTime,
+    ) -> Option<Vec<u8>> {
+        self.rtcp.as_mut()?.handle_timeout(now, wall)
+    }
+
+    /// The RTCP BYE (with a last report) to send when the call ends.
+    pub fn rtcp_bye(&mut self, now: Instant, wall: std::time::SystemTime) -> Option<Vec<u8>> {
+        Some(self.rtcp.as_mut()?.bye(now, wall, None))
+    }
+
+    /// Call quality for the stats: loss, jitter and RTT from RTCP, and the E-model's MOS of
+    /// what we hear, with our jitter buffer, the packet time and `device_delay_ms` as the
+    /// local delay and late or discarded frames counted as lost. `None` without RTCP.
+    pub fn quality(&self, device_delay_ms: f64) -> Option<CallQuality> {
+        let rtcp = self.rtcp.as_ref()?;
+        let codec = CodecImpairment::for_codec(&self.cfg.codec.name, true)?;
+        let jb = self.jitter.stats();
+        let expected = jb.received.max(1) as f64;
+        let mut inputs = QualityInputs::new(
+            codec,
+            self.jitter.target_delay().as_secs_f64() * 1000.0
+                + f64::from(self.cfg.ptime_ms)
+                + device_delay_ms,
+        );
+        // Frames dropped to shrink the buffer were pauses, not speech: only late ones count.
+        inputs.discard_pct = jb.late as f64 * 100.0 / expected;
+        Some(rtcp.call_quality(&inputs))
     }
 
     /// The jitter buffer's own counters.
