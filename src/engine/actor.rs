@@ -661,6 +661,8 @@ impl EngineActor {
             session_id: self.rng.random_range(1..u32::MAX as u64),
             session_version: 1,
             username: "termphone".into(),
+            // RTCP is not sent or read by the engine yet: do not promise it on the RTP port.
+            rtcp_mux: false,
         };
         Ok((Arc::new(socket), local_media))
     }
