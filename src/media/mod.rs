@@ -1,10 +1,11 @@
-//! Media, sans-IO: RTP packets, G.711, jitter buffer, DTMF and the per-call session.
+//! Media, sans-IO: RTP packets, G.711, loss concealment, jitter buffer, DTMF and the per-call session.
 //!
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
 pub mod codec;
 pub mod dtmf;
 pub mod jitter;
+pub mod plc;
 pub mod rtp;
 pub mod session;
 
