@@ -1,4 +1,4 @@
-//! Media, sans-IO: RTP packets, G.711, loss concealment, jitter buffer, DTMF and the per-call session.
+//! Media, sans-IO: RTP packets, G.711 and G.722, loss concealment, jitter buffer, DTMF and the per-call session.
 //!
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
