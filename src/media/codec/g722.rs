@@ -388,10 +388,9 @@ impl Encoder {
         // SUBTRA, QUANTL: find the magnitude interval of the low-band prediction error.
         let el = sat16(xl - self.low.estimate);
         let mag = if el >= 0 { el } else { -(el + 1) };
+        // the scaled levels rise with i, so the interval is one past the levels at or below
         let scale = self.low.scale;
-        let interval = (1..30)
-            .find(|&i| mag < (LOW_DECISION[i] * scale) >> 12)
-            .unwrap_or(30);
+        let interval = 1 + LOW_DECISION[1..].partition_point(|&level| mag >= (level * scale) >> 12);
         let il = low_code(el < 0, interval);
         self.low.update_low(il);
 
