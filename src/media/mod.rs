@@ -1,5 +1,5 @@
-//! Media, sans-IO: RTP and RTCP packets, G.711, jitter buffer, DTMF, the per-call session,
-//! RTCP reporting and the E-model call-quality estimate.
+//! Media, sans-IO: RTP and RTCP packets, G.711 and G.722, loss concealment, jitter buffer,
+//! DTMF, the per-call session, RTCP reporting and the E-model call-quality estimate.
 //!
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
@@ -7,6 +7,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod emodel;
 pub mod jitter;
+pub mod plc;
 pub mod rtcp;
 pub mod rtcp_session;
 pub mod rtp;
