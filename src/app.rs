@@ -67,14 +67,7 @@ fn engine_config(
         ec.user_agent = config.general.user_agent.clone();
     }
     if let Some(a) = account {
-        let codecs: Vec<_> = a
-            .codecs
-            .iter()
-            .map(|c| match c {
-                crate::config::CodecName::Pcmu => crate::sip::sdp::pcmu(),
-                crate::config::CodecName::Pcma => crate::sip::sdp::pcma(),
-            })
-            .collect();
+        let codecs: Vec<_> = a.codecs.iter().map(|c| codec_spec(*c)).collect();
         if !codecs.is_empty() {
             ec.codecs = codecs;
         }
@@ -94,6 +87,31 @@ fn engine_config(
         }
     }
     ec
+}
+
+/// `--codec NAME` (repeatable) replaces the configured codec list, in the order given.
+fn override_codecs(ec: &mut EngineConfig, codecs: &[crate::config::CodecName]) {
+    if !codecs.is_empty() {
+        let mut list = Vec::new();
+        for c in codecs {
+            let spec = codec_spec(*c);
+            if !list.contains(&spec) {
+                list.push(spec);
+            }
+        }
+        ec.codecs = list;
+    }
+}
+
+/// The SDP description of a codec the config names.
+fn codec_spec(c: crate::config::CodecName) -> crate::sip::sdp::CodecSpec {
+    use crate::config::CodecName;
+    use crate::sip::sdp;
+    match c {
+        CodecName::G722 => sdp::g722(),
+        CodecName::Pcmu => sdp::pcmu(),
+        CodecName::Pcma => sdp::pcma(),
+    }
 }
 
 /// The account's password: its OS keyring entry, else the output of `password_cmd`, else
@@ -163,6 +181,7 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         args.engine.listen,
         SocketAddr::from(([0, 0, 0, 0], 5060)),
     );
+    override_codecs(&mut ec, &args.engine.codecs);
     // serve registers every enabled account with a registrar (or those --account names) and
     // answers on each.
     ec.register = true;
@@ -227,12 +246,13 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
         }
     };
     // dial is a client: an ephemeral port unless told otherwise.
-    let ec = engine_config(
+    let mut ec = engine_config(
         config,
         sip_trace,
         args.engine.listen,
         SocketAddr::from(([0, 0, 0, 0], 0)),
     );
+    override_codecs(&mut ec, &args.engine.codecs);
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {

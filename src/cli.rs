@@ -135,6 +135,20 @@ pub struct EngineArgs {
     /// Print events as JSON lines (the default when stdout is not a terminal).
     #[arg(long)]
     pub json: bool,
+    /// Offer and accept only this codec; repeat for several, in order of preference
+    /// (G722, PCMU, PCMA). Overrides the account's `codecs`.
+    #[arg(long = "codec", value_name = "NAME", value_parser = parse_codec)]
+    pub codecs: Vec<crate::config::CodecName>,
+}
+
+fn parse_codec(s: &str) -> Result<crate::config::CodecName, String> {
+    crate::config::CodecName::from_name(s).ok_or_else(|| {
+        let names: Vec<_> = crate::config::CodecName::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        format!("unknown codec {s:?}; expected one of {}", names.join(", "))
+    })
 }
 
 /// `termphone serve`

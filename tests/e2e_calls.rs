@@ -437,7 +437,7 @@ fn the_answerers_configured_codec_order_decides() {
         .dir(dir.clone())
         .spawn();
     let uri = srv.sip_uri("echo");
-    // The caller offers PCMU first (its default); the answerer prefers PCMA.
+    // The caller offers G722 first (its default); the answerer prefers PCMA.
     let mut dial = Termphone::builder(&["dial", &uri, "--duration", "1"])
         .dir(dir)
         .spawn();
@@ -455,5 +455,74 @@ fn the_answerers_configured_codec_order_decides() {
     assert!(
         dial.stderr().contains("m=audio") && dial.stderr().contains("RTP/AVP 8 101"),
         "the answer names PCMA only"
+    );
+}
+
+/// The codecs a process reported in its stats events.
+fn codecs_used(t: &mut Termphone) -> Vec<String> {
+    t.events()
+        .iter()
+        .filter(|e| e["event"] == "stats")
+        .map(|e| e["stats"]["codec"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Two termphones with no config talk G.722 (wide-band first by default): the offer lists
+/// G722/8000 (the RFC 3551 clock quirk), the recording is 16 kHz and holds the echoed speech.
+/// `--codec` narrows and orders the list; an unknown name is a usage error.
+#[test]
+fn g722_by_default_and_codec_chosen_on_the_command_line() {
+    let (mut srv, uri) = serve(&["--echo"]);
+    let back = srv.dir().join("back-g722.wav");
+    let mut dial = Termphone::builder(&[
+        "dial",
+        &uri,
+        "--play",
+        &speech(),
+        "--record",
+        &back.display().to_string(),
+        "--duration",
+        "5",
+    ])
+    .dir(srv.dir_handle())
+    .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    let codecs = codecs_used(&mut dial);
+    assert!(
+        !codecs.is_empty() && codecs.iter().all(|c| c == "G722"),
+        "{codecs:?}"
+    );
+    let trace = dial.stderr();
+    assert!(
+        trace.contains("a=rtpmap:9 G722/8000"),
+        "G.722's RTP clock is 8000"
+    );
+    let (rate, _) = support::read_wav_mono(&back).unwrap();
+    assert_eq!(rate, 16000, "a wide-band call records at 16 kHz");
+    let sim = compare_wavs(&data_file("speech-8k.wav"), &back).unwrap();
+    assert!(
+        sim.ncc >= MIN_NCC,
+        "speech through G.722 both ways: {sim:?}"
+    );
+
+    // --codec: only PCMA offered, so PCMA it is.
+    let mut dial = Termphone::builder(&["dial", &uri, "--codec", "pcma", "--duration", "1"])
+        .dir(srv.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    assert!(codecs_used(&mut dial).iter().all(|c| c == "PCMA"));
+    assert!(
+        dial.stderr().contains("RTP/AVP 8 101"),
+        "offer has PCMA only"
+    );
+
+    let mut bad = Termphone::builder(&["dial", &uri, "--codec", "G729"])
+        .dir(srv.dir_handle())
+        .spawn();
+    assert_eq!(bad.wait_exit_code(WAIT), 2);
+    assert!(
+        bad.stderr().contains("unknown codec \"G729\""),
+        "{}",
+        bad.stderr()
     );
 }

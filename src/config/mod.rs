@@ -193,6 +193,8 @@ impl AccountConfig {
 /// A codec name a config may list, checked against what the media layer supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CodecName {
+    /// G.722, 16 kHz wide-band (64 kbit/s).
+    G722,
     /// G.711 µ-law.
     Pcmu,
     /// G.711 A-law.
@@ -200,10 +202,10 @@ pub enum CodecName {
 }
 
 impl CodecName {
-    /// Every supported codec, in default preference order.
-    pub const ALL: [CodecName; 2] = [CodecName::Pcmu, CodecName::Pcma];
+    /// Every supported codec, in default preference order: wide-band first.
+    pub const ALL: [CodecName; 3] = [CodecName::G722, CodecName::Pcmu, CodecName::Pcma];
 
-    /// The default preference list (`["PCMU", "PCMA"]`).
+    /// The default preference list (`["G722", "PCMU", "PCMA"]`).
     pub fn default_list() -> Vec<CodecName> {
         Self::ALL.to_vec()
     }
@@ -211,6 +213,7 @@ impl CodecName {
     /// The SDP name (`"PCMU"`), as `media::codec_by_name` takes it.
     pub fn as_str(&self) -> &'static str {
         match self {
+            CodecName::G722 => "G722",
             CodecName::Pcmu => "PCMU",
             CodecName::Pcma => "PCMA",
         }
@@ -401,7 +404,7 @@ mod tests {
         let a = &c.accounts[0];
         assert_eq!(a.name, "local");
         assert!(a.enabled && a.is_serverless());
-        assert_eq!(a.codecs, vec![CodecName::Pcmu, CodecName::Pcma]);
+        assert_eq!(a.codecs, CodecName::default_list());
         assert_eq!(c.general.listen_or_default().to_string(), "0.0.0.0:5060");
         assert_eq!(
             (c.general.rtp_port_min, c.general.rtp_port_max),

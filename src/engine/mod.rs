@@ -94,7 +94,11 @@ impl Default for EngineConfig {
             stats_interval: Duration::from_secs(5),
             accounts: Vec::new(),
             register: false,
-            codecs: vec![crate::sip::sdp::pcmu(), crate::sip::sdp::pcma()],
+            codecs: vec![
+                crate::sip::sdp::g722(),
+                crate::sip::sdp::pcmu(),
+                crate::sip::sdp::pcma(),
+            ],
             dns_server: None,
         }
     }

@@ -37,6 +37,15 @@ impl CodecParams {
         }
     }
 
+    /// G.722, payload type 9, RTP clock 8 kHz (audio at 16 kHz).
+    pub fn g722() -> CodecParams {
+        CodecParams {
+            name: "G722".into(),
+            payload_type: 9,
+            clock_rate: 8000,
+        }
+    }
+
     /// PCMA, payload type 8, 8 kHz.
     pub fn pcma() -> CodecParams {
         CodecParams {

@@ -79,6 +79,12 @@ pub fn pcma() -> CodecSpec {
     CodecSpec::new("PCMA", 8, 8000, 1)
 }
 
+/// G.722, static payload type 9. Its RTP clock is 8000 Hz although it samples at 16 kHz
+/// (RFC 3551 §4.5.2), so the rtpmap says `G722/8000`.
+pub fn g722() -> CodecSpec {
+    CodecSpec::new("G722", 9, 8000, 1)
+}
+
 /// The static RTP/AVP audio payload types (RFC 3551 table 4), for m= lines without rtpmap.
 pub fn static_codec(payload_type: u8) -> Option<CodecSpec> {
     let (name, rate, channels) = match payload_type {

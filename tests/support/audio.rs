@@ -134,16 +134,19 @@ pub fn best_alignment(a: &[f32], b: &[f32]) -> Similarity {
     best
 }
 
-/// Compare a reference WAV with a recorded one (same sample rate required; no resampling).
+/// Compare a reference WAV with a recorded one; a recording at another sample rate is
+/// resampled to the reference's first.
 pub fn compare_wavs(reference: &Path, recorded: &Path) -> Result<Similarity, String> {
     let (ra, a) = read_wav_mono(reference)?;
-    let (rb, b) = read_wav_mono(recorded)?;
+    let (rb, mut b) = read_wav_mono(recorded)?;
     if ra != rb {
-        return Err(format!(
-            "sample rates differ: {} is {ra} Hz, {} is {rb} Hz",
-            reference.display(),
-            recorded.display()
-        ));
+        // A wide-band call records at 16 kHz: bring it to the reference's rate (termphone's
+        // own resampler; it keeps the timing, so lags stay comparable).
+        let mut r = termphone::audio::resample::Resampler::new(rb, ra);
+        let mut out = Vec::with_capacity(b.len() * ra as usize / rb as usize + 64);
+        r.process(&b, &mut out);
+        r.flush(&mut out);
+        b = out;
     }
     Ok(segmental_alignment(&a, &b, ra))
 }
