@@ -472,7 +472,7 @@ fn codecs_used(t: &mut Termphone) -> Vec<String> {
 /// `--codec` narrows and orders the list; an unknown name is a usage error.
 #[test]
 fn g722_by_default_and_codec_chosen_on_the_command_line() {
-    let (mut srv, uri) = serve(&["--echo"]);
+    let (srv, uri) = serve(&["--echo"]);
     let back = srv.dir().join("back-g722.wav");
     let mut dial = Termphone::builder(&[
         "dial",
