@@ -526,3 +526,35 @@ fn g722_by_default_and_codec_chosen_on_the_command_line() {
         bad.stderr()
     );
 }
+
+/// RTCP between two termphones: both offer and answer `a=rtcp-mux`, reports flow on the RTP
+/// port, and the final stats carry the round-trip time, the peer's view of our loss and an
+/// E-model MOS.
+#[test]
+fn rtcp_reports_give_rtt_and_mos() {
+    let (mut srv, uri) = serve(&["--echo"]);
+    // 12 s: the second report of either side comes at most 1.03..3.08 s + 2.05..6.16 s in
+    // (RFC 3550 A.7 with a 5 s minimum), so each side has one about its stream by then.
+    let mut dial = Termphone::builder(&["dial", &uri, "--play", &speech(), "--duration", "12"])
+        .dir(srv.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    srv.wait_call_state("hangupremote", WAIT);
+    let trace = dial.stderr();
+    assert_eq!(trace.matches("a=rtcp-mux").count(), 2, "offer and answer");
+    for t in [&mut dial, &mut srv] {
+        let last = t
+            .events()
+            .iter()
+            .rev()
+            .find(|e| e["event"] == "stats")
+            .cloned()
+            .expect("final stats");
+        let s = &last["stats"];
+        let rtt = s["rtt_ms"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..50.0).contains(&rtt), "loopback round trip: {last}");
+        assert_eq!(s["remote_loss_pct"].as_f64(), Some(0.0), "{last}");
+        let mos = s["mos"].as_f64().unwrap_or(0.0);
+        assert!(mos > 4.0, "clean call: {last}");
+    }
+}

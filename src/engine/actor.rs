@@ -45,7 +45,10 @@ struct Call {
     state: CallState,
     local_ip: IpAddr,
     rtp: Option<Arc<UdpSocket>>,
+    /// RTCP on the RTP port + 1, used when the peer does not multiplex (RFC 5761).
+    rtcp: Option<Arc<UdpSocket>>,
     rtp_task: Option<JoinHandle<()>>,
+    rtcp_task: Option<JoinHandle<()>>,
     local_media: Option<LocalMedia>,
     /// The peer's SDP offer (incoming calls).
     offer: Vec<u8>,
@@ -180,7 +183,7 @@ impl EngineActor {
                 },
                 Some((call, data)) = self.rtp_rx.recv() => {
                     if let Some(media) = self.calls.get_mut(&call).and_then(|c| c.media.as_mut()) {
-                        media.handle_rtp(Instant::now(), &data);
+                        media.handle_datagram(Instant::now(), &data);
                     }
                 },
                 _ = sleep_until(wake.map(tokio::time::Instant::from_std).unwrap_or_else(far_future)), if wake.is_some() => {
@@ -540,7 +543,7 @@ impl EngineActor {
             reason,
         })?;
         let local = self.local_for(dest);
-        let (rtp, local_media) =
+        let (rtp, rtcp, local_media) =
             self.open_rtp(local.ip())
                 .await
                 .map_err(|e| CommandError::InvalidTarget {
@@ -570,7 +573,9 @@ impl EngineActor {
                 state: CallState::Dialing,
                 local_ip: local.ip(),
                 rtp: Some(rtp),
+                rtcp: Some(rtcp),
                 rtp_task: None,
+                rtcp_task: None,
                 local_media: Some(local_media),
                 offer: Vec::new(),
                 audio,
@@ -605,7 +610,7 @@ impl EngineActor {
         }
         let local_ip = c.local_ip;
         let offer = String::from_utf8_lossy(&c.offer).into_owned();
-        let (rtp, local_media) = match self.open_rtp(local_ip).await {
+        let (rtp, rtcp, local_media) = match self.open_rtp(local_ip).await {
             Ok(x) => x,
             Err(e) => {
                 self.warn(Some(call), format!("no local RTP port: {e}"));
@@ -629,6 +634,7 @@ impl EngineActor {
                     .map_err(|_| CommandError::WrongState(call))?;
                 let c = self.calls.get_mut(&call.0).expect("checked above");
                 c.rtp = Some(rtp);
+                c.rtcp = Some(rtcp);
                 c.local_media = Some(local_media);
                 c.audio = audio;
                 self.start_media(call.0, &negotiated);
@@ -644,13 +650,22 @@ impl EngineActor {
         }
     }
 
-    async fn open_rtp(&mut self, ip: IpAddr) -> std::io::Result<(Arc<UdpSocket>, LocalMedia)> {
+    /// RTP and RTCP sockets (an even/odd port pair) and the media description to offer or
+    /// answer with.
+    async fn open_rtp(
+        &mut self,
+        ip: IpAddr,
+    ) -> std::io::Result<(Arc<UdpSocket>, Arc<UdpSocket>, LocalMedia)> {
         let bind_ip = if self.local_addr.ip().is_unspecified() {
             self.local_addr.ip()
         } else {
             ip
         };
-        let socket = self.cfg.rtp_ports.bind(bind_ip, self.rng.random()).await?;
+        let (socket, rtcp) = self
+            .cfg
+            .rtp_ports
+            .bind_pair(bind_ip, self.rng.random())
+            .await?;
         let port = socket.local_addr()?.port();
         let local_media = LocalMedia {
             addr: ip,
@@ -661,10 +676,10 @@ impl EngineActor {
             session_id: self.rng.random_range(1..u32::MAX as u64),
             session_version: 1,
             username: "termphone".into(),
-            // RTCP is not sent or read by the engine yet: do not promise it on the RTP port.
-            rtcp_mux: false,
+            // Offer RTCP on the RTP port; without the peer's agreement it goes over `rtcp`.
+            rtcp_mux: true,
         };
-        Ok((Arc::new(socket), local_media))
+        Ok((Arc::new(socket), Arc::new(rtcp), local_media))
     }
 
     /// Start a call's media. Opening files and devices is blocking work (a device can take
@@ -675,16 +690,18 @@ impl EngineActor {
             ssrc: self.rng.random(),
             seq: self.rng.random(),
             timestamp: self.rng.random(),
+            cname_seed: self.rng.random(),
         };
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         let Some(rtp) = c.rtp.clone() else { return };
+        let rtcp = c.rtcp.clone();
         let negotiated = negotiated.clone();
         let audio = c.audio.clone();
         let ready = self.media_ready_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let result = CallMedia::start(&negotiated, &audio, rtp, ids);
+            let result = CallMedia::start(&negotiated, &audio, rtp, rtcp, ids);
             let _ = ready.blocking_send((id, result));
         });
     }
@@ -732,6 +749,19 @@ impl EngineActor {
                     tracing::debug!(call = %call, stale, "dropped RTP queued before the media started");
                 }
                 while let Ok((n, _src)) = rtp.recv_from(&mut buf).await {
+                    if tx.try_send((id, buf[..n].to_vec())).is_err() && tx.is_closed() {
+                        break;
+                    }
+                }
+            }));
+        }
+        // RTCP on its own port (when not multiplexed) joins the same stream of datagrams; the
+        // media tells RTP from RTCP by payload type (RFC 5761 §4).
+        if let Some(rtcp) = c.rtcp.clone() {
+            let tx = self.rtp_tx.clone();
+            c.rtcp_task = Some(tokio::spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                while let Ok((n, _src)) = rtcp.recv_from(&mut buf).await {
                     if tx.try_send((id, buf[..n].to_vec())).is_err() && tx.is_closed() {
                         break;
                     }
@@ -864,7 +894,9 @@ impl EngineActor {
                         state: CallState::Incoming,
                         local_ip,
                         rtp: None,
+                        rtcp: None,
                         rtp_task: None,
+                        rtcp_task: None,
                         local_media: None,
                         offer,
                         audio: CallAudio::default(),
@@ -991,6 +1023,12 @@ impl EngineActor {
     fn finish_media(&mut self, mut call: Call) {
         if let Some(task) = call.rtp_task.take() {
             task.abort();
+        }
+        if let Some(task) = call.rtcp_task.take() {
+            task.abort();
+        }
+        if let Some(media) = call.media.as_mut() {
+            media.send_rtcp_bye(Instant::now());
         }
         if let Some(media) = call.media.take() {
             let events = self.events.clone();

@@ -213,6 +213,15 @@ pub struct CallMediaStats {
     pub discarded: u64,
     /// Frames inserted to grow the buffer's delay.
     pub stretched: u64,
+    /// Round-trip time from RTCP (ms), once the peer has reported on our stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// The peer's loss of our stream from its last RTCP report (percent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_loss_pct: Option<f64>,
+    /// Estimated listening quality of what we hear (E-model, ITU-T G.107; 1–4.5).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mos: Option<f64>,
 }
 
 /// What happened, for every front end. Events carry ids and the new state, so a late

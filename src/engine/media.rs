@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use tokio::net::UdpSocket;
 
@@ -13,7 +13,7 @@ use crate::audio::{
 };
 use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallMediaStats};
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
-use crate::media::CodecParams;
+use crate::media::{is_rtcp, CodecParams, RtcpConfig};
 use crate::sip::sdp::Negotiated;
 
 enum Source {
@@ -27,6 +27,9 @@ pub(crate) struct CallMedia {
     session: MediaSession,
     socket: Arc<UdpSocket>,
     remote: SocketAddr,
+    /// Where RTCP goes and from which socket (the RTP one when multiplexed).
+    rtcp_socket: Arc<UdpSocket>,
+    rtcp_remote: SocketAddr,
     source: Source,
     sink: Box<dyn AudioSink>,
     capture: Vec<i16>,
@@ -42,6 +45,8 @@ pub(crate) struct StreamIds {
     pub ssrc: u32,
     pub seq: u16,
     pub timestamp: u32,
+    /// Random bits for the RTCP CNAME and report timing.
+    pub cname_seed: u64,
 }
 
 impl CallMedia {
@@ -51,6 +56,7 @@ impl CallMedia {
         neg: &Negotiated,
         audio: &CallAudio,
         socket: Arc<UdpSocket>,
+        rtcp_socket: Option<Arc<UdpSocket>>,
         ids: StreamIds,
     ) -> Result<(CallMedia, Vec<String>), String> {
         let mut warnings = Vec::new();
@@ -60,7 +66,8 @@ impl CallMedia {
             clock_rate: neg.codec.clock_rate,
         };
         let ptime_ms = neg.ptime.clamp(10, 200);
-        let session = MediaSession::new(MediaConfig {
+        let clock_rate = codec.clock_rate;
+        let mut session = MediaSession::new(MediaConfig {
             codec,
             telephone_event_pt: neg.telephone_event_pt,
             ptime_ms,
@@ -69,6 +76,16 @@ impl CallMedia {
             initial_ts: ids.timestamp,
         })
         .map_err(|e| format!("cannot start media: {e}"))?;
+        // RTCP (RFC 3550): a random CNAME per call (RFC 7022), reports every ~5 s.
+        let cname = format!("{:016x}@termphone", ids.cname_seed);
+        session.enable_rtcp(
+            RtcpConfig::new(ids.ssrc, cname, clock_rate, ids.cname_seed),
+            Instant::now(),
+        );
+        let (rtcp_socket, rtcp_remote) = match (neg.rtcp_mux, rtcp_socket) {
+            (false, Some(s)) => (s, neg.remote_rtcp),
+            _ => (socket.clone(), neg.remote),
+        };
         // Samples per second of the codec's audio (frame length over ptime).
         let rate = (session.frame_samples() as u32 * 1000) / ptime_ms;
         let source = match &audio.source {
@@ -87,6 +104,8 @@ impl CallMedia {
             session,
             socket,
             remote: neg.remote,
+            rtcp_socket,
+            rtcp_remote,
             source,
             sink,
             capture: vec![0; n],
@@ -138,11 +157,30 @@ impl CallMedia {
                 self.send_errors += 1;
             }
         }
+        if self.session.poll_rtcp_timeout().is_some_and(|t| t <= now) {
+            if let Some(report) = self.session.handle_rtcp_timeout(now, SystemTime::now()) {
+                let _ = self.rtcp_socket.try_send_to(&report, self.rtcp_remote);
+            }
+        }
         warning
     }
 
-    pub(crate) fn handle_rtp(&mut self, now: Instant, data: &[u8]) {
-        self.session.handle_rtp(now, data);
+    /// A datagram from the RTP or RTCP socket: RTCP by its packet type (RFC 5761 §4), else RTP.
+    pub(crate) fn handle_datagram(&mut self, now: Instant, data: &[u8]) {
+        if is_rtcp(data) {
+            if let Err(e) = self.session.handle_rtcp(now, data) {
+                tracing::debug!("bad RTCP from the peer: {e}");
+            }
+        } else {
+            self.session.handle_rtp(now, data);
+        }
+    }
+
+    /// The call is over: a last report with BYE (RFC 3550 §6.6).
+    pub(crate) fn send_rtcp_bye(&mut self, now: Instant) {
+        if let Some(bye) = self.session.rtcp_bye(now, SystemTime::now()) {
+            let _ = self.rtcp_socket.try_send_to(&bye, self.rtcp_remote);
+        }
     }
 
     pub(crate) fn send_dtmf(&mut self, now: Instant, digits: &str) {
@@ -161,6 +199,9 @@ impl CallMedia {
 
     pub(crate) fn stats(&self) -> CallMediaStats {
         let s = self.session.stats();
+        // Device latency is not measured yet: 0 here, so the MOS is for the network path.
+        let q = self.session.quality(0.0);
+        let round1 = |v: f64| (v * 10.0).round() / 10.0;
         CallMediaStats {
             codec: self.codec.clone(),
             packets_sent: s.packets_sent,
@@ -174,6 +215,9 @@ impl CallMedia {
             buffer_ms: (s.buffer_ms * 10.0).round() / 10.0,
             discarded: s.discarded,
             stretched: s.stretched,
+            rtt_ms: q.and_then(|q| q.rtt_ms).map(round1),
+            remote_loss_pct: q.and_then(|q| q.remote_loss_pct).map(round1),
+            mos: q.map(|q| (q.mos * 100.0).round() / 100.0),
         }
     }
 

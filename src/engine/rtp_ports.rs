@@ -21,6 +21,43 @@ impl Default for RtpPortRange {
 }
 
 impl RtpPortRange {
+    /// Bind an RTP socket on an even port of the range and an RTCP socket on the port after
+    /// it (RFC 3550 §11), skipping ports where either is taken.
+    pub async fn bind_pair(
+        &self,
+        ip: IpAddr,
+        start_hint: u32,
+    ) -> std::io::Result<(UdpSocket, UdpSocket)> {
+        let first = self.min + (self.min % 2);
+        let slots = if first < self.max {
+            u32::from((self.max - first - 1) / 2 + 1)
+        } else {
+            0
+        };
+        let mut last_err = None;
+        for i in 0..slots {
+            let slot = (start_hint.wrapping_add(i)) % slots;
+            let port = first + (slot * 2) as u16;
+            let rtp = match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+                Ok(s) => s,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
+            match UdpSocket::bind(SocketAddr::new(ip, port + 1)).await {
+                Ok(rtcp) => return Ok((rtp, rtcp)),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "no free RTP/RTCP port pair in the range",
+            )
+        }))
+    }
+
     /// Bind an RTP socket on `ip` at an even port of the range, starting at a position derived
     /// from `start_hint` so that concurrent instances spread out.
     pub async fn bind(&self, ip: IpAddr, start_hint: u32) -> std::io::Result<UdpSocket> {

@@ -457,7 +457,9 @@ impl JitterBuffer {
         // The target already holds a margin: below it, some packets would miss their slot.
         if delay < self.target {
             Adjust::Grow
-        } else if delay > self.target + frame {
+        } else if delay > self.target + frame + frame / 2 {
+            // A shrink takes a whole frame: only when that still leaves half a frame above
+            // the target, so that timing noise of a tick does not make it grow right back.
             Adjust::Shrink
         } else {
             Adjust::Keep

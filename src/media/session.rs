@@ -151,6 +151,9 @@ pub struct MediaStats {
 const QUIET_RMS: f64 = 330.0;
 /// Growing waits at most this many frames for a pause, then conceals during speech.
 const GROW_WAIT_FRAMES: u32 = 25;
+/// Shrinking waits until the wish has lasted this many frames (a tick that came late is not
+/// a reason to drop audio).
+const SHRINK_PERSIST_FRAMES: u32 = 10;
 /// Shrinking waits at most this many frames for a pause, then drops a frame during speech.
 const SHRINK_WAIT_FRAMES: u32 = 150;
 
@@ -455,6 +458,7 @@ impl MediaSession {
         }
         self.pop_frame(now, out);
         if adjust == Adjust::Shrink
+            && self.adjust_wait >= SHRINK_PERSIST_FRAMES
             && (is_quiet(out) || self.adjust_wait > SHRINK_WAIT_FRAMES)
             && !self.jitter.is_empty()
         {

@@ -474,8 +474,9 @@ impl State {
                 (&self.media_front, self.caller_media)
             };
             if let Some(to) = to {
-                let _ = sock.send_to(&p.data, to);
+                // counted before the send, so a reader that saw the packet sees the count
                 stats.lock().unwrap().forwarded += 1;
+                let _ = sock.send_to(&p.data, to);
             }
         }
     }
