@@ -128,6 +128,15 @@ pub struct Engine {
 
 /// Bind the SIP socket and start the engine task.
 pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
+    start_observed(cfg).await.map(|(engine, _)| engine)
+}
+
+/// Like [`start`], plus a second event subscription taken before the task starts, for a
+/// front end that runs beside the first one (the control socket beside `serve`) and must not
+/// miss an event either.
+pub async fn start_observed(
+    cfg: EngineConfig,
+) -> Result<(Engine, broadcast::Receiver<Event>), EngineError> {
     let socket = UdpSocket::bind(cfg.listen)
         .await
         .map_err(|source| EngineError::Bind {
@@ -149,6 +158,7 @@ pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = broadcast::channel(4096);
+    let observer = ev_tx.subscribe();
     let _ = ev_tx.send(Event::Listening {
         addr: local_addr,
         transport: "udp",
@@ -161,7 +171,7 @@ pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
     }
     let actor = actor::EngineActor::new(cfg, socket, tcp, local_addr, cmd_rx, ev_tx.clone());
     let task = tokio::spawn(actor.run());
-    Ok(Engine {
+    let engine = Engine {
         handle: EngineHandle {
             commands: cmd_tx,
             events: ev_tx,
@@ -169,7 +179,8 @@ pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
         },
         events: ev_rx,
         task,
-    })
+    };
+    Ok((engine, observer))
 }
 
 impl EngineHandle {

@@ -19,9 +19,9 @@ impl EventPrinter {
     /// Print one event. Errors writing stdout (a closed pipe) are ignored: the call goes on.
     pub fn print(&self, event: &Event) {
         let line = if self.json {
-            match serde_json::to_string(event) {
-                Ok(s) => s,
-                Err(_) => return,
+            match event.to_json() {
+                Some(s) => s,
+                None => return,
             }
         } else {
             human(event)
@@ -86,6 +86,7 @@ pub fn human(event: &Event) -> String {
             call: None,
             message,
         } => format!("warning: {message}"),
+        Event::Control { path } => format!("control socket at {}", path.display()),
     }
 }
 
