@@ -293,6 +293,9 @@ impl TermphoneBuilder {
             .env("XDG_DATA_HOME", xdg.join("data"))
             .env("XDG_STATE_HOME", xdg.join("state"))
             .env("XDG_CACHE_HOME", xdg.join("cache"))
+            // serve's default control socket: one runtime dir per process, so that several
+            // instances of a test (sharing its dir) do not meet on one socket.
+            .env("XDG_RUNTIME_DIR", xdg.join(format!("runtime-{n}")))
             .env("RUST_BACKTRACE", "1")
             // Never the developer's own keyring: a session bus that does not exist, unless the
             // test brings its own (the keyring tests do, with .env()).
