@@ -11,6 +11,8 @@
 //! - [`e2e`]: whole termphone-vs-sipp checks, one function per scenario.
 //! - [`kamailio::Kamailio`]: a real Kamailio registrar/proxy on 127.0.0.1 with digest users,
 //!   its registrations read over JSON-RPC; raw UDP SIP requests via [`kamailio::SipClient`].
+//! - [`control`]: a control socket test client, `serve` with its socket in the test's dir,
+//!   the real CLI run with a deadline.
 //!
 //! A test:
 //! ```ignore
@@ -34,6 +36,7 @@
 
 pub mod audio;
 pub mod baresip;
+pub mod control;
 pub mod dnsmasq;
 pub mod e2e;
 pub mod kamailio;
