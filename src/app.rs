@@ -222,9 +222,7 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         json: args.engine.json || json_default,
     };
     let control = control.map(|bound| {
-        printer.print(&Event::Control {
-            path: bound.path().to_path_buf(),
-        });
+        let path = bound.path().to_path_buf();
         let answer_audio = {
             let policy = policy.clone();
             std::sync::Arc::new(move |call, peer: &str| CallAudio {
@@ -240,7 +238,7 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
                 },
             })
         };
-        bound.spawn(
+        let running = bound.spawn(
             engine.handle.clone(),
             observer,
             control::server::ControlOptions {
@@ -248,7 +246,10 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
                 answer_audio,
                 ..Default::default()
             },
-        )
+        );
+        // serve prints it with the engine's events, once the socket accepts.
+        engine.handle.publish(Event::Control { path });
+        running
     });
     let status = serve::run(engine, policy, printer).await;
     // Closes the clients and removes the socket file.

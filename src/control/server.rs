@@ -225,7 +225,7 @@ impl Bound {
         Running {
             shared,
             tasks: vec![accept.abort_handle(), hub.abort_handle()],
-            _file: self.file,
+            file: self.file,
         }
     }
 }
@@ -235,13 +235,13 @@ impl Bound {
 pub struct Running {
     shared: Arc<Shared>,
     tasks: Vec<AbortHandle>,
-    _file: SocketFile,
+    file: SocketFile,
 }
 
 impl Running {
     /// Where it listens.
     pub fn path(&self) -> &Path {
-        &self._file.path
+        &self.file.path
     }
 
     /// Stop serving and remove the socket file.

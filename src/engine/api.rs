@@ -253,7 +253,8 @@ pub enum Event {
         call: Option<CallId>,
         message: String,
     },
-    /// The control socket listens at `path` (from `serve`, which starts it; not the engine).
+    /// The control socket listens at `path` (published by `serve`, which starts it, through
+    /// [`crate::engine::EngineHandle::publish`]; not by the engine).
     Control { path: PathBuf },
 }
 

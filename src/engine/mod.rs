@@ -194,6 +194,13 @@ impl EngineHandle {
         self.events.subscribe()
     }
 
+    /// Put a front end's own event into the stream, after the engine's so far, for every
+    /// subscriber (the control socket announces itself so: `serve` prints it in order with
+    /// the engine's events).
+    pub fn publish(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
     async fn request<T>(
         &self,
         make: impl FnOnce(api::Reply<T>) -> Command,
