@@ -1,10 +1,13 @@
-//! Per-frame media costs (20 ms, 8 kHz): G.711, jitter buffer, a whole MediaSession round.
+//! Per-frame media costs (20 ms): G.711 (8 kHz), G.722 (16 kHz), loss concealment, jitter
+//! buffer, a whole MediaSession round.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use termphone::media::codec::g711::{alaw_decode, alaw_encode, ulaw_decode, ulaw_encode};
+use termphone::media::codec::g722::{Decoder as G722Decoder, Encoder as G722Encoder, G722};
+use termphone::media::codec::Codec;
 use termphone::media::jitter::{JitterBuffer, JitterConfig};
 use termphone::media::{CodecParams, MediaConfig, MediaSession, RtpPacket};
 
@@ -50,6 +53,62 @@ fn g711(c: &mut Criterion) {
             dec.clear();
             dec.extend(black_box(&alaw).iter().map(|&c| alaw_decode(c)));
             black_box(&dec);
+        })
+    });
+}
+
+/// 20 ms at 16 kHz with energy in both G.722 sub-bands.
+fn wideband_frame() -> Vec<i16> {
+    (0..320)
+        .map(|i| {
+            let t = i as f64 / 16000.0;
+            let w = |f: f64| (2.0 * std::f64::consts::PI * f * t).sin();
+            (6000.0 * w(300.0) + 3000.0 * w(1170.0) + 1500.0 * w(5100.0)) as i16
+        })
+        .collect()
+}
+
+fn g722(c: &mut Criterion) {
+    let pcm = wideband_frame();
+    let mut enc = G722Encoder::new();
+    let mut bits = Vec::with_capacity(160);
+    enc.encode(&pcm, &mut bits);
+    let mut out = Vec::with_capacity(320);
+    c.bench_function("g722_encode_frame320", |b| {
+        b.iter(|| {
+            bits.clear();
+            enc.encode(black_box(&pcm), &mut bits);
+            black_box(&bits);
+        })
+    });
+    let mut dec = G722Decoder::new();
+    c.bench_function("g722_decode_frame160", |b| {
+        b.iter(|| {
+            out.clear();
+            dec.decode(black_box(&bits), &mut out);
+            black_box(&out);
+        })
+    });
+    // a good frame and then a lost one: decode + pitch search, repetition and the re-coding
+    // of the concealment into the decoder state (subtract g722_decode_frame160)
+    let mut codec = G722::new();
+    c.bench_function("g722_decode_then_conceal_frame320", |b| {
+        b.iter(|| {
+            out.clear();
+            codec.decode(black_box(&bits), &mut out);
+            codec.conceal(320, &mut out);
+            black_box(&out);
+        })
+    });
+    let narrow = speechish_frame();
+    let ulaw: Vec<u8> = narrow.iter().map(|&s| ulaw_encode(s)).collect();
+    let mut g711 = termphone::media::codec::g711::G711::new(termphone::media::codec::g711::Law::Mu);
+    c.bench_function("g711_decode_then_conceal_frame160", |b| {
+        b.iter(|| {
+            out.clear();
+            g711.decode(black_box(&ulaw), &mut out);
+            g711.conceal(160, &mut out);
+            black_box(&out);
         })
     });
 }
@@ -107,5 +166,5 @@ fn session(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, g711, jitter, session);
+criterion_group!(benches, g711, g722, jitter, session);
 criterion_main!(benches);

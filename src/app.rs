@@ -10,7 +10,7 @@ use crate::control;
 use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, Event};
 use crate::engine::{self, AccountRegistration, EngineConfig, RtpPortRange};
 use crate::headless::dial::{self, DialPlan};
-use crate::headless::serve::{self, ServePolicy};
+use crate::headless::serve::{self, Policies, ServePolicy};
 use crate::headless::EventPrinter;
 use crate::sip::auth::Credentials;
 use crate::sip::msg::Uri;
@@ -155,8 +155,21 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         record_dir: args.record.clone(),
         hangup_after: args.hangup_after.map(secs),
         reject: args.reject,
+        manual: false,
     };
-    if let Err(e) = serve::validate(&policy) {
+    // An account's own auto_answer decides for its calls; the options above for the rest.
+    let policies = Policies {
+        default: policy,
+        accounts: config
+            .accounts
+            .iter()
+            .filter_map(|a| {
+                let aa = a.auto_answer.as_ref()?;
+                Some((a.name.clone(), ServePolicy::from_auto_answer(aa)))
+            })
+            .collect(),
+    };
+    if let Err(e) = policies.validate() {
         eprintln!("termphone: {e}");
         return 1;
     }
@@ -223,19 +236,23 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
     };
     let control = control.map(|bound| {
         let path = bound.path().to_path_buf();
+        // accept answers with the call's policy: its account's auto_answer, else the options.
         let answer_audio = {
-            let policy = policy.clone();
-            std::sync::Arc::new(move |call, peer: &str| CallAudio {
-                source: policy.source.clone(),
-                sink: match &policy.record_dir {
-                    Some(dir) => AudioSinkSpec::File(serve::recording_path(
-                        dir,
-                        peer,
-                        call,
-                        std::time::SystemTime::now(),
-                    )),
-                    None => AudioSinkSpec::Null,
-                },
+            let policies = policies.clone();
+            std::sync::Arc::new(move |call, peer: &str, account: Option<&str>| {
+                let policy = policies.for_call(account);
+                CallAudio {
+                    source: policy.source.clone(),
+                    sink: match &policy.record_dir {
+                        Some(dir) => AudioSinkSpec::File(serve::recording_path(
+                            dir,
+                            peer,
+                            call,
+                            std::time::SystemTime::now(),
+                        )),
+                        None => AudioSinkSpec::Null,
+                    },
+                }
             })
         };
         let running = bound.spawn(
@@ -251,7 +268,7 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         engine.handle.publish(Event::Control { path });
         running
     });
-    let status = serve::run(engine, policy, printer).await;
+    let status = serve::run(engine, policies, printer).await;
     // Closes the clients and removes the socket file.
     drop(control);
     status

@@ -31,9 +31,10 @@ pub struct Cli {
 /// The modes of termphone.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Answer calls unattended by a policy, printing events.
+    /// Answer calls unattended by a policy, printing events. An account's own `auto_answer`
+    /// in the config decides for calls to that account; these options decide for the rest.
     #[command(
-        after_help = "Examples:\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone serve --play greeting.wav --hangup-after 30 --record /var/tmp/calls\n  termphone serve --reject 486\n  termphone serve --answer-delay 3600 --control /tmp/tp.sock   (answer with: termphone ctl --socket /tmp/tp.sock accept c1)"
+        after_help = "Examples:\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone serve --play greeting.wav --hangup-after 30 --record /var/tmp/calls\n  termphone serve --reject 486\n  termphone serve --answer-delay 3600 --control /tmp/tp.sock   (answer with: termphone ctl --socket /tmp/tp.sock accept c1)\n\nPer account (config.toml): auto_answer = \"off\" | \"answer\" | \"echo\" | \"reject\"\n  or { delay = 2, play = \"greeting.wav\", record = \"/var/tmp/calls\", hangup_after = 60 } or { reject = 603 }"
     )]
     Serve(ServeArgs),
     /// Place one call and exit with a status that says how it ended.

@@ -69,6 +69,7 @@ fn example_config_documents_every_key() {
         "password",
         "codecs",
         "dtmf_mode",
+        "auto_answer",
     ];
     for key in keys {
         let set = text.lines().any(|l| {
@@ -258,4 +259,64 @@ fn oversized_and_directory_paths_are_errors() {
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn auto_answer_forms() {
+    use termphone::config::{AnswerAudio, AnswerPolicy, AutoAnswer};
+    let dir = temp_dir("auto-answer");
+    let load = |value: &str| {
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            format!("[[account]]\nname = \"a\"\nuser = \"alice\"\nauto_answer = {value}\n"),
+        )
+        .unwrap();
+        Config::load(&path).map(|c| c.accounts[0].auto_answer.clone())
+    };
+    assert_eq!(load("\"off\"").unwrap(), Some(AutoAnswer::Off));
+    assert_eq!(
+        load("\"answer\"").unwrap(),
+        Some(AutoAnswer::Answer(AnswerPolicy::default()))
+    );
+    assert_eq!(load("\"Reject\"").unwrap(), Some(AutoAnswer::Reject(486)));
+    assert_eq!(
+        load("{ reject = 603 }").unwrap(),
+        Some(AutoAnswer::Reject(603))
+    );
+    assert_eq!(
+        load("{ delay = 2, play = \"hi.wav\", record = \"/tmp/r\", hangup_after = 30 }").unwrap(),
+        Some(AutoAnswer::Answer(AnswerPolicy {
+            delay_secs: 2,
+            audio: AnswerAudio::File("hi.wav".into()),
+            record_dir: Some("/tmp/r".into()),
+            hangup_after_secs: Some(30),
+        }))
+    );
+    assert_eq!(
+        load("{ echo = true }").unwrap(),
+        Some(AutoAnswer::Answer(AnswerPolicy {
+            audio: AnswerAudio::Echo,
+            ..AnswerPolicy::default()
+        }))
+    );
+    for (bad, says) in [
+        ("\"maybe\"", "unknown auto-answer policy"),
+        (
+            "{ play = \"a.wav\", echo = true }",
+            "play and echo exclude each other",
+        ),
+        (
+            "{ reject = 603, delay = 1 }",
+            "reject cannot be combined with delay",
+        ),
+        ("{ reject = 200 }", "out of range"),
+        ("{ delay = 9999 }", "out of range"),
+        ("{ answer = true }", "unknown key answer"),
+        ("42", "expected \"off\""),
+    ] {
+        let err = load(bad).expect_err(bad).to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+        assert!(err.contains(":4:"), "{bad}: names the line: {err}");
+    }
 }

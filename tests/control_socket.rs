@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use support::control::{read_to_eof, serve_with_control, CtlClient};
+use support::kamailio::{Kamailio, KamailioOpts};
 use support::{test_dir, Termphone, TermphoneBuilder};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -191,6 +192,69 @@ fn every_verb_against_two_real_instances() {
         !a_sock.exists() && !b_sock.exists(),
         "sockets removed at exit"
     );
+}
+
+/// Through a real registrar: bob's account does not answer by itself (`auto_answer = "off"`),
+/// so a call to it rings until `accept`; alice places it through her account with `dial`.
+/// `status` shows both registered, `calls` and the events name each side's account.
+#[test]
+fn accept_a_call_to_an_account_that_does_not_answer_by_itself() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let dir = k.dir_handle();
+    let bob_cfg = k.account_config("bob", "password = \"bobpw\"\nauto_answer = \"off\"\n");
+    let alice_cfg = k.account_config("alice", "password = \"alicepw\"\n");
+    let start = |cfg: &std::path::Path, name: &str| {
+        let sock = dir.path().join(format!("{name}.sock"));
+        let mut tp =
+            TermphoneBuilder::new(&["serve", "--echo", "--control", sock.to_str().unwrap()])
+                .global("--config")
+                .global(cfg.display().to_string())
+                .dir(dir.clone())
+                .spawn();
+        tp.wait_event(
+            |e| e["event"] == "registration" && e["state"] == "registered",
+            WAIT,
+        );
+        (tp, sock)
+    };
+    let (mut bob, bob_sock) = start(&bob_cfg, "bob");
+    let (mut alice, alice_sock) = start(&alice_cfg, "alice");
+    let mut cb = CtlClient::connect(&bob_sock);
+    let mut ca = CtlClient::connect(&alice_sock);
+    let st = cb.ok(json!({"cmd": "status"}));
+    let acc = &st["accounts"][0];
+    assert_eq!(acc["name"], "bob", "{st}");
+    assert_eq!(acc["user"], "bob");
+    assert_eq!(acc["state"], "registered");
+    assert_eq!(acc["reason"], Value::Null);
+    assert!(acc["expires"].as_u64().unwrap_or(0) > 0, "{st}");
+    assert_eq!(acc["registrar"], k.uri());
+    cb.ok(json!({"cmd": "subscribe"}));
+    ca.ok(json!({"cmd": "subscribe"}));
+
+    let a_call = call_id(&ca.ok(json!({"cmd": "dial", "to": "bob", "account": "alice"})));
+    let ev = ca.wait_call(&a_call, "dialing", WAIT);
+    assert_eq!(ev["account"], "alice", "{ev}");
+    let ev = cb.wait_event(|e| e["event"] == "call" && e["state"] == "incoming", WAIT);
+    assert_eq!(ev["account"], "bob", "{ev}");
+    let b_call = call_id(&ev);
+    // It keeps ringing: nobody answers but us.
+    std::thread::sleep(Duration::from_secs(2));
+    let calls = cb.ok(json!({"cmd": "calls"}))["calls"].clone();
+    assert_eq!(calls[0]["state"], "incoming", "{calls}");
+    assert_eq!(calls[0]["account"], "bob", "{calls}");
+    cb.ok(json!({"cmd": "accept", "call": b_call}));
+    cb.wait_call(&b_call, "connected", WAIT);
+    ca.wait_call(&a_call, "connected", WAIT);
+    let calls = ca.ok(json!({"cmd": "calls"}))["calls"].clone();
+    assert_eq!(calls[0]["account"], "alice", "{calls}");
+    assert_eq!(calls[0]["direction"], "outgoing", "{calls}");
+    ca.ok(json!({"cmd": "hangup"}));
+    ca.wait_call(&a_call, "hanguplocal", WAIT);
+    cb.wait_call(&b_call, "hangupremote", WAIT);
+    drop((ca, cb));
+    alice.stop();
+    bob.stop();
 }
 
 #[test]

@@ -401,7 +401,11 @@ fn lost_first_invite_and_first_200_still_complete_the_call() {
     let invites = dial.stderr().matches("\nINVITE sip:").count();
     assert!(invites >= 2, "timer A retransmitted the INVITE");
     let sim = compare_wavs(&data_file("speech-8k.wav"), &back).unwrap();
-    assert!(sim.ncc >= MIN_NCC, "{sim:?}");
+    let stats: Vec<Value> = [dial.events(), srv.events()]
+        .iter()
+        .flat_map(|evs| evs.iter().filter(|e| e["event"] == "stats").cloned())
+        .collect();
+    assert!(sim.ncc >= MIN_NCC, "{sim:?} {stats:?}");
 }
 
 #[test]

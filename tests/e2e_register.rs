@@ -344,3 +344,94 @@ fn unknown_user_is_reported_as_forbidden() {
         "the password leaked into output"
     );
 }
+
+/// Per-account `auto_answer` under `serve`: one instance registers three accounts; calls to
+/// bob are declined (603), calls to carol are echoed and hung up after 2 s, calls to dave ring
+/// until the caller gives up (`"off"`), and a direct call to serve's address (no account)
+/// gets the command line's policy (486). Each call event names its account.
+#[test]
+fn auto_answer_policy_per_account() {
+    let users = ["alice", "bob", "carol", "dave"];
+    let k = Kamailio::start(
+        KamailioOpts::default().users(
+            users
+                .iter()
+                .map(|u| support::kamailio::User::new(u, &format!("{u}pw")))
+                .collect(),
+        ),
+    );
+    let cfg = k.dir().join("auto-answer.toml");
+    let mut text = String::new();
+    for (user, aa) in [
+        ("bob", "{ reject = 603 }"),
+        ("carol", "{ echo = true, hangup_after = 2 }"),
+        ("dave", "\"off\""),
+    ] {
+        text.push_str(&format!(
+            "[[account]]\nname = \"{user}\"\nuser = \"{user}\"\ndomain = \"127.0.0.1\"\n\
+             registrar = \"sip:{}\"\npassword = \"{user}pw\"\nauto_answer = {aa}\n\n",
+            k.addr()
+        ));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let mut srv = Termphone::builder(&["serve", "--reject", "486"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    k.wait_registrations(WAIT, "bob, carol and dave registered", |r| {
+        ["bob", "carol", "dave"]
+            .iter()
+            .all(|u| r.iter().any(|b| b.aor == *u))
+    });
+    let alice_cfg = config_for(&k, "alice", "alicepw");
+    let dial = |target: &str, extra: &[&str]| {
+        let mut args = vec!["dial", target, "--account", "alice", "--duration", "6"];
+        args.extend_from_slice(extra);
+        let mut d = Termphone::builder(&args)
+            .global("--config")
+            .global(alice_cfg.display().to_string())
+            .dir(k.dir_handle())
+            .spawn();
+        let code = d.wait_exit_code(Duration::from_secs(30));
+        (code, d)
+    };
+
+    let (code, mut d) = dial("bob", &[]);
+    assert_eq!(code, 4, "bob declines (603): {}", d.diagnostics());
+
+    let t0 = std::time::Instant::now();
+    let (code, mut d) = dial("carol", &[]);
+    assert_eq!(code, 0, "carol answers: {}", d.diagnostics());
+    let events = d.events().to_vec();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "call" && e["state"] == "hangupremote"),
+        "carol hung up after 2 s, before alice's 6 s: {events:?}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
+
+    let (code, mut d) = dial("dave", &["--timeout", "3"]);
+    assert_eq!(code, 6, "dave rings unanswered: {}", d.diagnostics());
+
+    // Direct to serve's address, no account: the command line's --reject 486.
+    let direct = format!("sip:nobody@{}", srv.listen_addr());
+    let mut d = Termphone::builder(&["dial", &direct, "--timeout", "5"])
+        .dir(k.dir_handle())
+        .spawn();
+    assert_eq!(d.wait_exit_code(WAIT), 3, "busy: {}", d.diagnostics());
+
+    let incoming: Vec<_> = srv
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "call" && e["state"] == "incoming")
+        .cloned()
+        .collect();
+    assert_eq!(incoming.len(), 4, "{incoming:?}");
+    for (ev, account) in incoming.iter().zip(["bob", "carol", "dave"]) {
+        assert_eq!(ev["account"], account, "{ev}");
+    }
+    assert!(incoming[3].get("account").is_none(), "{}", incoming[3]);
+    srv.stop();
+}

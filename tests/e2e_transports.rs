@@ -362,3 +362,90 @@ fn keepalives_over_tcp_and_udp() {
     assert!((2..=5).contains(&crlf), "UDP keepalives: {crlf}");
     srv.stop();
 }
+
+/// Kamailio restarts under a TCP registration: the connection closes, termphone reports the
+/// registration failed with that reason, registers again on a new connection after the
+/// backoff (30 s, not sooner), and calls reach it again.
+#[test]
+fn tcp_registration_comes_back_after_a_kamailio_restart() {
+    let mut k = Kamailio::start(KamailioOpts::default());
+    let bob_cfg = config(&k, "bob", "tcp");
+    let mut bob = serve(&k, &bob_cfg);
+    bob.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        WAIT,
+    );
+    k.wait_registrations(WAIT, "bob registered", |r| r.iter().any(|b| b.aor == "bob"));
+    k.restart();
+    let failed = bob.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "failed",
+        WAIT,
+    );
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("closed") && reason.contains("(tcp)"),
+        "{failed}"
+    );
+    let t_failed = std::time::Instant::now();
+    k.wait_registrations(Duration::from_secs(45), "bob registered again", |r| {
+        r.iter().any(|b| b.aor == "bob")
+    });
+    assert!(
+        t_failed.elapsed() >= Duration::from_secs(25),
+        "re-registered before the backoff: {:?}",
+        t_failed.elapsed()
+    );
+    let alice_cfg = config(&k, "alice", "tcp");
+    let mut alice = Termphone::builder(&["dial", "bob", "--account", "alice", "--duration", "1"])
+        .global("--config")
+        .global(alice_cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    assert_eq!(alice.wait_exit_code(WAIT), 0, "{}", alice.diagnostics());
+    bob.stop();
+}
+
+/// An outbound proxy: the registrar URI names a port where nothing listens, the account's
+/// `outbound_proxy` is Kamailio over TCP. Every request goes to the proxy with it as the first
+/// Route (`;lr`), so the registration and a call both work.
+#[test]
+fn outbound_proxy_carries_registration_and_calls() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let dead = support::free_udp_port();
+    let write = |user: &str| {
+        let cfg = k.dir().join(format!("{user}-proxy.toml"));
+        std::fs::write(
+            &cfg,
+            format!(
+                "[[account]]\nname = \"{user}\"\nuser = \"{user}\"\ndomain = \"127.0.0.1\"\n\
+                 registrar = \"sip:127.0.0.1:{dead}\"\n\
+                 outbound_proxy = \"sip:127.0.0.1:{};transport=tcp\"\npassword = \"{user}pw\"\n",
+                k.port()
+            ),
+        )
+        .unwrap();
+        cfg
+    };
+    let bob_cfg = write("bob");
+    let mut bob = serve(&k, &bob_cfg);
+    let ev = bob.wait_event(
+        |e| e["event"] == "registration" && e["state"] != "registering",
+        WAIT,
+    );
+    assert_eq!(ev["state"], "registered", "{ev}\n{}", bob.diagnostics());
+    let route = format!("Route: <sip:127.0.0.1:{};transport=tcp;lr>", k.port());
+    assert!(bob.stderr().contains(&route), "REGISTER carries {route}");
+    let regs = k.wait_registrations(WAIT, "bob registered", |r| r.iter().any(|b| b.aor == "bob"));
+    assert!(regs[0].socket.starts_with("tcp:"), "{regs:?}");
+    let alice_cfg = write("alice");
+    let mut alice = Termphone::builder(&["dial", "bob", "--account", "alice", "--duration", "1"])
+        .global("--config")
+        .global(alice_cfg.display().to_string())
+        .global("--sip-trace")
+        .dir(k.dir_handle())
+        .spawn();
+    assert_eq!(alice.wait_exit_code(WAIT), 0, "{}", alice.diagnostics());
+    assert!(alice.stderr().contains(&route), "INVITE carries {route}");
+    bob.stop();
+    k.wait_registrations(WAIT, "unregistered at exit", |r| r.is_empty());
+}

@@ -435,3 +435,77 @@ fn random_datagrams_never_panic() {
     let st = s.stats();
     assert!(st.bad_packets > 0 && st.packets_received > 0);
 }
+
+/// RTCP between two sessions over synthetic time: A→B loses 5 % of RTP, both directions delay
+/// 10 ms. B's reception report says ~5 % lost; A learns it from B's reports, along with a
+/// 20 ms round trip; the E-model rates what B hears below what A hears.
+#[test]
+fn rtcp_reports_loss_rtt_and_quality_both_ways() {
+    use termphone::media::RtcpConfig;
+    let t0 = Instant::now();
+    let wall0 = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let mut a = session(0x1111, 100, 1000, 0, 101);
+    let mut b = session(0x2222, 200, 2000, 0, 101);
+    a.enable_rtcp(RtcpConfig::new(0x1111, "a@test", 8000, 1), t0);
+    b.enable_rtcp(RtcpConfig::new(0x2222, "b@test", 8000, 2), t0);
+    let mut ab = Link::new(0x9e37_79b9_7f4a_7c15, 0.05, 10, 0);
+    let mut ba = Link::new(0xd1b5_4a32_d192_ed03, 0.0, 10, 0);
+    // RTCP in flight: (due, to_b, bytes)
+    let mut rtcp: Vec<(Duration, bool, Vec<u8>)> = Vec::new();
+    let (mut out, mut frame) = (Vec::new(), Vec::new());
+    for k in 0..1500usize {
+        let at = Duration::from_millis(20 * k as u64);
+        let now = t0 + at;
+        let f = tone(1000.0, 8000.0, k * 160, 160);
+        a.on_tick(now, Some(&f), &mut out);
+        for p in out.drain(..) {
+            ab.send(at, p);
+        }
+        b.on_tick(now, Some(&f), &mut out);
+        for p in out.drain(..) {
+            ba.send(at, p);
+        }
+        for (to_b, s) in [(true, &mut a), (false, &mut b)] {
+            if s.poll_rtcp_timeout().is_some_and(|t| t <= now) {
+                if let Some(p) = s.handle_rtcp_timeout(now, wall0 + at) {
+                    rtcp.push((at + Duration::from_millis(10), to_b, p));
+                }
+            }
+        }
+        rtcp.sort_by_key(|(d, _, _)| *d);
+        while rtcp.first().is_some_and(|(d, _, _)| *d <= at) {
+            let (d, to_b, p) = rtcp.remove(0);
+            let target = if to_b { &mut b } else { &mut a };
+            target.handle_rtcp(t0 + d, &p).expect("valid RTCP");
+        }
+        ab.deliver(t0, at, &mut b);
+        ba.deliver(t0, at, &mut a);
+        a.playout(now, &mut frame);
+        b.playout(now, &mut frame);
+    }
+    let qb = b.quality(0.0).expect("RTCP on");
+    let qa = a.quality(0.0).expect("RTCP on");
+    assert!(
+        (3.0..=7.5).contains(&qb.loss_pct),
+        "B receives with ~5 % loss: {qb:?}"
+    );
+    assert!(qa.loss_pct < 0.5, "{qa:?}");
+    let remote = qa
+        .remote_loss_pct
+        .expect("A got B's report about A's stream");
+    assert!((1.0..=12.0).contains(&remote), "{qa:?}");
+    let rtt = qa.rtt_ms.expect("A measured the round trip");
+    assert!((19.0..=21.5).contains(&rtt), "{qa:?}");
+    assert!(
+        qb.rtt_ms.is_some_and(|r| (19.0..=21.5).contains(&r)),
+        "{qb:?}"
+    );
+    assert!(
+        qb.mos < qa.mos - 0.3,
+        "loss costs B's MOS: {} vs {}",
+        qb.mos,
+        qa.mos
+    );
+    assert!(qa.mos > 4.0 && qb.mos > 2.0, "{qa:?} {qb:?}");
+    assert!(a.rtcp().unwrap().reports_sent() >= 4);
+}

@@ -83,6 +83,8 @@ fn baresip_offer() {
             telephone_event_pt: Some(101),
             direction: Direction::SendRecv,
             ptime: 20,
+            rtcp_mux: false,
+            remote_rtcp: sock("127.0.0.1:10781"),
         }
     );
     let s = Session::parse(answer.as_bytes()).unwrap();
@@ -233,7 +235,16 @@ a=ptime:20
     assert_eq!(n.telephone_event_pt, Some(101));
     assert!(answer.contains("c=IN IP6 ::1\r\n"), "{answer}");
     assert!(answer.contains(" IN IP6 ::1\r\n"), "{answer}");
+    // RTCP muxed on the RTP port (RFC 5761): answered with a=rtcp-mux, their a=rtcp unused.
+    assert!(answer.contains("a=rtcp-mux\r\n"), "{answer}");
+    assert!(!answer.contains("a=rtcp:"), "{answer}");
+    assert!(n.rtcp_mux);
+    assert_eq!(n.remote_rtcp, sock("[::1]:5004"));
+    // Without mux on our side: RTCP to their a=rtcp address.
+    l.rtcp_mux = false;
+    let (answer, n) = create_answer(&crlf(offer), &l).unwrap();
     assert!(!answer.contains("rtcp"), "{answer}");
+    assert_eq!((n.rtcp_mux, n.remote_rtcp), (false, sock("[::1]:5005")));
 }
 
 #[test]
@@ -467,6 +478,8 @@ a=ptime:20
             telephone_event_pt: Some(101),
             direction: Direction::SendRecv,
             ptime: 20,
+            rtcp_mux: false,
+            remote_rtcp: sock("127.0.0.2:10781"),
         }
     );
 }

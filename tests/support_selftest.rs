@@ -5,8 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 use support::audio::{
-    alaw_decode, best_alignment, detect_dtmf, detect_tone, i16_to_f32, peak, rms_dbfs, sine,
-    tone_ratio, ulaw_decode,
+    alaw_decode, best_alignment, detect_dtmf, detect_tone, i16_to_f32, peak, rms_dbfs,
+    segmental_alignment, sine, tone_ratio, ulaw_decode,
 };
 use support::rtp::{parse_rtp, read_pcap_rtp};
 use support::sipp::sipp_available;
@@ -70,6 +70,50 @@ fn ncc_of_unrelated_noise_is_low() {
     assert!(s.ncc.abs() < 0.1, "{s:?}");
     let s = best_alignment(&speech(), &b);
     assert!(s.ncc.abs() < 0.1, "{s:?}");
+}
+
+/// What an adaptive jitter buffer does: 20 ms of a pause dropped here, 20 ms of silence
+/// inserted there. The whole-signal NCC falls; the segmental one stays high. Unrelated audio
+/// and a copy with a stretch missing stay low.
+#[test]
+fn segmental_ncc_follows_delay_changes_but_not_other_audio() {
+    let a = speech();
+    // Find quiet 20 ms frames (pauses) to cut and to stretch, as the jitter buffer would.
+    let quiet: Vec<usize> = (0..a.len() / 160)
+        .filter(|f| rms_dbfs(&a[f * 160..(f + 1) * 160]) < -45.0)
+        .collect();
+    assert!(quiet.len() > 10, "the fixture has pauses");
+    let (cut1, cut2, ins) = (
+        quiet[quiet.len() / 4],
+        quiet[quiet.len() / 2],
+        quiet[3 * quiet.len() / 4],
+    );
+    let mut b = vec![0.0f32; 480];
+    for f in 0..a.len() / 160 {
+        if f == cut1 || f == cut2 {
+            continue;
+        }
+        if f == ins {
+            b.extend(vec![0.0f32; 160]);
+        }
+        b.extend_from_slice(&a[f * 160..(f + 1) * 160]);
+    }
+    let whole = best_alignment(&a, &b);
+    let seg = segmental_alignment(&a, &b, 8000);
+    assert!(seg.ncc > 0.97, "segmental {seg:?} (whole-signal {whole:?})");
+    assert!(whole.ncc < seg.ncc, "{whole:?} {seg:?}");
+    assert_eq!(seg.lag, whole.lag);
+    // Unrelated audio stays low.
+    let n = noise(5, a.len(), 0.3);
+    assert!(segmental_alignment(&a, &n, 8000).ncc < 0.15);
+    // Half of the speech missing (replaced by silence) costs about half.
+    let mut half = a.clone();
+    let mid = half.len() / 2;
+    half[mid..].iter_mut().for_each(|v| *v = 0.0);
+    let s = segmental_alignment(&a, &half, 8000);
+    assert!(s.ncc < 0.7, "{s:?}");
+    // Silence: 0, not NaN.
+    assert_eq!(segmental_alignment(&a, &vec![0.0; 1000], 8000).ncc, 0.0);
 }
 
 #[test]
@@ -563,4 +607,216 @@ fn sipp_uac_dtmf_sends_rfc4733_digits() {
     assert_eq!(cap.telephone_events(101), "123", "{:?}", cap.packets.len());
     assert!(cap.sources().iter().all(|s| s.port() == uac.media_port()));
     drop(uac_sink);
+}
+
+/// The suite-wide password check can fail: a process that prints a registered secret on
+/// stderr, or in an event, makes its drop fail the test, and the message names the secret's
+/// owner, never the secret.
+#[test]
+fn termphone_runner_fails_when_a_registered_password_is_printed() {
+    support::register_secret("selftest user", "selftest-Secret-4711");
+    for script in [
+        "echo 'login with selftest-Secret-4711' >&2",
+        r#"echo '{"event":"warning","message":"selftest-Secret-4711"}'"#,
+    ] {
+        let mut t = fake(script);
+        t.wait_exit(Duration::from_secs(10));
+        let leak = t.leaked_secret();
+        assert!(leak.is_some(), "{script}");
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(t)))
+            .expect_err("drop fails the test");
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("selftest user"), "{msg}");
+        assert!(!msg.contains("selftest-Secret-4711"), "{msg}");
+    }
+    let mut clean = fake("echo '{\"event\":\"warning\",\"message\":\"nothing secret\"}'");
+    clean.wait_exit(Duration::from_secs(10));
+    assert_eq!(clean.leaked_secret(), None);
+}
+
+/// The impairment relay, driven with plain UDP sockets: the SDP of an offer and an answer is
+/// rewritten to the relay's media ports, media flows both ways through it, the random loss
+/// rate is close to what was asked, the same seed drops the same packets, and duplication,
+/// jitter and reordering do what they say.
+mod relay_selftest {
+    use super::support::relay::{Impairment, Loss, Relay};
+    use std::net::{SocketAddr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    fn sock() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        s
+    }
+
+    fn sip_with_sdp(first: &str, media: SocketAddr) -> Vec<u8> {
+        let sdp = format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 {}\r\nt=0 0\r\nm=audio {} RTP/AVP 0\r\n",
+            media.ip(),
+            media.port()
+        );
+        format!(
+            "{first}\r\nCall-ID: x\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+        .into_bytes()
+    }
+
+    /// The media port an SDP in `msg` names, checking Content-Length matches the body.
+    fn sdp_port(msg: &[u8]) -> u16 {
+        let text = String::from_utf8_lossy(msg);
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(len, body.len(), "Content-Length follows the rewrite");
+        body.lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|r| r.split(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    struct Call {
+        relay: Relay,
+        caller_media: UdpSocket,
+        callee_media: UdpSocket,
+        /// Relay port the caller sends media to.
+        to_callee: SocketAddr,
+        /// Relay port the callee sends media to.
+        to_caller: SocketAddr,
+    }
+
+    fn call(imp: Impairment, seed: u64) -> Call {
+        let (caller_sip, callee_sip) = (sock(), sock());
+        let (caller_media, callee_media) = (sock(), sock());
+        let relay = Relay::start(callee_sip.local_addr().unwrap(), imp, seed);
+        let mut buf = [0u8; 4096];
+        caller_sip
+            .send_to(
+                &sip_with_sdp("INVITE sip:b@x SIP/2.0", caller_media.local_addr().unwrap()),
+                relay.sip_addr(),
+            )
+            .unwrap();
+        let (n, back) = callee_sip.recv_from(&mut buf).expect("INVITE forwarded");
+        let to_caller = SocketAddr::from(([127, 0, 0, 1], sdp_port(&buf[..n])));
+        callee_sip
+            .send_to(
+                &sip_with_sdp("SIP/2.0 200 OK", callee_media.local_addr().unwrap()),
+                back,
+            )
+            .unwrap();
+        let (n, _) = caller_sip.recv_from(&mut buf).expect("200 forwarded");
+        let to_callee = SocketAddr::from(([127, 0, 0, 1], sdp_port(&buf[..n])));
+        assert_ne!(to_callee.port(), caller_media.local_addr().unwrap().port());
+        Call {
+            relay,
+            caller_media,
+            callee_media,
+            to_callee,
+            to_caller,
+        }
+    }
+
+    /// Send `n` numbered packets from the caller, 2 ms apart; the numbers the callee got (read
+    /// as they come, so the socket buffer never overflows).
+    fn send_numbered(c: &Call, n: u32) -> Vec<u32> {
+        let rx = c.callee_media.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 64];
+            while let Ok((len, _)) = rx.recv_from(&mut buf) {
+                if len == 4 {
+                    got.push(u32::from_be_bytes(buf[..4].try_into().unwrap()));
+                }
+            }
+            got
+        });
+        for i in 0..n {
+            c.caller_media
+                .send_to(&i.to_be_bytes(), c.to_callee)
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        reader.join().unwrap()
+    }
+
+    #[test]
+    fn relay_rewrites_sdp_and_carries_media_both_ways() {
+        let c = call(Impairment::none(), 1);
+        let got = send_numbered(&c, 50);
+        assert_eq!(got, (0..50).collect::<Vec<_>>());
+        // And back: the callee's media reaches the caller.
+        c.callee_media.send_to(b"pong", c.to_caller).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = c
+            .caller_media
+            .recv_from(&mut buf)
+            .expect("media to the caller");
+        assert_eq!(&buf[..n], b"pong");
+        let st = c.relay.stats();
+        assert_eq!(st.sdp_rewritten, 2);
+        assert_eq!((st.received, st.forwarded, st.dropped), (51, 51, 0));
+    }
+
+    #[test]
+    fn random_loss_is_close_to_the_rate_and_repeatable_by_seed() {
+        let a = send_numbered(&call(Impairment::loss_jitter(0.1, Duration::ZERO), 7), 1000);
+        let b = send_numbered(&call(Impairment::loss_jitter(0.1, Duration::ZERO), 7), 1000);
+        let lost = 1000 - a.len();
+        assert!((60..=140).contains(&lost), "10 % of 1000 lost: {lost}");
+        assert_eq!(a, b, "the same seed loses the same packets");
+        let c = send_numbered(&call(Impairment::loss_jitter(0.1, Duration::ZERO), 8), 1000);
+        assert_ne!(a, c, "another seed, another pattern");
+    }
+
+    #[test]
+    fn bursty_loss_comes_in_runs() {
+        let imp = Impairment {
+            loss: Loss::bursty(0.1, 4.0),
+            ..Impairment::default()
+        };
+        let got = send_numbered(&call(imp, 3), 2000);
+        let lost: Vec<u32> = (0..2000).filter(|i| !got.contains(i)).collect();
+        let runs = lost.windows(2).filter(|w| w[1] != w[0] + 1).count() + 1;
+        let mean_run = lost.len() as f64 / runs as f64;
+        assert!(
+            (100..=320).contains(&lost.len()),
+            "about 10 %: {}",
+            lost.len()
+        );
+        assert!(mean_run >= 2.5, "mean burst about 4: {mean_run}");
+    }
+
+    #[test]
+    fn jitter_delays_and_reorders_and_duplicates() {
+        let imp = Impairment {
+            delay: Duration::from_millis(20),
+            jitter: Duration::from_millis(30),
+            duplicate: 0.1,
+            ..Impairment::default()
+        };
+        let c = call(imp, 11);
+        let t0 = Instant::now();
+        c.caller_media
+            .send_to(&0u32.to_be_bytes(), c.to_callee)
+            .unwrap();
+        let mut buf = [0u8; 8];
+        c.callee_media.recv_from(&mut buf).unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(20), "fixed delay");
+        let got = send_numbered(&c, 300);
+        let st = c.relay.stats();
+        assert!(st.duplicated > 10, "{st:?}");
+        assert!(got.len() > 300, "duplicates arrive: {}", got.len());
+        let out_of_order = got.windows(2).filter(|w| w[1] < w[0]).count();
+        assert!(
+            out_of_order > 10,
+            "30 ms jitter on 2 ms spacing reorders: {out_of_order}"
+        );
+    }
 }

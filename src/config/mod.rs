@@ -144,6 +144,9 @@ pub struct AccountConfig {
     pub codecs: Vec<CodecName>,
     /// How DTMF digits are sent.
     pub dtmf_mode: DtmfMode,
+    /// What happens to an incoming call for this account when nobody answers it by hand.
+    /// `None`: not set (`serve` uses its command-line policy, an interactive phone rings).
+    pub auto_answer: Option<AutoAnswer>,
 }
 
 impl AccountConfig {
@@ -170,6 +173,7 @@ impl AccountConfig {
             password: None,
             codecs: CodecName::default_list(),
             dtmf_mode: DtmfMode::Rfc4733,
+            auto_answer: None,
         }
     }
 
@@ -241,6 +245,43 @@ impl DtmfMode {
             DtmfMode::Rfc4733 => "rfc4733",
         }
     }
+}
+
+/// An account's `auto_answer`: what happens to its incoming calls without a person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AutoAnswer {
+    /// Ring until answered by hand (the TUI, `termphone ctl accept`) or the caller gives up;
+    /// also under `serve`.
+    Off,
+    /// Answer by itself.
+    Answer(AnswerPolicy),
+    /// Turn the call away with this final status code (400..=699).
+    Reject(u16),
+}
+
+/// How an auto-answered call goes: the same choices as `termphone serve`'s options.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AnswerPolicy {
+    /// Ring this many seconds first.
+    pub delay_secs: u32,
+    /// What the caller hears.
+    pub audio: AnswerAudio,
+    /// Record each call into this directory.
+    pub record_dir: Option<PathBuf>,
+    /// Hang up this many seconds after answering.
+    pub hangup_after_secs: Option<u32>,
+}
+
+/// What an auto-answered caller hears.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AnswerAudio {
+    /// Silence.
+    #[default]
+    Silence,
+    /// Their own audio back.
+    Echo,
+    /// A WAV file.
+    File(PathBuf),
 }
 
 /// Registration interval when an account does not set `expires` (seconds).

@@ -9,7 +9,10 @@ use toml::de::{DeString, DeTable, DeValue};
 use toml::Spanned;
 
 use super::error::{ConfigError, ConfigWarning, LineIndex, Location, Problem};
-use super::{AccountConfig, Audio, CodecName, Config, DtmfMode, General, Secret, Transport};
+use super::{
+    AccountConfig, AnswerAudio, AnswerPolicy, Audio, AutoAnswer, CodecName, Config, DtmfMode,
+    General, Secret, Transport,
+};
 
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<DeString<'i>>;
@@ -43,7 +46,9 @@ const ACCOUNT_KEYS: &[&str] = &[
     "password_cmd",
     "codecs",
     "dtmf_mode",
+    "auto_answer",
 ];
+const AUTO_ANSWER_KEYS: &[&str] = &["delay", "play", "echo", "record", "hangup_after", "reject"];
 
 const EXPECT_BOOL: &str = "true or false";
 const EXPECT_EXPIRES: &str = "seconds from 10 to 86400, e.g. 600";
@@ -74,6 +79,12 @@ const EXPECT_PASSWORD: &str = "a string";
 const EXPECT_CODECS: &str = "a list of codec names from PCMU, PCMA, e.g. [\"PCMU\", \"PCMA\"]";
 const EXPECT_CODEC: &str = "a codec name: PCMU or PCMA";
 const EXPECT_DTMF: &str = "\"rfc4733\"";
+const EXPECT_AUTO_ANSWER: &str = "\"off\", \"answer\", \"echo\", \"reject\" or a table such as { delay = 2, play = \"greeting.wav\", record = \"/var/tmp/calls\", hangup_after = 60 } or { reject = 486 }";
+const EXPECT_AA_DELAY: &str = "seconds to ring first, from 0 to 600, e.g. 2";
+const EXPECT_AA_HANGUP: &str = "seconds from 1 to 86400, e.g. 60";
+const EXPECT_AA_REJECT: &str = "a SIP status code from 400 to 699, e.g. 486 or 603";
+const EXPECT_AA_FILE: &str = "a WAV file path, e.g. \"/usr/share/termphone/greeting.wav\"";
+const EXPECT_AA_DIR: &str = "a directory path, e.g. \"/var/tmp/calls\"";
 
 /// Parse and validate config text.
 pub(crate) fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
@@ -709,7 +720,85 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
             _ => ctx.invalid(v, &key, "unknown DTMF mode", EXPECT_DTMF),
         }
     }
+    if let Some(v) = t.get("auto_answer") {
+        a.auto_answer = read_auto_answer(ctx, v, &t.path("auto_answer"));
+    }
     (ctx.problems.len() == before).then_some(a)
+}
+
+/// `auto_answer = "off" | "answer" | "echo" | "reject"` or a table of `serve`'s choices.
+fn read_auto_answer(ctx: &mut Ctx<'_>, value: &Value<'_>, path: &str) -> Option<AutoAnswer> {
+    if let DeValue::String(s) = value.get_ref() {
+        return match s.to_ascii_lowercase().as_str() {
+            "off" | "no" | "manual" => Some(AutoAnswer::Off),
+            "answer" | "on" => Some(AutoAnswer::Answer(AnswerPolicy::default())),
+            "echo" => Some(AutoAnswer::Answer(AnswerPolicy {
+                audio: AnswerAudio::Echo,
+                ..AnswerPolicy::default()
+            })),
+            "reject" | "busy" => Some(AutoAnswer::Reject(486)),
+            _ => {
+                ctx.invalid(
+                    value,
+                    path,
+                    "unknown auto-answer policy",
+                    EXPECT_AUTO_ANSWER,
+                );
+                None
+            }
+        };
+    }
+    let t = Table::open_value(
+        ctx,
+        value,
+        path.to_string(),
+        AUTO_ANSWER_KEYS,
+        EXPECT_AUTO_ANSWER,
+    )?;
+    let before = ctx.problems.len();
+    let mut p = AnswerPolicy::default();
+    if let Some(d) = t.integer_in(ctx, "delay", 0, 600, EXPECT_AA_DELAY) {
+        p.delay_secs = d;
+    }
+    p.hangup_after_secs = t.integer_in(ctx, "hangup_after", 1, 86_400, EXPECT_AA_HANGUP);
+    p.record_dir = t
+        .checked_string(ctx, "record", EXPECT_AA_DIR, no_control)
+        .map(PathBuf::from);
+    let play = t
+        .checked_string(ctx, "play", EXPECT_AA_FILE, no_control)
+        .map(PathBuf::from);
+    let echo = t.boolean(ctx, "echo").unwrap_or(false);
+    match (play, echo) {
+        (Some(_), true) => {
+            let v = t.get("echo").unwrap_or(value);
+            ctx.invalid(
+                v,
+                &t.path("echo"),
+                "play and echo exclude each other",
+                "either play = \"file.wav\" or echo = true",
+            );
+        }
+        (Some(f), false) => p.audio = AnswerAudio::File(f),
+        (None, true) => p.audio = AnswerAudio::Echo,
+        (None, false) => {}
+    }
+    let reject = t.integer_in(ctx, "reject", 400, 699, EXPECT_AA_REJECT);
+    if let (Some(code), Some(v)) = (reject, t.get("reject")) {
+        let answering = ["delay", "play", "echo", "record", "hangup_after"]
+            .into_iter()
+            .find(|k| t.get(k).is_some());
+        if let Some(k) = answering {
+            ctx.invalid(
+                v,
+                &t.path("reject"),
+                &format!("reject cannot be combined with {k}"),
+                "either { reject = CODE } alone or the answering keys (delay, play, echo, record, hangup_after)",
+            );
+            return None;
+        }
+        return (ctx.problems.len() == before).then_some(AutoAnswer::Reject(code as u16));
+    }
+    (ctx.problems.len() == before).then_some(AutoAnswer::Answer(p))
 }
 
 fn read_codecs(ctx: &mut Ctx<'_>, value: &Value<'_>, path: &str) -> Option<Vec<CodecName>> {

@@ -71,14 +71,15 @@ fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> C
     }
 }
 
-/// The audio of a call answered with `accept` (no `play`/`record` given), from its id and peer.
-pub type AnswerAudio = Arc<dyn Fn(CallId, &str) -> CallAudio + Send + Sync>;
+/// The audio of a call answered with `accept` (no `play`/`record` given), from its id, peer
+/// and the account it arrived for.
+pub type AnswerAudio = Arc<dyn Fn(CallId, &str, Option<&str>) -> CallAudio + Send + Sync>;
 
 /// What the server needs besides the engine.
 pub struct ControlOptions {
     /// The accounts the engine registers, for `status` before their first event.
     pub accounts: Vec<AccountStatus>,
-    /// How `accept` wires a call's audio by default (serve: its policy's source and
+    /// How `accept` wires a call's audio by default (serve: the call's policy's source and
     /// recording directory).
     pub answer_audio: AnswerAudio,
     /// Per-client queue length ([`QUEUE_LINES`]).
@@ -89,7 +90,7 @@ impl Default for ControlOptions {
     fn default() -> Self {
         ControlOptions {
             accounts: Vec::new(),
-            answer_audio: Arc::new(|_, _| CallAudio::default()),
+            answer_audio: Arc::new(|_, _, _| CallAudio::default()),
             queue_lines: QUEUE_LINES,
         }
     }
@@ -508,15 +509,10 @@ impl Shared {
             check_record_path(&r)?;
             audio.sink = AudioSinkSpec::File(r);
         }
-        let call = self
-            .handle
+        self.handle
             .dial_as(account.as_deref(), to, audio)
             .await
-            .map_err(|e| e.to_string())?;
-        if let Some(a) = account {
-            self.tracker().set_account(call, a);
-        }
-        Ok(call)
+            .map_err(|e| e.to_string())
     }
 
     async fn accept(
@@ -525,8 +521,8 @@ impl Shared {
         play: Option<PathBuf>,
         record: Option<PathBuf>,
     ) -> Result<(), String> {
-        let peer = self.tracker().peer(call).unwrap_or_default();
-        let mut audio = (self.answer_audio)(call, &peer);
+        let (peer, account) = self.tracker().peer(call).unwrap_or_default();
+        let mut audio = (self.answer_audio)(call, &peer, account.as_deref());
         if let Some(p) = play {
             crate::headless::check_wav(&p)?;
             audio.source = AudioSourceSpec::File(p);

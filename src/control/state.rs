@@ -50,7 +50,7 @@ pub struct CallStatus {
     /// incoming or outgoing.
     pub direction: &'static str,
     pub peer: String,
-    /// The account it was placed as (calls placed through this socket with `account`).
+    /// The account it was placed as or arrived for (`null`: a direct call).
     pub account: Option<String>,
     pub state: CallState,
     /// The codec, from the call's first media statistics.
@@ -68,10 +68,6 @@ pub struct Tracker {
     transports: Vec<&'static str>,
     accounts: Vec<AccountStatus>,
     calls: BTreeMap<CallId, CallStatus>,
-    /// Highest call id seen in an event: a lower id that is not in `calls` has ended.
-    highest_seen: u64,
-    /// Accounts of calls placed through the socket whose first event has not come yet.
-    pending_accounts: BTreeMap<CallId, String>,
 }
 
 impl Tracker {
@@ -82,8 +78,6 @@ impl Tracker {
             transports: Vec::new(),
             accounts,
             calls: BTreeMap::new(),
-            highest_seen: 0,
-            pending_accounts: BTreeMap::new(),
         }
     }
 
@@ -126,15 +120,16 @@ impl Tracker {
                 a.expires = *expires;
             }
             Event::Call {
-                call, state, peer, ..
+                call,
+                state,
+                peer,
+                account,
+                ..
             } => {
-                self.highest_seen = self.highest_seen.max(call.0);
                 if state.is_final() {
                     self.calls.remove(call);
-                    self.pending_accounts.remove(call);
                     return;
                 }
-                let pending = &mut self.pending_accounts;
                 let c = self.calls.entry(*call).or_insert_with(|| CallStatus {
                     call: *call,
                     direction: if *state == CallState::Incoming {
@@ -143,7 +138,7 @@ impl Tracker {
                         "outgoing"
                     },
                     peer: peer.clone(),
-                    account: pending.remove(call),
+                    account: account.clone(),
                     state: *state,
                     codec: None,
                     started: now,
@@ -151,6 +146,9 @@ impl Tracker {
                 });
                 c.state = *state;
                 c.peer = peer.clone();
+                if account.is_some() {
+                    c.account = account.clone();
+                }
                 if *state == CallState::Connected && c.answered.is_none() {
                     c.answered = Some(now);
                 }
@@ -167,16 +165,6 @@ impl Tracker {
             | Event::Warning { .. }
             | Event::Control { .. } => {}
         }
-    }
-
-    /// Note the account a call was placed as (its first event may come before or after).
-    pub fn set_account(&mut self, call: CallId, account: String) {
-        if let Some(c) = self.calls.get_mut(&call) {
-            c.account = Some(account);
-        } else if call.0 > self.highest_seen {
-            self.pending_accounts.insert(call, account);
-        }
-        // else: the call has already ended.
     }
 
     /// The engine's SIP address.
@@ -204,9 +192,11 @@ impl Tracker {
         self.calls.get(&call).map(|c| c.state)
     }
 
-    /// A current call's peer.
-    pub fn peer(&self, call: CallId) -> Option<String> {
-        self.calls.get(&call).map(|c| c.peer.clone())
+    /// A current call's peer and account.
+    pub fn peer(&self, call: CallId) -> Option<(String, Option<String>)> {
+        self.calls
+            .get(&call)
+            .map(|c| (c.peer.clone(), c.account.clone()))
     }
 }
 
@@ -227,6 +217,7 @@ mod tests {
             call: CallId(n),
             state,
             peer: format!("sip:p{n}@127.0.0.1"),
+            account: (n % 2 == 0).then(|| "work".to_string()),
             code: None,
             reason: None,
         }
@@ -273,29 +264,12 @@ mod tests {
         assert_eq!(calls[0].answered, Some(103));
         assert_eq!(calls[0].codec.as_deref(), Some("PCMA"));
         assert_eq!(calls[1].direction, "incoming");
+        assert_eq!(calls[0].account, None);
+        assert_eq!(calls[1].account.as_deref(), Some("work"));
         assert_eq!(t.call_state(CallId(2)), Some(CallState::Incoming));
         t.on_event_at(&call(1, CallState::HangupLocal), 110);
         t.on_event_at(&call(2, CallState::Missed), 110);
         assert!(t.calls().is_empty());
-    }
-
-    #[test]
-    fn the_account_of_a_dialed_call_sticks_whichever_comes_first() {
-        let mut t = tracker();
-        // The reply before the event.
-        t.set_account(CallId(1), "work".into());
-        t.on_event_at(&call(1, CallState::Dialing), 1);
-        assert_eq!(t.calls()[0].account.as_deref(), Some("work"));
-        // The event before the reply.
-        t.on_event_at(&call(2, CallState::Dialing), 1);
-        t.set_account(CallId(2), "home".into());
-        assert_eq!(t.calls()[1].account.as_deref(), Some("home"));
-        // A call that has already ended is not brought back.
-        t.on_event_at(&call(3, CallState::Dialing), 1);
-        t.on_event_at(&call(3, CallState::NetworkFailure), 1);
-        t.set_account(CallId(3), "work".into());
-        assert_eq!(t.calls().len(), 2);
-        assert!(t.pending_accounts.is_empty());
     }
 
     #[test]

@@ -40,6 +40,8 @@ struct Call {
     id: CallId,
     direction: CallDirection,
     peer: String,
+    /// The account the call was placed as or arrived for.
+    account: Option<String>,
     state: CallState,
     local_ip: IpAddr,
     rtp: Option<Arc<UdpSocket>>,
@@ -546,6 +548,7 @@ impl EngineActor {
                     reason: format!("no local RTP port: {e}"),
                 })?;
         let offer = sdp::create_offer(&local_media).into_bytes();
+        let account_name = account.as_ref().map(|a| a.name.clone());
         let identity = CallIdentity {
             from: account.as_ref().map(|a| a.aor.clone()),
             route: account.as_ref().and_then(|a| a.outbound_proxy.clone()),
@@ -563,6 +566,7 @@ impl EngineActor {
                 id: call,
                 direction: CallDirection::Outgoing,
                 peer: peer.clone(),
+                account: account_name.clone(),
                 state: CallState::Dialing,
                 local_ip: local.ip(),
                 rtp: Some(rtp),
@@ -580,6 +584,7 @@ impl EngineActor {
             call,
             state: CallState::Dialing,
             peer,
+            account: account_name,
             code: None,
             reason: None,
         });
@@ -656,6 +661,8 @@ impl EngineActor {
             session_id: self.rng.random_range(1..u32::MAX as u64),
             session_version: 1,
             username: "termphone".into(),
+            // RTCP is not sent or read by the engine yet: do not promise it on the RTP port.
+            rtcp_mux: false,
         };
         Ok((Arc::new(socket), local_media))
     }
@@ -713,6 +720,17 @@ impl EngineActor {
             let tx = self.rtp_tx.clone();
             c.rtp_task = Some(tokio::spawn(async move {
                 let mut buf = vec![0u8; 2048];
+                // What queued up before the media started (the peer sends as soon as it
+                // answers; we start at its 200 OK, later if that was lost) is stale: played
+                // now it would only add delay, and its arrival all at once would look like a
+                // burst of network jitter to the jitter buffer.
+                let mut stale = 0usize;
+                while rtp.try_recv_from(&mut buf).is_ok() {
+                    stale += 1;
+                }
+                if stale > 0 {
+                    tracing::debug!(call = %call, stale, "dropped RTP queued before the media started");
+                }
                 while let Ok((n, _src)) = rtp.recv_from(&mut buf).await {
                     if tx.try_send((id, buf[..n].to_vec())).is_err() && tx.is_closed() {
                         break;
@@ -778,6 +796,7 @@ impl EngineActor {
             call: c.id,
             state,
             peer: c.peer.clone(),
+            account: c.account.clone(),
             code,
             reason,
         };
@@ -828,8 +847,12 @@ impl EngineActor {
                 to: _,
                 offer,
                 local,
+                registration,
             } => {
                 let peer = from.uri.to_string();
+                let account = registration
+                    .and_then(|r| self.registrations.get(&r))
+                    .map(|(name, _, _)| name.clone());
                 let local_ip = local.ip();
                 self.calls.insert(
                     call,
@@ -837,6 +860,7 @@ impl EngineActor {
                         id: CallId(call),
                         direction: CallDirection::Incoming,
                         peer: peer.clone(),
+                        account: account.clone(),
                         state: CallState::Incoming,
                         local_ip,
                         rtp: None,
@@ -860,6 +884,7 @@ impl EngineActor {
                     call: CallId(call),
                     state: CallState::Incoming,
                     peer,
+                    account,
                     code: None,
                     reason: None,
                 });

@@ -207,6 +207,12 @@ pub struct CallMediaStats {
     pub concealed: u64,
     pub bad_packets: u64,
     pub jitter_ms: f64,
+    /// The jitter buffer's current target delay (adapts to the measured jitter).
+    pub buffer_ms: f64,
+    /// Frames dropped to shrink the buffer's delay (in pauses where possible).
+    pub discarded: u64,
+    /// Frames inserted to grow the buffer's delay.
+    pub stretched: u64,
 }
 
 /// What happened, for every front end. Events carry ids and the new state, so a late
@@ -235,6 +241,9 @@ pub enum Event {
         call: CallId,
         state: CallState,
         peer: String,
+        /// The account the call was placed as or arrived for (`None`: a direct call).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<u16>,
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -171,6 +171,9 @@ impl CallMedia {
             concealed: s.concealed,
             bad_packets: s.bad_packets,
             jitter_ms: s.jitter_ms,
+            buffer_ms: (s.buffer_ms * 10.0).round() / 10.0,
+            discarded: s.discarded,
+            stretched: s.stretched,
         }
     }
 

@@ -40,10 +40,14 @@ pub fn human(event: &Event) -> String {
             call,
             state,
             peer,
+            account,
             code,
             reason,
         } => {
             let mut s = format!("{call} {state} {peer}");
+            if let Some(account) = account {
+                s.push_str(&format!(" [{account}]"));
+            }
             if let Some(code) = code {
                 s.push_str(&format!(" {code}"));
             }
@@ -69,13 +73,14 @@ pub fn human(event: &Event) -> String {
         }
         Event::Dtmf { call, digit } => format!("{call} dtmf {digit}"),
         Event::Stats { call, stats } => format!(
-            "{call} stats codec={} sent={} received={} lost={} late={} jitter={:.1}ms",
+            "{call} stats codec={} sent={} received={} lost={} late={} jitter={:.1}ms buffer={:.0}ms",
             stats.codec,
             stats.packets_sent,
             stats.packets_received,
             stats.lost,
             stats.late,
-            stats.jitter_ms
+            stats.jitter_ms,
+            stats.buffer_ms
         ),
         Event::Recording { call, path } => format!("{call} recording to {}", path.display()),
         Event::Warning {

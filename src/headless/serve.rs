@@ -1,12 +1,14 @@
 //! `termphone serve`: answer calls unattended by a policy, print events, stop cleanly on
 //! SIGINT/SIGTERM (BYE for every call, recordings closed, exit 0).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{check_wav, termination_signal, EventPrinter};
+use crate::config::{AnswerAudio, AutoAnswer};
 use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallId, CallState, Event};
 use crate::engine::{Engine, EngineHandle};
 
@@ -23,6 +25,69 @@ pub struct ServePolicy {
     pub hangup_after: Option<Duration>,
     /// Reject every call with this code instead of answering.
     pub reject: Option<u16>,
+    /// Neither answer nor reject: the call rings until answered by hand (`termphone ctl
+    /// accept`) or the caller gives up (an account's `auto_answer = "off"`).
+    pub manual: bool,
+}
+
+impl ServePolicy {
+    /// The policy an account's `auto_answer` describes.
+    pub fn from_auto_answer(aa: &AutoAnswer) -> ServePolicy {
+        let mut p = ServePolicy {
+            answer_delay: Duration::ZERO,
+            source: AudioSourceSpec::Silence,
+            record_dir: None,
+            hangup_after: None,
+            reject: None,
+            manual: false,
+        };
+        match aa {
+            AutoAnswer::Off => p.manual = true,
+            AutoAnswer::Reject(code) => p.reject = Some(*code),
+            AutoAnswer::Answer(a) => {
+                p.answer_delay = Duration::from_secs(a.delay_secs.into());
+                p.source = match &a.audio {
+                    AnswerAudio::Silence => AudioSourceSpec::Silence,
+                    AnswerAudio::Echo => AudioSourceSpec::Echo,
+                    AnswerAudio::File(f) => AudioSourceSpec::File(f.clone()),
+                };
+                p.record_dir = a.record_dir.clone();
+                p.hangup_after = a.hangup_after_secs.map(|s| Duration::from_secs(s.into()));
+            }
+        }
+        p
+    }
+}
+
+/// The policy for each call: an account's own `auto_answer` for calls to that account, the
+/// command line's for every other call.
+#[derive(Debug, Clone)]
+pub struct Policies {
+    /// From the command line: direct calls and accounts without `auto_answer`.
+    pub default: ServePolicy,
+    /// Account name → its `auto_answer` policy.
+    pub accounts: HashMap<String, ServePolicy>,
+}
+
+impl Policies {
+    /// The policy for a call that arrived for `account`.
+    pub fn for_call(&self, account: Option<&str>) -> &ServePolicy {
+        account
+            .and_then(|a| self.accounts.get(a))
+            .unwrap_or(&self.default)
+    }
+
+    /// Check every policy's files before listening; errors name the account.
+    pub fn validate(&self) -> Result<(), String> {
+        validate(&self.default)?;
+        let mut names: Vec<_> = self.accounts.keys().collect();
+        names.sort();
+        for name in names {
+            validate(&self.accounts[name])
+                .map_err(|e| format!("account {name:?} auto_answer: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Check the policy's files before listening.
@@ -39,8 +104,8 @@ pub fn validate(policy: &ServePolicy) -> Result<(), String> {
     Ok(())
 }
 
-/// Run until SIGINT/SIGTERM (after [`validate`]); returns the exit status.
-pub async fn run(engine: Engine, policy: ServePolicy, printer: EventPrinter) -> i32 {
+/// Run until SIGINT/SIGTERM (after [`Policies::validate`]); returns the exit status.
+pub async fn run(engine: Engine, policies: Policies, printer: EventPrinter) -> i32 {
     let Engine {
         handle,
         mut events,
@@ -53,8 +118,11 @@ pub async fn run(engine: Engine, policy: ServePolicy, printer: EventPrinter) -> 
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     printer.print(&ev);
-                    if let Event::Call { call, state: CallState::Incoming, peer, .. } = &ev {
-                        tokio::spawn(handle_call(handle.clone(), *call, peer.clone(), policy.clone()));
+                    if let Event::Call { call, state: CallState::Incoming, peer, account, .. } = &ev {
+                        let policy = policies.for_call(account.as_deref());
+                        if !policy.manual {
+                            tokio::spawn(handle_call(handle.clone(), *call, peer.clone(), policy.clone()));
+                        }
                     }
                 }
                 Err(RecvError::Lagged(n)) => eprintln!("termphone: {n} events were dropped"),

@@ -1,9 +1,22 @@
 //! Jitter buffer: reorders RTP packets and releases one frame per playout tick, driven by `now`.
 //!
-//! Fixed target delay for now: playout starts `target_delay` after the first packet arrived and
-//! then advances one frame of RTP timestamp per [`JitterBuffer::pop`] call (the caller ticks every
-//! frame duration). Packets are matched to playout slots by timestamp, so gaps in the audio's
-//! sequence numbers (telephone-event packets, DTX) are not mistaken for misordering.
+//! Playout starts `target_delay` after the first packet arrived and then advances one frame of
+//! RTP timestamp per [`JitterBuffer::pop`] call (the caller ticks every frame duration).
+//! Packets are matched to playout slots by timestamp, so gaps in the audio's sequence numbers
+//! (telephone-event packets, DTX) are not mistaken for misordering.
+//!
+//! **Adaptation.** Every packet's relative transit time (arrival minus its timestamp, as a
+//! duration) goes into a sliding window. The spread of the window (a high quantile minus the
+//! minimum) is how much later than the earliest packets the late ones come; the target delay
+//! is that spread plus a margin, between `min_delay` (the floor) and `ceiling`. The *playout
+//! delay* is how far playout runs behind the earliest possible arrival of the slot being
+//! played. [`JitterBuffer::adjustment`] says whether it should grow (the target rose: late
+//! packets would be lost) or shrink (the target fell: latency to win back); the player does it
+//! where it is not heard — it plays one extra frame of silence ([`JitterBuffer::stretch`]) or
+//! drops one quiet frame (pops twice, [`JitterBuffer::note_discarded`]) — so growing is quick
+//! and shrinking waits for a pause. The buffer never decides alone except for `max_delay`
+//! overflow, a hard limit. The window forgets after `estimate_window`, so the target comes
+//! back down some seconds after the jitter does.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -28,6 +41,19 @@ pub struct JitterConfig {
     /// Consecutive missing frames with an empty buffer after which playout stops and restarts
     /// (with the target delay) on the next packet.
     pub idle_after_frames: u32,
+    /// Adapt the target delay to the measured jitter ([`JitterBuffer::adjustment`]).
+    pub adaptive: bool,
+    /// Floor of the adaptive target delay.
+    pub min_delay: Duration,
+    /// Ceiling of the adaptive target delay (keep it below `max_delay`).
+    pub ceiling: Duration,
+    /// How long arrival measurements are remembered for the estimate.
+    pub estimate_window: Duration,
+    /// Quantile of the transit spread the target covers, per mille (970: 3 packets in 100
+    /// may come too late for their slot).
+    pub quantile_permille: u16,
+    /// Added to the measured spread.
+    pub margin: Duration,
     /// A sequence number this far ahead of the highest seen resets the buffer.
     pub max_seq_jump: u16,
     /// A sequence number this far behind the highest seen resets the buffer (RFC 3550 A.1).
@@ -39,7 +65,8 @@ pub struct JitterConfig {
 }
 
 impl JitterConfig {
-    /// Defaults for a clock rate and frame length: 60 ms target, 300 ms max, 5 frames of
+    /// Defaults for a clock rate and frame length: 60 ms initial target adapting between
+    /// 20 ms and 240 ms to the 97th percentile of the last 4 s, 300 ms max, 5 frames of
     /// concealment, idle after 1 s.
     pub fn new(clock_rate: u32, ptime_ms: u32) -> JitterConfig {
         let ptime_ms = ptime_ms.max(1);
@@ -51,6 +78,12 @@ impl JitterConfig {
             max_delay: Duration::from_millis(300),
             max_conceal_frames: 5,
             idle_after_frames: (1000 / ptime_ms).max(1),
+            adaptive: true,
+            min_delay: Duration::from_millis(20),
+            ceiling: Duration::from_millis(240),
+            estimate_window: Duration::from_secs(4),
+            quantile_permille: 970,
+            margin: Duration::from_millis(5),
             max_seq_jump: 3000,
             max_misorder: 100,
             max_ts_jump: Duration::from_secs(2),
@@ -74,6 +107,17 @@ pub enum Playout {
     Silence,
 }
 
+/// What the player should do to the playout delay (see [`JitterBuffer::adjustment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adjust {
+    /// Keep it.
+    Keep,
+    /// Play one frame more than arrives ([`JitterBuffer::stretch`]).
+    Grow,
+    /// Play one frame less (pop twice, drop the quieter one).
+    Shrink,
+}
+
 /// Counters of a [`JitterBuffer`]; all cumulative over resets.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JitterStats {
@@ -92,6 +136,20 @@ pub struct JitterStats {
     pub resets: u64,
     /// Packets dropped because more than `max_delay` was buffered.
     pub overflow: u64,
+    /// Frames dropped by the player to shrink the delay ([`JitterBuffer::note_discarded`]).
+    pub discarded: u64,
+    /// Extra frames played to grow the delay ([`JitterBuffer::stretch`]).
+    pub stretched: u64,
+}
+
+/// The initial target: the configured one, within the adaptive bounds when adapting.
+fn cfg_target(cfg: &JitterConfig) -> Duration {
+    if cfg.adaptive {
+        cfg.target_delay
+            .clamp(cfg.min_delay, cfg.ceiling.max(cfg.min_delay))
+    } else {
+        cfg.target_delay
+    }
 }
 
 /// How many played sequence numbers are remembered to tell duplicates from late packets.
@@ -105,6 +163,9 @@ pub struct JitterBuffer {
     cfg: JitterConfig,
     stats: JitterStats,
     ssrc: Option<u32>,
+    /// The SSRC before the last change: its packets still in flight are dropped instead of
+    /// switching back and forth.
+    retired_ssrc: Option<u32>,
     /// Highest extended sequence number seen, and the extended timestamp of that packet.
     highest: Option<(i64, i64)>,
     /// Buffered packets by extended sequence number, with their extended timestamps.
@@ -115,6 +176,9 @@ pub struct JitterBuffer {
     /// Extended timestamp of the next slot to play.
     play_ts: Option<i64>,
     missing_run: u32,
+    /// `Conceal`s handed out since the last frame played: if the next packet follows the last
+    /// without a sequence gap, they covered a DTX pause, not a loss, and are not counted.
+    conceal_since_frame: u64,
     late_run: u32,
     last_pop: Option<Instant>,
     /// Extended sequence number of the last frame played (or dropped for overflow).
@@ -125,27 +189,41 @@ pub struct JitterBuffer {
     skipped: VecDeque<i64>,
     /// Recently dropped late sequence numbers (so a copy of one counts as a duplicate).
     late_seen: VecDeque<i64>,
+    /// Reference instant of the transit measurements.
+    epoch: Option<Instant>,
+    /// (arrival, relative transit in µs) of recent packets, oldest first.
+    transits: VecDeque<(Instant, i64)>,
+    /// Scratch space for the quantile (no allocation per tick once grown).
+    scratch: Vec<i64>,
+    /// The current adaptive target.
+    target: Duration,
 }
 
 impl JitterBuffer {
     /// An empty buffer.
     pub fn new(cfg: JitterConfig) -> JitterBuffer {
         JitterBuffer {
-            cfg,
             stats: JitterStats::default(),
             ssrc: None,
+            retired_ssrc: None,
             highest: None,
             buf: BTreeMap::new(),
             first_arrival: None,
             playing: false,
             play_ts: None,
             missing_run: 0,
+            conceal_since_frame: 0,
             late_run: 0,
             last_pop: None,
             last_seq: None,
             played: VecDeque::with_capacity(PLAYED_MEMORY),
             skipped: VecDeque::with_capacity(SKIP_MEMORY),
             late_seen: VecDeque::with_capacity(SKIP_MEMORY),
+            epoch: None,
+            transits: VecDeque::new(),
+            scratch: Vec::new(),
+            target: cfg_target(&cfg),
+            cfg,
         }
     }
 
@@ -202,17 +280,22 @@ impl JitterBuffer {
         self.playing = false;
         self.play_ts = None;
         self.missing_run = 0;
+        self.conceal_since_frame = 0;
         self.late_run = 0;
         self.last_seq = None;
         self.played.clear();
         self.skipped.clear();
         self.late_seen.clear();
+        self.epoch = None;
+        self.transits.clear();
+        self.target = cfg_target(&self.cfg);
     }
 
     /// Extend the packet's seq/ts, resetting first on a new SSRC or a jump. Returns (seq, ts).
     fn extend(&mut self, pkt: &RtpPacket) -> (i64, i64) {
-        if self.ssrc.is_some_and(|s| s != pkt.ssrc) {
+        if let Some(old) = self.ssrc.filter(|&s| s != pkt.ssrc) {
             self.reset();
+            self.retired_ssrc = Some(old);
         }
         if let Some((hs, hts)) = self.highest {
             let seq = extend_seq(hs, pkt.seq);
@@ -277,6 +360,11 @@ impl JitterBuffer {
     /// A packet arrived at `now`.
     pub fn push(&mut self, now: Instant, pkt: RtpPacket) {
         self.stats.received += 1;
+        if self.retired_ssrc == Some(pkt.ssrc) {
+            // a straggler of the stream before the last SSRC change
+            self.stats.late += 1;
+            return;
+        }
         let (seq, ts) = self.extend(&pkt);
         if self.buf.contains_key(&seq)
             || self.played.contains(&seq)
@@ -285,6 +373,7 @@ impl JitterBuffer {
             self.stats.duplicates += 1;
             return;
         }
+        self.note_transit(now, ts);
         if self.play_ts.is_some_and(|p| ts < p) {
             self.stats.late += 1;
             self.late_run += 1;
@@ -300,6 +389,92 @@ impl JitterBuffer {
         }
         self.late_run = 0;
         self.insert(now, seq, ts, pkt);
+    }
+
+    /// Microseconds of RTP time for an extended timestamp.
+    fn ts_micros(&self, ts: i64) -> i64 {
+        ts.saturating_mul(1_000_000) / i64::from(self.cfg.clock_rate.max(1))
+    }
+
+    fn note_transit(&mut self, now: Instant, ts: i64) {
+        let epoch = *self.epoch.get_or_insert(now);
+        let arrival = now.saturating_duration_since(epoch).as_micros() as i64;
+        let transit = arrival - self.ts_micros(ts);
+        while self
+            .transits
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > self.cfg.estimate_window)
+        {
+            self.transits.pop_front();
+        }
+        self.transits.push_back((now, transit));
+    }
+
+    /// The smallest relative transit in the window (µs).
+    fn min_transit(&self) -> Option<i64> {
+        self.transits.iter().map(|(_, t)| *t).min()
+    }
+
+    /// The target delay the buffer is steering towards now.
+    pub fn target_delay(&self) -> Duration {
+        self.target
+    }
+
+    /// How far playout runs behind the earliest possible arrival of the slot it plays next
+    /// (None before playout starts).
+    pub fn playout_delay(&self, now: Instant) -> Option<Duration> {
+        let (epoch, play_ts, min) = (self.epoch?, self.play_ts?, self.min_transit()?);
+        if !self.playing {
+            return None;
+        }
+        let now_us = now.saturating_duration_since(epoch).as_micros() as i64;
+        let earliest = self.ts_micros(play_ts) + min;
+        Some(Duration::from_micros((now_us - earliest).max(0) as u64))
+    }
+
+    /// Recompute the target from the window and say what the playout delay should do. Call
+    /// once per tick before [`JitterBuffer::pop`]. Always `Keep` when not adaptive or not
+    /// playing.
+    pub fn adjustment(&mut self, now: Instant) -> Adjust {
+        if !self.cfg.adaptive || !self.playing {
+            return Adjust::Keep;
+        }
+        // Below a few packets the estimate means nothing: keep the initial target.
+        if self.transits.len() >= 8 {
+            self.scratch.clear();
+            self.scratch.extend(self.transits.iter().map(|(_, t)| *t));
+            let min = self.scratch.iter().copied().min().unwrap_or(0);
+            let q = usize::from(self.cfg.quantile_permille.min(1000));
+            let k = ((self.scratch.len() - 1) * q + 500) / 1000;
+            let (_, high, _) = self.scratch.select_nth_unstable(k);
+            let spread = Duration::from_micros((*high - min).max(0) as u64);
+            self.target = (spread + self.cfg.margin).clamp(self.cfg.min_delay, self.cfg.ceiling);
+        }
+        let Some(delay) = self.playout_delay(now) else {
+            return Adjust::Keep;
+        };
+        let frame = self.cfg.frame_duration;
+        // The target already holds a margin: below it, some packets would miss their slot.
+        if delay < self.target {
+            Adjust::Grow
+        } else if delay > self.target + frame {
+            Adjust::Shrink
+        } else {
+            Adjust::Keep
+        }
+    }
+
+    /// The player played a frame of its own (silence or concealment) at `now` instead of
+    /// popping one: playout falls one frame further behind (grows the delay).
+    pub fn stretch(&mut self, now: Instant) {
+        self.last_pop = Some(now);
+        self.stats.stretched += 1;
+    }
+
+    /// The player dropped the frame it just popped (and will pop the next one in the same
+    /// tick) to shrink the delay.
+    pub fn note_discarded(&mut self) {
+        self.stats.discarded += 1;
     }
 
     fn insert(&mut self, now: Instant, seq: i64, ts: i64, pkt: RtpPacket) {
@@ -318,6 +493,13 @@ impl JitterBuffer {
     }
 
     fn mark_played(&mut self, seq: i64) {
+        if self.last_seq.is_some_and(|last| seq == last + 1) {
+            self.stats.concealed = self
+                .stats
+                .concealed
+                .saturating_sub(self.conceal_since_frame);
+        }
+        self.conceal_since_frame = 0;
         if let Some(last) = self.last_seq {
             let gap = (seq - last - 1).max(0) as u64;
             let known = self
@@ -393,6 +575,16 @@ impl JitterBuffer {
             }
         }
         self.play_ts = Some(play_ts + frame_ts);
+        // The next packet follows the last one played without a gap in sequence numbers: the
+        // sender sent nothing for this slot (DTX, a pause), nothing was lost — play silence.
+        let dtx = match (self.buf.first_key_value(), self.last_seq) {
+            (Some((&seq, _)), Some(last)) => seq == last + 1,
+            _ => false,
+        };
+        if dtx {
+            self.missing_run = 0;
+            return Playout::Silence;
+        }
         self.missing_run += 1;
         if self.buf.is_empty() && self.missing_run >= self.cfg.idle_after_frames {
             self.playing = false;
@@ -400,6 +592,7 @@ impl JitterBuffer {
         }
         if self.missing_run <= self.cfg.max_conceal_frames {
             self.stats.concealed += 1;
+            self.conceal_since_frame += 1;
             Playout::Conceal
         } else {
             Playout::Silence

@@ -1,13 +1,20 @@
-//! Media, sans-IO: RTP packets, G.711, jitter buffer, DTMF and the per-call session.
+//! Media, sans-IO: RTP and RTCP packets, G.711 and G.722, loss concealment, jitter buffer,
+//! DTMF, the per-call session, RTCP reporting and the E-model call-quality estimate.
 //!
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
 pub mod codec;
 pub mod dtmf;
+pub mod emodel;
 pub mod jitter;
+pub mod plc;
+pub mod rtcp;
+pub mod rtcp_session;
 pub mod rtp;
 pub mod session;
 
 pub use codec::{codec_by_name, Codec};
+pub use rtcp::{is_rtcp, RtcpError, RtcpPacket};
+pub use rtcp_session::{CallQuality, QualityInputs, RtcpConfig, RtcpEvent, RtcpSession};
 pub use rtp::{RtpError, RtpPacket};
 pub use session::{CodecParams, MediaConfig, MediaError, MediaEvent, MediaSession, MediaStats};

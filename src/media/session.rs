@@ -10,7 +10,10 @@ use core::fmt;
 
 use super::codec::{codec_by_name, Codec};
 use super::dtmf::{DtmfReceiver, DtmfSender, DtmfSenderConfig};
-use super::jitter::{JitterBuffer, JitterConfig, Playout};
+use super::emodel::CodecImpairment;
+use super::jitter::{Adjust, JitterBuffer, JitterConfig, Playout};
+use super::rtcp::RtcpError;
+use super::rtcp_session::{CallQuality, QualityInputs, RtcpConfig, RtcpEvent, RtcpSession};
 use super::rtp::{extend_seq, RtpPacket};
 
 /// The negotiated codec (what SDP said), independent of the SIP layer's types.
@@ -126,6 +129,28 @@ pub struct MediaStats {
     pub bad_packets: u64,
     /// Interarrival jitter (RFC 3550 A.8) of the audio packets, in ms.
     pub jitter_ms: f64,
+    /// Frames dropped to shrink the playout delay (taken from pauses where possible).
+    pub discarded: u64,
+    /// Frames inserted to grow the playout delay.
+    pub stretched: u64,
+    /// The jitter buffer's current target delay, in ms.
+    pub buffer_ms: f64,
+}
+
+/// A decoded frame below this RMS (about −40 dBFS) is a pause: the playout delay may change
+/// there without being heard.
+const QUIET_RMS: f64 = 330.0;
+/// Growing waits at most this many frames for a pause, then conceals during speech.
+const GROW_WAIT_FRAMES: u32 = 25;
+/// Shrinking waits at most this many frames for a pause, then drops a frame during speech.
+const SHRINK_WAIT_FRAMES: u32 = 150;
+
+fn is_quiet(pcm: &[i16]) -> bool {
+    if pcm.is_empty() {
+        return true;
+    }
+    let energy: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+    energy / (pcm.len() as f64) < QUIET_RMS * QUIET_RMS
 }
 
 /// A sequence number this far ahead of the highest seen restarts loss counting (RFC 3550 A.1).
@@ -167,11 +192,19 @@ pub struct MediaSession {
     events: VecDeque<MediaEvent>,
     stats: MediaStats,
     rx: Option<RxSource>,
+    /// The remote SSRC before the last change (its stragglers are not a new source).
+    retired_ssrc: Option<u32>,
     lost_before: u64,
     /// Reference for arrival times in timestamp units.
     epoch: Option<Instant>,
     pcm: Vec<i16>,
     payload: Vec<u8>,
+    /// RTCP reporting, once [`MediaSession::enable_rtcp`] was called.
+    rtcp: Option<RtcpSession>,
+    /// The last frame played was a pause.
+    last_quiet: bool,
+    /// Frames since a change of the playout delay was first wanted (waiting for a pause).
+    adjust_wait: u32,
 }
 
 impl fmt::Debug for MediaSession {
@@ -226,10 +259,14 @@ impl MediaSession {
             events: VecDeque::new(),
             stats: MediaStats::default(),
             rx: None,
+            retired_ssrc: None,
             lost_before: 0,
             epoch: None,
             pcm: Vec::with_capacity(frame_samples),
             payload: Vec::with_capacity(frame_samples),
+            rtcp: None,
+            last_quiet: true,
+            adjust_wait: 0,
             codec,
             cfg,
         })
@@ -248,12 +285,12 @@ impl MediaSession {
     /// Every frame: the captured PCM (None when muted or no source: silence is sent) goes out as
     /// RTP; the datagrams to send are appended to `out`. While a DTMF digit is on the wire,
     /// telephone-event packets replace audio.
-    pub fn on_tick(&mut self, _now: Instant, captured: Option<&[i16]>, out: &mut Vec<Vec<u8>>) {
+    pub fn on_tick(&mut self, now: Instant, captured: Option<&[i16]>, out: &mut Vec<Vec<u8>>) {
         let ts = self.ts;
         self.ts = self.ts.wrapping_add(self.frame_ts);
         if let (Some(pt), Some(p)) = (self.cfg.telephone_event_pt, self.dtmf_tx.tick(ts)) {
             let bytes = p.event.to_bytes();
-            out.push(self.packet(pt, p.marker, p.timestamp, &bytes));
+            out.push(self.packet(now, pt, p.marker, p.timestamp, &bytes));
             return;
         }
         self.pcm.clear();
@@ -267,11 +304,14 @@ impl MediaSession {
         self.codec.encode(&self.pcm, &mut payload);
         let marker = !self.sent_audio;
         self.sent_audio = true;
-        out.push(self.packet(self.cfg.codec.payload_type, marker, ts, &payload));
+        out.push(self.packet(now, self.cfg.codec.payload_type, marker, ts, &payload));
         self.payload = payload;
     }
 
-    fn packet(&mut self, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
+    fn packet(&mut self, now: Instant, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
+        if let Some(r) = &mut self.rtcp {
+            r.on_rtp_sent(now, ts, payload.len());
+        }
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         self.stats.packets_sent += 1;
@@ -306,6 +346,19 @@ impl MediaSession {
         self.stats.packets_received += 1;
         self.stats.bytes_received += pkt.payload.len() as u64;
         self.track_source(now, &pkt, audio);
+        if let Some(r) = &mut self.rtcp {
+            if audio {
+                r.on_rtp_received(
+                    now,
+                    pkt.ssrc,
+                    pkt.seq,
+                    pkt.timestamp,
+                    self.cfg.codec.clock_rate,
+                );
+            } else {
+                r.on_rtp_received_untimed(now, pkt.ssrc, pkt.seq);
+            }
+        }
         if audio {
             self.jitter.push(now, pkt);
         } else {
@@ -320,11 +373,15 @@ impl MediaSession {
 
     /// RFC 3550 A.1/A.3 counting and A.8 jitter for the packet's source.
     fn track_source(&mut self, now: Instant, pkt: &RtpPacket, audio: bool) {
+        if self.retired_ssrc == Some(pkt.ssrc) {
+            return;
+        }
         let src = match &mut self.rx {
             Some(src) if src.ssrc == pkt.ssrc => src,
             other => {
                 if let Some(old) = other.take() {
                     self.lost_before += old.lost();
+                    self.retired_ssrc = Some(old.ssrc);
                 }
                 let ext = 1 << 16 | i64::from(pkt.seq);
                 self.rx.insert(RxSource {
@@ -366,8 +423,41 @@ impl MediaSession {
 
     /// Every frame: the next frame to play (decoded, concealed or silence). `out` is cleared
     /// and filled with exactly [`MediaSession::frame_samples`] samples.
+    ///
+    /// The jitter buffer's wish to grow or shrink the playout delay is carried out in a pause:
+    /// after a quiet frame one frame of silence is inserted, or a quiet frame is dropped. If
+    /// speech goes on too long, growing conceals a frame and shrinking drops one anyway.
     pub fn playout(&mut self, now: Instant, out: &mut Vec<i16>) {
         out.clear();
+        let adjust = self.jitter.adjustment(now);
+        if adjust == Adjust::Keep {
+            self.adjust_wait = 0;
+        } else {
+            self.adjust_wait += 1;
+        }
+        if adjust == Adjust::Grow && (self.last_quiet || self.adjust_wait > GROW_WAIT_FRAMES) {
+            if !self.last_quiet {
+                self.codec.conceal(self.frame_samples, out);
+            }
+            out.resize(self.frame_samples, 0);
+            self.jitter.stretch(now);
+            self.adjust_wait = 0;
+            return;
+        }
+        self.pop_frame(now, out);
+        if adjust == Adjust::Shrink
+            && (is_quiet(out) || self.adjust_wait > SHRINK_WAIT_FRAMES)
+            && !self.jitter.is_empty()
+        {
+            self.jitter.note_discarded();
+            out.clear();
+            self.pop_frame(now, out);
+            self.adjust_wait = 0;
+        }
+        self.last_quiet = is_quiet(out);
+    }
+
+    fn pop_frame(&mut self, now: Instant, out: &mut Vec<i16>) {
         match self.jitter.pop(now) {
             Playout::Frame(pkt) => self.codec.decode(&pkt.payload, out),
             Playout::Conceal => self.codec.conceal(self.frame_samples, out),
@@ -407,8 +497,69 @@ impl MediaSession {
             duplicates: jb.duplicates,
             concealed: jb.concealed,
             jitter_ms: jitter * 1000.0 / f64::from(self.cfg.codec.clock_rate),
+            discarded: jb.discarded,
+            stretched: jb.stretched,
+            buffer_ms: self.jitter.target_delay().as_secs_f64() * 1000.0,
             ..self.stats
         }
+    }
+
+    /// Start RTCP reporting (RFC 3550) for this stream: from now on received and sent RTP is
+    /// counted for the reports.
+    pub fn enable_rtcp(&mut self, cfg: RtcpConfig, now: Instant) {
+        self.rtcp = Some(RtcpSession::new(cfg, now));
+    }
+
+    /// The RTCP session, if enabled.
+    pub fn rtcp(&self) -> Option<&RtcpSession> {
+        self.rtcp.as_ref()
+    }
+
+    /// An RTCP datagram arrived (compound packet).
+    pub fn handle_rtcp(&mut self, now: Instant, data: &[u8]) -> Result<Vec<RtcpEvent>, RtcpError> {
+        match &mut self.rtcp {
+            Some(r) => r.handle_rtcp(now, data),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// When the next RTCP report is due.
+    pub fn poll_rtcp_timeout(&self) -> Option<Instant> {
+        self.rtcp.as_ref().and_then(RtcpSession::poll_timeout)
+    }
+
+    /// The RTCP timer fired: the report to send, if one is due. `wall` is the current
+    /// wall-clock time for the NTP timestamps.
+    pub fn handle_rtcp_timeout(
+        &mut self,
+        now: Instant,
+        wall: std::time::SystemTime,
+    ) -> Option<Vec<u8>> {
+        self.rtcp.as_mut()?.handle_timeout(now, wall)
+    }
+
+    /// The RTCP BYE (with a last report) to send when the call ends.
+    pub fn rtcp_bye(&mut self, now: Instant, wall: std::time::SystemTime) -> Option<Vec<u8>> {
+        Some(self.rtcp.as_mut()?.bye(now, wall, None))
+    }
+
+    /// Call quality for the stats: loss, jitter and RTT from RTCP, and the E-model's MOS of
+    /// what we hear, with our jitter buffer, the packet time and `device_delay_ms` as the
+    /// local delay and late or discarded frames counted as lost. `None` without RTCP.
+    pub fn quality(&self, device_delay_ms: f64) -> Option<CallQuality> {
+        let rtcp = self.rtcp.as_ref()?;
+        let codec = CodecImpairment::for_codec(&self.cfg.codec.name, true)?;
+        let jb = self.jitter.stats();
+        let expected = jb.received.max(1) as f64;
+        let mut inputs = QualityInputs::new(
+            codec,
+            self.jitter.target_delay().as_secs_f64() * 1000.0
+                + f64::from(self.cfg.ptime_ms)
+                + device_delay_ms,
+        );
+        // Frames dropped to shrink the buffer were pauses, not speech: only late ones count.
+        inputs.discard_pct = jb.late as f64 * 100.0 / expected;
+        Some(rtcp.call_quality(&inputs))
     }
 
     /// The jitter buffer's own counters.

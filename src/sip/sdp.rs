@@ -201,6 +201,9 @@ pub struct LocalMedia {
     pub session_version: u64,
     /// `o=` username ("-" when empty; whitespace is replaced by `_`).
     pub username: String,
+    /// Offer / accept RTP and RTCP on one port (RFC 5761 `a=rtcp-mux`). Without it, RTCP is
+    /// on our RTP port + 1, which the caller must have open.
+    pub rtcp_mux: bool,
 }
 
 impl LocalMedia {
@@ -215,6 +218,7 @@ impl LocalMedia {
             session_id,
             session_version: 0,
             username: "-".to_string(),
+            rtcp_mux: true,
         }
     }
 
@@ -253,6 +257,11 @@ pub struct Negotiated {
     pub direction: Direction,
     /// Packet time in ms the remote asked for (`a=ptime`, 10-200), else 20.
     pub ptime: u32,
+    /// RTCP goes over the RTP port in both directions (RFC 5761; both sides said so).
+    pub rtcp_mux: bool,
+    /// Where to send RTCP: the RTP address when muxed, else `a=rtcp` (RFC 3605) or the RTP
+    /// port + 1.
+    pub remote_rtcp: SocketAddr,
 }
 
 /// Why an SDP could not be used. [`SdpError::sip_status`] gives the SIP status to answer with.
@@ -309,6 +318,7 @@ pub fn create_offer(local: &LocalMedia) -> String {
         &codecs,
         te_pt,
         local.direction,
+        local.rtcp_mux,
     ));
     write_session(&session)
 }
@@ -356,6 +366,7 @@ pub fn create_answer(offer: &str, local: &LocalMedia) -> Result<(String, Negotia
                 &codecs,
                 None,
                 negotiated.direction,
+                negotiated.rtcp_mux,
             ));
         } else {
             answer.medias.push(rejected_media(media));
@@ -406,12 +417,15 @@ pub fn process_answer(offer_sent: &LocalMedia, answer: &str) -> Result<Negotiate
     };
     let addr = connection_addr(&session, media)?;
     let remote_dir = stream_direction(&session, media, addr);
+    let rtcp_mux = offer_sent.rtcp_mux && has_rtcp_mux(media);
     Ok(Negotiated {
         remote: SocketAddr::new(addr, media.port),
         codec,
         telephone_event_pt,
         direction: offer_sent.direction.negotiate(remote_dir),
         ptime: stream_ptime(&session, media),
+        rtcp_mux,
+        remote_rtcp: remote_rtcp(media, addr, rtcp_mux),
     })
 }
 
@@ -477,13 +491,53 @@ fn answer_stream(
     };
     let addr = connection_addr(session, media)?;
     let remote_dir = stream_direction(session, media, addr);
+    let rtcp_mux = local.rtcp_mux && has_rtcp_mux(media);
     Ok(Negotiated {
         remote: SocketAddr::new(addr, media.port),
         codec,
         telephone_event_pt,
         direction: local.direction.negotiate(remote_dir),
         ptime: stream_ptime(session, media),
+        rtcp_mux,
+        remote_rtcp: remote_rtcp(media, addr, rtcp_mux),
     })
+}
+
+fn has_rtcp_mux(media: &sdp::Media) -> bool {
+    media
+        .attributes
+        .iter()
+        .any(|a| a.attribute.eq_ignore_ascii_case("rtcp-mux"))
+}
+
+/// Where the remote receives RTCP: its RTP address when muxed; else `a=rtcp:PORT [IN IP4
+/// ADDR]` (RFC 3605), else the RTP port + 1 (RFC 3550 §11).
+fn remote_rtcp(media: &sdp::Media, addr: IpAddr, mux: bool) -> SocketAddr {
+    if mux {
+        return SocketAddr::new(addr, media.port);
+    }
+    let attr = media
+        .attributes
+        .iter()
+        .find(|a| a.attribute.eq_ignore_ascii_case("rtcp"))
+        .and_then(|a| a.value.as_deref());
+    if let Some(value) = attr {
+        let mut it = value.split_ascii_whitespace();
+        if let Some(port) = it
+            .next()
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|&p| p > 0)
+        {
+            let ip = match (it.next(), it.next(), it.next()) {
+                (Some(net), Some(_), Some(a)) if net.eq_ignore_ascii_case("IN") => {
+                    a.parse::<IpAddr>().unwrap_or(addr)
+                }
+                _ => addr,
+            };
+            return SocketAddr::new(ip, port);
+        }
+    }
+    SocketAddr::new(addr, media.port.saturating_add(1))
 }
 
 /// The formats of an m= line in its order, resolved through rtpmap or the static table.
@@ -632,6 +686,7 @@ fn audio_media(
     codecs: &[CodecSpec],
     te_pt: Option<u8>,
     direction: Direction,
+    rtcp_mux: bool,
 ) -> sdp::Media {
     let mut all: Vec<CodecSpec> = codecs.to_vec();
     if let Some(pt) = te_pt {
@@ -676,6 +731,9 @@ fn audio_media(
     }
     media.add_attribute_with_value("ptime", PTIME_MS);
     media.add_attribute(sdp::Attribute::new(direction.as_str()));
+    if rtcp_mux {
+        media.add_attribute(sdp::Attribute::new("rtcp-mux"));
+    }
     media
 }
 
@@ -726,6 +784,54 @@ mod tests {
 
     fn offer_with(audio: &str) -> String {
         format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n{audio}")
+    }
+
+    #[test]
+    fn rtcp_mux_is_offered_and_taken_only_when_both_sides_have_it() {
+        let rtcp = |n: &Negotiated| (n.rtcp_mux, n.remote_rtcp.to_string());
+        assert!(create_offer(&local()).contains("a=rtcp-mux\r\n"));
+        let mut plain = local();
+        plain.rtcp_mux = false;
+        assert!(!create_offer(&plain).contains("rtcp-mux"));
+
+        let muxed = offer_with("m=audio 6000 RTP/AVP 0\r\na=rtcp-mux\r\n");
+        let (answer, n) = create_answer(&muxed, &local()).unwrap();
+        assert!(answer.contains("a=rtcp-mux\r\n"));
+        assert_eq!(rtcp(&n), (true, "127.0.0.1:6000".into()));
+        let (answer, n) = create_answer(&muxed, &plain).unwrap();
+        assert!(!answer.contains("rtcp-mux"));
+        assert_eq!(rtcp(&n), (false, "127.0.0.1:6001".into()));
+
+        let separate = offer_with("m=audio 6000 RTP/AVP 0\r\na=rtcp:7001 IN IP4 127.0.0.9\r\n");
+        let (answer, n) = create_answer(&separate, &local()).unwrap();
+        assert!(!answer.contains("rtcp-mux"), "not offered, not answered");
+        assert_eq!(rtcp(&n), (false, "127.0.0.9:7001".into()));
+        let port_only = offer_with("m=audio 6000 RTP/AVP 0\r\na=rtcp:7003\r\n");
+        assert_eq!(
+            rtcp(&create_answer(&port_only, &local()).unwrap().1),
+            (false, "127.0.0.1:7003".into())
+        );
+        let junk = offer_with("m=audio 6000 RTP/AVP 0\r\na=rtcp:junk\r\n");
+        assert_eq!(
+            rtcp(&create_answer(&junk, &local()).unwrap().1),
+            (false, "127.0.0.1:6001".into())
+        );
+
+        // Our offer's answer: muxed only if the answer says so.
+        let answer = offer_with("m=audio 6000 RTP/AVP 0\r\na=rtcp-mux\r\n");
+        assert_eq!(
+            rtcp(&process_answer(&local(), &answer).unwrap()),
+            (true, "127.0.0.1:6000".into())
+        );
+        assert!(
+            !process_answer(&plain, &answer).unwrap().rtcp_mux,
+            "we did not offer it"
+        );
+        let answer = offer_with("m=audio 6000 RTP/AVP 0\r\n");
+        assert_eq!(
+            rtcp(&process_answer(&local(), &answer).unwrap()),
+            (false, "127.0.0.1:6001".into())
+        );
     }
 
     #[test]

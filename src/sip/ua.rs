@@ -87,6 +87,9 @@ pub enum UaEvent {
         to: Box<NameAddr>,
         offer: Vec<u8>,
         local: SocketAddr,
+        /// The registration (account) the call is for: its To is the account's address of
+        /// record, or its Request-URI the Contact the account registered. `None`: a direct call.
+        registration: Option<RegRef>,
     },
     /// The far end is ringing or sent early media (18x).
     Progress {
@@ -1018,7 +1021,11 @@ impl UserAgent {
         let local_tag = random_token(&mut self.rng, 16);
         self.by_invite_branch.insert(key.branch.clone(), id);
         let offer = req.body.clone();
-        let auth = self.account_credentials(&req).map(Authenticator::new);
+        let registration = self.incoming_registration(&req);
+        let auth = registration
+            .and_then(|r| self.registrations.get(&r))
+            .and_then(|(r, _)| r.credentials().cloned())
+            .map(Authenticator::new);
         let transport = via_transport(&req.headers);
         self.calls.insert(
             id,
@@ -1043,6 +1050,7 @@ impl UserAgent {
             to: Box::new(to),
             offer,
             local,
+            registration,
         });
     }
 
@@ -1493,18 +1501,18 @@ impl UserAgent {
         Ok(())
     }
 
-    /// The credentials of the registered account an incoming INVITE is for: its To is the
-    /// account's address of record, or its Request-URI is the Contact the account registered.
-    fn account_credentials(&self, invite: &Request) -> Option<Credentials> {
+    /// The registration an incoming INVITE is for: its To is the account's address of record,
+    /// or its Request-URI is the Contact the account registered.
+    fn incoming_registration(&self, invite: &Request) -> Option<RegRef> {
         let same = |a: &Uri, b: &Uri| {
             a.user == b.user && a.host.to_string().eq_ignore_ascii_case(&b.host.to_string())
         };
         let to = invite.headers.to().ok();
-        self.registrations.values().find_map(|(r, _)| {
+        self.registrations.iter().find_map(|(id, (r, _))| {
             let for_us = to.as_ref().is_some_and(|t| same(&t.uri, r.aor()))
                 || (same(&invite.uri, r.contact())
                     && invite.uri.port.unwrap_or(5060) == r.contact().port.unwrap_or(5060));
-            for_us.then(|| r.credentials().cloned()).flatten()
+            for_us.then_some(*id)
         })
     }
 

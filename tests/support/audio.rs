@@ -54,9 +54,10 @@ pub fn i16_to_f32(samples: &[i16]) -> Vec<f32> {
 /// Result of aligning two signals.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Similarity {
-    /// Peak normalized cross-correlation, in [-1, 1]: sum(a[i]·b[i+lag]) / sqrt(Ea·Eb) over
-    /// the whole signals. 1.0 means `b` holds an exact (scaled) copy of all of `a`; 0 if
-    /// either is silent.
+    /// Normalized cross-correlation, in [-1, 1]: from [`best_alignment`], sum(a[i]·b[i+lag])
+    /// / sqrt(Ea·Eb) over the whole signals; from [`segmental_alignment`] (and so
+    /// [`compare_wavs`]), the energy-weighted mean over 250 ms segments each aligned on its
+    /// own. 1.0 means `b` holds an exact (scaled) copy of all of `a`; 0 if either is silent.
     pub ncc: f64,
     /// Samples by which `b` lags `a` (positive: the content of `a` appears later in `b`).
     pub lag: isize,
@@ -144,7 +145,78 @@ pub fn compare_wavs(reference: &Path, recorded: &Path) -> Result<Similarity, Str
             recorded.display()
         ));
     }
-    Ok(best_alignment(&a, &b))
+    Ok(segmental_alignment(&a, &b, ra))
+}
+
+/// Similarity of audio whose delay may change during a call: a phone's adaptive jitter
+/// buffer drops or inserts a frame in a pause, which shifts everything after it by 20 ms
+/// and ruins a single whole-signal alignment. First the whole-signal alignment (`lag`), then
+/// each 250 ms segment of `a` that holds sound (above −50 dBFS) is aligned on its own within
+/// ±100 ms of it; `ncc` is the segments' NCC averaged with their energy as weights. A segment
+/// of `a` missing from `b` counts as 0. Silence in `a` gives what [`best_alignment`] gives.
+pub fn segmental_alignment(a: &[f32], b: &[f32], rate: u32) -> Similarity {
+    let global = best_alignment(a, b);
+    let seg = (rate / 4).max(1) as usize;
+    let search = (rate / 10) as isize;
+    // prefix sums of b's energy: eb(i..j) = pre[j] - pre[i]
+    let mut pre = Vec::with_capacity(b.len() + 1);
+    pre.push(0.0f64);
+    for &v in b {
+        let last = *pre.last().unwrap();
+        pre.push(last + f64::from(v) * f64::from(v));
+    }
+    let (mut acc, mut weights) = (0.0f64, 0.0f64);
+    for start in (0..a.len()).step_by(seg) {
+        let s = &a[start..(start + seg).min(a.len())];
+        let es: f64 = s.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        if es / (s.len() as f64) < 1e-5 {
+            continue;
+        }
+        // c[k] = sum_i s[i]·b[lo + k + i] for k in 0..=2·search, by FFT (b outside its
+        // range reads as silence).
+        let lo = start as isize + global.lag - search;
+        let wlen = s.len() + 2 * search as usize;
+        let n = (s.len() + wlen).next_power_of_two();
+        let mut fs: Vec<(f64, f64)> = vec![(0.0, 0.0); n];
+        let mut fw: Vec<(f64, f64)> = vec![(0.0, 0.0); n];
+        for (d, &v) in fs.iter_mut().zip(s) {
+            d.0 = f64::from(v);
+        }
+        for (k, d) in fw.iter_mut().take(wlen).enumerate() {
+            let j = lo + k as isize;
+            if j >= 0 && (j as usize) < b.len() {
+                d.0 = f64::from(b[j as usize]);
+            }
+        }
+        fft(&mut fs, false);
+        fft(&mut fw, false);
+        for (x, y) in fs.iter_mut().zip(&fw) {
+            let (ar, ai) = (x.0, -x.1);
+            *x = (ar * y.0 - ai * y.1, ar * y.1 + ai * y.0);
+        }
+        fft(&mut fs, true);
+        let energy_at = |from: isize, len: usize| {
+            let i0 = from.clamp(0, b.len() as isize) as usize;
+            let i1 = (from + len as isize).clamp(0, b.len() as isize) as usize;
+            pre[i1] - pre[i0]
+        };
+        let mut best = 0.0f64;
+        for (k, c) in fs.iter().enumerate().take((2 * search) as usize + 1) {
+            let eb = energy_at(lo + k as isize, s.len());
+            if eb > 1e-12 {
+                best = best.max(c.0 / n as f64 / (es * eb).sqrt());
+            }
+        }
+        acc += best * es;
+        weights += es;
+    }
+    if weights <= 0.0 {
+        return global;
+    }
+    Similarity {
+        ncc: (acc / weights).clamp(-1.0, 1.0),
+        lag: global.lag,
+    }
 }
 
 /// In-place iterative radix-2 complex FFT; `inverse` does not scale by 1/n.

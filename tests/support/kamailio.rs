@@ -456,6 +456,7 @@ impl Kamailio {
              ha1(string,null) ha1b(string,null) \n",
         );
         for (i, u) in opts.users.iter().enumerate() {
+            super::register_secret(&format!("Kamailio user {}", u.username), &u.password);
             subs.push_str(&format!(
                 "{}:{}:{}:{}:: \n",
                 i + 1,

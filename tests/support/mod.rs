@@ -40,6 +40,7 @@ pub mod control;
 pub mod dnsmasq;
 pub mod e2e;
 pub mod kamailio;
+pub mod relay;
 pub mod rtp;
 pub mod sipp;
 
@@ -54,7 +55,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,33 @@ use std::time::{Duration, Instant};
 pub const TERM_GRACE: Duration = Duration::from_secs(3);
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Passwords no termphone process may ever print: (label, secret).
+static SECRETS: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+/// Register a password that no process started by [`Termphone`] may print. Every
+/// [`Termphone`], when dropped, looks for each registered secret in its stdout events, its
+/// stderr and its log file and fails the test if one is there: the suite-wide "no password in
+/// any log, trace, event or error output" check. [`kamailio::Kamailio::start`] registers its
+/// users' passwords. `label` names the secret in the failure; the secret itself is never
+/// printed.
+pub fn register_secret(label: &str, secret: &str) {
+    if secret.len() < 4 {
+        return; // too short to search for without false alarms
+    }
+    let mut all = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    if !all.iter().any(|(_, s)| s == secret) {
+        all.push((label.to_owned(), secret.to_owned()));
+    }
+}
+
+/// The label of the first registered secret that occurs in `text`.
+pub fn find_secret(text: &str) -> Option<String> {
+    let all = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+    all.iter()
+        .find(|(_, s)| text.contains(s.as_str()))
+        .map(|(l, _)| l.clone())
+}
 
 /// A number unique within this test binary, for file names.
 pub fn next_seq() -> usize {
@@ -596,6 +624,18 @@ impl Termphone {
     }
 }
 
+impl Termphone {
+    /// Where a registered secret (see [`register_secret`]) appears in this process's output:
+    /// `(label, "stderr" | "events" | "log")`.
+    pub fn leaked_secret(&mut self) -> Option<(String, &'static str)> {
+        let events: String = self.events().iter().map(|e| format!("{e}\n")).collect();
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        [(self.stderr(), "stderr"), (events, "events"), (log, "log")]
+            .into_iter()
+            .find_map(|(text, place)| find_secret(&text).map(|label| (label, place)))
+    }
+}
+
 impl Drop for Termphone {
     fn drop(&mut self) {
         if self.try_exit().is_none() {
@@ -604,6 +644,14 @@ impl Drop for Termphone {
         if std::thread::panicking() {
             let diag = self.diagnostics();
             eprintln!("---- {} ----\n{diag}", self.name);
+            return;
+        }
+        if let Some((label, place)) = self.leaked_secret() {
+            panic!(
+                "{}: the password of {label} appears in its {place} (kept in {})",
+                self.name,
+                self.dir.path().display()
+            );
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (the code behind Python's `audioop`) and the ITU-T G.711 tables.
 
 use super::Codec;
+use crate::media::plc::WaveformPlc;
 
 const SEG_SHIFT: u32 = 4;
 const QUANT_MASK: u8 = 0x0f;
@@ -85,41 +86,6 @@ pub fn alaw_decode(c: u8) -> i16 {
     (if a & SIGN_BIT != 0 { t } else { -t }) as i16
 }
 
-/// Frames of concealment before the output has faded to silence.
-const FADE_FRAMES: u32 = 5;
-
-/// Loss concealment shared by both laws: repeat the last decoded frame, fading out.
-#[derive(Debug, Default, Clone)]
-struct FadeConceal {
-    last: Vec<i16>,
-    /// Samples concealed since the last good frame.
-    concealed: usize,
-}
-
-impl FadeConceal {
-    fn remember(&mut self, decoded: &[i16]) {
-        self.last.clear();
-        self.last.extend_from_slice(decoded);
-        self.concealed = 0;
-    }
-
-    fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
-        let frame = self.last.len();
-        if frame == 0 {
-            out.extend(std::iter::repeat_n(0, samples));
-            return;
-        }
-        let fade_len = (frame * FADE_FRAMES as usize) as f32;
-        for i in 0..samples {
-            let n = self.concealed + i;
-            let gain = (1.0 - n as f32 / fade_len).max(0.0);
-            let s = f32::from(self.last[n % frame]) * gain;
-            out.push(s as i16);
-        }
-        self.concealed += samples;
-    }
-}
-
 /// Which G.711 law a [`G711`] codec uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Law {
@@ -129,11 +95,11 @@ pub enum Law {
     A,
 }
 
-/// G.711 codec (8 kHz, one byte per sample) with fade-out concealment.
+/// G.711 codec (8 kHz, one byte per sample) with waveform concealment ([`WaveformPlc`]).
 #[derive(Debug, Clone)]
 pub struct G711 {
     law: Law,
-    plc: FadeConceal,
+    plc: WaveformPlc,
 }
 
 impl G711 {
@@ -141,7 +107,7 @@ impl G711 {
     pub fn new(law: Law) -> G711 {
         G711 {
             law,
-            plc: FadeConceal::default(),
+            plc: WaveformPlc::new(8000),
         }
     }
 
@@ -180,7 +146,7 @@ impl Codec for G711 {
             Law::Mu => out.extend(payload.iter().map(|&c| ulaw_decode(c))),
             Law::A => out.extend(payload.iter().map(|&c| alaw_decode(c))),
         }
-        self.plc.remember(&out[start..]);
+        self.plc.good_frame(&mut out[start..]);
     }
 
     fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
@@ -191,6 +157,9 @@ impl Codec for G711 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// 20 ms frames of concealment before the output has faded to silence.
+    const FADE_FRAMES: u32 = crate::media::plc::FADE_OUT_MS / 20;
 
     #[test]
     fn known_values() {

@@ -1,6 +1,7 @@
 //! Audio codecs behind one trait, looked up by their SDP encoding name.
 
 pub mod g711;
+pub mod g722;
 
 /// One audio codec instance (per call and direction state lives inside).
 ///
@@ -21,12 +22,14 @@ pub trait Codec: Send {
     fn conceal(&mut self, samples: usize, out: &mut Vec<i16>);
 }
 
-/// A codec by SDP encoding name ("PCMU", "PCMA"; case-insensitive), or None if unknown.
+/// A codec by SDP encoding name ("PCMU", "PCMA", "G722"; case-insensitive), or None if unknown.
 pub fn codec_by_name(name: &str) -> Option<Box<dyn Codec>> {
     if name.eq_ignore_ascii_case("PCMU") {
         Some(Box::new(g711::G711::new(g711::Law::Mu)))
     } else if name.eq_ignore_ascii_case("PCMA") {
         Some(Box::new(g711::G711::new(g711::Law::A)))
+    } else if name.eq_ignore_ascii_case("G722") {
+        Some(Box::new(g722::G722::new()))
     } else {
         None
     }
@@ -43,5 +46,10 @@ mod tests {
         assert!(codec_by_name("opus").is_none());
         let c = codec_by_name("PCMU").unwrap();
         assert_eq!((c.clock_rate(), c.sample_rate()), (8000, 8000));
+        assert_eq!(codec_by_name("g722").map(|c| c.name()), Some("G722"));
+        let c = codec_by_name("G722").unwrap();
+        // RFC 3551: the RTP clock of G.722 is 8 kHz although it carries 16 kHz audio
+        assert_eq!((c.clock_rate(), c.sample_rate()), (8000, 16000));
+        assert!(codec_by_name("G7221").is_none());
     }
 }
