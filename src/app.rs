@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{AccountCommand, Cli, Command, DialArgs, ImportArgs, ServeArgs};
+use crate::cli::{AccountCommand, Cli, Command, CtlArgs, CtlVerb, DialArgs, ImportArgs, ServeArgs};
 use crate::config::Config;
-use crate::engine::api::AudioSourceSpec;
+use crate::control;
+use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, Event};
 use crate::engine::{self, AccountRegistration, EngineConfig, RtpPortRange};
 use crate::headless::dial::{self, DialPlan};
 use crate::headless::serve::{self, Policies, ServePolicy};
@@ -23,6 +24,10 @@ pub async fn run(cli: Cli, json_default: bool) -> i32 {
     {
         return run_account_import(cli.config.as_deref(), args);
     }
+    // ctl talks to a running instance; it needs no config.
+    if let Command::Ctl(args) = cli.command {
+        return run_ctl(args).await;
+    }
     let config = match load_config(cli.config.as_ref()) {
         Ok(c) => c,
         Err(e) => {
@@ -34,9 +39,20 @@ pub async fn run(cli: Cli, json_default: bool) -> i32 {
         Command::Serve(args) => run_serve(&config, cli.sip_trace, args, json_default).await,
         Command::Dial(args) => run_dial(&config, cli.sip_trace, args, json_default).await,
         Command::Devices => run_devices(),
+        Command::Account(crate::cli::AccountArgs {
+            command: AccountCommand::List { socket },
+        }) => {
+            let path = socket.unwrap_or_else(control::default_socket_path);
+            let live = control::client::live_accounts(&path, LIVE_STATE_TIMEOUT).await;
+            run_account_list(&config, &live)
+        }
         Command::Account(args) => run_account(&config, args.command),
+        Command::Ctl(_) => unreachable!("handled before the config is loaded"),
     }
 }
+
+/// How long `account list` waits for a running instance's answer.
+const LIVE_STATE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 fn load_config(explicit: Option<&PathBuf>) -> Result<Config, String> {
     let cfg = Config::load_or_builtin(explicit.map(PathBuf::as_path)).map_err(|e| e.to_string())?;
@@ -205,21 +221,135 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         }
         ec.accounts.retain(|r| args.accounts.contains(&r.name));
     }
-    let engine = match engine::start(ec).await {
+    // The control socket is bound before the engine starts: a live instance on the same path
+    // stops this one before it takes a SIP port.
+    let control = if args.no_control {
+        None
+    } else {
+        let (path, private_dir) = match &args.control {
+            Some(p) => (p.clone(), false),
+            None => (control::default_socket_path(), true),
+        };
+        match control::server::bind(&path, private_dir).await {
+            Ok(bound) => Some(bound),
+            Err(e) => {
+                eprintln!("termphone: {e}");
+                return 1;
+            }
+        }
+    };
+    let accounts = ec
+        .accounts
+        .iter()
+        .map(control::state::AccountStatus::from_registration)
+        .collect();
+    let (engine, observer) = match engine::start_observed(ec).await {
         Ok(e) => e,
         Err(e) => {
             eprintln!("termphone: {e}");
             return 1;
         }
     };
-    serve::run(
-        engine,
-        policies,
-        EventPrinter {
-            json: args.engine.json || json_default,
-        },
-    )
-    .await
+    let printer = EventPrinter {
+        json: args.engine.json || json_default,
+    };
+    let control = control.map(|bound| {
+        let path = bound.path().to_path_buf();
+        // accept answers with the call's policy: its account's auto_answer, else the options.
+        let answer_audio = {
+            let policies = policies.clone();
+            std::sync::Arc::new(move |call, peer: &str, account: Option<&str>| {
+                let policy = policies.for_call(account);
+                CallAudio {
+                    source: policy.source.clone(),
+                    sink: match &policy.record_dir {
+                        Some(dir) => AudioSinkSpec::File(serve::recording_path(
+                            dir,
+                            peer,
+                            call,
+                            std::time::SystemTime::now(),
+                        )),
+                        None => AudioSinkSpec::Null,
+                    },
+                }
+            })
+        };
+        let running = bound.spawn(
+            engine.handle.clone(),
+            observer,
+            control::server::ControlOptions {
+                accounts,
+                answer_audio,
+                ..Default::default()
+            },
+        );
+        // serve prints it with the engine's events, once the socket accepts.
+        engine.handle.publish(Event::Control { path });
+        running
+    });
+    let status = serve::run(engine, policies, printer).await;
+    // Closes the clients and removes the socket file.
+    drop(control);
+    status
+}
+
+/// `termphone ctl`: one request to a running instance (and its events with --follow).
+async fn run_ctl(args: CtlArgs) -> i32 {
+    let path = args.socket.unwrap_or_else(control::default_socket_path);
+    // Relative WAV paths are relative to where ctl runs, not to the instance.
+    let absolute = |p: std::path::PathBuf| -> serde_json::Value {
+        let p = std::path::absolute(&p).unwrap_or(p);
+        serde_json::Value::from(p.to_string_lossy().into_owned())
+    };
+    let opt = |name: &'static str, v: Option<serde_json::Value>| v.map(|v| (name, v));
+    let request = args.verb.map(|verb| {
+        let (cmd, args): (&str, Vec<Option<(&'static str, serde_json::Value)>>) = match verb {
+            CtlVerb::Dial {
+                to,
+                account,
+                play,
+                record,
+            } => (
+                "dial",
+                vec![
+                    Some(("to", to.into())),
+                    opt("account", account.map(Into::into)),
+                    opt("play", play.map(absolute)),
+                    opt("record", record.map(absolute)),
+                ],
+            ),
+            CtlVerb::Accept { call, play, record } => (
+                "accept",
+                vec![
+                    Some(("call", call.into())),
+                    opt("play", play.map(absolute)),
+                    opt("record", record.map(absolute)),
+                ],
+            ),
+            CtlVerb::Hangup { call } => ("hangup", vec![opt("call", call.map(Into::into))]),
+            CtlVerb::Dtmf { call, digits } => (
+                "dtmf",
+                vec![Some(("call", call.into())), Some(("digits", digits.into()))],
+            ),
+            CtlVerb::Status => ("status", vec![]),
+            CtlVerb::Calls => ("calls", vec![]),
+            CtlVerb::Supports => ("supports", vec![]),
+            CtlVerb::Other(words) => {
+                let mut words = words.into_iter();
+                let cmd = words.next().unwrap_or_default();
+                let call = words.next();
+                return control::client::CtlRequest {
+                    cmd,
+                    args: call.map(|c| ("call", c.into())).into_iter().collect(),
+                };
+            }
+        };
+        control::client::CtlRequest {
+            cmd: cmd.to_string(),
+            args: args.into_iter().flatten().collect(),
+        }
+    });
+    control::client::run_ctl(&path, args.follow, request).await
 }
 
 async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default: bool) -> i32 {
@@ -385,35 +515,52 @@ fn run_account(config: &Config, cmd: AccountCommand) -> i32 {
             let Some(a) = find(&name) else { return 1 };
             run_account_export(a, qr, with_password)
         }
-        AccountCommand::List => {
-            let mut keyring_problem = None;
-            for a in &config.accounts {
-                let lookup = secrets::keyring_get(&a.name);
-                if let secrets::KeyringLookup::Unavailable(why) = &lookup {
-                    keyring_problem.get_or_insert_with(|| why.clone());
-                }
-                let mut source = secrets::password_source(a, &lookup).to_string();
-                if source == "none" && matches!(lookup, secrets::KeyringLookup::Unavailable(_)) {
-                    source.push_str(" (keyring unavailable)");
-                }
-                let aor = match &a.domain {
-                    Some(d) => format!("{}@{d}", a.user),
-                    None => a.user.clone(),
-                };
-                println!(
-                    "{}\t{aor}\tregistrar={}\ttransport={}\tpassword={source}{}",
-                    a.name,
-                    a.registrar.as_deref().unwrap_or("none"),
-                    a.transport.param_name(),
-                    if a.enabled { "" } else { "\tdisabled" },
-                );
-            }
-            if let Some(why) = keyring_problem {
-                eprintln!("termphone: warning: {why}; keyring passwords are not shown");
-            }
-            0
-        }
+        AccountCommand::List { .. } => unreachable!("handled in run"),
     }
+}
+
+/// `termphone account list`: one line per account (name, user@domain, registrar, transport,
+/// password source, registration state in the running instance); never a password.
+fn run_account_list(config: &Config, live: &control::client::LiveState) -> i32 {
+    use crate::config::secrets;
+    use control::client::LiveState;
+    if let LiveState::Unknown(why) = live {
+        eprintln!("termphone: warning: no registration state: {why}");
+    }
+    let mut keyring_problem = None;
+    for a in &config.accounts {
+        let lookup = secrets::keyring_get(&a.name);
+        if let secrets::KeyringLookup::Unavailable(why) = &lookup {
+            keyring_problem.get_or_insert_with(|| why.clone());
+        }
+        let mut source = secrets::password_source(a, &lookup).to_string();
+        if source == "none" && matches!(lookup, secrets::KeyringLookup::Unavailable(_)) {
+            source.push_str(" (keyring unavailable)");
+        }
+        let aor = match &a.domain {
+            Some(d) => format!("{}@{d}", a.user),
+            None => a.user.clone(),
+        };
+        let state = match live {
+            LiveState::NotRunning => "not running".to_string(),
+            LiveState::Unknown(_) => "unknown".to_string(),
+            LiveState::Running(states) => match states.iter().find(|(n, _)| n == &a.name) {
+                Some((_, s)) => s.clone(),
+                None => "not registering".to_string(),
+            },
+        };
+        println!(
+            "{}\t{aor}\tregistrar={}\ttransport={}\tpassword={source}\tstate={state}{}",
+            a.name,
+            a.registrar.as_deref().unwrap_or("none"),
+            a.transport.param_name(),
+            if a.enabled { "" } else { "\tdisabled" },
+        );
+    }
+    if let Some(why) = keyring_problem {
+        eprintln!("termphone: warning: {why}; keyring passwords are not shown");
+    }
+    0
 }
 
 /// Read a password: from the terminal without echo, or one line of stdin when it is not a

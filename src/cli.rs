@@ -34,7 +34,7 @@ pub enum Command {
     /// Answer calls unattended by a policy, printing events. An account's own `auto_answer`
     /// in the config decides for calls to that account; these options decide for the rest.
     #[command(
-        after_help = "Examples:\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone serve --play greeting.wav --hangup-after 30 --record /var/tmp/calls\n  termphone serve --reject 486\n\nPer account (config.toml): auto_answer = \"off\" | \"answer\" | \"echo\" | \"reject\"\n  or { delay = 2, play = \"greeting.wav\", record = \"/var/tmp/calls\", hangup_after = 60 } or { reject = 603 }"
+        after_help = "Examples:\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone serve --play greeting.wav --hangup-after 30 --record /var/tmp/calls\n  termphone serve --reject 486\n  termphone serve --answer-delay 3600 --control /tmp/tp.sock   (answer with: termphone ctl --socket /tmp/tp.sock accept c1)\n\nPer account (config.toml): auto_answer = \"off\" | \"answer\" | \"echo\" | \"reject\"\n  or { delay = 2, play = \"greeting.wav\", record = \"/var/tmp/calls\", hangup_after = 60 } or { reject = 603 }"
     )]
     Serve(ServeArgs),
     /// Place one call and exit with a status that says how it ended.
@@ -51,6 +51,78 @@ pub enum Command {
         after_help = "Examples:\n  termphone account list\n  termphone account set-password work\n  pass show sip/work | termphone account set-password work\n  termphone account remove work\n  termphone account import qr-code.png --name work\n  termphone account export work --qr"
     )]
     Account(AccountArgs),
+    /// Drive a running `termphone serve` through its control socket: place, answer and end
+    /// calls, send DTMF, show status; print the answer as one JSON line (docs/control.md).
+    #[command(
+        after_help = "Examples:\n  termphone ctl dial sip:1002@192.0.2.7\n  termphone ctl dial 1002 --account work\n  termphone ctl --follow\n  termphone ctl --follow dial sip:echo@127.0.0.1:5070\n  termphone ctl accept c2\n  termphone ctl dtmf c3 123#\n  termphone ctl hangup c3\n  termphone ctl hangup\n  termphone ctl status\n  termphone ctl calls\n  termphone ctl supports\n  termphone ctl --socket /run/user/1000/termphone/control.sock status\n\nExit status:\n  0  the instance answered ok (--follow: until the socket closed or SIGINT/SIGTERM)\n  1  the instance answered with an error (unknown call, verb not supported, ...)\n  2  usage error\n  7  cannot connect: no socket at the path, or connection refused (stale socket)"
+    )]
+    Ctl(CtlArgs),
+}
+
+/// `termphone ctl`
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The control socket (default: $XDG_RUNTIME_DIR/termphone/control.sock, or
+    /// termphone-UID/control.sock in the temporary directory without XDG_RUNTIME_DIR).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub socket: Option<PathBuf>,
+    /// Subscribe and print every event as a JSON line until the socket closes or
+    /// SIGINT/SIGTERM (without a verb: only that).
+    #[arg(long, global = true)]
+    pub follow: bool,
+    #[command(subcommand)]
+    pub verb: Option<CtlVerb>,
+}
+
+/// What `termphone ctl` asks the running instance.
+#[derive(Debug, Subcommand)]
+pub enum CtlVerb {
+    /// Place a call; prints its id ({"ok":true,"call":"c3"}).
+    Dial {
+        /// Who to call: sip:user@host[:port], user@host, or a number with --account.
+        to: String,
+        /// Call as this account of the instance's config.
+        #[arg(long, value_name = "NAME")]
+        account: Option<String>,
+        /// Play this WAV file once the call is answered (a path on the instance's machine).
+        #[arg(long, value_name = "FILE")]
+        play: Option<PathBuf>,
+        /// Record what the peer sends to this WAV file (a path on the instance's machine).
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
+    /// Answer a ringing incoming call.
+    Accept {
+        /// The call id (c1, c2, ...).
+        call: String,
+        /// Play this WAV file instead of the instance's default.
+        #[arg(long, value_name = "FILE")]
+        play: Option<PathBuf>,
+        /// Record the call to this WAV file.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
+    },
+    /// End a call, or every call when none is named.
+    Hangup {
+        /// The call id (c1, c2, ...); without it, all calls.
+        call: Option<String>,
+    },
+    /// Send DTMF digits (RFC 4733) on a connected call.
+    Dtmf {
+        /// The call id (c1, c2, ...).
+        call: String,
+        /// The digits: 0-9 * # A-D.
+        digits: String,
+    },
+    /// Accounts with their registration state, calls, the SIP listen address.
+    Status,
+    /// The current calls.
+    Calls,
+    /// The verbs this instance supports.
+    Supports,
+    /// Any other verb (e.g. hold c3), passed on as {"cmd":VERB,"call":ARG}.
+    #[command(external_subcommand)]
+    Other(Vec<String>),
 }
 
 /// `termphone account`
@@ -74,8 +146,17 @@ pub enum AccountCommand {
     },
     /// One line per account: name, user@domain, registrar, transport, password source
     /// (keyring, password_cmd, config file or none). Never the password.
-    #[command(after_help = "Example:\n  termphone account list")]
-    List,
+    /// When a `termphone serve` answers on the control socket, each account's live
+    /// registration state is added (state=registered (expires 600 s), state=failed: REASON);
+    /// otherwise state=not running.
+    #[command(
+        after_help = "Examples:\n  termphone account list\n  termphone account list --socket /tmp/tp/control.sock"
+    )]
+    List {
+        /// The running instance's control socket (default: the default control socket).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
     /// Delete an account's password from the OS keyring (the config is not changed).
     #[command(after_help = "Example:\n  termphone account remove work")]
     Remove {
@@ -178,6 +259,13 @@ pub struct ServeArgs {
     /// with a registrar).
     #[arg(long = "account", value_name = "NAME")]
     pub accounts: Vec<String>,
+    /// Listen for control clients (`termphone ctl`) on this Unix socket instead of
+    /// $XDG_RUNTIME_DIR/termphone/control.sock.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// No control socket.
+    #[arg(long, conflicts_with = "control")]
+    pub no_control: bool,
 }
 
 /// `termphone dial`

@@ -3,12 +3,14 @@
 //! - [`sip`] and [`media`] are sans-IO cores: driven by input and `now`, no clocks, no sockets.
 //! - [`engine`], [`audio`], [`config`] are the I/O edges; [`engine::api`] is the boundary
 //!   every front end speaks (commands in, events out).
-//! - [`headless`] holds the non-interactive front ends (`serve`, `dial`).
+//! - [`headless`] holds the non-interactive front ends (`serve`, `dial`); [`control`] the
+//!   control socket that drives a running `serve` and its client, `termphone ctl`.
 
 pub mod app;
 pub mod audio;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod headless;
 pub mod logging;

@@ -11,7 +11,7 @@ fn termphone(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn every_subcommand_has_help_with_an_example() {
-    for sub in ["serve", "dial", "devices", "account"] {
+    for sub in ["serve", "dial", "devices", "account", "ctl"] {
         let out = termphone(&[sub, "--help"]);
         assert!(out.status.success(), "{sub} --help");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -26,7 +26,7 @@ fn every_subcommand_has_help_with_an_example() {
     }
     let top = termphone(&["--help"]);
     let text = String::from_utf8_lossy(&top.stdout);
-    for sub in ["serve", "dial", "devices", "account"] {
+    for sub in ["serve", "dial", "devices", "account", "ctl"] {
         assert!(text.contains(sub), "top-level help lists {sub}");
     }
 }

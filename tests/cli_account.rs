@@ -31,8 +31,11 @@ fn config(dir: &Path) -> PathBuf {
 
 /// Run termphone with `env`, feeding `stdin` (stdin is a pipe, so not a terminal).
 fn termphone(env: &[(String, String)], args: &[&str], stdin: &str) -> Output {
+    // A runtime dir of its own: no running instance's control socket is found.
+    let run = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_termphone"))
         .args(args)
+        .env("XDG_RUNTIME_DIR", run.path())
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -128,7 +131,10 @@ fn set_password_list_remove_with_a_real_secret_service() {
     assert!(list0.status.success());
     let (out, err) = text(&list0);
     assert!(err.is_empty() || !err.contains("unavailable"), "{err}");
-    assert!(line(&out, "alice").ends_with("password=none"), "{out}");
+    assert!(
+        line(&out, "alice").ends_with("\tpassword=none\tstate=not running"),
+        "{out}"
+    );
 
     let set = termphone(
         &env,
@@ -145,17 +151,20 @@ fn set_password_list_remove_with_a_real_secret_service() {
     assert_eq!(out.lines().count(), 4, "one line per account:\n{out}");
     assert_eq!(
         line(&out, "alice"),
-        "alice\talice@example.test\tregistrar=sip:127.0.0.1:5999\ttransport=udp\tpassword=keyring"
+        "alice\talice@example.test\tregistrar=sip:127.0.0.1:5999\ttransport=udp\tpassword=keyring\tstate=not running"
     );
     assert!(
-        line(&out, "bob").ends_with("password=password_cmd"),
+        line(&out, "bob").ends_with("\tpassword=password_cmd\tstate=not running"),
         "{out}"
     );
     assert!(
-        line(&out, "carol").ends_with("password=config file"),
+        line(&out, "carol").ends_with("\tpassword=config file\tstate=not running"),
         "{out}"
     );
-    assert!(line(&out, "dave").ends_with("password=none"), "{out}");
+    assert!(
+        line(&out, "dave").ends_with("\tpassword=none\tstate=not running"),
+        "{out}"
+    );
 
     // The keyring entry outranks the file: a keyring password for carol wins over hers.
     let set_carol = termphone(
@@ -166,7 +175,10 @@ fn set_password_list_remove_with_a_real_secret_service() {
     assert!(set_carol.status.success());
     let list2 = termphone(&env, &["--config", cfg, "account", "list"], "");
     let (out, _) = text(&list2);
-    assert!(line(&out, "carol").ends_with("password=keyring"), "{out}");
+    assert!(
+        line(&out, "carol").ends_with("\tpassword=keyring\tstate=not running"),
+        "{out}"
+    );
 
     let rm = termphone(&env, &["--config", cfg, "account", "remove", "alice"], "");
     let (_, err) = text(&rm);
@@ -179,8 +191,14 @@ fn set_password_list_remove_with_a_real_secret_service() {
     );
     let list3 = termphone(&env, &["--config", cfg, "account", "list"], "");
     let (out, _) = text(&list3);
-    assert!(line(&out, "alice").ends_with("password=none"), "{out}");
-    assert!(line(&out, "carol").ends_with("password=keyring"), "{out}");
+    assert!(
+        line(&out, "alice").ends_with("\tpassword=none\tstate=not running"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "carol").ends_with("\tpassword=keyring\tstate=not running"),
+        "{out}"
+    );
     // The config file is untouched by remove.
     assert!(std::fs::read_to_string(cfg)
         .unwrap()
@@ -224,15 +242,15 @@ fn without_a_secret_service_list_says_so_and_set_password_fails_clearly() {
     let (out, err) = text(&list);
     assert!(err.contains("OS keyring is unavailable"), "{err}");
     assert!(
-        line(&out, "alice").ends_with("password=none (keyring unavailable)"),
+        line(&out, "alice").ends_with("\tpassword=none (keyring unavailable)\tstate=not running"),
         "{out}"
     );
     assert!(
-        line(&out, "bob").ends_with("password=password_cmd"),
+        line(&out, "bob").ends_with("\tpassword=password_cmd\tstate=not running"),
         "{out}"
     );
     assert!(
-        line(&out, "carol").ends_with("password=config file"),
+        line(&out, "carol").ends_with("\tpassword=config file\tstate=not running"),
         "{out}"
     );
 

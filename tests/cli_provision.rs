@@ -50,6 +50,8 @@ fn termphone(dir: &Path, env: &[(String, String)], args: &[&str], stdin: &[u8]) 
         .env("XDG_CONFIG_HOME", xdg_config_home(dir))
         .env("XDG_DATA_HOME", dir.join("xdg/data"))
         .env("XDG_STATE_HOME", dir.join("xdg/state"))
+        // No running instance's control socket is found (account list shows its state).
+        .env("XDG_RUNTIME_DIR", dir.join("xdg/runtime"))
         .env(
             "DBUS_SESSION_BUS_ADDRESS",
             "unix:path=/nonexistent/termphone-test-bus",
@@ -108,7 +110,10 @@ fn assert_in_keyring(dir: &Path, ss: &SecretService, name: &str) -> Output {
         .lines()
         .find(|l| l.starts_with(&format!("{name}\t")))
         .unwrap_or_else(|| panic!("no {name} in:\n{out}"));
-    assert!(line.ends_with("password=keyring"), "{line}");
+    assert!(
+        line.ends_with("\tpassword=keyring\tstate=not running"),
+        "{line}"
+    );
     list
 }
 

@@ -271,4 +271,16 @@ pub enum Event {
         call: Option<CallId>,
         message: String,
     },
+    /// The control socket listens at `path` (published by `serve`, which starts it, through
+    /// [`crate::engine::EngineHandle::publish`]; not by the engine).
+    Control { path: PathBuf },
+}
+
+impl Event {
+    /// The event as one line of JSON, the shape `serve`, `dial` and the control socket print
+    /// (`{"event":"call","call":"c1","state":"connected",...}`). `None` only for a path that
+    /// is not UTF-8, which JSON cannot carry.
+    pub fn to_json(&self) -> Option<String> {
+        serde_json::to_string(self).ok()
+    }
 }

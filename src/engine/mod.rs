@@ -132,6 +132,15 @@ pub struct Engine {
 
 /// Bind the SIP socket and start the engine task.
 pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
+    start_observed(cfg).await.map(|(engine, _)| engine)
+}
+
+/// Like [`start`], plus a second event subscription taken before the task starts, for a
+/// front end that runs beside the first one (the control socket beside `serve`) and must not
+/// miss an event either.
+pub async fn start_observed(
+    cfg: EngineConfig,
+) -> Result<(Engine, broadcast::Receiver<Event>), EngineError> {
     let socket = UdpSocket::bind(cfg.listen)
         .await
         .map_err(|source| EngineError::Bind {
@@ -153,6 +162,7 @@ pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
     };
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = broadcast::channel(4096);
+    let observer = ev_tx.subscribe();
     let _ = ev_tx.send(Event::Listening {
         addr: local_addr,
         transport: "udp",
@@ -165,7 +175,7 @@ pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
     }
     let actor = actor::EngineActor::new(cfg, socket, tcp, local_addr, cmd_rx, ev_tx.clone());
     let task = tokio::spawn(actor.run());
-    Ok(Engine {
+    let engine = Engine {
         handle: EngineHandle {
             commands: cmd_tx,
             events: ev_tx,
@@ -173,7 +183,8 @@ pub async fn start(cfg: EngineConfig) -> Result<Engine, EngineError> {
         },
         events: ev_rx,
         task,
-    })
+    };
+    Ok((engine, observer))
 }
 
 impl EngineHandle {
@@ -185,6 +196,13 @@ impl EngineHandle {
     /// A new subscription to the event stream.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Put a front end's own event into the stream, after the engine's so far, for every
+    /// subscriber (the control socket announces itself so: `serve` prints it in order with
+    /// the engine's events).
+    pub fn publish(&self, event: Event) {
+        let _ = self.events.send(event);
     }
 
     async fn request<T>(

@@ -19,9 +19,9 @@ impl EventPrinter {
     /// Print one event. Errors writing stdout (a closed pipe) are ignored: the call goes on.
     pub fn print(&self, event: &Event) {
         let line = if self.json {
-            match serde_json::to_string(event) {
-                Ok(s) => s,
-                Err(_) => return,
+            match event.to_json() {
+                Some(s) => s,
+                None => return,
             }
         } else {
             human(event)
@@ -91,29 +91,39 @@ pub fn human(event: &Event) -> String {
             call: None,
             message,
         } => format!("warning: {message}"),
+        Event::Control { path } => format!("control socket at {}", path.display()),
     }
 }
 
-/// Wait for SIGINT or SIGTERM.
-pub async fn termination_signal() {
+/// Wait for SIGINT or SIGTERM. The handlers are installed when this is called, not when the
+/// future is first polled: a signal that comes between the call and the first poll (say,
+/// right after the first events were printed) is not lost, and does not kill the process
+/// before its cleanup.
+pub fn termination_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut int), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = int.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -11,6 +11,8 @@
 //! - [`e2e`]: whole termphone-vs-sipp checks, one function per scenario.
 //! - [`kamailio::Kamailio`]: a real Kamailio registrar/proxy on 127.0.0.1 with digest users,
 //!   its registrations read over JSON-RPC; raw UDP SIP requests via [`kamailio::SipClient`].
+//! - [`control`]: a control socket test client, `serve` with its socket in the test's dir,
+//!   the real CLI run with a deadline.
 //!
 //! A test:
 //! ```ignore
@@ -34,6 +36,7 @@
 
 pub mod audio;
 pub mod baresip;
+pub mod control;
 pub mod dnsmasq;
 pub mod e2e;
 pub mod kamailio;
@@ -321,6 +324,9 @@ impl TermphoneBuilder {
             .env("XDG_DATA_HOME", xdg.join("data"))
             .env("XDG_STATE_HOME", xdg.join("state"))
             .env("XDG_CACHE_HOME", xdg.join("cache"))
+            // serve's default control socket: one runtime dir per process, so that several
+            // instances of a test (sharing its dir) do not meet on one socket.
+            .env("XDG_RUNTIME_DIR", xdg.join(format!("runtime-{n}")))
             .env("RUST_BACKTRACE", "1")
             // Never the developer's own keyring: a session bus that does not exist, unless the
             // test brings its own (the keyring tests do, with .env()).
