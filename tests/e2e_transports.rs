@@ -449,3 +449,125 @@ fn outbound_proxy_carries_registration_and_calls() {
     bob.stop();
     k.wait_registrations(WAIT, "unregistered at exit", |r| r.is_empty());
 }
+
+/// The four failures users meet, side by side in one `serve`: a wrong password, a user the
+/// registrar does not know, a registrar that refuses the connection and a TLS certificate we
+/// do not trust. Each has its own reason in the events and in `termphone account list` (asked
+/// through the running instance's control socket), and no password is printed.
+#[test]
+fn account_list_names_each_failure_reason() {
+    let k = Kamailio::start(KamailioOpts::default().tls());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = closed.local_addr().unwrap().port();
+    drop(closed);
+    let untrusted = k.untrusted_ca_file();
+    let account = |name: &str, user: &str, pw: &str, registrar: String, extra: &str| {
+        format!(
+            "[[account]]\nname = \"{name}\"\nuser = \"{user}\"\ndomain = \"127.0.0.1\"\n\
+             registrar = \"{registrar}\"\npassword = \"{pw}\"\n{extra}\n"
+        )
+    };
+    let text = [
+        account(
+            "wrongpw",
+            "alice",
+            "not-alices-pw",
+            format!("sip:{}", k.addr()),
+            "",
+        ),
+        account(
+            "nobody",
+            "carol",
+            "carols-pw",
+            format!("sip:{}", k.addr()),
+            "",
+        ),
+        account(
+            "down",
+            "bob",
+            "bobpw",
+            format!("sip:127.0.0.1:{dead}"),
+            "transport = \"tcp\"\n",
+        ),
+        account(
+            "untrusted",
+            "bob",
+            "bobpw",
+            format!("sip:{}", k.addr_for("tls")),
+            &format!(
+                "transport = \"tls\"\ntls_ca_file = \"{}\"\n",
+                untrusted.display()
+            ),
+        ),
+    ]
+    .concat();
+    support::register_secret("test account wrongpw", "not-alices-pw");
+    support::register_secret("test account nobody", "carols-pw");
+    let cfg = k.dir().join("four-failures.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let sock = k.dir().join("ctl.sock");
+    let mut srv = Termphone::builder(&["serve", "--control", &sock.display().to_string()])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    let mut reasons = std::collections::BTreeMap::new();
+    while reasons.len() < 4 {
+        let ev = srv.wait_event(
+            |e| {
+                e["event"] == "registration"
+                    && e["state"] == "failed"
+                    && !reasons.contains_key(e["account"].as_str().unwrap_or_default())
+            },
+            Duration::from_secs(40),
+        );
+        reasons.insert(
+            ev["account"].as_str().unwrap_or_default().to_string(),
+            ev["reason"].as_str().unwrap_or_default().to_string(),
+        );
+    }
+    let mut list = Termphone::builder(&[
+        "--config",
+        &cfg.display().to_string(),
+        "account",
+        "list",
+        "--socket",
+        &sock.display().to_string(),
+    ])
+    .raw()
+    .dir(k.dir_handle())
+    .spawn();
+    assert_eq!(list.wait_exit_code(WAIT), 0, "{}", list.diagnostics());
+    let lines = list.non_json_lines();
+    let state = |name: &str| {
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{name}\t")))
+            .and_then(|l| l.split("\tstate=").nth(1))
+            .unwrap_or_else(|| panic!("no state for {name}: {lines:?}"))
+            .to_string()
+    };
+    for (name, says) in [
+        ("wrongpw", "wrong password"),
+        ("nobody", "forbidden (403 Unknown User)"),
+        (
+            "down",
+            &format!("connection refused by 127.0.0.1:{dead} (tcp)"),
+        ),
+        ("untrusted", "certificate not trusted: unknown issuer"),
+    ] {
+        assert!(
+            reasons[name].contains(says),
+            "event for {name}: {}",
+            reasons[name]
+        );
+        let st = state(name);
+        assert!(
+            st.starts_with("failed: ") && st.contains(says),
+            "{name}: {st}"
+        );
+    }
+    let all = lines.join("\n");
+    assert!(!all.contains("not-alices-pw") && !all.contains("carols-pw") && !all.contains("bobpw"));
+    srv.stop();
+}
