@@ -57,10 +57,10 @@ fn ncc(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Per 250 ms window of speech in `reference`: the best correlation with `recorded` within
-/// ±100 ms of `lag`. (250 ms, not longer: the adaptive jitter buffer may drop or insert 20 ms
+/// ±100 ms of the lag of the last window heard (at first `lag`). (250 ms, not longer: the adaptive jitter buffer may drop or insert 20 ms
 /// in a pause, and a window that holds such a step cannot line up as a whole.) Returns the share of speech windows at or above [`WINDOW_NCC`] and the
 /// list of window scores (for the failure message).
-fn heard(reference: &[f32], recorded: &[f32], lag: i64) -> (f64, Vec<f64>) {
+fn heard(reference: &[f32], recorded: &[f32], mut lag: i64) -> (f64, Vec<f64>) {
     const W: usize = 2000;
     const SEARCH: i64 = 800;
     let mut scores = Vec::new();
@@ -75,12 +75,21 @@ fn heard(reference: &[f32], recorded: &[f32], lag: i64) -> (f64, Vec<f64>) {
             continue; // a pause, not speech
         }
         let mut best = 0.0f64;
+        let mut best_lag = lag;
         for d in -SEARCH..=SEARCH {
             let at = start as i64 + lag + d;
             if at < 0 || at as usize + W > recorded.len() {
                 continue;
             }
-            best = best.max(ncc(win, &recorded[at as usize..at as usize + W]));
+            let v = ncc(win, &recorded[at as usize..at as usize + W]);
+            if v > best {
+                (best, best_lag) = (v, lag + d);
+            }
+        }
+        // Follow the delay: the jitter buffer may grow or shrink it step by step (more so on
+        // a loaded machine), so the next window is searched around this one's lag.
+        if best >= WINDOW_NCC {
+            lag = best_lag;
         }
         scores.push(best);
     }
