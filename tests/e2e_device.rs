@@ -18,8 +18,10 @@ use std::time::Duration;
 use support::{compare_wavs, data_file, is_event, read_wav_mono, Termphone};
 
 const WAIT: Duration = Duration::from_secs(20);
-/// A window of speech counts as heard when it correlates at least this well.
-const WINDOW_NCC: f64 = 0.9;
+/// A window of speech counts as heard when it correlates at least this well. (0.85 for
+/// 250 ms windows: a short window of wide-band speech that went through PulseAudio, G.722 and
+/// two resamplers scores 0.87-0.97 when heard, noise or silence below 0.2.)
+const WINDOW_NCC: f64 = 0.85;
 /// At least this share of the speech windows must be heard.
 const MIN_HEARD: f64 = 0.8;
 
