@@ -3,6 +3,8 @@
 # espeak-ng or sox themselves).
 #
 #   tests/data/speech-8k.wav         ~5 s of espeak-ng speech, 8 kHz 16-bit mono, peak ~ -3 dBFS
+#   tests/data/speech-48k.wav        the same speech at 48 kHz (wide-band content up to the
+#                                    synthesiser's 11 kHz), for wide-band quality benchmarks
 #   tests/data/speech-8k-pcma.pcap   the same audio as RTP, PCMA (PT 8), 20 ms packets
 #   tests/data/speech-8k-pcmu.pcap   the same audio as RTP, PCMU (PT 0), 20 ms packets
 #
@@ -22,6 +24,7 @@ espeak-ng -v en-us -s 165 -w "$tmp/raw.wav" "$text"
 # 8 kHz mono 16-bit; trim to 5 s; normalise the peak to -3 dBFS; no dither (deterministic).
 sox "$tmp/raw.wav" -D -r 8000 -c 1 -b 16 "$tmp/8k.wav" trim 0 5 gain -n -3
 cp "$tmp/8k.wav" "$out/speech-8k.wav"
+sox "$tmp/raw.wav" -D -r 48000 -c 1 -b 16 "$out/speech-48k.wav" trim 0 5 gain -n -3
 
 # G.711 payloads from the same 16-bit audio, by sox.
 sox "$out/speech-8k.wav" -D -t raw -e a-law -b 8 -r 8000 -c 1 "$tmp/speech.al"

@@ -91,6 +91,7 @@ fn engine_config(
             ec.user = a.user.clone();
         }
         ec.display_name = a.display_name.clone();
+        ec.noise_suppression = a.noise_suppression;
     }
     for a in config
         .accounts
@@ -199,6 +200,7 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         SocketAddr::from(([0, 0, 0, 0], 5060)),
     );
     override_codecs(&mut ec, &args.engine.codecs);
+    ec.noise_suppression &= !args.engine.no_noise_suppression;
     // serve registers every enabled account with a registrar (or those --account names) and
     // answers on each.
     ec.register = true;
@@ -384,6 +386,7 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
         SocketAddr::from(([0, 0, 0, 0], 0)),
     );
     override_codecs(&mut ec, &args.engine.codecs);
+    ec.noise_suppression &= !args.engine.no_noise_suppression;
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {

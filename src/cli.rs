@@ -220,6 +220,10 @@ pub struct EngineArgs {
     /// (opus, G722, PCMU, PCMA). Overrides the account's `codecs`.
     #[arg(long = "codec", value_name = "NAME", value_parser = parse_codec)]
     pub codecs: Vec<crate::config::CodecName>,
+    /// Send the microphone as it is, without RNNoise noise suppression (on by default for
+    /// sound-device capture; files and tones are never processed).
+    #[arg(long)]
+    pub no_noise_suppression: bool,
 }
 
 fn parse_codec(s: &str) -> Result<crate::config::CodecName, String> {

@@ -69,6 +69,7 @@ fn example_config_documents_every_key() {
         "password",
         "codecs",
         "dtmf_mode",
+        "noise_suppression",
         "auto_answer",
     ];
     for key in keys {

@@ -144,6 +144,8 @@ pub struct AccountConfig {
     pub codecs: Vec<CodecName>,
     /// How DTMF digits are sent.
     pub dtmf_mode: DtmfMode,
+    /// RNNoise on the microphone (sound-device capture) during this account's calls.
+    pub noise_suppression: bool,
     /// What happens to an incoming call for this account when nobody answers it by hand.
     /// `None`: not set (`serve` uses its command-line policy, an interactive phone rings).
     pub auto_answer: Option<AutoAnswer>,
@@ -173,6 +175,7 @@ impl AccountConfig {
             password: None,
             codecs: CodecName::default_list(),
             dtmf_mode: DtmfMode::Rfc4733,
+            noise_suppression: true,
             auto_answer: None,
         }
     }

@@ -46,6 +46,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "password_cmd",
     "codecs",
     "dtmf_mode",
+    "noise_suppression",
     "auto_answer",
 ];
 const AUTO_ANSWER_KEYS: &[&str] = &["delay", "play", "echo", "record", "hangup_after", "reject"];
@@ -720,6 +721,9 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
             }
             _ => ctx.invalid(v, &key, "unknown DTMF mode", EXPECT_DTMF),
         }
+    }
+    if let Some(b) = t.boolean(ctx, "noise_suppression") {
+        a.noise_suppression = b;
     }
     if let Some(v) = t.get("auto_answer") {
         a.auto_answer = read_auto_answer(ctx, v, &t.path("auto_answer"));

@@ -700,8 +700,9 @@ impl EngineActor {
         let negotiated = negotiated.clone();
         let audio = c.audio.clone();
         let ready = self.media_ready_tx.clone();
+        let denoise = self.cfg.noise_suppression;
         tokio::task::spawn_blocking(move || {
-            let result = CallMedia::start(&negotiated, &audio, rtp, rtcp, ids);
+            let result = CallMedia::start(&negotiated, &audio, rtp, rtcp, ids, denoise);
             let _ = ready.blocking_send((id, result));
         });
     }

@@ -12,6 +12,7 @@ use crate::audio::{
     WavSource,
 };
 use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallMediaStats};
+use crate::media::denoise::Denoiser;
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
 use crate::media::{is_rtcp, CodecParams, RtcpConfig};
 use crate::sip::sdp::Negotiated;
@@ -31,6 +32,8 @@ pub(crate) struct CallMedia {
     rtcp_socket: Arc<UdpSocket>,
     rtcp_remote: SocketAddr,
     source: Source,
+    /// RNNoise on the captured audio (sound-device sources only).
+    denoiser: Option<Denoiser>,
     sink: Box<dyn AudioSink>,
     capture: Vec<i16>,
     playout: Vec<i16>,
@@ -58,6 +61,7 @@ impl CallMedia {
         socket: Arc<UdpSocket>,
         rtcp_socket: Option<Arc<UdpSocket>>,
         ids: StreamIds,
+        noise_suppression: bool,
     ) -> Result<(CallMedia, Vec<String>), String> {
         let mut warnings = Vec::new();
         let codec = CodecParams {
@@ -101,6 +105,11 @@ impl CallMedia {
             Box::new(NullSink::default())
         });
         let n = session.frame_samples();
+        // A microphone picks up the room; a file or a tone is what the user chose to send.
+        let denoiser = (noise_suppression
+            && matches!(audio.source, AudioSourceSpec::Device(_))
+            && matches!(source, Source::Audio(_)))
+        .then(|| Denoiser::new(rate, n));
         let media = CallMedia {
             session,
             socket,
@@ -108,6 +117,7 @@ impl CallMedia {
             rtcp_socket,
             rtcp_remote,
             source,
+            denoiser,
             sink,
             capture: vec![0; n],
             playout: Vec::with_capacity(n),
@@ -147,6 +157,9 @@ impl CallMedia {
             Source::Audio(src) => {
                 if src.read(&mut self.capture) == SourceState::Ended {
                     self.capture.fill(0);
+                }
+                if let Some(d) = &mut self.denoiser {
+                    d.process(&mut self.capture);
                 }
             }
         }

@@ -54,6 +54,8 @@ pub struct EngineConfig {
     pub codecs: Vec<CodecSpec>,
     /// DNS server for SIP server lookups; `None` = the system's.
     pub dns_server: Option<SocketAddr>,
+    /// RNNoise on audio captured from a sound device (files and tones are sent as they are).
+    pub noise_suppression: bool,
 }
 
 /// An account that registers: who it is, where, and how it authenticates.
@@ -100,6 +102,7 @@ impl Default for EngineConfig {
                 crate::sip::sdp::pcma(),
             ],
             dns_server: None,
+            noise_suppression: true,
         }
     }
 }

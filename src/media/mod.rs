@@ -4,6 +4,7 @@
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
 pub mod codec;
+pub mod denoise;
 pub mod dtmf;
 pub mod emodel;
 pub mod jitter;

@@ -155,7 +155,7 @@ pub fn compare_wavs(reference: &Path, recorded: &Path) -> Result<Similarity, Str
 /// buffer drops or inserts a frame in a pause, which shifts everything after it by 20 ms
 /// and ruins a single whole-signal alignment. First the whole-signal alignment (`lag`), then
 /// each 250 ms segment of `a` that holds sound (above −50 dBFS) is aligned on its own within
-/// ±100 ms of it; `ncc` is the segments' NCC averaged with their energy as weights. A segment
+/// ±100 ms of the lag of the last segment that lined up (at first the whole-signal lag); `ncc` is the segments' NCC averaged with their energy as weights. A segment
 /// of `a` missing from `b` counts as 0. Silence in `a` gives what [`best_alignment`] gives.
 pub fn segmental_alignment(a: &[f32], b: &[f32], rate: u32) -> Similarity {
     let global = best_alignment(a, b);
@@ -169,6 +169,9 @@ pub fn segmental_alignment(a: &[f32], b: &[f32], rate: u32) -> Similarity {
         pre.push(last + f64::from(v) * f64::from(v));
     }
     let (mut acc, mut weights) = (0.0f64, 0.0f64);
+    // The lag segments are searched around: the whole-signal one at first, then that of the
+    // last segment that lined up well, so a delay that drifts step by step is followed.
+    let mut track = global.lag;
     for start in (0..a.len()).step_by(seg) {
         let s = &a[start..(start + seg).min(a.len())];
         let es: f64 = s.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
@@ -177,7 +180,7 @@ pub fn segmental_alignment(a: &[f32], b: &[f32], rate: u32) -> Similarity {
         }
         // c[k] = sum_i s[i]·b[lo + k + i] for k in 0..=2·search, by FFT (b outside its
         // range reads as silence).
-        let lo = start as isize + global.lag - search;
+        let lo = start as isize + track - search;
         let wlen = s.len() + 2 * search as usize;
         let n = (s.len() + wlen).next_power_of_two();
         let mut fs: Vec<(f64, f64)> = vec![(0.0, 0.0); n];
@@ -204,11 +207,18 @@ pub fn segmental_alignment(a: &[f32], b: &[f32], rate: u32) -> Similarity {
             pre[i1] - pre[i0]
         };
         let mut best = 0.0f64;
+        let mut best_k = search as usize;
         for (k, c) in fs.iter().enumerate().take((2 * search) as usize + 1) {
             let eb = energy_at(lo + k as isize, s.len());
             if eb > 1e-12 {
-                best = best.max(c.0 / n as f64 / (es * eb).sqrt());
+                let v = c.0 / n as f64 / (es * eb).sqrt();
+                if v > best {
+                    (best, best_k) = (v, k);
+                }
             }
+        }
+        if best >= 0.9 {
+            track += best_k as isize - search;
         }
         acc += best * es;
         weights += es;

@@ -123,6 +123,8 @@ pub struct RelayStats {
 pub struct Relay {
     sip_addr: SocketAddr,
     stats: Arc<Mutex<RelayStats>>,
+    drops: Arc<Mutex<Vec<(usize, u16)>>>,
+    first_seq: Arc<Mutex<[Option<u16>; 2]>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -163,7 +165,11 @@ impl Relay {
             ],
             queue: BinaryHeap::new(),
             seq: 0,
+            drops: Arc::new(Mutex::new(Vec::new())),
+            first_seq: Arc::new(Mutex::new([None, None])),
         };
+        let drops = state.drops.clone();
+        let first_seq = state.first_seq.clone();
         let sip_addr = state.sip_front.local_addr().unwrap();
         let stats = Arc::new(Mutex::new(RelayStats::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -177,6 +183,8 @@ impl Relay {
         Relay {
             sip_addr,
             stats,
+            drops,
+            first_seq,
             stop,
             thread: Some(thread),
         }
@@ -190,6 +198,25 @@ impl Relay {
     /// What the relay has done so far.
     pub fn stats(&self) -> RelayStats {
         *self.stats.lock().unwrap()
+    }
+
+    /// Sequence number of the first RTP packet that went towards the callee (`to_callee`) or
+    /// the caller.
+    pub fn first_rtp_seq(&self, to_callee: bool) -> Option<u16> {
+        self.first_seq.lock().unwrap()[if to_callee { 0 } else { 1 }]
+    }
+
+    /// RTP sequence numbers the loss model dropped going to the callee (`to_callee`) or to
+    /// the caller, in the order they came (RTCP is not listed).
+    pub fn dropped_rtp(&self, to_callee: bool) -> Vec<u16> {
+        let dir = if to_callee { 0 } else { 1 };
+        self.drops
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(d, _)| *d == dir)
+            .map(|(_, seq)| *seq)
+            .collect()
     }
 }
 
@@ -252,6 +279,10 @@ struct State {
     rng: [StdRng; 2],
     queue: BinaryHeap<Pending>,
     seq: u64,
+    /// (direction, RTP sequence number) of every RTP packet the loss model dropped.
+    drops: Arc<Mutex<Vec<(usize, u16)>>>,
+    /// Sequence number of the first RTP packet seen in each direction.
+    first_seq: Arc<Mutex<[Option<u16>; 2]>>,
 }
 
 impl State {
@@ -418,6 +449,12 @@ impl State {
 
     fn impair(&mut self, dir: usize, data: Vec<u8>, stats: &Mutex<RelayStats>) {
         let imp = self.imp[dir];
+        let rtcp = data.get(1).is_some_and(|b| (192..=223).contains(b));
+        let rtp_seq = (data.len() >= 12 && data[0] >> 6 == 2 && !rtcp)
+            .then(|| u16::from_be_bytes([data[2], data[3]]));
+        if let Some(seq) = rtp_seq {
+            self.first_seq.lock().unwrap()[dir].get_or_insert(seq);
+        }
         let mut st = stats.lock().unwrap();
         st.received += 1;
         let lost = match imp.loss {
@@ -435,6 +472,9 @@ impl State {
         };
         if lost {
             st.dropped += 1;
+            if let Some(seq) = rtp_seq {
+                self.drops.lock().unwrap().push((dir, seq));
+            }
             return;
         }
         let copies = if imp.duplicate > 0.0 && self.rng[dir].random_bool(imp.duplicate.min(1.0)) {
