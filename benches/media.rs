@@ -1,5 +1,5 @@
-//! Per-frame media costs (20 ms): G.711 (8 kHz), G.722 (16 kHz), loss concealment, jitter
-//! buffer, a whole MediaSession round.
+//! Per-frame media costs (20 ms): G.711 (8 kHz), G.722 (16 kHz), Opus (48 kHz, libopus),
+//! loss concealment and FEC, jitter buffer, a whole MediaSession round.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use termphone::media::codec::g711::{alaw_decode, alaw_encode, ulaw_decode, ulaw_encode};
 use termphone::media::codec::g722::{Decoder as G722Decoder, Encoder as G722Encoder, G722};
+use termphone::media::codec::opus::{has_fec, Opus};
 use termphone::media::codec::Codec;
 use termphone::media::jitter::{JitterBuffer, JitterConfig};
 use termphone::media::{CodecParams, MediaConfig, MediaSession, RtpPacket};
@@ -95,7 +96,7 @@ fn g722(c: &mut Criterion) {
     c.bench_function("g722_decode_then_conceal_frame320", |b| {
         b.iter(|| {
             out.clear();
-            codec.decode(black_box(&bits), &mut out);
+            codec.decode(black_box(&bits), &mut out).unwrap();
             codec.conceal(320, &mut out);
             black_box(&out);
         })
@@ -106,8 +107,88 @@ fn g722(c: &mut Criterion) {
     c.bench_function("g711_decode_then_conceal_frame160", |b| {
         b.iter(|| {
             out.clear();
-            g711.decode(black_box(&ulaw), &mut out);
+            g711.decode(black_box(&ulaw), &mut out).unwrap();
             g711.conceal(160, &mut out);
+            black_box(&out);
+        })
+    });
+}
+
+/// 100 frames (2 s) of 20 ms of the test speech (tests/data/speech-8k.wav from 0.5 s on),
+/// resampled to 48 kHz with termphone's resampler.
+fn speech_frames_48k() -> Vec<Vec<i16>> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/speech-8k.wav");
+    let mut reader = hound::WavReader::open(path).expect("speech-8k.wav");
+    let input: Vec<f32> = reader
+        .samples::<i16>()
+        .map(|s| f32::from(s.expect("sample")))
+        .collect();
+    let mut rs = termphone::audio::resample::Resampler::new(8000, 48_000);
+    let mut up = Vec::new();
+    rs.process(&input, &mut up);
+    rs.flush(&mut up);
+    up[24_000..]
+        .chunks_exact(960)
+        .take(100)
+        .map(|f| {
+            f.iter()
+                .map(|&v| v.clamp(-32768.0, 32767.0) as i16)
+                .collect()
+        })
+        .collect()
+}
+
+/// Opus at the defaults (32 kbit/s, complexity 8, FEC for 10 % loss): encode, decode, a frame
+/// rebuilt from the next packet's FEC, and a concealed frame (libopus PLC).
+fn opus(c: &mut Criterion) {
+    let frames = speech_frames_48k();
+    let mut enc = Opus::new().expect("opus");
+    let packets: Vec<Vec<u8>> = frames
+        .iter()
+        .map(|f| {
+            let mut p = Vec::new();
+            enc.encode(f, &mut p);
+            p
+        })
+        .collect();
+    let with_fec: Vec<&Vec<u8>> = packets.iter().filter(|p| has_fec(p)).collect();
+    assert!(!with_fec.is_empty(), "speech gets FEC");
+    let mut bytes = Vec::with_capacity(4000);
+    let mut k = 0;
+    c.bench_function("opus_encode_frame960", |b| {
+        b.iter(|| {
+            bytes.clear();
+            enc.encode(black_box(&frames[k % frames.len()]), &mut bytes);
+            k += 1;
+            black_box(&bytes);
+        })
+    });
+    let mut dec = Opus::new().expect("opus");
+    let mut out = Vec::with_capacity(960);
+    let mut k = 0;
+    c.bench_function("opus_decode_frame960", |b| {
+        b.iter(|| {
+            out.clear();
+            dec.decode(black_box(&packets[k % packets.len()]), &mut out)
+                .unwrap();
+            k += 1;
+            black_box(&out);
+        })
+    });
+    let mut k = 0;
+    c.bench_function("opus_decode_fec_frame960", |b| {
+        b.iter(|| {
+            out.clear();
+            let ok = dec.decode_fec(black_box(with_fec[k % with_fec.len()]), 960, &mut out);
+            k += 1;
+            black_box(ok);
+            black_box(&out);
+        })
+    });
+    c.bench_function("opus_conceal_frame960", |b| {
+        b.iter(|| {
+            out.clear();
+            dec.conceal(960, &mut out);
             black_box(&out);
         })
     });
@@ -166,5 +247,5 @@ fn session(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, g711, g722, jitter, session);
+criterion_group!(benches, g711, g722, opus, jitter, session);
 criterion_main!(benches);

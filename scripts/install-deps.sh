@@ -3,7 +3,8 @@
 # Idempotent: installs only what is missing. Uses sudo when not root.
 #
 #   build:  pkg-config libasound2-dev (cpal's ALSA backend), build-essential,
-#           libdbus-1-dev (the keyring crate's Secret Service backend)
+#           libdbus-1-dev (the keyring crate's Secret Service backend), cmake (the opus
+#           crate builds its bundled libopus with it)
 #   tests:  sip-tester (sipp peer), pulseaudio + pulseaudio-utils + libasound2-plugins
 #           (headless audio devices, scripts/headless-audio.sh), sox espeak-ng (fixtures),
 #           kamailio (registrar/proxy, tests/support/kamailio.rs) with its sqlite, tls and
@@ -13,7 +14,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(
-    build-essential pkg-config libasound2-dev libdbus-1-dev
+    build-essential pkg-config libasound2-dev libdbus-1-dev cmake
     sip-tester baresip-core
     kamailio kamailio-sqlite-modules kamailio-tls-modules kamailio-websocket-modules
     pulseaudio pulseaudio-utils libasound2-plugins alsa-utils

@@ -125,6 +125,7 @@ fn codec_spec(c: crate::config::CodecName) -> crate::sip::sdp::CodecSpec {
     use crate::config::CodecName;
     use crate::sip::sdp;
     match c {
+        CodecName::Opus => sdp::opus(),
         CodecName::G722 => sdp::g722(),
         CodecName::Pcmu => sdp::pcmu(),
         CodecName::Pcma => sdp::pcma(),

@@ -217,7 +217,7 @@ pub struct EngineArgs {
     #[arg(long)]
     pub json: bool,
     /// Offer and accept only this codec; repeat for several, in order of preference
-    /// (G722, PCMU, PCMA). Overrides the account's `codecs`.
+    /// (opus, G722, PCMU, PCMA). Overrides the account's `codecs`.
     #[arg(long = "codec", value_name = "NAME", value_parser = parse_codec)]
     pub codecs: Vec<crate::config::CodecName>,
     /// Send the microphone as it is, without RNNoise noise suppression (on by default for

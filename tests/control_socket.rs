@@ -125,7 +125,7 @@ fn every_verb_against_two_real_instances() {
         WAIT,
     );
     let st = ca.ok(json!({"cmd": "status"}));
-    assert_eq!(st["calls"][0]["codec"], "G722", "the default codec: {st}");
+    assert_eq!(st["calls"][0]["codec"], "opus", "the default codec: {st}");
 
     // hangup one call.
     assert_eq!(

@@ -17,6 +17,24 @@ use support::{compare_wavs, data_file, is_call_state, is_event, Termphone};
 const WAIT: Duration = Duration::from_secs(20);
 /// The bar for "the recording holds the speech".
 const MIN_NCC: f64 = 0.9;
+/// The bar for speech that went through Opus (the default codec): Opus keeps how speech
+/// sounds, not its waveform, which NCC measures — one encode/decode scores 0.911 on
+/// speech-8k.wav, two in tandem 0.894, an echo call 0.86 to 0.875 (tests/e2e_opus.rs).
+const MIN_NCC_OPUS: f64 = 0.8;
+
+/// The bar for speech through `codec` (as the stats name it).
+fn min_ncc(codec: &str) -> f64 {
+    if codec.eq_ignore_ascii_case("opus") {
+        MIN_NCC_OPUS
+    } else {
+        MIN_NCC
+    }
+}
+
+/// The codec of a process's last stats event.
+fn call_codec(t: &mut Termphone) -> String {
+    codecs_used(t).pop().unwrap_or_default()
+}
 
 fn speech() -> String {
     data_file("speech-8k.wav").display().to_string()
@@ -61,9 +79,10 @@ fn echo_call_returns_the_speech_and_exits_0() {
         ["dialing", "alerting", "connected", "hanguplocal"]
     );
     let sim = compare_wavs(&data_file("speech-8k.wav"), &back).expect("compare");
+    let codec = call_codec(&mut dial);
     assert!(
-        sim.ncc >= MIN_NCC,
-        "echoed speech correlates only {:?}",
+        sim.ncc >= min_ncc(&codec),
+        "echoed speech through {codec} correlates only {:?}",
         sim
     );
     srv.wait_call_state("hangupremote", WAIT);
@@ -105,9 +124,10 @@ fn audio_flows_both_ways_and_serve_records_the_caller() {
     assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
     // serve -> dial: the speech serve played is in dial's recording.
     let sim = compare_wavs(&data_file("speech-8k.wav"), &back).unwrap();
+    let codec = call_codec(&mut dial);
     assert!(
-        sim.ncc >= MIN_NCC,
-        "serve->dial speech correlates only {sim:?}"
+        sim.ncc >= min_ncc(&codec),
+        "serve->dial speech through {codec} correlates only {sim:?}"
     );
     // dial -> serve: serve's recording holds the tone.
     let rec = srv.wait_event(is_event("recording"), WAIT);
@@ -116,8 +136,8 @@ fn audio_flows_both_ways_and_serve_records_the_caller() {
     srv.stop();
     let sim = compare_wavs(&tone, Path::new(&path)).unwrap();
     assert!(
-        sim.ncc >= MIN_NCC,
-        "dial->serve tone correlates only {sim:?}"
+        sim.ncc >= min_ncc(&codec),
+        "dial->serve tone through {codec} correlates only {sim:?}"
     );
 }
 
@@ -229,9 +249,10 @@ fn serve_stops_on_sigterm_with_bye_and_a_finished_recording() {
         Path::new(rec["path"].as_str().unwrap()),
     )
     .unwrap();
+    let codec = call_codec(&mut dial);
     assert!(
-        sim.ncc >= MIN_NCC,
-        "recording closed properly and holds the caller: {sim:?}"
+        sim.ncc >= min_ncc(&codec),
+        "recording closed properly and holds the caller ({codec}): {sim:?}"
     );
 }
 
@@ -405,7 +426,8 @@ fn lost_first_invite_and_first_200_still_complete_the_call() {
         .iter()
         .flat_map(|evs| evs.iter().filter(|e| e["event"] == "stats").cloned())
         .collect();
-    assert!(sim.ncc >= MIN_NCC, "{sim:?} {stats:?}");
+    let codec = call_codec(&mut dial);
+    assert!(sim.ncc >= min_ncc(&codec), "{codec}: {sim:?} {stats:?}");
 }
 
 #[test]
@@ -437,7 +459,7 @@ fn the_answerers_configured_codec_order_decides() {
         .dir(dir.clone())
         .spawn();
     let uri = srv.sip_uri("echo");
-    // The caller offers G722 first (its default); the answerer prefers PCMA.
+    // The caller offers opus first (its default); the answerer prefers PCMA.
     let mut dial = Termphone::builder(&["dial", &uri, "--duration", "1"])
         .dir(dir)
         .spawn();
@@ -467,16 +489,21 @@ fn codecs_used(t: &mut Termphone) -> Vec<String> {
         .collect()
 }
 
-/// Two termphones with no config talk G.722 (wide-band first by default): the offer lists
-/// G722/8000 (the RFC 3551 clock quirk), the recording is 16 kHz and holds the echoed speech.
-/// `--codec` narrows and orders the list; an unknown name is a usage error.
+/// Two termphones talk G.722 when the caller offers it first (`--codec G722 --codec PCMU`;
+/// Opus comes first by default, see tests/e2e_opus.rs): the offer lists G722/8000 (the RFC
+/// 3551 clock quirk), the recording is 16 kHz and holds the echoed speech. `--codec` narrows
+/// and orders the list; an unknown name is a usage error.
 #[test]
-fn g722_by_default_and_codec_chosen_on_the_command_line() {
+fn g722_and_codec_chosen_on_the_command_line() {
     let (srv, uri) = serve(&["--echo"]);
     let back = srv.dir().join("back-g722.wav");
     let mut dial = Termphone::builder(&[
         "dial",
         &uri,
+        "--codec",
+        "G722",
+        "--codec",
+        "PCMU",
         "--play",
         &speech(),
         "--record",

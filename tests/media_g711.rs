@@ -170,7 +170,7 @@ fn sine_snr_is_toll_quality() {
         c.encode(&pcm, &mut enc);
         assert_eq!(enc.len(), pcm.len());
         let mut dec = Vec::new();
-        c.decode(&enc, &mut dec);
+        c.decode(&enc, &mut dec).unwrap();
         let sig: f64 = pcm.iter().map(|&s| f64::from(s).powi(2)).sum();
         let err: f64 = pcm
             .iter()

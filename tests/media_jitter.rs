@@ -419,3 +419,47 @@ fn random_traces_keep_invariants() {
     }
     assert!(late_total > 0 && dup_total > 0 && conceal_total > 0);
 }
+
+/// `peek_next` shows the packet the next pop plays, only once it is buffered and only when it
+/// belongs to the very next slot: after a lost packet, that is the one whose in-band FEC can
+/// rebuild it. It never changes what pop does.
+#[test]
+fn peek_next_shows_the_packet_of_the_next_slot() {
+    let mut jb = JitterBuffer::new(JitterConfig::new(8000, 20));
+    let t0 = Instant::now();
+    let ms = |m| t0 + Duration::from_millis(m);
+    let audio = |seq: u16| RtpPacket {
+        seq,
+        timestamp: u32::from(seq) * 160,
+        ssrc: 9,
+        payload: vec![seq as u8; 4],
+        ..RtpPacket::default()
+    };
+    assert!(jb.peek_next().is_none(), "not playing");
+    jb.push(ms(0), audio(0));
+    jb.push(ms(20), audio(1));
+    assert!(jb.peek_next().is_none(), "not playing yet");
+    // 2 is lost; 3 arrives in time, 5 early (4 lost too)
+    jb.push(ms(60), audio(3));
+    jb.push(ms(61), audio(5));
+    let pops: Vec<(Playout, Option<u16>)> = (0..6u64)
+        .map(|k| {
+            let p = jb.pop(ms(60 + 20 * k));
+            (p, jb.peek_next().map(|n| n.seq))
+        })
+        .collect();
+    let seqs: Vec<String> = pops
+        .iter()
+        .map(|(p, next)| {
+            let now = match p {
+                Playout::Frame(f) => f.seq.to_string(),
+                Playout::Conceal => "C".into(),
+                Playout::Silence => "S".into(),
+            };
+            format!("{now}/{}", next.map_or("-".into(), |s| s.to_string()))
+        })
+        .collect();
+    // slot 1's successor (2) is missing; at the loss of 2, packet 3 is next; at the loss of
+    // 4, packet 5 is next.
+    assert_eq!(seqs, ["0/1", "1/-", "C/3", "3/-", "C/5", "5/-"]);
+}

@@ -226,6 +226,7 @@ fn session(ssrc: u32, seq: u16, ts: u32, pt: u8, te: u8) -> MediaSession {
             name: if pt == 0 { "PCMU" } else { "PCMA" }.into(),
             payload_type: pt,
             clock_rate: 8000,
+            bitrate: None,
         },
         telephone_event_pt: Some(te),
         ptime_ms: 20,

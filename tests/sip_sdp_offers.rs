@@ -4,8 +4,8 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use sdp_types::Session;
 use termphone::sip::sdp::{
-    create_answer, create_offer, pcma, pcmu, process_answer, CodecSpec, Direction, LocalMedia,
-    Negotiated, SdpError,
+    create_answer, create_offer, g722, opus, pcma, pcmu, process_answer, CodecSpec, Direction,
+    FormatParams, LocalMedia, Negotiated, SdpError, OPUS_FMTP,
 };
 
 fn local() -> LocalMedia {
@@ -85,6 +85,7 @@ fn baresip_offer() {
             ptime: 20,
             rtcp_mux: false,
             remote_rtcp: sock("127.0.0.1:10781"),
+            remote_fmtp: FormatParams::default(),
         }
     );
     let s = Session::parse(answer.as_bytes()).unwrap();
@@ -480,6 +481,7 @@ a=ptime:20
             ptime: 20,
             rtcp_mux: false,
             remote_rtcp: sock("127.0.0.2:10781"),
+            remote_fmtp: FormatParams::default(),
         }
     );
 }
@@ -587,4 +589,358 @@ fn two_termphones_talk_over_ipv6() {
     assert_eq!(na.remote, sock("[::1]:30002"));
     assert_eq!(nb.remote, sock("[::1]:30000"));
     assert_eq!(na.telephone_event_pt, nb.telephone_event_pt);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Opus (RFC 7587)
+
+/// What termphone offers by default: opus, G722, PCMU, PCMA.
+fn local_opus_first() -> LocalMedia {
+    let mut l = local();
+    l.codecs = vec![opus(), g722(), pcmu(), pcma()];
+    l
+}
+
+/// The attributes of the first m= line of `sdp` that start with one of `names`.
+fn attrs_named(sdp: &str, names: &[&str]) -> Vec<String> {
+    media_lines(sdp)[0]
+        .4
+        .iter()
+        .filter(|a| names.iter().any(|n| a.starts_with(&format!("{n}:"))))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn our_offer_lists_opus_with_fmtp_and_telephone_event_at_both_rates() {
+    let offer = create_offer(&local_opus_first());
+    assert!(
+        offer.contains("m=audio 30000 RTP/AVP 111 9 0 8 101 96\r\n"),
+        "{offer}"
+    );
+    assert_eq!(
+        attrs_named(&offer, &["rtpmap", "fmtp"]),
+        [
+            "rtpmap:111 opus/48000/2",
+            "rtpmap:9 G722/8000",
+            "rtpmap:0 PCMU/8000",
+            "rtpmap:8 PCMA/8000",
+            "rtpmap:101 telephone-event/8000",
+            "rtpmap:96 telephone-event/48000",
+            "fmtp:111 useinbandfec=1;maxaveragebitrate=32000;stereo=0;sprop-stereo=0",
+            "fmtp:101 0-16",
+            "fmtp:96 0-16",
+        ]
+    );
+    assert_eq!(
+        local_opus_first().telephone_events(),
+        [(8000, 101), (48000, 96)]
+    );
+
+    // Only opus (`--codec opus`): one telephone-event, at 48000, on 101.
+    let mut l = local();
+    l.codecs = vec![opus()];
+    let offer = create_offer(&l);
+    assert!(
+        offer.contains("m=audio 30000 RTP/AVP 111 101\r\n"),
+        "{offer}"
+    );
+    assert!(
+        offer.contains("a=rtpmap:101 telephone-event/48000\r\n"),
+        "{offer}"
+    );
+    assert!(!offer.contains("telephone-event/8000"), "{offer}");
+    // No telephone-event at all when switched off.
+    l.telephone_event = false;
+    assert!(create_offer(&l).contains("m=audio 30000 RTP/AVP 111\r\n"));
+}
+
+// Zoiper 5 style: opus on 106 with spaces in its fmtp, telephone-event at 48000 and 8000.
+const ZOIPER_OFFER: &str = "v=0
+o=Z 1700000000000 1 IN IP4 127.0.0.1
+s=Z
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio 8000 RTP/AVP 106 9 98 101 0 8 3
+a=rtpmap:106 opus/48000/2
+a=fmtp:106 sprop-maxcapturerate=16000; minptime=20; useinbandfec=1
+a=rtpmap:98 telephone-event/48000
+a=fmtp:98 0-16
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+a=ptime:20
+a=sendrecv
+";
+
+#[test]
+fn zoiper_style_offer_gets_opus_on_its_payload_type() {
+    let (answer, n) = create_answer(&crlf(ZOIPER_OFFER), &local_opus_first()).unwrap();
+    assert_eq!(
+        n.codec,
+        CodecSpec::new("opus", 106, 48000, 2).with_fmtp(OPUS_FMTP)
+    );
+    assert_eq!(
+        n.telephone_event_pt,
+        Some(98),
+        "the event clock is the audio's"
+    );
+    assert_eq!(
+        n.remote_fmtp,
+        FormatParams {
+            use_inband_fec: Some(true),
+            ..FormatParams::default()
+        }
+    );
+    assert_eq!(n.ptime, 20);
+    let lines = media_lines(&answer);
+    assert_eq!(lines[0].3, "106 98");
+    assert_eq!(
+        attrs_named(&answer, &["rtpmap", "fmtp"]),
+        [
+            "rtpmap:106 opus/48000/2",
+            "rtpmap:98 telephone-event/48000",
+            &format!("fmtp:106 {OPUS_FMTP}"),
+            "fmtp:98 0-16",
+        ]
+    );
+    // With G.711 preferred, the 8000 Hz telephone-event goes with it.
+    let mut l = local();
+    l.codecs = vec![pcmu(), opus()];
+    let (answer, n) = create_answer(&crlf(ZOIPER_OFFER), &l).unwrap();
+    assert_eq!(
+        (n.codec.name.as_str(), n.telephone_event_pt),
+        ("PCMU", Some(101))
+    );
+    assert!(
+        answer.contains("m=audio 30000 RTP/AVP 0 101\r\n"),
+        "{answer}"
+    );
+    assert!(!answer.contains("a=fmtp:0"), "G.711 has no fmtp: {answer}");
+}
+
+// Linphone style: opus on 96 first, telephone-event for each of its rates, RTCP feedback
+// attributes we do not use.
+const LINPHONE_OFFER: &str = "v=0
+o=alice 1234 678 IN IP4 127.0.0.1
+s=Talk
+c=IN IP4 127.0.0.1
+t=0 0
+a=rtcp-xr:rcvr-rtt=all:10000 stat-summary=loss,dup,jitt,TTL voip-metrics
+m=audio 7078 RTP/AVP 96 97 98 0 8 18 101 99 100
+a=rtpmap:96 OPUS/48000/2
+a=fmtp:96 useinbandfec=1
+a=rtpmap:97 speex/16000
+a=fmtp:97 vbr=on
+a=rtpmap:98 speex/8000
+a=fmtp:98 vbr=on
+a=fmtp:18 annexb=yes
+a=rtpmap:101 telephone-event/48000
+a=rtpmap:99 telephone-event/16000
+a=rtpmap:100 telephone-event/8000
+a=rtcp-fb:* trr-int 1000
+a=rtcp-fb:* ccm tmmbr
+";
+
+#[test]
+fn linphone_style_offer_matches_opus_case_insensitively() {
+    let (answer, n) = create_answer(&crlf(LINPHONE_OFFER), &local_opus_first()).unwrap();
+    assert_eq!((n.codec.name.as_str(), n.codec.payload_type), ("opus", 96));
+    assert_eq!(n.codec.clock_rate, 48000);
+    assert_eq!(n.telephone_event_pt, Some(101));
+    assert_eq!(n.remote_fmtp.use_inband_fec, Some(true));
+    assert_eq!(n.remote_fmtp.max_average_bitrate, None);
+    assert!(
+        answer.contains("m=audio 30000 RTP/AVP 96 101\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("a=rtpmap:96 opus/48000/2\r\n"), "{answer}");
+    assert!(
+        answer.contains("a=rtpmap:101 telephone-event/48000\r\n"),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains("speex") && !answer.contains("rtcp-fb"),
+        "{answer}"
+    );
+}
+
+// baresip style: opus first with its fmtp (stereo wanted, a bitrate cap), telephone-event
+// at 8000 only.
+const BARESIP_OPUS_OFFER: &str = "v=0
+o=- 1817361447 3162447539 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+a=tool:baresip 1.0.0
+m=audio 10780 RTP/AVP 96 9 0 8 101
+a=rtpmap:96 opus/48000/2
+a=fmtp:96 stereo=1;sprop-stereo=1;maxaveragebitrate=64000
+a=rtpmap:9 G722/8000
+a=rtpmap:0 PCMU/8000
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-15
+a=rtcp:10781
+a=sendrecv
+a=ptime:20
+";
+
+#[test]
+fn baresip_style_opus_offer_reads_its_fmtp() {
+    let (answer, n) = create_answer(&crlf(BARESIP_OPUS_OFFER), &local_opus_first()).unwrap();
+    assert_eq!((n.codec.name.as_str(), n.codec.payload_type), ("opus", 96));
+    assert_eq!(
+        n.remote_fmtp,
+        FormatParams {
+            max_average_bitrate: Some(64000),
+            stereo: Some(true),
+            ..FormatParams::default()
+        }
+    );
+    // Its telephone-event runs at 8000, not at the opus clock: no DTMF on this stream.
+    assert_eq!(n.telephone_event_pt, None);
+    assert!(answer.contains("m=audio 30000 RTP/AVP 96\r\n"), "{answer}");
+    assert!(
+        answer.contains(&format!("a=fmtp:96 {OPUS_FMTP}\r\n")),
+        "{answer}"
+    );
+
+    // The same offer with a telephone-event at 48000 as well.
+    let offer = BARESIP_OPUS_OFFER
+        .replace("96 9 0 8 101", "96 9 0 8 101 102")
+        .replace(
+            "a=fmtp:101 0-15",
+            "a=fmtp:101 0-15\na=rtpmap:102 telephone-event/48000",
+        );
+    let (answer, n) = create_answer(&crlf(&offer), &local_opus_first()).unwrap();
+    assert_eq!(n.telephone_event_pt, Some(102));
+    assert!(
+        answer.contains("m=audio 30000 RTP/AVP 96 102\r\n"),
+        "{answer}"
+    );
+}
+
+#[test]
+fn sloppy_opus_rtpmaps_and_ptimes() {
+    // "opus/48000" without the /2 RFC 7587 demands is still opus.
+    let offer =
+        offer_with_audio("m=audio 4000 RTP/AVP 120 0\na=rtpmap:120 opus/48000\na=ptime:30\n");
+    let (answer, n) = create_answer(&offer, &local_opus_first()).unwrap();
+    assert_eq!((n.codec.name.as_str(), n.codec.payload_type), ("opus", 120));
+    assert!(answer.contains("a=rtpmap:120 opus/48000/2\r\n"), "{answer}");
+    // 30 ms is no Opus packet duration: we send 20 ms packets (any decoder takes them).
+    assert_eq!(n.ptime, 20);
+    let offer =
+        offer_with_audio("m=audio 4000 RTP/AVP 111\na=rtpmap:111 opus/48000/2\na=ptime:40\n");
+    assert_eq!(
+        create_answer(&offer, &local_opus_first()).unwrap().1.ptime,
+        40
+    );
+    // G.711 keeps its 30 ms.
+    let offer = offer_with_audio("m=audio 4000 RTP/AVP 0\na=ptime:30\n");
+    assert_eq!(
+        create_answer(&offer, &local_opus_first()).unwrap().1.ptime,
+        30
+    );
+    // opus at another clock rate is not opus.
+    let offer = offer_with_audio("m=audio 4000 RTP/AVP 111\na=rtpmap:111 opus/16000/2\n");
+    assert_eq!(
+        create_answer(&offer, &local_opus_first()).unwrap_err(),
+        SdpError::NoCommonCodec
+    );
+}
+
+fn offer_with_audio(audio: &str) -> String {
+    crlf(&format!(
+        "v=0
+o=- 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+{audio}"
+    ))
+}
+
+#[test]
+fn answer_to_our_opus_offer() {
+    let us = local_opus_first();
+    // A peer answering opus on its own payload type, with its wishes and the 48 kHz event.
+    let answer = answer_to_our_offer(
+        "m=audio 4000 RTP/AVP 109 97
+a=rtpmap:109 opus/48000/2
+a=fmtp:109 maxaveragebitrate=20000; useinbandfec=0; usedtx=1
+a=rtpmap:97 telephone-event/48000
+a=fmtp:97 0-16
+",
+    );
+    let n = process_answer(&us, &answer).unwrap();
+    assert_eq!(
+        n.codec,
+        CodecSpec::new("opus", 109, 48000, 2).with_fmtp(OPUS_FMTP)
+    );
+    assert_eq!(n.telephone_event_pt, Some(97));
+    assert_eq!(
+        n.remote_fmtp,
+        FormatParams {
+            max_average_bitrate: Some(20000),
+            use_inband_fec: Some(false),
+            use_dtx: Some(true),
+            stereo: None,
+        }
+    );
+    // An answer with PCMU and the 8000 Hz event: that one is used.
+    let answer =
+        answer_to_our_offer("m=audio 4000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\n");
+    let n = process_answer(&us, &answer).unwrap();
+    assert_eq!((n.codec.clone(), n.telephone_event_pt), (pcmu(), Some(101)));
+    assert_eq!(n.remote_fmtp, FormatParams::default());
+}
+
+#[test]
+fn two_default_termphones_agree_on_opus() {
+    let a = local_opus_first();
+    let mut b = LocalMedia::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 30002, 1);
+    b.codecs = vec![opus(), g722(), pcmu(), pcma()];
+    let (answer, nb) = create_answer(&create_offer(&a), &b).unwrap();
+    let na = process_answer(&a, &answer).unwrap();
+    assert_eq!(na.codec, opus());
+    assert_eq!(nb.codec, opus());
+    assert_eq!(na.telephone_event_pt, Some(96));
+    assert_eq!(nb.telephone_event_pt, Some(96));
+    // each read the other's fmtp
+    let ours = FormatParams {
+        max_average_bitrate: Some(32000),
+        use_inband_fec: Some(true),
+        use_dtx: None,
+        stereo: Some(false),
+    };
+    assert_eq!(na.remote_fmtp, ours);
+    assert_eq!(nb.remote_fmtp, ours);
+}
+
+#[test]
+fn format_params_parse_leniently() {
+    let p = FormatParams::parse(
+        " MaxAverageBitrate = 24000 ;USEINBANDFEC=1;; junk; stereo=yes;usedtx=0",
+    );
+    assert_eq!(
+        p,
+        FormatParams {
+            max_average_bitrate: Some(24000),
+            use_inband_fec: Some(true),
+            use_dtx: Some(false),
+            stereo: None,
+        }
+    );
+    for bad in [
+        "maxaveragebitrate=5999",
+        "maxaveragebitrate=510001",
+        "maxaveragebitrate=-1",
+        "maxaveragebitrate=32k",
+        "maxaveragebitrate=",
+    ] {
+        assert_eq!(FormatParams::parse(bad).max_average_bitrate, None, "{bad}");
+    }
+    assert_eq!(FormatParams::parse(""), FormatParams::default());
+    assert_eq!(FormatParams::parse("0-16"), FormatParams::default());
 }

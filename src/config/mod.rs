@@ -196,6 +196,8 @@ impl AccountConfig {
 /// A codec name a config may list, checked against what the media layer supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CodecName {
+    /// Opus (RFC 6716/7587), 48 kHz full-band, variable bitrate (32 kbit/s by default).
+    Opus,
     /// G.722, 16 kHz wide-band (64 kbit/s).
     G722,
     /// G.711 µ-law.
@@ -205,17 +207,24 @@ pub enum CodecName {
 }
 
 impl CodecName {
-    /// Every supported codec, in default preference order: wide-band first.
-    pub const ALL: [CodecName; 3] = [CodecName::G722, CodecName::Pcmu, CodecName::Pcma];
+    /// Every supported codec, in default preference order: Opus, then wide-band G.722, then
+    /// G.711 (what baresip and MicroSIP offer).
+    pub const ALL: [CodecName; 4] = [
+        CodecName::Opus,
+        CodecName::G722,
+        CodecName::Pcmu,
+        CodecName::Pcma,
+    ];
 
-    /// The default preference list (`["G722", "PCMU", "PCMA"]`).
+    /// The default preference list (`["opus", "G722", "PCMU", "PCMA"]`).
     pub fn default_list() -> Vec<CodecName> {
         Self::ALL.to_vec()
     }
 
-    /// The SDP name (`"PCMU"`), as `media::codec_by_name` takes it.
+    /// The SDP name (`"PCMU"`, `"opus"`), as `media::codec_by_name` takes it.
     pub fn as_str(&self) -> &'static str {
         match self {
+            CodecName::Opus => "opus",
             CodecName::G722 => "G722",
             CodecName::Pcmu => "PCMU",
             CodecName::Pcma => "PCMA",
@@ -427,6 +436,8 @@ mod tests {
     fn codec_names_are_case_insensitive() {
         assert_eq!(CodecName::from_name("pcma"), Some(CodecName::Pcma));
         assert_eq!(CodecName::from_name("PCMU"), Some(CodecName::Pcmu));
+        assert_eq!(CodecName::from_name("OPUS"), Some(CodecName::Opus));
+        assert_eq!(CodecName::default_list()[0], CodecName::Opus);
         assert_eq!(CodecName::from_name("G729"), None);
     }
 }

@@ -78,8 +78,8 @@ const EXPECT_WS_PATH: &str = "an HTTP path starting with \"/\", e.g. \"/ws\"";
 const EXPECT_KEEPALIVE: &str = "seconds from 0 (off) to 3600, e.g. 30";
 const EXPECT_PASSWORD: &str = "a string";
 const EXPECT_CODECS: &str =
-    "a list of codec names from G722, PCMU, PCMA, e.g. [\"G722\", \"PCMU\", \"PCMA\"]";
-const EXPECT_CODEC: &str = "a codec name: G722, PCMU or PCMA";
+    "a list of codec names from opus, G722, PCMU, PCMA, e.g. [\"opus\", \"G722\", \"PCMU\", \"PCMA\"]";
+const EXPECT_CODEC: &str = "a codec name: opus, G722, PCMU or PCMA";
 const EXPECT_DTMF: &str = "\"rfc4733\"";
 const EXPECT_AUTO_ANSWER: &str = "\"off\", \"answer\", \"echo\", \"reject\" or a table such as { delay = 2, play = \"greeting.wav\", record = \"/var/tmp/calls\", hangup_after = 60 } or { reject = 486 }";
 const EXPECT_AA_DELAY: &str = "seconds to ring first, from 0 to 600, e.g. 2";

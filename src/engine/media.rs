@@ -68,6 +68,7 @@ impl CallMedia {
             name: neg.codec.name.clone(),
             payload_type: neg.codec.payload_type,
             clock_rate: neg.codec.clock_rate,
+            bitrate: neg.remote_fmtp.max_average_bitrate,
         };
         let ptime_ms = neg.ptime.clamp(10, 200);
         let clock_rate = codec.clock_rate;

@@ -519,6 +519,23 @@ impl JitterBuffer {
         self.played.push_back(seq);
     }
 
+    /// The packet the next [`JitterBuffer::pop`] will play, if it is buffered already: the
+    /// one whose timestamp falls in the slot right after the one just popped. After a
+    /// [`Playout::Conceal`] this is the packet that follows the lost one, whose in-band FEC
+    /// (Opus) can rebuild it. `None` while not playing.
+    pub fn peek_next(&self) -> Option<&RtpPacket> {
+        if !self.playing {
+            return None;
+        }
+        let play_ts = self.play_ts?;
+        let frame_ts = i64::from(self.cfg.frame_ts);
+        self.buf
+            .first_key_value()
+            .map(|(_, (ts, pkt))| (*ts, pkt))
+            .filter(|(ts, _)| *ts >= play_ts && *ts < play_ts + frame_ts)
+            .map(|(_, pkt)| pkt)
+    }
+
     /// The playout tick at `now`: what to play for the next frame.
     pub fn pop(&mut self, now: Instant) -> Playout {
         self.last_pop = Some(now);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use core::fmt;
 
-use super::codec::{codec_by_name, Codec};
+use super::codec::{codec_for, Codec};
 use super::dtmf::{DtmfReceiver, DtmfSender, DtmfSenderConfig};
 use super::emodel::CodecImpairment;
 use super::jitter::{Adjust, JitterBuffer, JitterConfig, Playout};
@@ -25,6 +25,9 @@ pub struct CodecParams {
     pub payload_type: u8,
     /// RTP clock rate.
     pub clock_rate: u32,
+    /// Bitrate to send at, bit/s, for a variable-rate codec (Opus: the remote's
+    /// `maxaveragebitrate`); `None`: the codec's default. Fixed-rate codecs ignore it.
+    pub bitrate: Option<u32>,
 }
 
 impl CodecParams {
@@ -34,6 +37,7 @@ impl CodecParams {
             name: "PCMU".into(),
             payload_type: 0,
             clock_rate: 8000,
+            bitrate: None,
         }
     }
 
@@ -43,6 +47,7 @@ impl CodecParams {
             name: "G722".into(),
             payload_type: 9,
             clock_rate: 8000,
+            bitrate: None,
         }
     }
 
@@ -52,6 +57,18 @@ impl CodecParams {
             name: "PCMA".into(),
             payload_type: 8,
             clock_rate: 8000,
+            bitrate: None,
+        }
+    }
+
+    /// Opus, dynamic payload type 111 (what most softphones use; the answer may name another),
+    /// RTP clock 48 kHz, default bitrate.
+    pub fn opus() -> CodecParams {
+        CodecParams {
+            name: "opus".into(),
+            payload_type: 111,
+            clock_rate: 48_000,
+            bitrate: None,
         }
     }
 }
@@ -132,9 +149,13 @@ pub struct MediaStats {
     pub late: u64,
     /// Duplicate audio packets.
     pub duplicates: u64,
-    /// Frames filled by concealment.
+    /// Frames filled by concealment (missing packets not rebuilt by FEC, and audio payloads
+    /// the codec could not decode).
     pub concealed: u64,
-    /// Datagrams that were not valid RTP, or had an unknown payload type.
+    /// Frames of missing packets rebuilt from the in-band FEC of the packet after them (Opus).
+    pub fec_recovered: u64,
+    /// Datagrams that were not valid RTP or had an unknown payload type, and audio payloads
+    /// the codec could not decode.
     pub bad_packets: u64,
     /// Interarrival jitter (RFC 3550 A.8) of the audio packets, in ms.
     pub jitter_ms: f64,
@@ -217,6 +238,8 @@ pub struct MediaSession {
     last_quiet: bool,
     /// Frames since a change of the playout delay was first wanted (waiting for a pause).
     adjust_wait: u32,
+    /// Frames concealed because their payload could not be decoded.
+    undecodable: u64,
 }
 
 impl fmt::Debug for MediaSession {
@@ -239,7 +262,7 @@ impl MediaSession {
 
     /// A session with a jitter buffer tuned by the caller.
     pub fn with_jitter(cfg: MediaConfig, jitter: JitterConfig) -> Result<MediaSession, MediaError> {
-        let codec = codec_by_name(&cfg.codec.name)
+        let codec = codec_for(&cfg.codec.name, cfg.codec.bitrate)
             .ok_or_else(|| MediaError::UnknownCodec(cfg.codec.name.clone()))?;
         if codec.clock_rate() != cfg.codec.clock_rate {
             return Err(MediaError::ClockRate {
@@ -279,6 +302,7 @@ impl MediaSession {
             rtcp: None,
             last_quiet: true,
             adjust_wait: 0,
+            undecodable: 0,
             codec,
             cfg,
         })
@@ -470,10 +494,31 @@ impl MediaSession {
         self.last_quiet = is_quiet(out);
     }
 
+    /// The next frame from the jitter buffer. A missing packet is rebuilt from the next
+    /// packet's in-band FEC when that one is already buffered and carries it, else concealed;
+    /// a payload the codec cannot decode is concealed and counted as a bad packet.
     fn pop_frame(&mut self, now: Instant, out: &mut Vec<i16>) {
         match self.jitter.pop(now) {
-            Playout::Frame(pkt) => self.codec.decode(&pkt.payload, out),
-            Playout::Conceal => self.codec.conceal(self.frame_samples, out),
+            Playout::Frame(pkt) => {
+                let start = out.len();
+                if self.codec.decode(&pkt.payload, out).is_err() {
+                    out.truncate(start);
+                    self.stats.bad_packets += 1;
+                    self.undecodable += 1;
+                    self.codec.conceal(self.frame_samples, out);
+                }
+            }
+            Playout::Conceal => {
+                let recovered = self.jitter.peek_next().is_some_and(|next| {
+                    self.codec
+                        .decode_fec(&next.payload, self.frame_samples, out)
+                });
+                if recovered {
+                    self.stats.fec_recovered += 1;
+                } else {
+                    self.codec.conceal(self.frame_samples, out);
+                }
+            }
             Playout::Silence => {}
         }
         out.resize(self.frame_samples, 0);
@@ -508,7 +553,8 @@ impl MediaSession {
             lost: self.lost_before + lost,
             late: jb.late,
             duplicates: jb.duplicates,
-            concealed: jb.concealed,
+            // the jitter buffer counts every missing slot; FEC rebuilt some of them
+            concealed: jb.concealed.saturating_sub(self.stats.fec_recovered) + self.undecodable,
             jitter_ms: jitter * 1000.0 / f64::from(self.cfg.codec.clock_rate),
             discarded: jb.discarded,
             stretched: jb.stretched,

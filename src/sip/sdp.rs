@@ -2,13 +2,18 @@
 //!
 //! Text is parsed and written by `sdp-types`; the offer/answer rules are ours:
 //!
-//! - [`create_offer`] writes one `m=audio` line with our codecs in preference order,
-//!   `telephone-event` (RFC 4733, events 0-16), `a=ptime:20` and our direction.
+//! - [`create_offer`] writes one `m=audio` line with our codecs in preference order (each
+//!   with its `a=fmtp` if it has one, e.g. Opus's RFC 7587 parameters), `telephone-event`
+//!   (RFC 4733, events 0-16) once for each clock rate of our codecs (the events run at the
+//!   audio's clock: 8000 for G.711/G.722, 48000 for Opus), `a=ptime:20` and our direction.
 //! - [`create_answer`] picks the first audio stream it can take. OUR preference order decides
 //!   the codec; the answer carries exactly that codec (with the offerer's payload type number)
 //!   plus `telephone-event` when both sides have it at the codec's clock rate. Every other
 //!   m= line is answered with port 0, in the offer's order (RFC 3264 §6).
 //! - [`process_answer`] checks an answer against what we offered and says what to send.
+//!
+//! The remote's `a=fmtp` for the chosen codec is read into [`Negotiated::remote_fmtp`] (how
+//! it wants to receive: Opus `maxaveragebitrate`, `useinbandfec`, ...).
 //!
 //! Hold: the caller puts a direction in [`LocalMedia::direction`] and bumps
 //! [`LocalMedia::session_version`] for each new offer (the `o=` version is the caller's).
@@ -27,6 +32,11 @@ pub const TELEPHONE_EVENT_PT: u8 = 101;
 pub const TELEPHONE_EVENT_EVENTS: &str = "0-16";
 /// Packet time we ask for and the default when the remote gives none.
 pub const PTIME_MS: u32 = 20;
+/// Payload type we offer Opus with (dynamic; the one most softphones use).
+pub const OPUS_PT: u8 = 111;
+/// Our Opus format parameters (RFC 7587 §6.1), i.e. how we want to receive: FEC welcome, at
+/// most 32 kbit/s on average, mono.
+pub const OPUS_FMTP: &str = "useinbandfec=1;maxaveragebitrate=32000;stereo=0;sprop-stereo=0";
 /// Largest SDP body we look at; anything longer is refused as a parse error.
 pub const MAX_SDP_LEN: usize = 65_535;
 
@@ -44,6 +54,9 @@ pub struct CodecSpec {
     pub clock_rate: u32,
     /// Audio channels (1 unless the rtpmap says otherwise).
     pub channels: u8,
+    /// Format parameters written in our `a=fmtp:PT ...` line for this codec (without the
+    /// payload type), if any.
+    pub fmtp: Option<String>,
 }
 
 impl CodecSpec {
@@ -54,18 +67,34 @@ impl CodecSpec {
             payload_type,
             clock_rate,
             channels,
+            fmtp: None,
         }
     }
 
-    /// Same encoding (name case-insensitive, clock rate, channels), payload type aside.
+    /// The same description with these format parameters for our `a=fmtp` line.
+    pub fn with_fmtp(self, fmtp: impl Into<String>) -> Self {
+        CodecSpec {
+            fmtp: Some(fmtp.into()),
+            ..self
+        }
+    }
+
+    /// Same encoding (name case-insensitive, clock rate, channels), payload type and fmtp
+    /// aside. For Opus the channel count is not compared: RFC 7587 fixes the rtpmap at
+    /// `opus/48000/2` whatever the stream carries, and an `opus/48000` from a sloppy peer
+    /// means the same codec.
     pub fn same_format(&self, other: &CodecSpec) -> bool {
         self.name.eq_ignore_ascii_case(&other.name)
             && self.clock_rate == other.clock_rate
-            && self.channels == other.channels
+            && (self.channels == other.channels || self.is_opus())
     }
 
     fn is_telephone_event(&self) -> bool {
         self.name.eq_ignore_ascii_case(TELEPHONE_EVENT)
+    }
+
+    fn is_opus(&self) -> bool {
+        self.name.eq_ignore_ascii_case("opus")
     }
 }
 
@@ -83,6 +112,12 @@ pub fn pcma() -> CodecSpec {
 /// (RFC 3551 §4.5.2), so the rtpmap says `G722/8000`.
 pub fn g722() -> CodecSpec {
     CodecSpec::new("G722", 9, 8000, 1)
+}
+
+/// Opus (RFC 7587): dynamic payload type [`OPUS_PT`], rtpmap `opus/48000/2` (always, even for
+/// mono), with [`OPUS_FMTP`].
+pub fn opus() -> CodecSpec {
+    CodecSpec::new("opus", OPUS_PT, 48_000, 2).with_fmtp(OPUS_FMTP)
 }
 
 /// The static RTP/AVP audio payload types (RFC 3551 table 4), for m= lines without rtpmap.
@@ -228,17 +263,44 @@ impl LocalMedia {
         }
     }
 
-    /// The payload type we offer for telephone-event (101 unless a codec of ours uses it).
+    /// The payload type we offer for telephone-event at the first of
+    /// [`LocalMedia::telephone_events`]'s rates (8000 Hz when a codec of ours runs at 8000).
     pub fn telephone_event_pt(&self) -> Option<u8> {
+        self.telephone_events().first().map(|&(_, pt)| pt)
+    }
+
+    /// The telephone-events we offer, as (clock rate, payload type): one for each clock rate
+    /// of our codecs (RFC 4733 events use the audio codec's clock), 8000 Hz first, then the
+    /// others in codec order. Payload types: 101, then free ones from 96 up, never one a
+    /// codec of ours uses.
+    pub fn telephone_events(&self) -> Vec<(u32, u8)> {
         if !self.telephone_event {
-            return None;
+            return Vec::new();
         }
         let codecs = self.effective_codecs();
-        let free = |pt: u8| !codecs.iter().any(|c| c.payload_type == pt);
-        if free(TELEPHONE_EVENT_PT) {
-            return Some(TELEPHONE_EVENT_PT);
+        let audio = || codecs.iter().filter(|c| !c.is_telephone_event());
+        let mut rates: Vec<u32> = Vec::new();
+        if audio().any(|c| c.clock_rate == 8000) {
+            rates.push(8000);
         }
-        (96..=127).find(|pt| free(*pt))
+        for c in audio() {
+            if !rates.contains(&c.clock_rate) {
+                rates.push(c.clock_rate);
+            }
+        }
+        let mut used: Vec<u8> = codecs.iter().map(|c| c.payload_type).collect();
+        let mut out = Vec::with_capacity(rates.len());
+        for rate in rates {
+            let Some(pt) = core::iter::once(TELEPHONE_EVENT_PT)
+                .chain(96..=127)
+                .find(|pt| !used.contains(pt))
+            else {
+                break;
+            };
+            used.push(pt);
+            out.push((rate, pt));
+        }
+        out
     }
 
     fn effective_codecs(&self) -> Vec<CodecSpec> {
@@ -268,6 +330,54 @@ pub struct Negotiated {
     /// Where to send RTCP: the RTP address when muxed, else `a=rtcp` (RFC 3605) or the RTP
     /// port + 1.
     pub remote_rtcp: SocketAddr,
+    /// The remote's format parameters for the codec (its `a=fmtp`): how it wants to receive.
+    pub remote_fmtp: FormatParams,
+}
+
+/// Format parameters of the remote's `a=fmtp` line for the negotiated codec that we act on
+/// (RFC 7587 §6.1 for Opus). They say how the remote wants to *receive*; values out of their
+/// range, malformed ones and unknown keys are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormatParams {
+    /// `maxaveragebitrate` (6000..=510000 bit/s): the most it wants to receive on average.
+    pub max_average_bitrate: Option<u32>,
+    /// `useinbandfec`: it can use Opus in-band FEC (1) or cannot (0).
+    pub use_inband_fec: Option<bool>,
+    /// `usedtx`: it prefers discontinuous transmission (1).
+    pub use_dtx: Option<bool>,
+    /// `stereo`: it prefers to receive stereo (1) or mono (0).
+    pub stereo: Option<bool>,
+}
+
+impl FormatParams {
+    /// Reads `key=value;key=value` (keys case-insensitive, whitespace around items ignored).
+    pub fn parse(params: &str) -> FormatParams {
+        let mut out = FormatParams::default();
+        for item in params.split(';') {
+            let Some((key, value)) = item.split_once('=') else {
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let flag = || match value {
+                "0" => Some(false),
+                "1" => Some(true),
+                _ => None,
+            };
+            if key.eq_ignore_ascii_case("maxaveragebitrate") {
+                out.max_average_bitrate = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|b| (6000..=510_000).contains(b));
+            } else if key.eq_ignore_ascii_case("useinbandfec") {
+                out.use_inband_fec = flag();
+            } else if key.eq_ignore_ascii_case("usedtx") {
+                out.use_dtx = flag();
+            } else if key.eq_ignore_ascii_case("stereo") {
+                out.stereo = flag();
+            }
+        }
+        out
+    }
 }
 
 /// Why an SDP could not be used. [`SdpError::sip_status`] gives the SIP status to answer with.
@@ -313,16 +423,17 @@ impl fmt::Display for SdpError {
 
 impl std::error::Error for SdpError {}
 
-/// Writes our offer: one audio stream with our codecs, telephone-event, ptime and direction.
+/// Writes our offer: one audio stream with our codecs, telephone-events, ptime and direction.
 pub fn create_offer(local: &LocalMedia) -> String {
-    let codecs = local.effective_codecs();
-    let te_pt = local.telephone_event_pt();
+    let mut codecs = local.effective_codecs();
+    for (rate, pt) in local.telephone_events() {
+        codecs.push(telephone_event(pt, rate));
+    }
     let mut session = base_session(local);
     session.medias.push(audio_media(
         local,
         "RTP/AVP",
         &codecs,
-        te_pt,
         local.direction,
         local.rtcp_mux,
     ));
@@ -370,7 +481,6 @@ pub fn create_answer(offer: &str, local: &LocalMedia) -> Result<(String, Negotia
                 local,
                 &media.proto,
                 &codecs,
-                None,
                 negotiated.direction,
                 negotiated.rtcp_mux,
             ));
@@ -408,10 +518,8 @@ pub fn process_answer(offer_sent: &LocalMedia, answer: &str) -> Result<Negotiate
         .filter(|rc| !rc.is_telephone_event())
         .find_map(|rc| {
             ours.iter().find(|o| o.same_format(rc)).map(|o| CodecSpec {
-                name: o.name.clone(),
                 payload_type: rc.payload_type,
-                clock_rate: o.clock_rate,
-                channels: o.channels,
+                ..o.clone()
             })
         })
         .ok_or_else(|| SdpError::AnswerMismatch("it has no codec we offered".into()))?;
@@ -426,10 +534,11 @@ pub fn process_answer(offer_sent: &LocalMedia, answer: &str) -> Result<Negotiate
     let rtcp_mux = offer_sent.rtcp_mux && has_rtcp_mux(media);
     Ok(Negotiated {
         remote: SocketAddr::new(addr, media.port),
+        remote_fmtp: remote_fmtp(media, codec.payload_type),
+        ptime: codec_ptime(&codec, stream_ptime(&session, media)),
         codec,
         telephone_event_pt,
         direction: offer_sent.direction.negotiate(remote_dir),
-        ptime: stream_ptime(&session, media),
         rtcp_mux,
         remote_rtcp: remote_rtcp(media, addr, rtcp_mux),
     })
@@ -483,10 +592,8 @@ fn answer_stream(
                 .iter()
                 .find(|rc| o.same_format(rc))
                 .map(|rc| CodecSpec {
-                    name: o.name.clone(),
                     payload_type: rc.payload_type,
-                    clock_rate: o.clock_rate,
-                    channels: o.channels,
+                    ..o.clone()
                 })
         })
         .ok_or(SdpError::NoCommonCodec)?;
@@ -500,10 +607,11 @@ fn answer_stream(
     let rtcp_mux = local.rtcp_mux && has_rtcp_mux(media);
     Ok(Negotiated {
         remote: SocketAddr::new(addr, media.port),
+        remote_fmtp: remote_fmtp(media, codec.payload_type),
+        ptime: codec_ptime(&codec, stream_ptime(session, media)),
         codec,
         telephone_event_pt,
         direction: local.direction.negotiate(remote_dir),
-        ptime: stream_ptime(session, media),
         rtcp_mux,
         remote_rtcp: remote_rtcp(media, addr, rtcp_mux),
     })
@@ -587,7 +695,34 @@ fn remote_codecs(media: &sdp::Media) -> Vec<CodecSpec> {
 }
 
 fn telephone_event(payload_type: u8, clock_rate: u32) -> CodecSpec {
-    CodecSpec::new(TELEPHONE_EVENT, payload_type, clock_rate, 1)
+    CodecSpec::new(TELEPHONE_EVENT, payload_type, clock_rate, 1).with_fmtp(TELEPHONE_EVENT_EVENTS)
+}
+
+/// The remote's `a=fmtp:PT ...` parameters for `payload_type` (the first such line).
+fn remote_fmtp(media: &sdp::Media, payload_type: u8) -> FormatParams {
+    media
+        .attributes
+        .iter()
+        .filter(|a| a.attribute.eq_ignore_ascii_case("fmtp"))
+        .filter_map(|a| a.value.as_deref())
+        .find_map(|v| {
+            let v = v.trim_start();
+            let end = v.find(|c: char| c.is_ascii_whitespace()).unwrap_or(v.len());
+            (v[..end].parse::<u8>().ok() == Some(payload_type)).then(|| &v[end..])
+        })
+        .map(FormatParams::parse)
+        .unwrap_or_default()
+}
+
+/// The packet time we send the codec with: the remote's wish, unless the codec cannot code
+/// that duration in one packet (Opus: 10, 20, 40, 60, 80, 100 or 120 ms of those the ptime
+/// range has), then 20 ms — any Opus decoder takes any packet duration (RFC 7587 §4.2).
+fn codec_ptime(codec: &CodecSpec, ptime: u32) -> u32 {
+    if codec.is_opus() && !matches!(ptime, 10 | 20 | 40 | 60 | 80 | 100 | 120) {
+        PTIME_MS
+    } else {
+        ptime
+    }
 }
 
 fn find_telephone_event(remote: &[CodecSpec], clock_rate: u32) -> Option<u8> {
@@ -685,20 +820,15 @@ fn base_session(local: &LocalMedia) -> sdp::Session {
     session
 }
 
-/// Our audio m= line: the given codecs (and telephone-event if `te_pt`), ptime, direction.
+/// Our audio m= line: the given codecs (telephone-events included) with their rtpmaps and
+/// fmtps, ptime, direction.
 fn audio_media(
     local: &LocalMedia,
     proto: &str,
-    codecs: &[CodecSpec],
-    te_pt: Option<u8>,
+    all: &[CodecSpec],
     direction: Direction,
     rtcp_mux: bool,
 ) -> sdp::Media {
-    let mut all: Vec<CodecSpec> = codecs.to_vec();
-    if let Some(pt) = te_pt {
-        let rate = codecs.first().map_or(8000, |c| c.clock_rate);
-        all.push(telephone_event(pt, rate));
-    }
     let fmt = all
         .iter()
         .map(|c| c.payload_type.to_string())
@@ -716,7 +846,7 @@ fn audio_media(
         key: None,
         attributes: Vec::new(),
     };
-    for codec in &all {
+    for codec in all {
         let map = if codec.channels > 1 {
             sdp::RtpMap::with_encoding_params(
                 codec.payload_type,
@@ -729,11 +859,12 @@ fn audio_media(
         };
         media.add_attribute_with_value("rtpmap", map);
     }
-    for codec in all.iter().filter(|c| c.is_telephone_event()) {
-        media.add_attribute_with_value(
-            "fmtp",
-            format!("{} {TELEPHONE_EVENT_EVENTS}", codec.payload_type),
-        );
+    for codec in all {
+        if let Some(params) = codec.fmtp.as_deref().map(str::trim) {
+            if !params.is_empty() {
+                media.add_attribute_with_value("fmtp", format!("{} {params}", codec.payload_type));
+            }
+        }
     }
     media.add_attribute_with_value("ptime", PTIME_MS);
     media.add_attribute(sdp::Attribute::new(direction.as_str()));

@@ -1,7 +1,7 @@
 //! G.711 µ-law (PCMU) and A-law (PCMA), bit-exact with the classic Sun `g711.c`
 //! (the code behind Python's `audioop`) and the ITU-T G.711 tables.
 
-use super::Codec;
+use super::{Codec, DecodeError};
 use crate::media::plc::WaveformPlc;
 
 const SEG_SHIFT: u32 = 4;
@@ -140,13 +140,14 @@ impl Codec for G711 {
         }
     }
 
-    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) {
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), DecodeError> {
         let start = out.len();
         match self.law {
             Law::Mu => out.extend(payload.iter().map(|&c| ulaw_decode(c))),
             Law::A => out.extend(payload.iter().map(|&c| alaw_decode(c))),
         }
         self.plc.good_frame(&mut out[start..]);
+        Ok(())
     }
 
     fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
@@ -191,7 +192,7 @@ mod tests {
         let mut enc = Vec::new();
         c.encode(&frame, &mut enc);
         let mut dec = Vec::new();
-        c.decode(&enc, &mut dec);
+        c.decode(&enc, &mut dec).unwrap();
         let energy = |f: &[i16]| f.iter().map(|&s| i64::from(s).pow(2)).sum::<i64>();
         let mut prev = energy(&dec);
         for _ in 0..FADE_FRAMES {
@@ -208,7 +209,7 @@ mod tests {
             "faded out after {FADE_FRAMES} frames"
         );
         // a good frame resets the fade
-        c.decode(&enc, &mut dec);
+        c.decode(&enc, &mut dec).unwrap();
         out.clear();
         c.conceal(160, &mut out);
         assert!(energy(&out) > 0);

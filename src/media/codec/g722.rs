@@ -21,7 +21,7 @@
 
 #![forbid(unsafe_code)]
 
-use super::Codec;
+use super::{Codec, DecodeError};
 use crate::media::plc::WaveformPlc;
 
 // ---- tables of the Recommendation ----
@@ -586,10 +586,11 @@ impl Codec for G722 {
         self.encoder.encode(pcm, out);
     }
 
-    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) {
+    fn decode(&mut self, payload: &[u8], out: &mut Vec<i16>) -> Result<(), DecodeError> {
         let start = out.len();
         self.decoder.decode(payload, out);
         self.plc.good_frame(&mut out[start..]);
+        Ok(())
     }
 
     fn conceal(&mut self, samples: usize, out: &mut Vec<i16>) {
