@@ -173,6 +173,14 @@ fn silence_inserted(codec: &str, source: &[f32], rate: u32, lost: &HashSet<usize
 }
 
 fn main() {
+    // `cargo test --all-targets` builds and runs bench targets too, without `--bench`: this
+    // one needs a release binary, PyPI pesq and minutes of calls, so it only runs as a bench.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!(
+            "quality: a benchmark; run it with benches/quality.sh or cargo bench --bench quality"
+        );
+        return;
+    }
     let bin = std::env::var_os("TERMPHONE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo("target/release/termphone"));
