@@ -82,3 +82,39 @@ fn loss_and_jitter_through_the_relay_are_seen_and_concealed() {
     let sim = compare_wavs(&data_file("speech-8k.wav"), &back).unwrap();
     assert!(sim.ncc >= 0.5, "{sim:?}");
 }
+
+/// Opus through the relay at 10 % loss each way: the receiving sides rebuild lost frames from
+/// the next packet's in-band FEC, and the stats say how many.
+#[test]
+fn opus_fec_rebuilds_frames_lost_on_the_way() {
+    let mut srv = Termphone::serve(&["--echo"]);
+    let relay = Relay::start(
+        srv.listen_addr(),
+        Impairment::loss_jitter(0.1, Duration::from_millis(10)),
+        7,
+    );
+    let speech = data_file("speech-8k.wav").display().to_string();
+    let target = format!("sip:echo@{}", relay.sip_addr());
+    let mut dial = Termphone::builder(&[
+        "dial",
+        &target,
+        "--codec",
+        "opus",
+        "--play",
+        &speech,
+        "--duration",
+        "5",
+    ])
+    .dir(srv.dir_handle())
+    .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    srv.wait_call_state("hangupremote", WAIT);
+    let s = final_stats(&mut srv);
+    assert_eq!(s["codec"], "opus", "{s}");
+    let (lost, fec) = (
+        s["lost"].as_u64().unwrap_or(0),
+        s["fec_recovered"].as_u64().unwrap_or(0),
+    );
+    assert!(lost > 5, "{s}");
+    assert!(fec > 0 && fec <= lost, "some losses rebuilt from FEC: {s}");
+}

@@ -213,6 +213,8 @@ pub struct CallMediaStats {
     pub discarded: u64,
     /// Frames inserted to grow the buffer's delay.
     pub stretched: u64,
+    /// Lost frames rebuilt from the next packet's forward error correction (Opus).
+    pub fec_recovered: u64,
     /// Round-trip time from RTCP (ms), once the peer has reported on our stream.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,

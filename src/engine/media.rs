@@ -229,6 +229,7 @@ impl CallMedia {
             buffer_ms: (s.buffer_ms * 10.0).round() / 10.0,
             discarded: s.discarded,
             stretched: s.stretched,
+            fec_recovered: s.fec_recovered,
             rtt_ms: q.and_then(|q| q.rtt_ms).map(round1),
             remote_loss_pct: q.and_then(|q| q.remote_loss_pct).map(round1),
             mos: q.map(|q| (q.mos * 100.0).round() / 100.0),
