@@ -79,6 +79,9 @@ fn engine_config(
         dns_server: config.general.dns_server,
         ..EngineConfig::default()
     };
+    if let Some(ms) = config.audio.jitter_buffer_max_ms {
+        ec.jitter_ceiling = std::time::Duration::from_millis(ms.into());
+    }
     if !config.general.user_agent.is_empty() {
         ec.user_agent = config.general.user_agent.clone();
     }

@@ -52,6 +52,7 @@ fn example_config_documents_every_key() {
         "sip_trace",
         "capture_device",
         "playback_device",
+        "jitter_buffer_max_ms",
         "name",
         "enabled",
         "display_name",

@@ -118,3 +118,43 @@ fn opus_fec_rebuilds_frames_lost_on_the_way() {
     assert!(lost > 5, "{s}");
     assert!(fec > 0 && fec <= lost, "some losses rebuilt from FEC: {s}");
 }
+
+/// `[audio] jitter_buffer_max_ms` caps the adaptive buffer: under 120 ms of jitter the
+/// default lets the target climb past 100 ms, a 60 ms cap holds it there (and more packets
+/// come too late instead).
+#[test]
+fn jitter_buffer_ceiling_from_the_config() {
+    let run = |cap: Option<u32>| {
+        let dir = support::test_dir();
+        let cfg = dir.path().join("config.toml");
+        let audio = cap.map_or(String::new(), |ms| {
+            format!("[audio]\njitter_buffer_max_ms = {ms}\n")
+        });
+        std::fs::write(&cfg, audio).unwrap();
+        let mut srv = Termphone::builder(&["serve", "--echo"])
+            .global("--config")
+            .global(cfg.display().to_string())
+            .dir(dir.clone())
+            .spawn();
+        let relay = Relay::start(
+            srv.listen_addr(),
+            Impairment::loss_jitter(0.0, Duration::from_millis(120)),
+            3,
+        );
+        let speech = data_file("speech-8k.wav").display().to_string();
+        let target = format!("sip:echo@{}", relay.sip_addr());
+        let mut dial = Termphone::builder(&["dial", &target, "--play", &speech, "--duration", "6"])
+            .dir(dir)
+            .spawn();
+        assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+        srv.wait_call_state("hangupremote", WAIT);
+        final_stats(&mut srv)
+    };
+    let free = run(None);
+    let capped = run(Some(60));
+    let ms = |v: &Value| v["buffer_ms"].as_f64().unwrap_or(0.0);
+    assert!(ms(&free) > 90.0, "default ceiling lets it grow: {free}");
+    assert!(ms(&capped) <= 60.0, "capped at 60 ms: {capped}");
+    let late = |v: &Value| v["late"].as_u64().unwrap_or(0);
+    assert!(late(&capped) > late(&free), "{free}\n{capped}");
+}

@@ -103,6 +103,8 @@ pub struct Audio {
     pub capture_device: Option<String>,
     /// Playback (speaker) device name, as `termphone devices` lists it.
     pub playback_device: Option<String>,
+    /// Ceiling of the adaptive jitter buffer's delay in ms (`None`: 240).
+    pub jitter_buffer_max_ms: Option<u32>,
 }
 
 /// One `[[account]]`: who we are and how we reach the other side.

@@ -27,7 +27,8 @@ const GENERAL_KEYS: &[&str] = &[
     "sip_trace",
     "dns_server",
 ];
-const AUDIO_KEYS: &[&str] = &["capture_device", "playback_device"];
+const AUDIO_KEYS: &[&str] = &["capture_device", "playback_device", "jitter_buffer_max_ms"];
+const EXPECT_JB_MAX: &str = "milliseconds from 40 to 1000, e.g. 240";
 const ACCOUNT_KEYS: &[&str] = &[
     "name",
     "enabled",
@@ -593,6 +594,7 @@ fn read_audio(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Audio {
     };
     a.capture_device = t.checked_string(ctx, "capture_device", EXPECT_DEVICE, any_string);
     a.playback_device = t.checked_string(ctx, "playback_device", EXPECT_DEVICE, any_string);
+    a.jitter_buffer_max_ms = t.integer_in(ctx, "jitter_buffer_max_ms", 40, 1000, EXPECT_JB_MAX);
     a
 }
 

@@ -15,7 +15,7 @@ use tokio::time::{sleep_until, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
 use super::api::{CallAudio, CallId, CallState, Command, CommandError, Event};
-use super::media::{CallMedia, StreamIds};
+use super::media::{CallMedia, MediaOptions, StreamIds};
 use super::transport::{tls_config, Connections, Inbound, PeerProfile};
 use super::EngineConfig;
 use crate::sip::msg::{Host, Message, Uri};
@@ -700,9 +700,12 @@ impl EngineActor {
         let negotiated = negotiated.clone();
         let audio = c.audio.clone();
         let ready = self.media_ready_tx.clone();
-        let denoise = self.cfg.noise_suppression;
+        let options = MediaOptions {
+            noise_suppression: self.cfg.noise_suppression,
+            jitter_ceiling: self.cfg.jitter_ceiling,
+        };
         tokio::task::spawn_blocking(move || {
-            let result = CallMedia::start(&negotiated, &audio, rtp, rtcp, ids, denoise);
+            let result = CallMedia::start(&negotiated, &audio, rtp, rtcp, ids, options);
             let _ = ready.blocking_send((id, result));
         });
     }

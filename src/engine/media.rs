@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::UdpSocket;
 
@@ -13,6 +13,7 @@ use crate::audio::{
 };
 use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallMediaStats};
 use crate::media::denoise::Denoiser;
+use crate::media::jitter::JitterConfig;
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
 use crate::media::{is_rtcp, CodecParams, RtcpConfig};
 use crate::sip::sdp::Negotiated;
@@ -43,6 +44,15 @@ pub(crate) struct CallMedia {
     sink_failed: bool,
 }
 
+/// How a call's media is set up besides the negotiated codec.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MediaOptions {
+    /// RNNoise on sound-device capture.
+    pub noise_suppression: bool,
+    /// Ceiling of the adaptive jitter buffer.
+    pub jitter_ceiling: Duration,
+}
+
 /// Ids for a new RTP stream (random per call).
 pub(crate) struct StreamIds {
     pub ssrc: u32,
@@ -61,7 +71,7 @@ impl CallMedia {
         socket: Arc<UdpSocket>,
         rtcp_socket: Option<Arc<UdpSocket>>,
         ids: StreamIds,
-        noise_suppression: bool,
+        options: MediaOptions,
     ) -> Result<(CallMedia, Vec<String>), String> {
         let mut warnings = Vec::new();
         let codec = CodecParams {
@@ -72,14 +82,23 @@ impl CallMedia {
         };
         let ptime_ms = neg.ptime.clamp(10, 200);
         let clock_rate = codec.clock_rate;
-        let mut session = MediaSession::new(MediaConfig {
-            codec,
-            telephone_event_pt: neg.telephone_event_pt,
-            ptime_ms,
-            ssrc: ids.ssrc,
-            initial_seq: ids.seq,
-            initial_ts: ids.timestamp,
-        })
+        let mut jitter = JitterConfig::new(clock_rate, ptime_ms);
+        jitter.ceiling = options.jitter_ceiling;
+        // Overflow (a hard limit) stays a little above what adaptation may ask for.
+        jitter.max_delay = jitter
+            .max_delay
+            .max(options.jitter_ceiling + Duration::from_millis(60));
+        let mut session = MediaSession::with_jitter(
+            MediaConfig {
+                codec,
+                telephone_event_pt: neg.telephone_event_pt,
+                ptime_ms,
+                ssrc: ids.ssrc,
+                initial_seq: ids.seq,
+                initial_ts: ids.timestamp,
+            },
+            jitter,
+        )
         .map_err(|e| format!("cannot start media: {e}"))?;
         // RTCP (RFC 3550): a random CNAME per call (RFC 7022), reports every ~5 s.
         let cname = format!("{:016x}@termphone", ids.cname_seed);
@@ -106,7 +125,7 @@ impl CallMedia {
         });
         let n = session.frame_samples();
         // A microphone picks up the room; a file or a tone is what the user chose to send.
-        let denoiser = (noise_suppression
+        let denoiser = (options.noise_suppression
             && matches!(audio.source, AudioSourceSpec::Device(_))
             && matches!(source, Source::Audio(_)))
         .then(|| Denoiser::new(rate, n));

@@ -56,6 +56,8 @@ pub struct EngineConfig {
     pub dns_server: Option<SocketAddr>,
     /// RNNoise on audio captured from a sound device (files and tones are sent as they are).
     pub noise_suppression: bool,
+    /// Ceiling of the adaptive jitter buffer's delay.
+    pub jitter_ceiling: Duration,
 }
 
 /// An account that registers: who it is, where, and how it authenticates.
@@ -103,6 +105,7 @@ impl Default for EngineConfig {
             ],
             dns_server: None,
             noise_suppression: true,
+            jitter_ceiling: Duration::from_millis(240),
         }
     }
 }
