@@ -464,12 +464,7 @@ fn the_answerers_configured_codec_order_decides() {
         .dir(dir)
         .spawn();
     assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
-    let codecs: Vec<String> = dial
-        .events()
-        .iter()
-        .filter(|e| e["event"] == "stats")
-        .map(|e| e["stats"]["codec"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let codecs = codecs_used(&mut dial);
     assert!(
         !codecs.is_empty() && codecs.iter().all(|c| c == "PCMA"),
         "{codecs:?}"

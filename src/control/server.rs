@@ -501,14 +501,7 @@ impl Shared {
         record: Option<PathBuf>,
     ) -> Result<CallId, String> {
         let mut audio = CallAudio::default();
-        if let Some(p) = play {
-            crate::headless::check_wav(&p)?;
-            audio.source = AudioSourceSpec::File(p);
-        }
-        if let Some(r) = record {
-            check_record_path(&r)?;
-            audio.sink = AudioSinkSpec::File(r);
-        }
+        with_files(&mut audio, play, record)?;
         self.handle
             .dial_as(account.as_deref(), to, audio)
             .await
@@ -523,14 +516,7 @@ impl Shared {
     ) -> Result<(), String> {
         let (peer, account) = self.tracker().peer(call).unwrap_or_default();
         let mut audio = (self.answer_audio)(call, &peer, account.as_deref());
-        if let Some(p) = play {
-            crate::headless::check_wav(&p)?;
-            audio.source = AudioSourceSpec::File(p);
-        }
-        if let Some(r) = record {
-            check_record_path(&r)?;
-            audio.sink = AudioSinkSpec::File(r);
-        }
+        with_files(&mut audio, play, record)?;
         self.handle
             .answer(call, audio)
             .await
@@ -720,6 +706,23 @@ async fn read_line_bounded<R: AsyncBufRead + Unpin>(
             }
         }
     }
+}
+
+/// A request's `play` / `record` files, checked, replace the call's source / sink.
+fn with_files(
+    audio: &mut CallAudio,
+    play: Option<PathBuf>,
+    record: Option<PathBuf>,
+) -> Result<(), String> {
+    if let Some(p) = play {
+        crate::headless::check_wav(&p)?;
+        audio.source = AudioSourceSpec::File(p);
+    }
+    if let Some(r) = record {
+        check_record_path(&r)?;
+        audio.sink = AudioSinkSpec::File(r);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

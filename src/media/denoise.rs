@@ -23,6 +23,8 @@ pub struct Denoiser {
     pending: Vec<f32>,
     /// Denoised samples at `rate`, ready to hand out.
     ready: VecDeque<i16>,
+    /// The frame as f32 on the ±1 scale (reused, no allocation per frame).
+    frame_f32: Vec<f32>,
     scratch_in: Vec<f32>,
     scratch_out: Vec<f32>,
     rnn_out: Vec<f32>,
@@ -56,6 +58,7 @@ impl Denoiser {
             down: resampled.then(|| Resampler::new(RNN_RATE, rate)),
             pending: Vec::with_capacity(RNN_FRAME * 4),
             ready,
+            frame_f32: Vec::with_capacity(frame),
             scratch_in: Vec::with_capacity(RNN_FRAME * 4),
             scratch_out: Vec::with_capacity(frame * 2),
             rnn_out: vec![0.0; RNN_FRAME],
@@ -68,10 +71,16 @@ impl Denoiser {
     pub fn process(&mut self, frame: &mut [i16]) {
         // Up to 48 kHz (RNNoise wants the i16 scale as f32).
         self.scratch_in.clear();
-        let input: Vec<f32> = frame.iter().map(|&s| f32::from(s) / 32768.0).collect();
         match &mut self.up {
-            Some(up) => up.process(&input, &mut self.scratch_in),
-            None => self.scratch_in.extend_from_slice(&input),
+            Some(up) => {
+                self.frame_f32.clear();
+                self.frame_f32
+                    .extend(frame.iter().map(|&s| f32::from(s) / 32768.0));
+                up.process(&self.frame_f32, &mut self.scratch_in);
+            }
+            None => self
+                .scratch_in
+                .extend(frame.iter().map(|&s| f32::from(s) / 32768.0)),
         }
         self.pending
             .extend(self.scratch_in.iter().map(|v| v * 32768.0));
@@ -81,10 +90,12 @@ impl Denoiser {
             self.vad = self.state.process_frame(&mut self.rnn_out, chunk);
             done += RNN_FRAME;
             self.scratch_out.clear();
-            let out: Vec<f32> = self.rnn_out.iter().map(|v| v / 32768.0).collect();
+            for v in &mut self.rnn_out {
+                *v /= 32768.0;
+            }
             match &mut self.down {
-                Some(down) => down.process(&out, &mut self.scratch_out),
-                None => self.scratch_out.extend_from_slice(&out),
+                Some(down) => down.process(&self.rnn_out, &mut self.scratch_out),
+                None => self.scratch_out.extend_from_slice(&self.rnn_out),
             }
             self.ready.extend(
                 self.scratch_out
