@@ -32,6 +32,8 @@ pub struct Denoiser {
     vad: f32,
     /// Samples handed out as silence because the pipeline had not filled yet.
     underruns: u64,
+    /// Off: samples go through the same queue untouched (same delay, no RNNoise cost).
+    enabled: bool,
 }
 
 impl std::fmt::Debug for Denoiser {
@@ -44,13 +46,16 @@ impl std::fmt::Debug for Denoiser {
 }
 
 impl Denoiser {
-    /// A suppressor for audio at `rate` Hz handed over in frames of `frame` samples (its
-    /// output lags its input by one frame plus the filters' delay).
+    /// A suppressor for audio at `rate` Hz handed over in frames of `frame` samples. At
+    /// 48 kHz in frames of whole RNNoise frames (10, 20 ms...) it adds no queueing delay;
+    /// otherwise its output lags its input by one frame plus the resamplers' delay.
     pub fn new(rate: u32, frame: usize) -> Denoiser {
         let resampled = rate != RNN_RATE;
         let mut ready = VecDeque::with_capacity(frame * 4);
-        // One frame of lead so that every call can hand out a whole frame.
-        ready.extend(std::iter::repeat_n(0, frame));
+        // A frame of lead, where needed, so that every call can hand out a whole frame.
+        if resampled || frame % RNN_FRAME != 0 {
+            ready.extend(std::iter::repeat_n(0, frame));
+        }
         Denoiser {
             state: DenoiseState::new(),
             rate,
@@ -64,7 +69,17 @@ impl Denoiser {
             rnn_out: vec![0.0; RNN_FRAME],
             vad: 0.0,
             underruns: 0,
+            enabled: true,
         }
+    }
+
+    /// Suppress noise (the default) or pass the audio through with the same delay.
+    pub fn set_enabled(&mut self, on: bool) {
+        self.enabled = on;
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
     }
 
     /// Denoise one frame in place.
@@ -87,7 +102,11 @@ impl Denoiser {
         let mut done = 0;
         while self.pending.len() - done >= RNN_FRAME {
             let chunk = &self.pending[done..done + RNN_FRAME];
-            self.vad = self.state.process_frame(&mut self.rnn_out, chunk);
+            if self.enabled {
+                self.vad = self.state.process_frame(&mut self.rnn_out, chunk);
+            } else {
+                self.rnn_out.copy_from_slice(chunk);
+            }
             done += RNN_FRAME;
             self.scratch_out.clear();
             for v in &mut self.rnn_out {

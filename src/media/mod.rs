@@ -1,5 +1,6 @@
 //! Media, sans-IO: RTP and RTCP packets, G.711 and G.722, loss concealment, jitter buffer,
-//! DTMF, the per-call session, RTCP reporting and the E-model call-quality estimate.
+//! DTMF, the per-call session, RTCP reporting and the E-model call-quality estimate, level
+//! meters, and the 48 kHz device-side pipeline (noise suppression, resampling to the codec).
 //!
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
@@ -8,6 +9,8 @@ pub mod denoise;
 pub mod dtmf;
 pub mod emodel;
 pub mod jitter;
+pub mod levels;
+pub mod pipeline;
 pub mod plc;
 pub mod rtcp;
 pub mod rtcp_session;
