@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::cli::{AccountCommand, Cli, Command, CtlArgs, CtlVerb, DialArgs, ImportArgs, ServeArgs};
 use crate::config::Config;
 use crate::control;
-use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, Event};
+use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, Event};
 use crate::engine::{self, AccountRegistration, EngineConfig, RtpPortRange};
 use crate::headless::dial::{self, DialPlan};
 use crate::headless::serve::{self, Policies, ServePolicy};
@@ -167,15 +167,25 @@ fn account_registration(a: &crate::config::AccountConfig) -> Option<AccountRegis
     })
 }
 
+/// How often `--levels` reports a call's audio levels (five times a second: a meter moves
+/// smoothly enough, the event stream stays small).
+const LEVELS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_default: bool) -> i32 {
     let policy = ServePolicy {
         answer_delay: secs(args.answer_delay),
-        source: match (&args.play, args.echo) {
-            (Some(p), _) => AudioSourceSpec::File(p.clone()),
-            (None, true) => AudioSourceSpec::Echo,
-            (None, false) => AudioSourceSpec::Silence,
+        source: match (&args.play, args.echo, args.device) {
+            (Some(p), _, _) => AudioSourceSpec::File(p.clone()),
+            (None, true, _) => AudioSourceSpec::Echo,
+            (None, false, true) => AudioSourceSpec::Device(config.audio.capture_device.clone()),
+            (None, false, false) => AudioSourceSpec::Silence,
         },
         record_dir: args.record.clone(),
+        playback: if args.device {
+            AudioSinkSpec::Device(config.audio.playback_device.clone())
+        } else {
+            AudioSinkSpec::Null
+        },
         hangup_after: args.hangup_after.map(secs),
         reject: args.reject,
         manual: false,
@@ -204,6 +214,7 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
     );
     override_codecs(&mut ec, &args.engine.codecs);
     ec.noise_suppression &= !args.engine.no_noise_suppression;
+    ec.levels_interval = args.engine.levels.then_some(LEVELS_INTERVAL);
     // serve registers every enabled account with a registrar (or those --account names) and
     // answers on each.
     ec.register = true;
@@ -265,19 +276,7 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         let answer_audio = {
             let policies = policies.clone();
             std::sync::Arc::new(move |call, peer: &str, account: Option<&str>| {
-                let policy = policies.for_call(account);
-                CallAudio {
-                    source: policy.source.clone(),
-                    sink: match &policy.record_dir {
-                        Some(dir) => AudioSinkSpec::File(serve::recording_path(
-                            dir,
-                            peer,
-                            call,
-                            std::time::SystemTime::now(),
-                        )),
-                        None => AudioSinkSpec::Null,
-                    },
-                }
+                policies.for_call(account).audio_for(peer, call)
             })
         };
         let running = bound.spawn(
@@ -337,6 +336,13 @@ async fn run_ctl(args: CtlArgs) -> i32 {
                 "dtmf",
                 vec![Some(("call", call.into())), Some(("digits", digits.into()))],
             ),
+            CtlVerb::Denoise { call, state } => (
+                "denoise",
+                vec![
+                    Some(("call", call.into())),
+                    Some(("on", (state == "on").into())),
+                ],
+            ),
             CtlVerb::Status => ("status", vec![]),
             CtlVerb::Calls => ("calls", vec![]),
             CtlVerb::Supports => ("supports", vec![]),
@@ -390,6 +396,7 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
     );
     override_codecs(&mut ec, &args.engine.codecs);
     ec.noise_suppression &= !args.engine.no_noise_suppression;
+    ec.levels_interval = args.engine.levels.then_some(LEVELS_INTERVAL);
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {

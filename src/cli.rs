@@ -54,7 +54,7 @@ pub enum Command {
     /// Drive a running `termphone serve` through its control socket: place, answer and end
     /// calls, send DTMF, show status; print the answer as one JSON line (docs/control.md).
     #[command(
-        after_help = "Examples:\n  termphone ctl dial sip:1002@192.0.2.7\n  termphone ctl dial 1002 --account work\n  termphone ctl --follow\n  termphone ctl --follow dial sip:echo@127.0.0.1:5070\n  termphone ctl accept c2\n  termphone ctl dtmf c3 123#\n  termphone ctl hangup c3\n  termphone ctl hangup\n  termphone ctl status\n  termphone ctl calls\n  termphone ctl supports\n  termphone ctl --socket /run/user/1000/termphone/control.sock status\n\nExit status:\n  0  the instance answered ok (--follow: until the socket closed or SIGINT/SIGTERM)\n  1  the instance answered with an error (unknown call, verb not supported, ...)\n  2  usage error\n  7  cannot connect: no socket at the path, or connection refused (stale socket)"
+        after_help = "Examples:\n  termphone ctl dial sip:1002@192.0.2.7\n  termphone ctl dial 1002 --account work\n  termphone ctl --follow\n  termphone ctl --follow dial sip:echo@127.0.0.1:5070\n  termphone ctl accept c2\n  termphone ctl dtmf c3 123#\n  termphone ctl denoise c3 off\n  termphone ctl hangup c3\n  termphone ctl hangup\n  termphone ctl status\n  termphone ctl calls\n  termphone ctl supports\n  termphone ctl --socket /run/user/1000/termphone/control.sock status\n\nExit status:\n  0  the instance answered ok (--follow: until the socket closed or SIGINT/SIGTERM)\n  1  the instance answered with an error (unknown call, verb not supported, ...)\n  2  usage error\n  7  cannot connect: no socket at the path, or connection refused (stale socket)"
     )]
     Ctl(CtlArgs),
 }
@@ -113,6 +113,14 @@ pub enum CtlVerb {
         call: String,
         /// The digits: 0-9 * # A-D.
         digits: String,
+    },
+    /// Turn noise suppression of a call's microphone on or off.
+    Denoise {
+        /// The call id (c1, c2, ...).
+        call: String,
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
     },
     /// Accounts with their registration state, calls, the SIP listen address.
     Status,
@@ -224,6 +232,10 @@ pub struct EngineArgs {
     /// sound-device capture; files and tones are never processed).
     #[arg(long)]
     pub no_noise_suppression: bool,
+    /// Report each call's audio levels (sent and heard, RMS and peak dBFS) five times a
+    /// second as `levels` events.
+    #[arg(long)]
+    pub levels: bool,
 }
 
 fn parse_codec(s: &str) -> Result<crate::config::CodecName, String> {
@@ -250,6 +262,11 @@ pub struct ServeArgs {
     /// Send each caller's audio back to them.
     #[arg(long)]
     pub echo: bool,
+    /// Answer with the sound card: the microphone instead of silence when there is no
+    /// --play/--echo, the speaker instead of discarding when there is no --record (devices
+    /// from the config's `[audio]` section, else the defaults). An intercom, a door phone.
+    #[arg(long)]
+    pub device: bool,
     /// Record each call to a WAV file in this directory (named by time and caller).
     #[arg(long, value_name = "DIR")]
     pub record: Option<PathBuf>,

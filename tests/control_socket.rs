@@ -51,6 +51,7 @@ fn every_verb_against_two_real_instances() {
             "accept",
             "hangup",
             "dtmf",
+            "denoise",
             "status",
             "calls",
             "supports",
@@ -110,6 +111,27 @@ fn every_verb_against_two_real_instances() {
     assert_eq!(
         ca.error(json!({"cmd": "dtmf", "call": ca_call, "digits": "12x"})),
         "invalid DTMF digits \"12x\" (allowed: 0-9 * # A-D)"
+    );
+    // denoise: this call sends silence, not a microphone (tests/e2e_device.rs switches it on
+    // a real one); `on` must be a boolean.
+    assert_eq!(
+        ca.error(json!({"cmd": "denoise", "call": ca_call, "on": false})),
+        format!(
+            "call {ca_call}: noise suppression applies to a microphone; this call's audio \
+             comes from a file, a tone, silence or an echo"
+        )
+    );
+    assert_eq!(
+        ca.error(json!({"cmd": "denoise", "call": ca_call, "on": "off"})),
+        "`on` must be true or false, not a string"
+    );
+    assert_eq!(
+        ca.error(json!({"cmd": "denoise", "call": ca_call})),
+        "denoise needs `on` (true or false)"
+    );
+    assert_eq!(
+        ca.error(json!({"cmd": "denoise", "call": "c99", "on": true})),
+        "no such call: c99"
     );
 
     // calls and status on a show the connected outgoing call; its codec once media

@@ -578,5 +578,80 @@ fn rtcp_reports_give_rtt_and_mos() {
         assert_eq!(s["remote_loss_pct"].as_f64(), Some(0.0), "{last}");
         let mos = s["mos"].as_f64().unwrap_or(0.0);
         assert!(mos > 4.0, "clean call: {last}");
+        // The end-of-call summary: after the last stats, before the final state, the same
+        // counters, and figures gathered over the whole call.
+        let events = t.events().to_vec();
+        let at = |name: &str| events.iter().rposition(|e| e["event"] == name);
+        let (stats_at, summary_at) = (at("stats").unwrap(), at("summary").expect("summary"));
+        let end_at = events.iter().rposition(|e| e["event"] == "call").unwrap();
+        assert!(stats_at < summary_at && summary_at < end_at, "{events:?}");
+        let sum = &events[summary_at]["summary"];
+        for k in ["codec", "packets_sent", "packets_received", "lost"] {
+            assert_eq!(sum[k], s[k], "{k}: {sum} vs {s}");
+        }
+        assert_eq!(sum["loss_pct"].as_f64(), Some(0.0), "{sum}");
+        let media_s = sum["media_s"].as_f64().unwrap_or(0.0);
+        assert!((11.0..13.5).contains(&media_s), "a 12 s call: {sum}");
+        let rtt = sum["rtt_avg_ms"].as_f64().unwrap_or(-1.0);
+        let rtt_max = sum["rtt_max_ms"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..50.0).contains(&rtt) && rtt <= rtt_max, "{sum}");
+        let (avg, min) = (sum["mos_avg"].as_f64(), sum["mos_min"].as_f64());
+        assert!(
+            avg.is_some_and(|a| a > 4.0) && min.is_some_and(|m| m > 4.0 && m <= avg.unwrap()),
+            "{sum}"
+        );
+        assert!(
+            sum["jitter_max_ms"].as_f64() >= sum["jitter_avg_ms"].as_f64(),
+            "{sum}"
+        );
     }
+}
+
+#[test]
+fn levels_are_reported_five_times_a_second_when_asked() {
+    let (mut srv, uri) = serve(&["--echo"]);
+    // 6 s: the speech (5 s), then a second of silence.
+    let mut dial = Termphone::builder(&[
+        "dial",
+        &uri,
+        "--play",
+        &speech(),
+        "--duration",
+        "6",
+        "--levels",
+    ])
+    .dir(srv.dir_handle())
+    .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    srv.wait_call_state("hangupremote", WAIT);
+    let levels: Vec<Value> = dial
+        .events()
+        .iter()
+        .filter(|e| e["event"] == "levels")
+        .cloned()
+        .collect();
+    // 6 s at one every 200 ms: about 30.
+    assert!(
+        (25..=35).contains(&levels.len()),
+        "{} levels events",
+        levels.len()
+    );
+    let db = |e: &Value, dir: &str, k: &str| e[dir][k].as_f64().unwrap();
+    let loudest = |dir: &str| {
+        levels
+            .iter()
+            .map(|e| db(e, dir, "rms_dbfs"))
+            .fold(f64::MIN, f64::max)
+    };
+    // Speech goes out, and comes back (echo) a little later.
+    assert!(loudest("tx") > -35.0, "speech sent: {levels:?}");
+    assert!(loudest("rx") > -40.0, "speech heard: {levels:?}");
+    for e in &levels {
+        assert!(db(e, "tx", "peak_dbfs") >= db(e, "tx", "rms_dbfs"), "{e}");
+    }
+    // After the file: silence is sent, read as the floor.
+    let last = levels.last().unwrap();
+    assert_eq!(db(last, "tx", "rms_dbfs"), -96.0, "{last}");
+    // Without --levels, none.
+    assert!(!srv.events().iter().any(|e| e["event"] == "levels"));
 }

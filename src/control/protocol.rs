@@ -24,6 +24,7 @@ pub const SUPPORTED_VERBS: &[&str] = &[
     "accept",
     "hangup",
     "dtmf",
+    "denoise",
     "status",
     "calls",
     "supports",
@@ -72,6 +73,8 @@ pub enum Verb {
     Hangup { call: Option<CallId> },
     /// Send DTMF digits (RFC 4733) on a connected call.
     Dtmf { call: CallId, digits: String },
+    /// Turn noise suppression of a call's microphone on or off.
+    Denoise { call: CallId, on: bool },
     /// Accounts with their registration state, calls, listen address.
     Status,
     /// The current calls.
@@ -179,6 +182,14 @@ fn parse_verb(cmd: &str, obj: Map<String, Value>) -> Result<Verb, String> {
                 .ok_or_else(|| "dtmf needs `digits` (0-9 * # A-D)".to_string())?;
             Verb::Dtmf { call, digits }
         }
+        "denoise" => {
+            args.allowed = &["call", "on"];
+            let call = args.required_call()?;
+            let on = args
+                .boolean("on")?
+                .ok_or_else(|| "denoise needs `on` (true or false)".to_string())?;
+            Verb::Denoise { call, on }
+        }
         "status" => Verb::Status,
         "calls" => Verb::Calls,
         "supports" => Verb::Supports,
@@ -204,6 +215,17 @@ impl Args<'_> {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
             Some(other) => Err(format!("`{name}` must be a string, not {}", kind(&other))),
+        }
+    }
+
+    fn boolean(&mut self, name: &str) -> Result<Option<bool>, String> {
+        match self.obj.remove(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(b)),
+            Some(other) => Err(format!(
+                "`{name}` must be true or false, not {}",
+                kind(&other)
+            )),
         }
     }
 

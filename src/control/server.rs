@@ -458,6 +458,12 @@ impl Shared {
                 .await
                 .map(|()| vec![("call", json(&call))])
                 .map_err(|e| self.explain(e, "send DTMF on", Some("connected"))),
+            Verb::Denoise { call, on } => self
+                .handle
+                .set_noise_suppression(call, on)
+                .await
+                .map(|()| vec![("call", json(&call)), ("on", json(&on))])
+                .map_err(|e| self.explain(e, "switch noise suppression on", None)),
             Verb::Status => {
                 let t = self.tracker();
                 Ok(vec![

@@ -161,6 +161,8 @@ impl Tracker {
                 }
             }
             Event::Dtmf { .. }
+            | Event::Summary { .. }
+            | Event::Levels { .. }
             | Event::Recording { .. }
             | Event::Warning { .. }
             | Event::Control { .. } => {}

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use super::api::{CallAudio, CallId, CallState, Command, CommandError, Event};
+use super::api::{AudioSourceSpec, CallAudio, CallId, CallState, Command, CommandError, Event};
 use super::media::{CallMedia, MediaOptions, StreamIds};
 use super::transport::{tls_config, Connections, Inbound, PeerProfile};
 use super::EngineConfig;
@@ -59,6 +59,10 @@ struct Call {
     failure: Option<String>,
     /// DTMF asked for while the media was still opening.
     pending_dtmf: String,
+    /// Noise suppression switched before the media started (`None`: the configured default).
+    noise_suppression: Option<bool>,
+    /// When the next `levels` event is due.
+    next_levels: Instant,
 }
 
 /// A call's media, opened on the blocking pool.
@@ -469,6 +473,29 @@ impl EngineActor {
                 };
                 let _ = reply.send(res);
             }
+            Command::SetNoiseSuppression { call, on, reply } => {
+                let res = match self.calls.get_mut(&call.0) {
+                    Some(c) if c.state.is_final() => Err(CommandError::WrongState(call)),
+                    Some(c) => match (&c.audio.source, c.media.as_mut()) {
+                        (AudioSourceSpec::Device(_), Some(media)) => media
+                            .set_noise_suppression(on)
+                            .map_err(|reason| CommandError::NotApplicable { call, reason }),
+                        // Not answered, or media still opening: applied when it starts.
+                        (AudioSourceSpec::Device(_), None) => {
+                            c.noise_suppression = Some(on);
+                            Ok(())
+                        }
+                        _ => Err(CommandError::NotApplicable {
+                            call,
+                            reason: "noise suppression applies to a microphone; this call's \
+                                     audio comes from a file, a tone, silence or an echo"
+                                .into(),
+                        }),
+                    },
+                    None => Err(CommandError::NoSuchCall(call)),
+                };
+                let _ = reply.send(res);
+            }
             Command::Shutdown { reply } => self.begin_shutdown(Some(reply)),
         }
     }
@@ -581,6 +608,8 @@ impl EngineActor {
                 audio,
                 media: None,
                 next_stats: now,
+                noise_suppression: None,
+                next_levels: now,
                 failure: None,
                 pending_dtmf: String::new(),
             },
@@ -734,6 +763,10 @@ impl EngineActor {
         if !c.pending_dtmf.is_empty() {
             media.send_dtmf(now, &std::mem::take(&mut c.pending_dtmf));
         }
+        if let Some(on) = c.noise_suppression.take() {
+            let _ = media.set_noise_suppression(on);
+        }
+        c.next_levels = now;
         c.media = Some(media);
         c.next_stats = now + self.cfg.stats_interval;
         // RTP receive: a small task per call forwards datagrams into the engine loop.
@@ -801,6 +834,13 @@ impl EngineActor {
                     call: c.id,
                     stats: media.stats(),
                 });
+            }
+            if let Some(every) = self.cfg.levels_interval {
+                if now >= c.next_levels {
+                    c.next_levels = now + every;
+                    let (tx, rx) = media.take_levels();
+                    events.push(Event::Levels { call: c.id, tx, rx });
+                }
             }
         }
         for e in events {
@@ -906,6 +946,8 @@ impl EngineActor {
                         audio: CallAudio::default(),
                         media: None,
                         next_stats: now,
+                        noise_suppression: None,
+                        next_levels: now,
                         failure: None,
                         pending_dtmf: String::new(),
                     },
@@ -1005,9 +1047,14 @@ impl EngineActor {
                     };
                 if let Some(media) = self.calls.get(&call).and_then(|c| c.media.as_ref()) {
                     let stats = media.stats();
+                    let summary = media.summary(Instant::now());
                     self.emit(Event::Stats {
                         call: CallId(call),
                         stats,
+                    });
+                    self.emit(Event::Summary {
+                        call: CallId(call),
+                        summary,
                     });
                 }
                 self.set_state(call, state, code, reason);

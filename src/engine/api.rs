@@ -95,6 +95,8 @@ pub enum CommandError {
     InvalidDtmf(String),
     #[error("invalid SIP status code {0} for a rejection (allowed: 400-699)")]
     InvalidCode(u16),
+    #[error("call {call}: {reason}")]
+    NotApplicable { call: CallId, reason: String },
     #[error("the engine has stopped")]
     EngineStopped,
 }
@@ -131,6 +133,12 @@ pub enum Command {
     SendDtmf {
         call: CallId,
         digits: String,
+        reply: Reply<()>,
+    },
+    /// Turn noise suppression of a call's microphone on or off.
+    SetNoiseSuppression {
+        call: CallId,
+        on: bool,
         reply: Reply<()>,
     },
     /// End every call, then stop the engine. The reply comes when all calls have ended.
@@ -226,6 +234,38 @@ pub struct CallMediaStats {
     pub mos: Option<f64>,
 }
 
+/// A call's media from start to end, sent once when it ends (the `summary` event).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CallSummary {
+    pub codec: String,
+    /// How long media ran, seconds.
+    pub media_s: f64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub lost: u64,
+    /// Lost over expected (received + lost), percent.
+    pub loss_pct: f64,
+    pub late: u64,
+    pub concealed: u64,
+    pub fec_recovered: u64,
+    /// Interarrival jitter (RFC 3550), mean of per-second samples and the highest, ms.
+    pub jitter_avg_ms: f64,
+    pub jitter_max_ms: f64,
+    /// Round-trip time from RTCP, mean and highest, ms (absent when the peer sent no reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_avg_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_max_ms: Option<f64>,
+    /// The peer's loss of our stream from its last RTCP report, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_loss_pct: Option<f64>,
+    /// Estimated listening quality (E-model), mean and lowest over the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mos_avg: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mos_min: Option<f64>,
+}
+
 /// What happened, for every front end. Events carry ids and the new state, so a late
 /// subscriber can resync.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -264,6 +304,16 @@ pub enum Event {
     Dtmf { call: CallId, digit: char },
     /// Media counters (periodically, and once when a call ends).
     Stats { call: CallId, stats: CallMediaStats },
+    /// Once when a call with media ends, before its final state: the whole call's figures.
+    Summary { call: CallId, summary: CallSummary },
+    /// Audio levels of what a call sends (`tx`, after noise suppression) and what it plays
+    /// (`rx`), over the last interval; only when the engine is asked for them
+    /// ([`crate::engine::EngineConfig::levels_interval`]).
+    Levels {
+        call: CallId,
+        tx: crate::media::levels::Level,
+        rx: crate::media::levels::Level,
+    },
     /// A recording file was opened for a call.
     Recording { call: CallId, path: PathBuf },
     /// Something worth telling the user that is not a state change (a file error, a dropped

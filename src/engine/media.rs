@@ -11,17 +11,60 @@ use crate::audio::{
     self, AudioSink, AudioSource, NullSink, SilenceSource, SourceState, ToneSource, WavSink,
     WavSource,
 };
-use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallMediaStats};
-use crate::media::denoise::Denoiser;
+use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallMediaStats, CallSummary};
 use crate::media::jitter::JitterConfig;
+use crate::media::levels::{Level, LevelMeter};
+use crate::media::pipeline::{CapturePath, PlayoutPath, PIPELINE_RATE};
 use crate::media::session::{MediaConfig, MediaEvent, MediaSession};
 use crate::media::{is_rtcp, CodecParams, RtcpConfig};
 use crate::sip::sdp::Negotiated;
 
 enum Source {
+    /// A file, a tone or silence, read at the codec's rate.
     Audio(Box<dyn AudioSource>),
+    /// A microphone, read at 48 kHz and processed on its way to the codec.
+    Device {
+        stream: Box<dyn AudioSource>,
+        path: Box<CapturePath>,
+    },
     /// Send back what we play out.
     Echo,
+}
+
+enum Sink {
+    /// A recording or nothing, written at the codec's rate.
+    Plain(Box<dyn AudioSink>),
+    /// A loudspeaker, written at 48 kHz.
+    Device {
+        stream: Box<dyn AudioSink>,
+        path: Box<PlayoutPath>,
+    },
+}
+
+impl Sink {
+    fn write(&mut self, frame: &[i16]) -> Result<(), audio::AudioError> {
+        match self {
+            Sink::Plain(sink) => sink.write(frame),
+            Sink::Device { stream, path } => stream.write(path.process(frame)),
+        }
+    }
+
+    fn finish(&mut self) -> Result<(), audio::AudioError> {
+        match self {
+            Sink::Plain(sink) => sink.finish(),
+            Sink::Device { stream, .. } => stream.finish(),
+        }
+    }
+}
+
+/// Quality figures gathered over the call for its summary (sampled once a second).
+#[derive(Debug, Default)]
+struct QualityTrack {
+    samples: u32,
+    jitter_sum: f64,
+    jitter_max: f64,
+    rtt: Vec<f64>,
+    mos: Vec<f64>,
 }
 
 /// A call's running media.
@@ -33,15 +76,19 @@ pub(crate) struct CallMedia {
     rtcp_socket: Arc<UdpSocket>,
     rtcp_remote: SocketAddr,
     source: Source,
-    /// RNNoise on the captured audio (sound-device sources only).
-    denoiser: Option<Denoiser>,
-    sink: Box<dyn AudioSink>,
+    sink: Sink,
     capture: Vec<i16>,
     playout: Vec<i16>,
     packets: Vec<Vec<u8>>,
     codec: String,
     send_errors: u64,
     sink_failed: bool,
+    /// What we send (after processing) and what we hear, for level events.
+    tx_level: LevelMeter,
+    rx_level: LevelMeter,
+    started: Instant,
+    next_sample: Instant,
+    track: QualityTrack,
 }
 
 /// How a call's media is set up besides the negotiated codec.
@@ -112,23 +159,49 @@ impl CallMedia {
         };
         // Samples per second of the codec's audio (frame length over ptime).
         let rate = (session.frame_samples() as u32 * 1000) / ptime_ms;
+        // Sound devices run at the pipeline's 48 kHz, in frames of the same duration.
+        let frame48 = (PIPELINE_RATE * ptime_ms / 1000) as usize;
         let source = match &audio.source {
             AudioSourceSpec::Echo => Source::Echo,
+            AudioSourceSpec::Device(name) => {
+                match audio::open_capture(name.as_deref(), PIPELINE_RATE) {
+                    // A microphone picks up the room; a file or a tone is what the user chose
+                    // to send, so only a microphone gets noise suppression.
+                    Ok(stream) => Source::Device {
+                        stream,
+                        path: Box::new(CapturePath::new(rate, frame48, options.noise_suppression)),
+                    },
+                    Err(e) => {
+                        warnings.push(e.to_string());
+                        Source::Audio(Box::new(SilenceSource))
+                    }
+                }
+            }
             spec => Source::Audio(open_source(spec, rate).unwrap_or_else(|e| {
                 warnings.push(e);
                 Box::new(SilenceSource)
             })),
         };
-        let sink = open_sink(&audio.sink, rate).unwrap_or_else(|e| {
-            warnings.push(e);
-            Box::new(NullSink::default())
-        });
+        let sink = match &audio.sink {
+            AudioSinkSpec::Device(name) => {
+                match audio::open_playback(name.as_deref(), PIPELINE_RATE) {
+                    Ok(stream) => Sink::Device {
+                        stream,
+                        path: Box::new(PlayoutPath::new(rate, frame48)),
+                    },
+                    Err(e) => {
+                        warnings.push(e.to_string());
+                        Sink::Plain(Box::new(NullSink::default()))
+                    }
+                }
+            }
+            spec => Sink::Plain(open_sink(spec, rate).unwrap_or_else(|e| {
+                warnings.push(e);
+                Box::new(NullSink::default())
+            })),
+        };
         let n = session.frame_samples();
-        // A microphone picks up the room; a file or a tone is what the user chose to send.
-        let denoiser = (options.noise_suppression
-            && matches!(audio.source, AudioSourceSpec::Device(_))
-            && matches!(source, Source::Audio(_)))
-        .then(|| Denoiser::new(rate, n));
+        let now = Instant::now();
         let media = CallMedia {
             session,
             socket,
@@ -136,7 +209,6 @@ impl CallMedia {
             rtcp_socket,
             rtcp_remote,
             source,
-            denoiser,
             sink,
             capture: vec![0; n],
             playout: Vec::with_capacity(n),
@@ -144,6 +216,11 @@ impl CallMedia {
             codec: neg.codec.name.clone(),
             send_errors: 0,
             sink_failed: false,
+            tx_level: LevelMeter::new(),
+            rx_level: LevelMeter::new(),
+            started: now,
+            next_sample: now + QUALITY_SAMPLE,
+            track: QualityTrack::default(),
         };
         Ok((media, warnings))
     }
@@ -177,11 +254,16 @@ impl CallMedia {
                 if src.read(&mut self.capture) == SourceState::Ended {
                     self.capture.fill(0);
                 }
-                if let Some(d) = &mut self.denoiser {
-                    d.process(&mut self.capture);
+            }
+            Source::Device { stream, path } => {
+                if stream.read(path.input()) == SourceState::Ended {
+                    path.input().fill(0);
                 }
+                path.process(&mut self.capture);
             }
         }
+        self.rx_level.add(&self.playout);
+        self.tx_level.add(&self.capture);
         self.packets.clear();
         self.session
             .on_tick(now, Some(&self.capture), &mut self.packets);
@@ -195,7 +277,79 @@ impl CallMedia {
                 let _ = self.rtcp_socket.try_send_to(&report, self.rtcp_remote);
             }
         }
+        if now >= self.next_sample {
+            self.next_sample = now + QUALITY_SAMPLE;
+            self.sample_quality();
+        }
         warning
+    }
+
+    /// Levels of what was sent and heard since the last call: (sent, heard).
+    pub(crate) fn take_levels(&mut self) -> (Level, Level) {
+        (self.tx_level.take(), self.rx_level.take())
+    }
+
+    /// Turn noise suppression on or off; `Err` when the call's audio is not from a microphone.
+    pub(crate) fn set_noise_suppression(&mut self, on: bool) -> Result<(), String> {
+        match &mut self.source {
+            Source::Device { path, .. } => {
+                path.set_noise_suppression(on);
+                Ok(())
+            }
+            _ => Err("noise suppression applies to a microphone; this call's audio comes from a file, a tone or an echo".into()),
+        }
+    }
+
+    fn sample_quality(&mut self) {
+        let s = self.session.stats();
+        let t = &mut self.track;
+        t.samples += 1;
+        t.jitter_sum += s.jitter_ms;
+        t.jitter_max = t.jitter_max.max(s.jitter_ms);
+        if let Some(q) = self.session.quality(0.0) {
+            if let Some(rtt) = q.rtt_ms {
+                t.rtt.push(rtt);
+            }
+            t.mos.push(q.mos);
+        }
+    }
+
+    /// The call's media from start to end, in one record.
+    pub(crate) fn summary(&self, now: Instant) -> CallSummary {
+        let s = self.stats();
+        let t = &self.track;
+        let round1 = |v: f64| (v * 10.0).round() / 10.0;
+        let round2 = |v: f64| (v * 100.0).round() / 100.0;
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let min = |v: &[f64]| v.iter().copied().reduce(f64::min);
+        let max = |v: &[f64]| v.iter().copied().reduce(f64::max);
+        let expected = s.packets_received + s.lost;
+        CallSummary {
+            codec: s.codec.clone(),
+            media_s: round1(now.saturating_duration_since(self.started).as_secs_f64()),
+            packets_sent: s.packets_sent,
+            packets_received: s.packets_received,
+            lost: s.lost,
+            loss_pct: if expected == 0 {
+                0.0
+            } else {
+                round2(s.lost as f64 * 100.0 / expected as f64)
+            },
+            late: s.late,
+            concealed: s.concealed,
+            fec_recovered: s.fec_recovered,
+            jitter_avg_ms: if t.samples == 0 {
+                s.jitter_ms
+            } else {
+                round1(t.jitter_sum / f64::from(t.samples))
+            },
+            jitter_max_ms: round1(t.jitter_max.max(s.jitter_ms)),
+            rtt_avg_ms: mean(&t.rtt).map(round1),
+            rtt_max_ms: max(&t.rtt).map(round1),
+            remote_loss_pct: s.remote_loss_pct,
+            mos_avg: mean(&t.mos).map(round2),
+            mos_min: min(&t.mos).map(round2),
+        }
     }
 
     /// A datagram from the RTP or RTCP socket: RTCP by its packet type (RFC 5761 §4), else RTP.
@@ -264,29 +418,30 @@ impl CallMedia {
     }
 }
 
+/// How often the call's quality is sampled for its summary.
+const QUALITY_SAMPLE: Duration = Duration::from_secs(1);
+
 fn open_source(spec: &AudioSourceSpec, rate: u32) -> Result<Box<dyn AudioSource>, String> {
     Ok(match spec {
-        AudioSourceSpec::Silence | AudioSourceSpec::Echo => Box::new(SilenceSource),
+        // Echo and microphones are wired by the caller.
+        AudioSourceSpec::Silence | AudioSourceSpec::Echo | AudioSourceSpec::Device(_) => {
+            Box::new(SilenceSource)
+        }
         AudioSourceSpec::File(path) => {
             Box::new(WavSource::open(path, rate).map_err(|e| e.to_string())?)
         }
         AudioSourceSpec::Tone { freq_hz, amplitude } => {
             Box::new(ToneSource::new(*freq_hz, *amplitude, rate))
         }
-        AudioSourceSpec::Device(name) => {
-            audio::open_capture(name.as_deref(), rate).map_err(|e| e.to_string())?
-        }
     })
 }
 
 fn open_sink(spec: &AudioSinkSpec, rate: u32) -> Result<Box<dyn AudioSink>, String> {
     Ok(match spec {
-        AudioSinkSpec::Null => Box::new(NullSink::default()),
+        // Loudspeakers are wired by the caller.
+        AudioSinkSpec::Null | AudioSinkSpec::Device(_) => Box::new(NullSink::default()),
         AudioSinkSpec::File(path) => {
             Box::new(WavSink::create(path, rate).map_err(|e| e.to_string())?)
-        }
-        AudioSinkSpec::Device(name) => {
-            audio::open_playback(name.as_deref(), rate).map_err(|e| e.to_string())?
         }
     })
 }

@@ -58,6 +58,8 @@ pub struct EngineConfig {
     pub noise_suppression: bool,
     /// Ceiling of the adaptive jitter buffer's delay.
     pub jitter_ceiling: Duration,
+    /// Send a `levels` event per call this often (`None`: never).
+    pub levels_interval: Option<Duration>,
 }
 
 /// An account that registers: who it is, where, and how it authenticates.
@@ -106,6 +108,7 @@ impl Default for EngineConfig {
             dns_server: None,
             noise_suppression: true,
             jitter_ceiling: Duration::from_millis(240),
+            levels_interval: None,
         }
     }
 }
@@ -269,6 +272,12 @@ impl EngineHandle {
             reply,
         })
         .await
+    }
+
+    /// Turn noise suppression of a call's microphone on or off.
+    pub async fn set_noise_suppression(&self, call: CallId, on: bool) -> Result<(), CommandError> {
+        self.request(|reply| Command::SetNoiseSuppression { call, on, reply })
+            .await
     }
 
     /// End every call and stop the engine; returns when it has stopped.

@@ -82,6 +82,24 @@ pub fn human(event: &Event) -> String {
             stats.jitter_ms,
             stats.buffer_ms
         ),
+        Event::Summary { call, summary: s } => {
+            let mut line = format!(
+                "{call} summary codec={} media={:.1}s sent={} received={} lost={} ({:.2}%) jitter avg={:.1}ms max={:.1}ms",
+                s.codec, s.media_s, s.packets_sent, s.packets_received, s.lost, s.loss_pct,
+                s.jitter_avg_ms, s.jitter_max_ms
+            );
+            if let (Some(avg), Some(max)) = (s.rtt_avg_ms, s.rtt_max_ms) {
+                line.push_str(&format!(" rtt avg={avg:.1}ms max={max:.1}ms"));
+            }
+            if let (Some(avg), Some(min)) = (s.mos_avg, s.mos_min) {
+                line.push_str(&format!(" mos avg={avg:.2} min={min:.2}"));
+            }
+            line
+        }
+        Event::Levels { call, tx, rx } => format!(
+            "{call} levels tx={:.1}/{:.1}dBFS rx={:.1}/{:.1}dBFS (rms/peak)",
+            tx.rms_dbfs, tx.peak_dbfs, rx.rms_dbfs, rx.peak_dbfs
+        ),
         Event::Recording { call, path } => format!("{call} recording to {}", path.display()),
         Event::Warning {
             call: Some(call),

@@ -21,6 +21,8 @@ pub struct ServePolicy {
     pub source: AudioSourceSpec,
     /// Record each call into this directory.
     pub record_dir: Option<PathBuf>,
+    /// Where the caller's audio goes when it is not recorded (nowhere, or a loudspeaker).
+    pub playback: AudioSinkSpec,
     /// Hang up this long after answering.
     pub hangup_after: Option<Duration>,
     /// Reject every call with this code instead of answering.
@@ -37,6 +39,7 @@ impl ServePolicy {
             answer_delay: Duration::ZERO,
             source: AudioSourceSpec::Silence,
             record_dir: None,
+            playback: AudioSinkSpec::Null,
             hangup_after: None,
             reject: None,
             manual: false,
@@ -56,6 +59,20 @@ impl ServePolicy {
             }
         }
         p
+    }
+
+    /// A call's audio under this policy: its source, and a recording file (named by time and
+    /// caller) when recording, else the playback.
+    pub fn audio_for(&self, peer: &str, call: CallId) -> CallAudio {
+        CallAudio {
+            source: self.source.clone(),
+            sink: match &self.record_dir {
+                Some(dir) => {
+                    AudioSinkSpec::File(recording_path(dir, peer, call, SystemTime::now()))
+                }
+                None => self.playback.clone(),
+            },
+        }
     }
 }
 
@@ -147,14 +164,7 @@ async fn handle_call(handle: EngineHandle, call: CallId, peer: String, policy: S
     if !policy.answer_delay.is_zero() {
         tokio::time::sleep(policy.answer_delay).await;
     }
-    let sink = match &policy.record_dir {
-        Some(dir) => AudioSinkSpec::File(recording_path(dir, &peer, call, SystemTime::now())),
-        None => AudioSinkSpec::Null,
-    };
-    let audio = CallAudio {
-        source: policy.source.clone(),
-        sink,
-    };
+    let audio = policy.audio_for(&peer, call);
     if handle.answer(call, audio).await.is_err() {
         return; // the caller gave up while we waited
     }
