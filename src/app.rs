@@ -336,6 +336,15 @@ async fn run_ctl(args: CtlArgs) -> i32 {
                 "dtmf",
                 vec![Some(("call", call.into())), Some(("digits", digits.into()))],
             ),
+            CtlVerb::Hold { call } => ("hold", vec![Some(("call", call.into()))]),
+            CtlVerb::Activate { call } => ("activate", vec![Some(("call", call.into()))]),
+            CtlVerb::Mute { call, state } => (
+                "mute",
+                vec![
+                    Some(("call", call.into())),
+                    Some(("on", (state == "on").into())),
+                ],
+            ),
             CtlVerb::Denoise { call, state } => (
                 "denoise",
                 vec![

@@ -54,7 +54,7 @@ pub enum Command {
     /// Drive a running `termphone serve` through its control socket: place, answer and end
     /// calls, send DTMF, show status; print the answer as one JSON line (docs/control.md).
     #[command(
-        after_help = "Examples:\n  termphone ctl dial sip:1002@192.0.2.7\n  termphone ctl dial 1002 --account work\n  termphone ctl --follow\n  termphone ctl --follow dial sip:echo@127.0.0.1:5070\n  termphone ctl accept c2\n  termphone ctl dtmf c3 123#\n  termphone ctl denoise c3 off\n  termphone ctl hangup c3\n  termphone ctl hangup\n  termphone ctl status\n  termphone ctl calls\n  termphone ctl supports\n  termphone ctl --socket /run/user/1000/termphone/control.sock status\n\nExit status:\n  0  the instance answered ok (--follow: until the socket closed or SIGINT/SIGTERM)\n  1  the instance answered with an error (unknown call, verb not supported, ...)\n  2  usage error\n  7  cannot connect: no socket at the path, or connection refused (stale socket)"
+        after_help = "Examples:\n  termphone ctl dial sip:1002@192.0.2.7\n  termphone ctl dial 1002 --account work\n  termphone ctl --follow\n  termphone ctl --follow dial sip:echo@127.0.0.1:5070\n  termphone ctl accept c2\n  termphone ctl dtmf c3 123#\n  termphone ctl hold c3\n  termphone ctl activate c3\n  termphone ctl mute c3\n  termphone ctl mute c3 off\n  termphone ctl denoise c3 off\n  termphone ctl hangup c3\n  termphone ctl hangup\n  termphone ctl status\n  termphone ctl calls\n  termphone ctl supports\n  termphone ctl --socket /run/user/1000/termphone/control.sock status\n\nExit status:\n  0  the instance answered ok (--follow: until the socket closed or SIGINT/SIGTERM)\n  1  the instance answered with an error (unknown call, verb not supported, ...)\n  2  usage error\n  7  cannot connect: no socket at the path, or connection refused (stale socket)"
     )]
     Ctl(CtlArgs),
 }
@@ -114,6 +114,24 @@ pub enum CtlVerb {
         /// The digits: 0-9 * # A-D.
         digits: String,
     },
+    /// Put a call on hold (re-INVITE sendonly).
+    Hold {
+        /// The call id (c1, c2, ...).
+        call: String,
+    },
+    /// Take a call off hold.
+    Activate {
+        /// The call id (c1, c2, ...).
+        call: String,
+    },
+    /// Mute a call's outgoing audio (silence is sent), or unmute it with `off`.
+    Mute {
+        /// The call id (c1, c2, ...).
+        call: String,
+        /// on (the default) or off.
+        #[arg(value_parser = ["on", "off"], default_value = "on")]
+        state: String,
+    },
     /// Turn noise suppression of a call's microphone on or off.
     Denoise {
         /// The call id (c1, c2, ...).
@@ -128,7 +146,7 @@ pub enum CtlVerb {
     Calls,
     /// The verbs this instance supports.
     Supports,
-    /// Any other verb (e.g. hold c3), passed on as {"cmd":VERB,"call":ARG}.
+    /// Any other verb (e.g. join c3), passed on as {"cmd":VERB,"call":ARG}.
     #[command(external_subcommand)]
     Other(Vec<String>),
 }

@@ -180,7 +180,10 @@ fn ctl_drives_a_running_instance() {
     assert_eq!(response(&out)["error"], "no such call: c99");
     let out = ctl(&sock, &["hold", &call]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(response(&out)["error"], "not supported yet: hold");
+    assert_eq!(response(&out)["error"], format!("no such call: {call}"));
+    let out = ctl(&sock, &["transfer", &call]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(response(&out)["error"], "not supported yet: transfer");
     let out = ctl(&sock, &["dtmf", &call, "x"]);
     assert_eq!(out.status.code(), Some(1));
     let out = ctl(&sock, &["frobnicate"]);

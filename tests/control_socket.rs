@@ -51,6 +51,9 @@ fn every_verb_against_two_real_instances() {
             "accept",
             "hangup",
             "dtmf",
+            "hold",
+            "activate",
+            "mute",
             "denoise",
             "status",
             "calls",
@@ -346,21 +349,31 @@ fn errors_are_clear_and_the_connection_stays_usable() {
         );
     }
     // The verbs that are not there yet.
-    for verb in [
-        "hold",
-        "activate",
-        "join",
-        "transfer",
-        "mute",
-        "record",
-        "register",
-        "deregister",
-    ] {
+    for verb in ["join", "transfer", "record", "register", "deregister"] {
         assert_eq!(
             c.error(json!({"cmd": verb, "call": "c1"})),
             format!("not supported yet: {verb}")
         );
     }
+    // hold, activate, mute: arguments checked, unknown calls named.
+    for verb in ["hold", "activate", "mute"] {
+        assert_eq!(
+            c.error(json!({"cmd": verb, "call": "c1"})),
+            "no such call: c1"
+        );
+        assert_eq!(
+            c.error(json!({"cmd": verb})),
+            format!("{verb} needs `call` (a call id like \"c3\")")
+        );
+    }
+    assert_eq!(
+        c.error(json!({"cmd": "mute", "call": "c1", "on": 1})),
+        "`on` must be true or false, not a number"
+    );
+    assert_eq!(
+        c.error(json!({"cmd": "hold", "call": "c1", "on": true})),
+        "unknown argument `on` for hold (allowed: call)"
+    );
     // A string id and CRLF line ends are fine; blank lines are ignored.
     c.send_raw(b"\r\n\n");
     assert_eq!(
@@ -648,6 +661,13 @@ fn docs_examples_get_documented_responses() {
                 let real_in = incoming(&mut peer_ctl);
                 peer_ctl.ok(json!({"cmd": "accept", "call": real_in}));
                 wait_state(&mut c, &call, "connected");
+            }
+            // hold and activate answer at once; the re-INVITE's answer comes before the next
+            // example (one re-INVITE at a time).
+            if (cmd == "hold" || cmd == "activate") && got["ok"] == true {
+                let call = got["call"].as_str().unwrap().to_string();
+                let want = if cmd == "hold" { "hold" } else { "connected" };
+                wait_state(&mut c, &call, want);
             }
         }
     }

@@ -622,6 +622,36 @@ fn sipp_uac_dtmf_sends_rfc4733_digits() {
     drop(uac_sink);
 }
 
+/// uac_hold.xml against uas_hold.xml: each checks the other's hold and resume SDP (sendonly
+/// answered recvonly, then sendrecv), so the two scenarios agree with RFC 3264 §8.4 on their own.
+#[test]
+fn sipp_hold_scenarios_agree() {
+    if !need_sipp() {
+        return;
+    }
+    let uac_sink = RtpSink::bind();
+    let uas_sink = RtpSink::bind();
+    let mut uas = Sipp::uas("uas_hold.xml")
+        .key("rtp_sink_port", uas_sink.port())
+        .spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut uac = Sipp::uac("uac_hold.xml", uas.addr())
+        .key("rtp_sink_port", uac_sink.port())
+        .spawn();
+    uac.expect_success(T);
+    uas.expect_success(T);
+    assert!(
+        uas.logs().contains("hold offered with a=sendonly"),
+        "{}",
+        uas.logs()
+    );
+    assert!(
+        uac.logs().contains("resume answered with a=sendrecv"),
+        "{}",
+        uac.logs()
+    );
+}
+
 /// The suite-wide password check can fail: a process that prints a registered secret on
 /// stderr, or in an event, makes its drop fail the test, and the message names the secret's
 /// owner, never the secret.

@@ -24,6 +24,9 @@ pub const SUPPORTED_VERBS: &[&str] = &[
     "accept",
     "hangup",
     "dtmf",
+    "hold",
+    "activate",
+    "mute",
     "denoise",
     "status",
     "calls",
@@ -34,16 +37,7 @@ pub const SUPPORTED_VERBS: &[&str] = &[
 
 /// Verbs of the phone-call-handler set that the engine cannot do yet: they answer
 /// `not supported yet: VERB` and are absent from `supports`.
-pub const UNSUPPORTED_VERBS: &[&str] = &[
-    "hold",
-    "activate",
-    "join",
-    "transfer",
-    "mute",
-    "record",
-    "register",
-    "deregister",
-];
+pub const UNSUPPORTED_VERBS: &[&str] = &["join", "transfer", "record", "register", "deregister"];
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +67,12 @@ pub enum Verb {
     Hangup { call: Option<CallId> },
     /// Send DTMF digits (RFC 4733) on a connected call.
     Dtmf { call: CallId, digits: String },
+    /// Put a call on hold.
+    Hold { call: CallId },
+    /// Take a call off hold.
+    Activate { call: CallId },
+    /// Mute (`on`, the default) or unmute a call's outgoing audio.
+    Mute { call: CallId, on: bool },
     /// Turn noise suppression of a call's microphone on or off.
     Denoise { call: CallId, on: bool },
     /// Accounts with their registration state, calls, listen address.
@@ -181,6 +181,25 @@ fn parse_verb(cmd: &str, obj: Map<String, Value>) -> Result<Verb, String> {
                 .string("digits")?
                 .ok_or_else(|| "dtmf needs `digits` (0-9 * # A-D)".to_string())?;
             Verb::Dtmf { call, digits }
+        }
+        "hold" => {
+            args.allowed = &["call"];
+            Verb::Hold {
+                call: args.required_call()?,
+            }
+        }
+        "activate" => {
+            args.allowed = &["call"];
+            Verb::Activate {
+                call: args.required_call()?,
+            }
+        }
+        "mute" => {
+            args.allowed = &["call", "on"];
+            Verb::Mute {
+                call: args.required_call()?,
+                on: args.boolean("on")?.unwrap_or(true),
+            }
         }
         "denoise" => {
             args.allowed = &["call", "on"];
@@ -451,8 +470,8 @@ mod tests {
         assert_eq!(e.id, Some(json!(9)));
         assert_eq!(e.error, "unknown verb: foo");
         assert_eq!(
-            err(r#"{"cmd":"hold","call":"c1"}"#),
-            "not supported yet: hold"
+            err(r#"{"cmd":"join","call":"c1"}"#),
+            "not supported yet: join"
         );
         assert_eq!(
             err(r#"{"cmd":"dial","to":5}"#),

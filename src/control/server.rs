@@ -26,7 +26,9 @@ use tracing::{debug, info, warn};
 
 use super::protocol::{self, error_response, json, ok_response, Request, Verb, MAX_LINE};
 use super::state::{AccountStatus, Tracker};
-use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallId, CommandError, Event};
+use crate::engine::api::{
+    AudioSinkSpec, AudioSourceSpec, CallAudio, CallId, CallState, CommandError, Event,
+};
 use crate::engine::EngineHandle;
 
 /// Lines (responses and events) queued for one client before it counts as not reading.
@@ -458,6 +460,24 @@ impl Shared {
                 .await
                 .map(|()| vec![("call", json(&call))])
                 .map_err(|e| self.explain(e, "send DTMF on", Some("connected"))),
+            Verb::Hold { call } => self
+                .handle
+                .hold(call)
+                .await
+                .map(|()| vec![("call", json(&call))])
+                .map_err(|e| self.explain(e, "hold", Some("connected"))),
+            Verb::Activate { call } => self
+                .handle
+                .resume(call)
+                .await
+                .map(|()| vec![("call", json(&call))])
+                .map_err(|e| self.explain(e, "resume", Some("connected"))),
+            Verb::Mute { call, on } => self
+                .handle
+                .mute(call, on)
+                .await
+                .map(|()| vec![("call", json(&call)), ("on", json(&on))])
+                .map_err(|e| self.explain(e, "mute", Some("connected"))),
             Verb::Denoise { call, on } => self
                 .handle
                 .set_noise_suppression(call, on)
@@ -533,6 +553,11 @@ impl Shared {
     fn explain(&self, e: CommandError, what: &str, wanted: Option<&str>) -> String {
         if let CommandError::WrongState(call) = &e {
             if let Some(state) = self.tracker().call_state(*call) {
+                let state = match state {
+                    CallState::Hold => "on hold".to_string(),
+                    CallState::RemoteHold => "on hold by the peer".to_string(),
+                    s => s.to_string(),
+                };
                 return match wanted {
                     Some(w) => format!("cannot {what} {call}: it is {state}, not {w}"),
                     None => format!("cannot {what} {call}: it is {state}"),

@@ -63,6 +63,26 @@ struct Call {
     noise_suppression: Option<bool>,
     /// When the next `levels` event is due.
     next_levels: Instant,
+    /// Hold, mute and the session's current offer/answer state.
+    session: SessionState,
+}
+
+/// A connected call's session: who holds it, what was last agreed, a re-INVITE in flight.
+#[derive(Debug, Default)]
+struct SessionState {
+    /// We put the call on hold.
+    local_hold: bool,
+    /// The peer put us on hold (it does not want our audio).
+    remote_hold: bool,
+    /// Our microphone is muted (silence is sent).
+    muted: bool,
+    /// Our re-INVITE is out; `offered_hold` is what it asks for.
+    reinvite_pending: bool,
+    offered_hold: bool,
+    /// The peer answered our re-INVITE with 491 (it sent its own): try again at this time.
+    retry_at: Option<Instant>,
+    /// What the last offer/answer agreed.
+    negotiated: Option<Negotiated>,
 }
 
 /// A call's media, opened on the blocking pool.
@@ -473,6 +493,27 @@ impl EngineActor {
                 };
                 let _ = reply.send(res);
             }
+            Command::Hold { call, reply } => {
+                let res = self.reoffer(now, call, true);
+                let _ = reply.send(res);
+            }
+            Command::Resume { call, reply } => {
+                let res = self.reoffer(now, call, false);
+                let _ = reply.send(res);
+            }
+            Command::Mute { call, on, reply } => {
+                let res = match self.calls.get_mut(&call.0) {
+                    Some(c) if is_up(c.state) => {
+                        c.session.muted = on;
+                        if let Some(media) = c.media.as_mut() {
+                            media.set_muted(on);
+                        }
+                        Ok(())
+                    }
+                    _ => Err(self.state_error(call)),
+                };
+                let _ = reply.send(res);
+            }
             Command::SetNoiseSuppression { call, on, reply } => {
                 let res = match self.calls.get_mut(&call.0) {
                     Some(c) if c.state.is_final() => Err(CommandError::WrongState(call)),
@@ -610,6 +651,7 @@ impl EngineActor {
                 next_stats: now,
                 noise_suppression: None,
                 next_levels: now,
+                session: SessionState::default(),
                 failure: None,
                 pending_dtmf: String::new(),
             },
@@ -726,6 +768,7 @@ impl EngineActor {
         };
         let Some(rtp) = c.rtp.clone() else { return };
         let rtcp = c.rtcp.clone();
+        c.session.negotiated = Some(negotiated.clone());
         let negotiated = negotiated.clone();
         let audio = c.audio.clone();
         let ready = self.media_ready_tx.clone();
@@ -765,6 +808,12 @@ impl EngineActor {
         }
         if let Some(on) = c.noise_suppression.take() {
             let _ = media.set_noise_suppression(on);
+        }
+        // Held or muted while the media was opening.
+        media.set_muted(c.session.muted);
+        if let Some(neg) = &c.session.negotiated {
+            let (send, recv) = media_flow(&c.session, neg);
+            media.set_session(send, recv, neg);
         }
         c.next_levels = now;
         c.media = Some(media);
@@ -816,6 +865,23 @@ impl EngineActor {
 
     fn on_media_tick(&mut self) {
         let now = Instant::now();
+        let retries: Vec<(CallId, bool)> = self
+            .calls
+            .values()
+            .filter(|c| c.session.retry_at.is_some_and(|t| t <= now))
+            .map(|c| (c.id, c.session.offered_hold))
+            .collect();
+        for (call, hold) in retries {
+            if let Some(c) = self.calls.get_mut(&call.0) {
+                c.session.retry_at = None;
+            }
+            if let Err(e) = self.reoffer(now, call, hold) {
+                self.warn(
+                    Some(call),
+                    format!("could not send the re-INVITE again: {e}"),
+                );
+            }
+        }
         let mut warnings = Vec::new();
         let mut events = Vec::new();
         for c in self.calls.values_mut() {
@@ -849,6 +915,136 @@ impl EngineActor {
         for (call, w) in warnings {
             self.warn(Some(call), w);
         }
+    }
+
+    /// Send a re-INVITE that puts the call on hold (`hold`) or takes it off.
+    fn reoffer(&mut self, now: Instant, call: CallId, hold: bool) -> Result<(), CommandError> {
+        let Some(c) = self.calls.get_mut(&call.0) else {
+            return Err(CommandError::NoSuchCall(call));
+        };
+        if !is_up(c.state) {
+            return Err(CommandError::WrongState(call));
+        }
+        if c.session.reinvite_pending || c.session.retry_at.is_some() {
+            return Err(CommandError::NotApplicable {
+                call,
+                reason: "a re-INVITE is already in progress; try again when it is answered".into(),
+            });
+        }
+        let Some(local) = c.local_media.as_mut() else {
+            return Err(CommandError::WrongState(call));
+        };
+        // RFC 3264 §8.4: sendonly to hold, inactive when the peer holds us too (we only
+        // receive); sendrecv to resume (the peer's answer says whether it still holds).
+        local.direction = match (hold, c.session.remote_hold) {
+            (false, _) => Direction::SendRecv,
+            (true, false) => Direction::SendOnly,
+            (true, true) => Direction::Inactive,
+        };
+        local.session_version += 1;
+        let offer = sdp::create_offer(local).into_bytes();
+        self.ua
+            .reinvite(now, call.0, offer)
+            .map_err(|_| CommandError::WrongState(call))?;
+        c.session.reinvite_pending = true;
+        c.session.offered_hold = hold;
+        c.session.retry_at = None;
+        Ok(())
+    }
+
+    /// The peer answered our re-INVITE.
+    fn on_reoffer_answered(&mut self, call: CallRef, local: &LocalMedia, sdp: &[u8]) {
+        match sdp::process_answer(local, &String::from_utf8_lossy(sdp)) {
+            Ok(neg) => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                c.session.local_hold = c.session.offered_hold;
+                // Our offer wanted to send unless it was inactive: if the answer does not
+                // take our audio, the peer holds the call.
+                if local.direction.sends() {
+                    c.session.remote_hold = !neg.direction.sends();
+                }
+                self.apply_session(call, neg);
+            }
+            Err(e) => self.warn(
+                Some(CallId(call)),
+                format!("unusable SDP in the answer to our re-INVITE, session unchanged: {e}"),
+            ),
+        }
+    }
+
+    /// The peer sent a new offer in a re-INVITE (hold, resume, a new address or codec).
+    fn on_peer_reoffer(&mut self, now: Instant, call: CallRef, sdp: &[u8]) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(local) = c.local_media.as_mut() else {
+            let _ = self.ua.reject_reoffer(now, call, 488);
+            return;
+        };
+        // We want to send (audio, or on our hold nothing but the session); we receive unless
+        // we hold.
+        local.direction = if c.session.local_hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
+        local.session_version += 1;
+        match sdp::create_answer(&String::from_utf8_lossy(sdp), local) {
+            Ok((answer, neg)) => {
+                let _ = self.ua.answer_reoffer(now, call, answer.into_bytes());
+                // We always want to send: if we may not, the peer does not want our audio.
+                c.session.remote_hold = !neg.direction.sends();
+                self.apply_session(call, neg);
+            }
+            Err(e) => {
+                self.warn(
+                    Some(CallId(call)),
+                    format!("refused the peer's re-INVITE, session unchanged: {e}"),
+                );
+                let _ = self.ua.reject_reoffer(now, call, e.sip_status());
+            }
+        }
+    }
+
+    /// Put a new offer/answer into effect: the media follows its direction and address (a new
+    /// codec restarts it) and the call's state shows who holds it.
+    fn apply_session(&mut self, call: CallRef, neg: Negotiated) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let codec_changed = c.session.negotiated.as_ref().is_some_and(|old| {
+            old.codec.payload_type != neg.codec.payload_type
+                || !old.codec.same_format(&neg.codec)
+                || old.ptime != neg.ptime
+        });
+        let (send, recv) = media_flow(&c.session, &neg);
+        if codec_changed {
+            if let Some(old) = c.media.take() {
+                info!(call = %c.id, codec = %neg.codec.name, "the codec changed: media restarts");
+                self.closing.push(tokio::task::spawn_blocking(move || {
+                    let _ = old.finish();
+                }));
+            }
+            self.start_media(call, &neg);
+        } else {
+            if let Some(media) = c.media.as_mut() {
+                media.set_session(send, recv, &neg);
+            }
+            c.session.negotiated = Some(neg);
+        }
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let state = if c.session.local_hold {
+            CallState::Hold
+        } else if c.session.remote_hold {
+            CallState::RemoteHold
+        } else {
+            CallState::Connected
+        };
+        self.set_state(call, state, None, None);
     }
 
     fn set_state(
@@ -948,6 +1144,7 @@ impl EngineActor {
                         next_stats: now,
                         noise_suppression: None,
                         next_levels: now,
+                        session: SessionState::default(),
                         failure: None,
                         pending_dtmf: String::new(),
                     },
@@ -975,12 +1172,17 @@ impl EngineActor {
                 self.set_state(call, CallState::Alerting, None, None);
             }
             UaEvent::Answered { call, sdp } => {
-                let Some(c) = self.calls.get(&call) else {
+                let Some(c) = self.calls.get_mut(&call) else {
                     return;
                 };
                 let Some(local) = c.local_media.clone() else {
                     return;
                 };
+                if c.session.reinvite_pending {
+                    c.session.reinvite_pending = false;
+                    self.on_reoffer_answered(call, &local, &sdp);
+                    return;
+                }
                 match sdp::process_answer(&local, &String::from_utf8_lossy(&sdp)) {
                     Ok(neg) => {
                         self.start_media(call, &neg);
@@ -997,6 +1199,32 @@ impl EngineActor {
                 }
             }
             UaEvent::Confirmed { .. } => {}
+            UaEvent::Reoffer { call, sdp } => self.on_peer_reoffer(now, call, &sdp),
+            UaEvent::ReinviteFailed { call, code, reason } => {
+                let Some(c) = self.calls.get_mut(&call) else {
+                    return;
+                };
+                c.session.reinvite_pending = false;
+                if code == 491 {
+                    // Glare (RFC 3261 §14.1): the owner of the Call-ID (the caller) waits
+                    // 2.1-4 s, the other side 0-2 s, then tries again.
+                    let ms = match c.direction {
+                        CallDirection::Outgoing => self.rng.random_range(2100..=4000),
+                        CallDirection::Incoming => self.rng.random_range(0..=2000),
+                    };
+                    c.session.retry_at = Some(now + Duration::from_millis(ms));
+                    return;
+                }
+                let what = if c.session.offered_hold {
+                    "hold"
+                } else {
+                    "resume"
+                };
+                self.warn(
+                    Some(CallId(call)),
+                    format!("the peer refused to {what} the call: {code} {reason}"),
+                );
+            }
             UaEvent::Info {
                 call,
                 content_type,
@@ -1096,6 +1324,23 @@ impl EngineActor {
             self.closing.retain(|t| !t.is_finished());
         }
     }
+}
+
+/// A call that is up: connected, or held by either side.
+fn is_up(state: CallState) -> bool {
+    matches!(
+        state,
+        CallState::Connected | CallState::Hold | CallState::RemoteHold
+    )
+}
+
+/// Whether a call's media sends RTP and plays what arrives: as the offer/answer agreed, and
+/// nothing while we hold the call (no music on hold).
+fn media_flow(session: &SessionState, neg: &Negotiated) -> (bool, bool) {
+    (
+        neg.direction.sends() && !session.local_hold,
+        neg.direction.receives() && !session.local_hold,
+    )
 }
 
 fn far_future() -> tokio::time::Instant {

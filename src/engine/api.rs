@@ -135,6 +135,17 @@ pub enum Command {
         digits: String,
         reply: Reply<()>,
     },
+    /// Put a connected call on hold (re-INVITE with sendonly, or inactive when the peer holds
+    /// it too; RFC 3264 §8.4).
+    Hold { call: CallId, reply: Reply<()> },
+    /// Take a call off hold (re-INVITE with sendrecv).
+    Resume { call: CallId, reply: Reply<()> },
+    /// Mute or unmute a call's outgoing audio (silence is sent while muted).
+    Mute {
+        call: CallId,
+        on: bool,
+        reply: Reply<()>,
+    },
     /// Turn noise suppression of a call's microphone on or off.
     SetNoiseSuppression {
         call: CallId,
@@ -157,8 +168,10 @@ pub enum CallState {
     Alerting,
     /// The call is up.
     Connected,
-    /// The call is on hold.
+    /// We put the call on hold.
     Hold,
+    /// The peer put the call on hold (and we did not).
+    RemoteHold,
     /// We ended it.
     HangupLocal,
     /// The peer ended it.
@@ -193,6 +206,7 @@ impl fmt::Display for CallState {
             CallState::Alerting => "alerting",
             CallState::Connected => "connected",
             CallState::Hold => "hold",
+            CallState::RemoteHold => "remotehold",
             CallState::HangupLocal => "hanguplocal",
             CallState::HangupRemote => "hangupremote",
             CallState::Missed => "missed",

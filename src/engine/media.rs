@@ -75,6 +75,8 @@ pub(crate) struct CallMedia {
     /// Where RTCP goes and from which socket (the RTP one when multiplexed).
     rtcp_socket: Arc<UdpSocket>,
     rtcp_remote: SocketAddr,
+    /// RTCP goes over the RTP socket (multiplexed).
+    rtcp_muxed: bool,
     source: Source,
     sink: Sink,
     capture: Vec<i16>,
@@ -89,6 +91,11 @@ pub(crate) struct CallMedia {
     started: Instant,
     next_sample: Instant,
     track: QualityTrack,
+    /// What the session's direction allows: send RTP, play what arrives (hold stops both).
+    send: bool,
+    recv: bool,
+    /// Silence instead of the source.
+    muted: bool,
 }
 
 /// How a call's media is set up besides the negotiated codec.
@@ -153,9 +160,9 @@ impl CallMedia {
             RtcpConfig::new(ids.ssrc, cname, clock_rate, ids.cname_seed),
             Instant::now(),
         );
-        let (rtcp_socket, rtcp_remote) = match (neg.rtcp_mux, rtcp_socket) {
-            (false, Some(s)) => (s, neg.remote_rtcp),
-            _ => (socket.clone(), neg.remote),
+        let (rtcp_socket, rtcp_remote, rtcp_muxed) = match (neg.rtcp_mux, rtcp_socket) {
+            (false, Some(s)) => (s, neg.remote_rtcp, false),
+            _ => (socket.clone(), neg.remote, true),
         };
         // Samples per second of the codec's audio (frame length over ptime).
         let rate = (session.frame_samples() as u32 * 1000) / ptime_ms;
@@ -208,6 +215,7 @@ impl CallMedia {
             remote: neg.remote,
             rtcp_socket,
             rtcp_remote,
+            rtcp_muxed,
             source,
             sink,
             capture: vec![0; n],
@@ -221,6 +229,9 @@ impl CallMedia {
             started: now,
             next_sample: now + QUALITY_SAMPLE,
             track: QualityTrack::default(),
+            send: neg.direction.sends(),
+            recv: neg.direction.receives(),
+            muted: false,
         };
         Ok((media, warnings))
     }
@@ -231,7 +242,11 @@ impl CallMedia {
         let mut warning = None;
         // Playout first, so that echo sends back this tick's audio.
         self.playout.clear();
-        self.session.playout(now, &mut self.playout);
+        if self.recv {
+            self.session.playout(now, &mut self.playout);
+        } else {
+            self.playout.resize(self.capture.len(), 0);
+        }
         if !self.sink_failed {
             if let Err(e) = self.sink.write(&self.playout) {
                 self.sink_failed = true;
@@ -262,11 +277,18 @@ impl CallMedia {
                 path.process(&mut self.capture);
             }
         }
+        if self.muted {
+            self.capture.fill(0);
+        }
         self.rx_level.add(&self.playout);
         self.tx_level.add(&self.capture);
         self.packets.clear();
-        self.session
-            .on_tick(now, Some(&self.capture), &mut self.packets);
+        if self.send {
+            self.session
+                .on_tick(now, Some(&self.capture), &mut self.packets);
+        } else {
+            self.session.pause_tick();
+        }
         for pkt in &self.packets {
             if self.socket.try_send_to(pkt, self.remote).is_err() {
                 self.send_errors += 1;
@@ -358,9 +380,27 @@ impl CallMedia {
             if let Err(e) = self.session.handle_rtcp(now, data) {
                 tracing::debug!("bad RTCP from the peer: {e}");
             }
-        } else {
+        } else if self.recv {
             self.session.handle_rtp(now, data);
         }
+    }
+
+    /// Follow a new offer/answer: whether RTP goes out and incoming audio is played, and where
+    /// the peer now wants its RTP and RTCP.
+    pub(crate) fn set_session(&mut self, send: bool, recv: bool, neg: &Negotiated) {
+        self.send = send;
+        self.recv = recv;
+        self.remote = neg.remote;
+        self.rtcp_remote = if self.rtcp_muxed {
+            neg.remote
+        } else {
+            neg.remote_rtcp
+        };
+    }
+
+    /// Send silence instead of the source (`true`), or the source again.
+    pub(crate) fn set_muted(&mut self, muted: bool) {
+        self.muted = muted;
     }
 
     /// The call is over: a last report with BYE (RFC 3550 §6.6).

@@ -274,6 +274,22 @@ impl EngineHandle {
         .await
     }
 
+    /// Put a connected call on hold.
+    pub async fn hold(&self, call: CallId) -> Result<(), CommandError> {
+        self.request(|reply| Command::Hold { call, reply }).await
+    }
+
+    /// Take a call off hold.
+    pub async fn resume(&self, call: CallId) -> Result<(), CommandError> {
+        self.request(|reply| Command::Resume { call, reply }).await
+    }
+
+    /// Mute (`on`) or unmute a call's outgoing audio.
+    pub async fn mute(&self, call: CallId, on: bool) -> Result<(), CommandError> {
+        self.request(|reply| Command::Mute { call, on, reply })
+            .await
+    }
+
     /// Turn noise suppression of a call's microphone on or off.
     pub async fn set_noise_suppression(&self, call: CallId, on: bool) -> Result<(), CommandError> {
         self.request(|reply| Command::SetNoiseSuppression { call, on, reply })

@@ -344,6 +344,13 @@ impl MediaSession {
         self.payload = payload;
     }
 
+    /// A frame's time passes with nothing sent (on hold): the RTP clock keeps pace with time,
+    /// and the next packet sent starts a talkspurt (marker bit).
+    pub fn pause_tick(&mut self) {
+        self.ts = self.ts.wrapping_add(self.frame_ts);
+        self.sent_audio = false;
+    }
+
     fn packet(&mut self, now: Instant, pt: u8, marker: bool, ts: u32, payload: &[u8]) -> Vec<u8> {
         if let Some(r) = &mut self.rtcp {
             r.on_rtp_sent(now, ts, payload.len());

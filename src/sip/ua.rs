@@ -102,6 +102,16 @@ pub enum UaEvent {
     Answered { call: CallRef, sdp: Vec<u8> },
     /// The ACK for our 2xx arrived.
     Confirmed { call: CallRef },
+    /// The peer sent a re-INVITE with a new SDP offer (hold, resume, a new address): answer
+    /// it with [`UserAgent::answer_reoffer`] or refuse it with [`UserAgent::reject_reoffer`].
+    Reoffer { call: CallRef, sdp: Vec<u8> },
+    /// Our re-INVITE got a failure that leaves the session as it was (RFC 3261 §14.1; 481 and
+    /// 408 end the call instead). 491: the peer was sending its own; try again later.
+    ReinviteFailed {
+        call: CallRef,
+        code: u16,
+        reason: String,
+    },
     /// The call ended.
     Ended { call: CallRef, cause: EndCause },
     /// An INFO request inside a call (body and content type), already answered 200.
@@ -190,6 +200,9 @@ struct Call {
     auth: Option<Authenticator>,
     /// The transport the INVITE travelled over (Via, Contact, reliability of our requests).
     transport: Transport,
+    /// A re-INVITE from the peer whose offer the engine has to answer: its transaction, the
+    /// request and where it came from.
+    reoffer: Option<(TxnKey, Request, SocketAddr)>,
 }
 
 /// Who places a call: the account's address of record and credentials (default: the local
@@ -312,10 +325,15 @@ impl UserAgent {
         }
     }
 
-    /// True while a BYE, CANCEL or REGISTER we sent has no final response yet (shutdown
-    /// waits for it).
+    /// True while a BYE, CANCEL, REGISTER or re-INVITE we sent has no final response yet
+    /// (shutdown waits for it).
     pub fn has_pending_requests(&self) -> bool {
-        !self.pending.is_empty() || !self.reg_keys.is_empty()
+        !self.pending.is_empty()
+            || !self.reg_keys.is_empty()
+            || self
+                .in_dialog
+                .values()
+                .any(|o| o.request.method == Method::Invite && o.ack.is_none())
     }
 
     /// Number of calls not yet ended.
@@ -558,6 +576,7 @@ impl UserAgent {
                 local_tag,
                 dialog: None,
                 ok_retransmit: None,
+                reoffer: None,
                 ack: None,
                 local_sdp: offer,
                 auth: identity.credentials.map(Authenticator::new),
@@ -690,7 +709,7 @@ impl UserAgent {
             .in_dialog
             .values()
             .any(|o| o.call == call && o.request.method == Method::Invite && o.ack.is_none());
-        if !matches!(c.phase, Phase::Confirmed) || busy {
+        if !matches!(c.phase, Phase::Confirmed) || busy || c.reoffer.is_some() {
             return Err(UaError::WrongState);
         }
         let dialog = c.dialog.as_mut().ok_or(UaError::WrongState)?;
@@ -1038,6 +1057,7 @@ impl UserAgent {
                 local_tag,
                 dialog: None,
                 ok_retransmit: None,
+                reoffer: None,
                 ack: None,
                 local_sdp: Vec::new(),
                 auth,
@@ -1061,7 +1081,6 @@ impl UserAgent {
             let _ = self.txn.send_response(now, &key, resp);
             return;
         };
-        let t1 = self.cfg.timers.t1;
         let c = self.calls.get_mut(&call).expect("found above");
         let Some(dialog) = c.dialog.as_mut() else {
             return;
@@ -1071,16 +1090,85 @@ impl UserAgent {
             let _ = self.txn.send_response(now, &key, resp);
             return;
         }
-        if matches!(c.phase, Phase::Answered) {
-            // A re-INVITE while our 2xx is unacknowledged: RFC 3261 §14.2 says 500 + Retry-After.
+        if matches!(c.phase, Phase::Answered) || c.reoffer.is_some() || c.ok_retransmit.is_some() {
+            // A re-INVITE while our 2xx is unacknowledged, or while we are still answering the
+            // last one: RFC 3261 §14.2 says 500 + Retry-After.
             let mut resp = response_to(&req, 500, None, None);
             resp.headers.push(HeaderName::RETRY_AFTER, "1");
             let _ = self.txn.send_response(now, &key, resp);
             return;
         }
+        let ours_pending = self
+            .in_dialog
+            .values()
+            .any(|o| o.call == call && o.request.method == Method::Invite && o.ack.is_none());
+        if ours_pending {
+            // Glare: both sent a re-INVITE (RFC 3261 §14.2).
+            let resp = response_to(&req, 491, None, None);
+            let _ = self.txn.send_response(now, &key, resp);
+            return;
+        }
         dialog.refresh_target(&Message::Request(req.clone()));
-        // For now the session does not change: answer with the SDP we already sent.
-        let mut resp = response_to(&req, 200, None, None);
+        if !req.body.is_empty() {
+            // A new offer: the engine answers it (answer_reoffer / reject_reoffer).
+            let sdp = req.body.clone();
+            c.reoffer = Some((key, req, source));
+            self.events.push_back(UaEvent::Reoffer { call, sdp });
+            return;
+        }
+        // No offer in it: ours goes in the 200 (the session we already have); the answer comes
+        // in the ACK, and the session does not change.
+        self.send_reinvite_ok(now, call, &key, &req, source);
+    }
+
+    /// Answer the peer's re-INVITE offer ([`UaEvent::Reoffer`]) with `answer` (SDP).
+    pub fn answer_reoffer(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        answer: Vec<u8>,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        let (key, req, source) = c.reoffer.take().ok_or(UaError::WrongState)?;
+        c.local_sdp = answer;
+        self.send_reinvite_ok(now, call, &key, &req, source);
+        self.drain_txn(now, None);
+        Ok(())
+    }
+
+    /// Refuse the peer's re-INVITE offer with `code` (488 Not Acceptable Here for an offer we
+    /// cannot take); the session stays as it was.
+    pub fn reject_reoffer(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        code: u16,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        let (key, req, _) = c.reoffer.take().ok_or(UaError::WrongState)?;
+        let resp = response_to(&req, code, None, None);
+        let _ = self.txn.send_response(now, &key, resp);
+        self.drain_txn(now, None);
+        Ok(())
+    }
+
+    /// The 200 to a re-INVITE, with our current SDP, retransmitted until its ACK.
+    fn send_reinvite_ok(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        key: &TxnKey,
+        req: &Request,
+        source: SocketAddr,
+    ) {
+        let t1 = self.cfg.timers.t1;
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(dialog) = c.dialog.as_ref() else {
+            return;
+        };
+        let mut resp = response_to(req, 200, None, None);
         resp.headers.push(
             HeaderName::CONTACT,
             NameAddr::new(dialog.local_contact.clone()).to_string(),
@@ -1098,7 +1186,7 @@ impl UserAgent {
             give_up: now + t1 * 64,
             cseq,
         });
-        let _ = self.txn.send_response(now, &key, resp);
+        let _ = self.txn.send_response(now, key, resp);
     }
 
     fn on_ack(&mut self, req: Request) {
@@ -1393,6 +1481,12 @@ impl UserAgent {
                         reason: resp.reason,
                     };
                     self.terminate(now, call, ByeReport::Now(cause));
+                } else {
+                    self.events.push_back(UaEvent::ReinviteFailed {
+                        call,
+                        code,
+                        reason: resp.reason,
+                    });
                 }
             }
             _ => {
@@ -1982,5 +2076,107 @@ mod tests {
             while p.b.poll_transmit().is_some() {}
         }
         assert_eq!(p.b.call_count(), 0);
+    }
+
+    /// A call between a (caller) and b, confirmed.
+    fn established(p: &mut Pair) -> (CallRef, CallRef) {
+        let a_call = p.dial();
+        let b_call = p.incoming();
+        p.b.answer(p.now, b_call, b"v=0 answer\r\n".to_vec())
+            .unwrap();
+        p.pump();
+        assert!(p
+            .b_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Confirmed { .. })));
+        (a_call, b_call)
+    }
+
+    #[test]
+    fn peer_reoffer_is_handed_to_the_engine_and_answered() {
+        let mut p = Pair::new();
+        let (a_call, b_call) = established(&mut p);
+        p.b.reinvite(p.now, b_call, b"v=0 hold\r\n".to_vec())
+            .unwrap();
+        p.pump();
+        assert!(
+            p.b.has_pending_requests(),
+            "the re-INVITE waits for an answer"
+        );
+        assert!(p
+            .a_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Reoffer { call, sdp } if *call == a_call && sdp == b"v=0 hold\r\n")));
+        // While it is unanswered, our own re-INVITE has to wait.
+        assert_eq!(
+            p.a.reinvite(p.now, a_call, b"v=0\r\n".to_vec()),
+            Err(UaError::WrongState)
+        );
+        p.a.answer_reoffer(p.now, a_call, b"v=0 held\r\n".to_vec())
+            .unwrap();
+        p.pump();
+        assert!(p
+            .b_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { sdp, .. } if sdp == b"v=0 held\r\n")));
+        assert!(!p.b.has_pending_requests());
+        assert_eq!(p.a.local_sdp(a_call), Some(&b"v=0 held\r\n"[..]));
+        // Answered once only.
+        assert_eq!(
+            p.a.answer_reoffer(p.now, a_call, b"v=0\r\n".to_vec()),
+            Err(UaError::WrongState)
+        );
+        // The call is still up: a BYE ends it normally.
+        p.a.hangup(p.now, a_call).unwrap();
+        p.pump();
+        assert_eq!(ended(&p.b_events), Some(EndCause::RemoteBye));
+    }
+
+    #[test]
+    fn refused_reoffer_leaves_the_call_up() {
+        let mut p = Pair::new();
+        let (a_call, b_call) = established(&mut p);
+        p.b.reinvite(p.now, b_call, b"v=0 video\r\n".to_vec())
+            .unwrap();
+        p.pump();
+        p.a.reject_reoffer(p.now, a_call, 488).unwrap();
+        p.pump();
+        assert!(p.b_events.iter().any(
+            |e| matches!(e, UaEvent::ReinviteFailed { code: 488, call, .. } if *call == b_call)
+        ));
+        assert_eq!(ended(&p.a_events), None);
+        assert_eq!(ended(&p.b_events), None);
+        assert_eq!(p.a.call_count(), 1);
+    }
+
+    #[test]
+    fn re_invite_glare_gets_491_on_both_sides() {
+        let mut p = Pair::new();
+        let (a_call, b_call) = established(&mut p);
+        // Both send before either arrives.
+        p.a.reinvite(p.now, a_call, b"v=0 a\r\n".to_vec()).unwrap();
+        p.b.reinvite(p.now, b_call, b"v=0 b\r\n".to_vec()).unwrap();
+        p.pump();
+        for events in [&p.a_events, &p.b_events] {
+            assert!(
+                events
+                    .iter()
+                    .any(|e| matches!(e, UaEvent::ReinviteFailed { code: 491, .. })),
+                "{events:?}"
+            );
+            assert!(!events.iter().any(|e| matches!(e, UaEvent::Reoffer { .. })));
+        }
+        assert!(
+            p.wire.iter().filter(|w| w.contains("491")).count() >= 2,
+            "{:?}",
+            p.wire
+        );
+        // Later, one at a time, it works.
+        p.a.reinvite(p.now, a_call, b"v=0 a\r\n".to_vec()).unwrap();
+        p.pump();
+        assert!(p
+            .b_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Reoffer { .. })));
     }
 }
