@@ -7,6 +7,8 @@
 //! - Files: [`WavSource`] (any WAV hound reads, mixed to mono, resampled) and [`WavSink`]
 //!   (16-bit mono, header kept up to date once a second, finalized on finish or drop).
 //! - Generated: [`ToneSource`], [`SilenceSource`], [`NullSink`].
+//! - Ring sounds: [`ring_source`] / [`RingSource`] (the ringtone or the ringback, looped, at
+//!   any rate) and [`RingPlayer`] (rings on a playback device from its own thread).
 //! - Devices: [`open_capture`], [`open_playback`], [`list_devices`]. Each open stream lives
 //!   on its own `std::thread` (a cpal `Stream` is not `Send`) and trades samples with the
 //!   caller through a lock-free single-producer/single-consumer ring. The audio callbacks
@@ -29,6 +31,7 @@ mod device;
 mod error;
 mod gen;
 pub mod resample;
+mod ring;
 mod stream;
 mod wav;
 
@@ -39,6 +42,7 @@ pub use device::{
 };
 pub use error::AudioError;
 pub use gen::{goertzel, NullSink, SilenceSource, ToneSource};
+pub use ring::{ring_source, RingKind, RingPlayer, RingSource, RING_ASSET_RATE};
 pub use wav::{read_wav, WavSink, WavSource};
 
 /// Lowest sample rate accepted anywhere here (files, devices, frames).
