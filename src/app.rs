@@ -215,6 +215,10 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
     override_codecs(&mut ec, &args.engine.codecs);
     ec.noise_suppression &= !args.engine.no_noise_suppression;
     ec.levels_interval = args.engine.levels.then_some(LEVELS_INTERVAL);
+    // With the sound card, calls that ring before they are answered ring on the speaker.
+    if args.device {
+        ec.ringtone = Some(config.audio.playback_device.clone());
+    }
     // serve registers every enabled account with a registrar (or those --account names) and
     // answers on each.
     ec.register = true;

@@ -18,6 +18,14 @@ use std::time::Duration;
 use support::{compare_wavs, data_file, is_event, read_wav_mono, Termphone};
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// The tests share one microphone and one speaker: one at a time.
+static DEVICES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Hold the sound devices for the rest of the test (a failed test does not poison them).
+fn devices() -> std::sync::MutexGuard<'static, ()> {
+    DEVICES.lock().unwrap_or_else(|e| e.into_inner())
+}
 /// A window of speech counts as heard when it correlates at least this well. (0.85 for
 /// 250 ms windows: a short window of wide-band speech that went through PulseAudio, G.722 and
 /// two resamplers scores 0.87-0.97 when heard, noise or silence below 0.2.)
@@ -131,6 +139,7 @@ fn dial_with_device_talks_through_the_sound_card_both_ways() {
     if !pulse_available() {
         return;
     }
+    let _devices = devices();
     let dir = support::test_dir();
     let rec_dir = dir.path().join("rec");
     let mut srv = Termphone::builder(&[
@@ -205,6 +214,7 @@ fn noise_suppression_switched_off_during_a_call_lets_the_noise_through() {
     if !pulse_available() {
         return;
     }
+    let _devices = devices();
     let dir = support::test_dir();
     let sock = dir.path().join("ctl.sock");
     let mut srv = Termphone::builder(&["serve", "--device", "--control", sock.to_str().unwrap()])
@@ -275,6 +285,118 @@ fn noise_suppression_switched_off_during_a_call_lets_the_noise_through() {
         off - on > 20.0,
         "RNNoise held the noise {:.1} dB down (want > 20): {on:.1} vs {off:.1} dBFS",
         off - on
+    );
+}
+
+/// Record what the speaker (virt_speaker) plays, as 8 kHz mono, until [`stop_speaker`].
+fn record_speaker(dir: &Path) -> (std::process::Child, std::path::PathBuf) {
+    let raw = dir.join(format!("speaker-{}.raw", support::next_seq()));
+    let child = std::process::Command::new("parec")
+        .args([
+            "-d",
+            "virt_speaker.monitor",
+            "--rate=8000",
+            "--channels=1",
+            "--format=s16le",
+            "--latency-msec=20",
+        ])
+        .stdout(std::fs::File::create(&raw).unwrap())
+        .spawn()
+        .expect("parec (pulseaudio-utils)");
+    (child, raw)
+}
+
+/// Stop the recorder (our own child, by its PID) and read what it recorded.
+fn stop_speaker(mut child: std::process::Child, raw: &Path) -> Vec<f32> {
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::read(raw)
+        .unwrap()
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0)
+        .collect()
+}
+
+/// Seconds of 100 ms blocks in which `freq` stands out.
+fn tone_seconds(x: &[f32], freq: f64) -> f64 {
+    let blocks = x.len() / 800;
+    support::audio::tone_coverage(x, 8000, freq, 0.3, 100) * blocks as f64 / 10.0
+}
+
+/// `dial --device` to a callee that answers after 3 s: the ringback tone (425 Hz, 1 s on, 4 s
+/// off) comes out of the speaker while it rings, and stops at the answer (the call goes on 4 s,
+/// long enough for a second burst at 5 s if it did not).
+#[test]
+fn ringback_sounds_on_the_speaker_while_the_far_end_rings() {
+    if !pulse_available() {
+        return;
+    }
+    let _devices = devices();
+    let dir = support::test_dir();
+    let mut srv = Termphone::builder(&["serve", "--answer-delay", "3"])
+        .dir(dir.clone())
+        .spawn();
+    let uri = srv.sip_uri("slow");
+    let (rec, raw) = record_speaker(dir.path());
+    let mut dial = Termphone::builder(&["dial", &uri, "--device", "--duration", "4"])
+        .dir(dir.clone())
+        .spawn();
+    dial.wait_call_state("alerting", WAIT);
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    let x = stop_speaker(rec, &raw);
+    srv.stop();
+    let secs = tone_seconds(&x, 425.0);
+    eprintln!(
+        "ringback heard for {secs:.1} s of {:.1} s",
+        x.len() as f64 / 8000.0
+    );
+    assert!(
+        (0.5..=1.4).contains(&secs),
+        "one 1 s burst of ringback, not {secs:.1} s"
+    );
+}
+
+/// `serve --device` rings on the speaker (the ringtone's first note, E5) while a call waits
+/// to be answered, and stops at the answer.
+#[test]
+fn ringtone_sounds_on_the_speaker_until_the_call_is_answered() {
+    if !pulse_available() {
+        return;
+    }
+    let _devices = devices();
+    let dir = support::test_dir();
+    let mut srv = Termphone::builder(&[
+        "serve",
+        "--device",
+        "--no-noise-suppression",
+        "--answer-delay",
+        "3",
+    ])
+    .dir(dir.clone())
+    .spawn();
+    let uri = srv.sip_uri("door");
+    let (rec, raw) = record_speaker(dir.path());
+    let mut dial = Termphone::builder(&["dial", &uri, "--duration", "5"])
+        .dir(dir.clone())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    let x = stop_speaker(rec, &raw);
+    srv.stop();
+    let e5 = termphone::audio::RingKind::Ringtone.tones_hz()[0];
+    let secs = tone_seconds(&x, e5);
+    eprintln!(
+        "ringtone note heard for {secs:.1} s of {:.1} s",
+        x.len() as f64 / 8000.0
+    );
+    // The chime rings 2 s of every 4: within 3 s of ringing its first note stands out for a
+    // while; after the answer (5 s of call, silence from the caller) never again.
+    assert!(secs >= 0.3, "the ringtone was not heard ({secs:.1} s)");
+    let answered_at = 3.6; // answer delay plus the recorder's and ringer's start, roughly
+    let after = &x[((answered_at + 1.0) * 8000.0) as usize..];
+    let late = tone_seconds(after, e5);
+    assert!(
+        late < 0.2,
+        "the ringtone went on after the answer: {late:.1} s"
     );
 }
 

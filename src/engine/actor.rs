@@ -14,10 +14,14 @@ use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, MissedTickBehavior};
 use tracing::{debug, info, warn};
 
-use super::api::{AudioSourceSpec, CallAudio, CallId, CallState, Command, CommandError, Event};
+use super::api::{
+    AudioSinkSpec, AudioSourceSpec, CallAudio, CallId, CallState, Command, CommandError, Event,
+};
 use super::media::{CallMedia, MediaOptions, StreamIds};
+use super::ringer::{Ring, Ringer};
 use super::transport::{tls_config, Connections, Inbound, PeerProfile};
 use super::EngineConfig;
+use crate::audio::RingKind;
 use crate::sip::msg::{Host, Message, Uri};
 use crate::sip::registration::{RegConfig, RegEvent, RegFailure, RegState};
 use crate::sip::sdp::{self, Direction, LocalMedia, Negotiated};
@@ -115,6 +119,8 @@ pub(crate) struct EngineActor {
     inbound_rx: mpsc::Receiver<Inbound>,
     /// UDP keepalives: (registrar address, interval, next).
     udp_keepalives: Vec<(SocketAddr, Duration, Instant)>,
+    /// Ringtone and ringback.
+    ringer: Ringer,
 }
 
 impl EngineActor {
@@ -142,6 +148,7 @@ impl EngineActor {
             conns: Connections::new(inbound_tx),
             inbound_rx,
             udp_keepalives: Vec::new(),
+            ringer: Ringer::new(),
             cfg,
             socket,
             local_addr,
@@ -1047,6 +1054,26 @@ impl EngineActor {
         self.set_state(call, state, None, None);
     }
 
+    /// Ring as the calls ask: the ringtone while a call comes in (when the engine has a
+    /// ringtone device), else the ringback tone while a call we placed through a playback
+    /// device rings at the far end, else nothing.
+    fn update_ringer(&mut self) {
+        let incoming = self.calls.values().any(|c| c.state == CallState::Incoming);
+        let want: Option<Ring> = match (&self.cfg.ringtone, incoming) {
+            (Some(device), true) => Some((RingKind::Ringtone, device.clone())),
+            _ => self
+                .calls
+                .values()
+                .find_map(|c| match (&c.audio.sink, c.state) {
+                    (AudioSinkSpec::Device(device), CallState::Alerting) => {
+                        Some((RingKind::Ringback, device.clone()))
+                    }
+                    _ => None,
+                }),
+        };
+        self.ringer.set(want);
+    }
+
     fn set_state(
         &mut self,
         id: CallRef,
@@ -1070,6 +1097,7 @@ impl EngineActor {
             code,
             reason,
         };
+        self.update_ringer();
         self.emit(event);
     }
 
@@ -1155,6 +1183,7 @@ impl EngineActor {
                     return;
                 }
                 let _ = self.ua.ringing(now, call);
+                self.update_ringer();
                 self.emit(Event::Call {
                     call: CallId(call),
                     state: CallState::Incoming,

@@ -6,6 +6,7 @@ mod actor;
 pub mod api;
 pub mod dns;
 mod media;
+mod ringer;
 mod rtp_ports;
 mod transport;
 
@@ -60,6 +61,10 @@ pub struct EngineConfig {
     pub jitter_ceiling: Duration,
     /// Send a `levels` event per call this often (`None`: never).
     pub levels_interval: Option<Duration>,
+    /// Play the ringtone on this playback device (`Some(None)`: the default one) while an
+    /// incoming call rings here; `None`: no ringtone (a headless answering service). Calls
+    /// placed through a playback device hear the ringback tone there while they ring, always.
+    pub ringtone: Option<Option<String>>,
 }
 
 /// An account that registers: who it is, where, and how it authenticates.
@@ -109,6 +114,7 @@ impl Default for EngineConfig {
             noise_suppression: true,
             jitter_ceiling: Duration::from_millis(240),
             levels_interval: None,
+            ringtone: None,
         }
     }
 }
