@@ -14,12 +14,12 @@
 #
 #   benches/call_cpu.sh [SECONDS]      default 30 per row; builds the release binary first;
 #                                      writes the table into BENCHMARKS.md and prints it
-# Env: CPU_CODECS (default "PCMU G722 opus"), CPU_MODES (default "echo device device-ns-off").
+# Env: CPU_CODECS (default "PCMU G722 opus"), CPU_MODES (default: all five).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-30}"
 codecs=(${CPU_CODECS:-PCMU G722 opus})
-modes=(${CPU_MODES:-echo device device-ns-off})
+modes=(${CPU_MODES:-echo device device-ns-off device-aec-off device-plain})
 cargo build --release --quiet
 bin=$PWD/target/release/termphone
 tmp=$(mktemp -d)

@@ -95,6 +95,7 @@ fn engine_config(
         }
         ec.display_name = a.display_name.clone();
         ec.noise_suppression = a.noise_suppression;
+        ec.dtmf_info = a.dtmf_mode == crate::config::DtmfMode::Info;
     }
     for a in config
         .accounts

@@ -186,3 +186,49 @@ fn termphone_dial_calls_baresip_through_kamailio() {
     assert_baresip_heard_speech(&b);
     no_password_in(&format!("{trace}\n{:?}", dial.events()));
 }
+
+/// DTMF by SIP INFO (the account's `dtmf_mode = "info"`): termphone calls baresip and sends
+/// 1 2 # as application/dtmf-relay INFO requests, one at a time; baresip reads each digit.
+#[test]
+fn termphone_sends_dtmf_to_baresip_by_sip_info() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let tone = tone_file(k.dir());
+    let b = Baresip::start(&k, "alice", "alicepw", &tone, WAIT);
+    let bob_cfg = k.account_config("bob", "password = \"bobpw\"\ndtmf_mode = \"info\"\n");
+    let mut dial = Termphone::builder(&[
+        "dial",
+        "alice",
+        "--account",
+        "bob",
+        "--dtmf",
+        "12#",
+        "--duration",
+        "3",
+    ])
+    .global("--config")
+    .global(bob_cfg.display().to_string())
+    .dir(k.dir_handle())
+    .spawn();
+    assert_eq!(
+        dial.wait_exit_code(WAIT),
+        0,
+        "{}\nbaresip log:\n{}",
+        dial.diagnostics(),
+        b.log()
+    );
+    let trace = dial.stderr();
+    assert_eq!(
+        trace
+            .matches("Content-Type: application/dtmf-relay")
+            .count(),
+        3,
+        "one INFO per digit"
+    );
+    let log = b.log();
+    let got: String = log
+        .lines()
+        .filter_map(|l| l.split("received DTMF: '").nth(1))
+        .filter_map(|rest| rest.chars().next())
+        .collect();
+    assert_eq!(got, "12#", "baresip's log:\n{log}");
+}

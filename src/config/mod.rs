@@ -247,12 +247,14 @@ impl fmt::Display for CodecName {
     }
 }
 
-/// How DTMF digits are sent. Only RFC 4733 telephone-events for now.
+/// How DTMF digits are sent. Digits are received both ways, whichever the peer uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum DtmfMode {
     /// RFC 4733 telephone-event RTP packets.
     #[default]
     Rfc4733,
+    /// SIP INFO requests with an `application/dtmf-relay` body, one per digit.
+    Info,
 }
 
 impl DtmfMode {
@@ -260,6 +262,7 @@ impl DtmfMode {
     pub fn as_str(&self) -> &'static str {
         match self {
             DtmfMode::Rfc4733 => "rfc4733",
+            DtmfMode::Info => "info",
         }
     }
 }

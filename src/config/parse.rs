@@ -81,7 +81,7 @@ const EXPECT_PASSWORD: &str = "a string";
 const EXPECT_CODECS: &str =
     "a list of codec names from opus, G722, PCMU, PCMA, e.g. [\"opus\", \"G722\", \"PCMU\", \"PCMA\"]";
 const EXPECT_CODEC: &str = "a codec name: opus, G722, PCMU or PCMA";
-const EXPECT_DTMF: &str = "\"rfc4733\"";
+const EXPECT_DTMF: &str = "\"rfc4733\" or \"info\"";
 const EXPECT_AUTO_ANSWER: &str = "\"off\", \"answer\", \"echo\", \"reject\" or a table such as { delay = 2, play = \"greeting.wav\", record = \"/var/tmp/calls\", hangup_after = 60 } or { reject = 486 }";
 const EXPECT_AA_DELAY: &str = "seconds to ring first, from 0 to 600, e.g. 2";
 const EXPECT_AA_HANGUP: &str = "seconds from 1 to 86400, e.g. 60";
@@ -718,9 +718,8 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
         let key = t.path("dtmf_mode");
         match s.to_ascii_lowercase().as_str() {
             "rfc4733" | "rfc2833" => a.dtmf_mode = DtmfMode::Rfc4733,
-            "info" | "sip-info" | "inband" => {
-                ctx.invalid(v, &key, "this DTMF mode is not supported yet", EXPECT_DTMF)
-            }
+            "info" | "sip-info" => a.dtmf_mode = DtmfMode::Info,
+            "inband" => ctx.invalid(v, &key, "this DTMF mode is not supported yet", EXPECT_DTMF),
             _ => ctx.invalid(v, &key, "unknown DTMF mode", EXPECT_DTMF),
         }
     }

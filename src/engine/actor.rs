@@ -63,6 +63,9 @@ struct Call {
     failure: Option<String>,
     /// DTMF asked for while the media was still opening.
     pending_dtmf: String,
+    /// Digits to send as SIP INFO, one request at a time (`info_in_flight`).
+    info_digits: std::collections::VecDeque<char>,
+    info_in_flight: bool,
     /// Noise suppression switched before the media started (`None`: the configured default).
     noise_suppression: Option<bool>,
     /// When the next `levels` event is due.
@@ -487,6 +490,11 @@ impl EngineActor {
                 } else {
                     let digits = digits.to_ascii_uppercase();
                     match self.calls.get_mut(&call.0) {
+                        Some(c) if c.state == CallState::Connected && self.cfg.dtmf_info => {
+                            c.info_digits.extend(digits.chars());
+                            self.send_info_dtmf(now, call.0);
+                            Ok(())
+                        }
                         Some(c) if c.state == CallState::Connected => {
                             match c.media.as_mut() {
                                 Some(media) => media.send_dtmf(now, &digits),
@@ -661,6 +669,8 @@ impl EngineActor {
                 session: SessionState::default(),
                 failure: None,
                 pending_dtmf: String::new(),
+                info_digits: Default::default(),
+                info_in_flight: false,
             },
         );
         self.emit(Event::Call {
@@ -924,6 +934,27 @@ impl EngineActor {
         }
     }
 
+    /// Send the next queued DTMF digit as SIP INFO unless one is still unanswered.
+    fn send_info_dtmf(&mut self, now: Instant, call: CallRef) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.info_in_flight {
+            return;
+        }
+        let Some(digit) = c.info_digits.pop_front() else {
+            return;
+        };
+        let body = crate::sip::dtmf_info::relay_body(digit, INFO_DTMF_MS).into_bytes();
+        match self
+            .ua
+            .info(now, call, crate::sip::dtmf_info::DTMF_RELAY, body)
+        {
+            Ok(()) => c.info_in_flight = true,
+            Err(_) => c.info_digits.clear(),
+        }
+    }
+
     /// Send a re-INVITE that puts the call on hold (`hold`) or takes it off.
     fn reoffer(&mut self, now: Instant, call: CallId, hold: bool) -> Result<(), CommandError> {
         let Some(c) = self.calls.get_mut(&call.0) else {
@@ -1175,6 +1206,8 @@ impl EngineActor {
                         session: SessionState::default(),
                         failure: None,
                         pending_dtmf: String::new(),
+                        info_digits: Default::default(),
+                        info_in_flight: false,
                     },
                 );
                 if self.shutdown.is_some() {
@@ -1258,8 +1291,28 @@ impl EngineActor {
                 call,
                 content_type,
                 body,
-            } => {
-                debug!(call, %content_type, len = body.len(), "INFO received");
+            } => match crate::sip::dtmf_info::parse(&content_type, &body) {
+                Some(digit) if self.calls.contains_key(&call) => {
+                    self.emit(Event::Dtmf {
+                        call: CallId(call),
+                        digit,
+                    });
+                }
+                _ => debug!(call, %content_type, len = body.len(), "INFO received"),
+            },
+            UaEvent::InfoAnswered { call, code } => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.info_in_flight = false;
+                    if code >= 300 {
+                        c.info_digits.clear();
+                        self.warn(
+                            Some(CallId(call)),
+                            format!("the peer refused DTMF by SIP INFO ({code})"),
+                        );
+                    } else {
+                        self.send_info_dtmf(now, call);
+                    }
+                }
             }
             UaEvent::Ended { call, cause } => {
                 let Some(c) = self.calls.get(&call) else {
@@ -1354,6 +1407,9 @@ impl EngineActor {
         }
     }
 }
+
+/// How long a digit sent by SIP INFO says it lasts.
+const INFO_DTMF_MS: u32 = 160;
 
 /// A call that is up: connected, or held by either side.
 fn is_up(state: CallState) -> bool {

@@ -57,6 +57,8 @@ pub struct EngineConfig {
     pub dns_server: Option<SocketAddr>,
     /// RNNoise on audio captured from a sound device (files and tones are sent as they are).
     pub noise_suppression: bool,
+    /// Send DTMF as SIP INFO (application/dtmf-relay) instead of RFC 4733 events.
+    pub dtmf_info: bool,
     /// Ceiling of the adaptive jitter buffer's delay.
     pub jitter_ceiling: Duration,
     /// Send a `levels` event per call this often (`None`: never).
@@ -112,6 +114,7 @@ impl Default for EngineConfig {
             ],
             dns_server: None,
             noise_suppression: true,
+            dtmf_info: false,
             jitter_ceiling: Duration::from_millis(240),
             levels_interval: None,
             ringtone: None,

@@ -120,6 +120,8 @@ pub enum UaEvent {
         content_type: String,
         body: Vec<u8>,
     },
+    /// The final response to an INFO we sent ([`UserAgent::info`]).
+    InfoAnswered { call: CallRef, code: u16 },
     /// A registration changed state or Contact.
     Registration { reg: RegRef, event: RegEvent },
     /// A datagram was dropped (malformed, stray). For logs.
@@ -724,6 +726,33 @@ impl UserAgent {
                 .push(HeaderName::CONTENT_TYPE, "application/sdp");
         }
         req.body = offer;
+        self.send_in_dialog(now, call, req, dest, reliable);
+        self.drain_txn(now, None);
+        Ok(())
+    }
+
+    /// Send an INFO request (RFC 6086) with `body` of `content_type` on an established call;
+    /// its final response comes as [`UaEvent::InfoAnswered`].
+    pub fn info(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(), UaError> {
+        let branch = new_branch(&mut self.rng);
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        if !matches!(c.phase, Phase::Confirmed) {
+            return Err(UaError::WrongState);
+        }
+        let dialog = c.dialog.as_mut().ok_or(UaError::WrongState)?;
+        let mut req = dialog.request(Method::Info, c.local, &branch, None);
+        let dest = dialog.next_hop();
+        let reliable = dialog.next_hop_transport().is_reliable();
+        req.headers
+            .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
+        req.headers.push(HeaderName::CONTENT_TYPE, content_type);
+        req.body = body;
         self.send_in_dialog(now, call, req, dest, reliable);
         self.drain_txn(now, None);
         Ok(())
@@ -1494,6 +1523,8 @@ impl UserAgent {
                 self.in_dialog.remove(&key);
                 if key.method == Method::Bye {
                     self.end_call(call, EndCause::LocalBye);
+                } else if key.method == Method::Info {
+                    self.events.push_back(UaEvent::InfoAnswered { call, code });
                 }
             }
         }
@@ -1642,6 +1673,10 @@ impl UserAgent {
                 Method::Bye => self.end_call(out.call, EndCause::LocalBye),
                 // RFC 3261 §14.1: a re-INVITE timeout ends the dialog.
                 Method::Invite => self.terminate(now, out.call, ByeReport::Now(EndCause::Timeout)),
+                Method::Info => self.events.push_back(UaEvent::InfoAnswered {
+                    call: out.call,
+                    code: 408,
+                }),
                 _ => {}
             }
             return;
