@@ -79,6 +79,14 @@ fn engine_config(
         dns_server: config.general.dns_server,
         ..EngineConfig::default()
     };
+    ec.record_dir = config.audio.record_dir.clone().unwrap_or_else(|| {
+        crate::config::default_record_dir_from(
+            std::env::var_os("XDG_DATA_HOME").as_deref(),
+            std::env::var_os("HOME").as_deref(),
+        )
+        .unwrap_or_else(|| "recordings".into())
+    });
+    ec.record_stereo = config.audio.record_stereo;
     if let Some(ms) = config.audio.jitter_buffer_max_ms {
         ec.jitter_ceiling = std::time::Duration::from_millis(ms.into());
     }
@@ -348,6 +356,14 @@ async fn run_ctl(args: CtlArgs) -> i32 {
                 vec![
                     Some(("call", call.into())),
                     Some(("on", (state == "on").into())),
+                ],
+            ),
+            CtlVerb::Record { call, state, file } => (
+                "record",
+                vec![
+                    Some(("call", call.into())),
+                    Some(("on", (state == "on").into())),
+                    opt("path", file.map(absolute)),
                 ],
             ),
             CtlVerb::Denoise { call, state } => (

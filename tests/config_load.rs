@@ -53,6 +53,8 @@ fn example_config_documents_every_key() {
         "capture_device",
         "playback_device",
         "jitter_buffer_max_ms",
+        "record_dir",
+        "record_channels",
         "name",
         "enabled",
         "display_name",

@@ -54,6 +54,7 @@ fn every_verb_against_two_real_instances() {
             "hold",
             "activate",
             "mute",
+            "record",
             "denoise",
             "status",
             "calls",
@@ -349,14 +350,14 @@ fn errors_are_clear_and_the_connection_stays_usable() {
         );
     }
     // The verbs that are not there yet.
-    for verb in ["join", "transfer", "record", "register", "deregister"] {
+    for verb in ["join", "transfer", "register", "deregister"] {
         assert_eq!(
             c.error(json!({"cmd": verb, "call": "c1"})),
             format!("not supported yet: {verb}")
         );
     }
     // hold, activate, mute: arguments checked, unknown calls named.
-    for verb in ["hold", "activate", "mute"] {
+    for verb in ["hold", "activate", "mute", "record"] {
         assert_eq!(
             c.error(json!({"cmd": verb, "call": "c1"})),
             "no such call: c1"

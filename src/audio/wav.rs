@@ -214,6 +214,7 @@ pub struct WavSink {
     path: PathBuf,
     writer: Option<hound::WavWriter<BufWriter<File>>>,
     rate: u32,
+    channels: u16,
     since_flush: u32,
 }
 
@@ -230,9 +231,21 @@ impl std::fmt::Debug for WavSink {
 impl WavSink {
     /// Create (or truncate) `path` as a 16-bit mono WAV file at `rate` Hz.
     pub fn create(path: &Path, rate: u32) -> Result<WavSink, AudioError> {
+        Self::create_channels(path, rate, 1)
+    }
+
+    /// Create (or truncate) `path` as a 16-bit WAV file of `channels` (1 or 2) at `rate` Hz;
+    /// [`AudioSink::write`] then takes interleaved samples.
+    pub fn create_channels(path: &Path, rate: u32, channels: u16) -> Result<WavSink, AudioError> {
         super::check_rate(rate, &format!("writing {}", path.display()))?;
+        if !(1..=2).contains(&channels) {
+            return Err(AudioError::InvalidArgument(format!(
+                "writing {}: {channels} channels (1 or 2 are written)",
+                path.display()
+            )));
+        }
         let spec = hound::WavSpec {
-            channels: 1,
+            channels,
             sample_rate: rate,
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
@@ -243,6 +256,7 @@ impl WavSink {
             path: path.to_path_buf(),
             writer: Some(writer),
             rate,
+            channels,
             since_flush: 0,
         })
     }
@@ -264,7 +278,9 @@ impl AudioSink for WavSink {
         }
         w.flush()
             .map_err(|e| AudioError::write(&self.path, describe_hound(&e)))?;
-        self.since_flush = self.since_flush.saturating_add(frame.len() as u32);
+        self.since_flush = self
+            .since_flush
+            .saturating_add(frame.len() as u32 / u32::from(self.channels));
         if self.since_flush >= self.rate {
             self.since_flush = 0;
             writer

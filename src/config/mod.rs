@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::sip::transport::Transport;
 pub use error::{ConfigError, ConfigWarning, Location, Problem};
-pub use path::{default_path_from, APP_DIR, FILE_NAME};
+pub use path::{default_path_from, default_record_dir_from, APP_DIR, FILE_NAME};
 
 /// Files larger than this are refused (a config is a few KiB; this guards against mistakes).
 pub const MAX_FILE_SIZE: u64 = 1024 * 1024;
@@ -105,6 +105,10 @@ pub struct Audio {
     pub playback_device: Option<String>,
     /// Ceiling of the adaptive jitter buffer's delay in ms (`None`: 240).
     pub jitter_buffer_max_ms: Option<u32>,
+    /// Where calls recorded on demand go (`None`: `$XDG_DATA_HOME/termphone/recordings`).
+    pub record_dir: Option<PathBuf>,
+    /// Record ours on the left and theirs on the right, instead of both mixed into one channel.
+    pub record_stereo: bool,
 }
 
 /// One `[[account]]`: who we are and how we reach the other side.

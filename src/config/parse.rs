@@ -27,7 +27,15 @@ const GENERAL_KEYS: &[&str] = &[
     "sip_trace",
     "dns_server",
 ];
-const AUDIO_KEYS: &[&str] = &["capture_device", "playback_device", "jitter_buffer_max_ms"];
+const AUDIO_KEYS: &[&str] = &[
+    "capture_device",
+    "playback_device",
+    "jitter_buffer_max_ms",
+    "record_dir",
+    "record_channels",
+];
+const EXPECT_RECORD_DIR: &str = "a directory path such as \"/home/me/calls\"";
+const EXPECT_RECORD_CHANNELS: &str = "\"mixed\" or \"stereo\"";
 const EXPECT_JB_MAX: &str = "milliseconds from 40 to 1000, e.g. 240";
 const ACCOUNT_KEYS: &[&str] = &[
     "name",
@@ -595,6 +603,21 @@ fn read_audio(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Audio {
     a.capture_device = t.checked_string(ctx, "capture_device", EXPECT_DEVICE, any_string);
     a.playback_device = t.checked_string(ctx, "playback_device", EXPECT_DEVICE, any_string);
     a.jitter_buffer_max_ms = t.integer_in(ctx, "jitter_buffer_max_ms", 40, 1000, EXPECT_JB_MAX);
+    if let Some(s) = t.checked_string(ctx, "record_dir", EXPECT_RECORD_DIR, |s| !s.contains('\0')) {
+        a.record_dir = Some(PathBuf::from(s));
+    }
+    if let Some((s, v)) = t.string(ctx, "record_channels", EXPECT_RECORD_CHANNELS) {
+        match s.to_ascii_lowercase().as_str() {
+            "mixed" | "mono" => a.record_stereo = false,
+            "stereo" => a.record_stereo = true,
+            _ => ctx.invalid(
+                v,
+                &t.path("record_channels"),
+                "unknown channel layout",
+                EXPECT_RECORD_CHANNELS,
+            ),
+        }
+    }
     a
 }
 

@@ -24,12 +24,41 @@ pub fn default_path_from(xdg_config_home: Option<&OsStr>, home: Option<&OsStr>) 
     Some(base.join(APP_DIR).join(FILE_NAME))
 }
 
+/// Where recordings go by default: `$XDG_DATA_HOME/termphone/recordings` (an absolute
+/// `XDG_DATA_HOME`), else `$HOME/.local/share/termphone/recordings`, else `None`.
+pub fn default_record_dir_from(
+    xdg_data_home: Option<&OsStr>,
+    home: Option<&OsStr>,
+) -> Option<PathBuf> {
+    fn usable(v: Option<&OsStr>) -> Option<&Path> {
+        v.filter(|v| !v.is_empty()).map(Path::new)
+    }
+    let base = match usable(xdg_data_home).filter(|p| p.is_absolute()) {
+        Some(xdg) => xdg.to_path_buf(),
+        None => usable(home)?.join(".local/share"),
+    };
+    Some(base.join(APP_DIR).join("recordings"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn os(s: &str) -> Option<&OsStr> {
         Some(OsStr::new(s))
+    }
+
+    #[test]
+    fn record_dir_follows_xdg_data_home() {
+        assert_eq!(
+            default_record_dir_from(os("/x/data"), os("/home/a")),
+            Some(PathBuf::from("/x/data/termphone/recordings"))
+        );
+        assert_eq!(
+            default_record_dir_from(os("rel"), os("/home/a")),
+            Some(PathBuf::from("/home/a/.local/share/termphone/recordings"))
+        );
+        assert_eq!(default_record_dir_from(None, None), None);
     }
 
     #[test]

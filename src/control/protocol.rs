@@ -27,6 +27,7 @@ pub const SUPPORTED_VERBS: &[&str] = &[
     "hold",
     "activate",
     "mute",
+    "record",
     "denoise",
     "status",
     "calls",
@@ -37,7 +38,7 @@ pub const SUPPORTED_VERBS: &[&str] = &[
 
 /// Verbs of the phone-call-handler set that the engine cannot do yet: they answer
 /// `not supported yet: VERB` and are absent from `supports`.
-pub const UNSUPPORTED_VERBS: &[&str] = &["join", "transfer", "record", "register", "deregister"];
+pub const UNSUPPORTED_VERBS: &[&str] = &["join", "transfer", "register", "deregister"];
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +74,13 @@ pub enum Verb {
     Activate { call: CallId },
     /// Mute (`on`, the default) or unmute a call's outgoing audio.
     Mute { call: CallId, on: bool },
+    /// Start (`on`, the default) or stop recording a call, into `path` or a named file in the
+    /// instance's recording directory.
+    Record {
+        call: CallId,
+        on: bool,
+        path: Option<PathBuf>,
+    },
     /// Turn noise suppression of a call's microphone on or off.
     Denoise { call: CallId, on: bool },
     /// Accounts with their registration state, calls, listen address.
@@ -199,6 +207,14 @@ fn parse_verb(cmd: &str, obj: Map<String, Value>) -> Result<Verb, String> {
             Verb::Mute {
                 call: args.required_call()?,
                 on: args.boolean("on")?.unwrap_or(true),
+            }
+        }
+        "record" => {
+            args.allowed = &["call", "on", "path"];
+            Verb::Record {
+                call: args.required_call()?,
+                on: args.boolean("on")?.unwrap_or(true),
+                path: args.path("path")?,
             }
         }
         "denoise" => {

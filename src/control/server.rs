@@ -478,6 +478,20 @@ impl Shared {
                 .await
                 .map(|()| vec![("call", json(&call)), ("on", json(&on))])
                 .map_err(|e| self.explain(e, "mute", Some("connected"))),
+            Verb::Record { call, on, path } => {
+                let path = path.map(|p| std::path::absolute(&p).unwrap_or(p));
+                self.handle
+                    .record(call, on, path)
+                    .await
+                    .map(|path| {
+                        vec![
+                            ("call", json(&call)),
+                            ("on", json(&on)),
+                            ("path", json(&path)),
+                        ]
+                    })
+                    .map_err(|e| self.explain(e, "record", Some("connected")))
+            }
             Verb::Denoise { call, on } => self
                 .handle
                 .set_noise_suppression(call, on)

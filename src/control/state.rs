@@ -164,6 +164,7 @@ impl Tracker {
             | Event::Summary { .. }
             | Event::Levels { .. }
             | Event::Recording { .. }
+            | Event::Recorded { .. }
             | Event::Warning { .. }
             | Event::Control { .. } => {}
         }

@@ -516,6 +516,15 @@ impl EngineActor {
                 let res = self.reoffer(now, call, false);
                 let _ = reply.send(res);
             }
+            Command::Record {
+                call,
+                on,
+                path,
+                reply,
+            } => {
+                let res = self.record(call, on, path);
+                let _ = reply.send(res);
+            }
             Command::Mute { call, on, reply } => {
                 let res = match self.calls.get_mut(&call.0) {
                     Some(c) if is_up(c.state) => {
@@ -932,6 +941,65 @@ impl EngineActor {
         for (call, w) in warnings {
             self.warn(Some(call), w);
         }
+    }
+
+    /// Start or stop an on-demand recording of a call.
+    fn record(
+        &mut self,
+        call: CallId,
+        on: bool,
+        path: Option<std::path::PathBuf>,
+    ) -> Result<std::path::PathBuf, CommandError> {
+        let not_applicable = |reason: String| CommandError::NotApplicable { call, reason };
+        let Some(c) = self.calls.get_mut(&call.0) else {
+            return Err(CommandError::NoSuchCall(call));
+        };
+        if !is_up(c.state) {
+            return Err(CommandError::WrongState(call));
+        }
+        let Some(media) = c.media.as_mut() else {
+            return Err(not_applicable("its media has not started yet".into()));
+        };
+        if on {
+            let path = path.unwrap_or_else(|| {
+                super::recording::recording_path(
+                    &self.cfg.record_dir,
+                    &c.peer,
+                    call,
+                    std::time::SystemTime::now(),
+                )
+            });
+            media
+                .start_recording(&path, self.cfg.record_stereo)
+                .map_err(not_applicable)?;
+            self.emit(Event::Recording {
+                call,
+                path: path.clone(),
+            });
+            Ok(path)
+        } else {
+            let recorder = media
+                .stop_recording()
+                .ok_or_else(|| not_applicable("it is not being recorded".into()))?;
+            let path = recorder.path().to_path_buf();
+            self.finish_recording(call, recorder);
+            Ok(path)
+        }
+    }
+
+    /// Finalize a recording off the loop; `recorded` (or a warning) when it is done.
+    fn finish_recording(&mut self, call: CallId, recorder: super::recording::CallRecorder) {
+        let events = self.events.clone();
+        self.closing.push(tokio::task::spawn_blocking(move || {
+            let event = match recorder.finish() {
+                Ok(path) => Event::Recorded { call, path },
+                Err(message) => Event::Warning {
+                    call: Some(call),
+                    message,
+                },
+            };
+            let _ = events.send(event);
+        }));
     }
 
     /// Send the next queued DTMF digit as SIP INFO unless one is still unanswered.
@@ -1390,6 +1458,9 @@ impl EngineActor {
         }
         if let Some(media) = call.media.as_mut() {
             media.send_rtcp_bye(Instant::now());
+            if let Some(recorder) = media.stop_recording() {
+                self.finish_recording(call.id, recorder);
+            }
         }
         if let Some(media) = call.media.take() {
             let events = self.events.clone();

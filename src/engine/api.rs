@@ -140,6 +140,15 @@ pub enum Command {
     Hold { call: CallId, reply: Reply<()> },
     /// Take a call off hold (re-INVITE with sendrecv).
     Resume { call: CallId, reply: Reply<()> },
+    /// Start or stop recording a connected call (both directions, mixed or stereo as the
+    /// engine is configured) into `path`, or a file named by time, peer and call in the
+    /// engine's recording directory. The reply names the file.
+    Record {
+        call: CallId,
+        on: bool,
+        path: Option<PathBuf>,
+        reply: Reply<PathBuf>,
+    },
     /// Mute or unmute a call's outgoing audio (silence is sent while muted).
     Mute {
         call: CallId,
@@ -328,6 +337,8 @@ pub enum Event {
         tx: crate::media::levels::Level,
         rx: crate::media::levels::Level,
     },
+    /// A recording is complete (stopped, or its call ended): the file is final.
+    Recorded { call: CallId, path: PathBuf },
     /// A recording file was opened for a call.
     Recording { call: CallId, path: PathBuf },
     /// Something worth telling the user that is not a state change (a file error, a dropped

@@ -2,6 +2,7 @@
 //! audio source and sink it is wired to.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,6 +13,7 @@ use crate::audio::{
     WavSource,
 };
 use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallMediaStats, CallSummary};
+use crate::engine::recording::CallRecorder;
 use crate::media::jitter::JitterConfig;
 use crate::media::levels::{Level, LevelMeter};
 use crate::media::pipeline::{CapturePath, PlayoutPath, PIPELINE_RATE};
@@ -96,6 +98,10 @@ pub(crate) struct CallMedia {
     recv: bool,
     /// Silence instead of the source.
     muted: bool,
+    /// The codec's audio rate (samples per second of `capture` and `playout`).
+    rate: u32,
+    /// A recording started on demand.
+    recorder: Option<CallRecorder>,
 }
 
 /// How a call's media is set up besides the negotiated codec.
@@ -232,6 +238,8 @@ impl CallMedia {
             send: neg.direction.sends(),
             recv: neg.direction.receives(),
             muted: false,
+            rate,
+            recorder: None,
         };
         Ok((media, warnings))
     }
@@ -282,6 +290,12 @@ impl CallMedia {
         }
         self.rx_level.add(&self.playout);
         self.tx_level.add(&self.capture);
+        if let Some(r) = &mut self.recorder {
+            if let Err(e) = r.write(&self.capture, &self.playout) {
+                warning = Some(format!("recording stopped: {e}"));
+                self.recorder = None; // finalized on drop
+            }
+        }
         self.packets.clear();
         if self.send {
             self.session
@@ -396,6 +410,20 @@ impl CallMedia {
         } else {
             neg.remote_rtcp
         };
+    }
+
+    /// Record both directions from now on into `path`.
+    pub(crate) fn start_recording(&mut self, path: &Path, stereo: bool) -> Result<(), String> {
+        if let Some(r) = &self.recorder {
+            return Err(format!("already recording to {}", r.path().display()));
+        }
+        self.recorder = Some(CallRecorder::create(path, self.rate, stereo)?);
+        Ok(())
+    }
+
+    /// Stop recording; the recorder comes back to be finished (off the engine's loop).
+    pub(crate) fn stop_recording(&mut self) -> Option<CallRecorder> {
+        self.recorder.take()
     }
 
     /// Send silence instead of the source (`true`), or the source again.

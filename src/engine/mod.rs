@@ -6,6 +6,7 @@ mod actor;
 pub mod api;
 pub mod dns;
 mod media;
+pub mod recording;
 mod ringer;
 mod rtp_ports;
 mod transport;
@@ -61,6 +62,10 @@ pub struct EngineConfig {
     pub dtmf_info: bool,
     /// Ceiling of the adaptive jitter buffer's delay.
     pub jitter_ceiling: Duration,
+    /// Where calls recorded on demand ([`Command::Record`]) go, unless the command names a file.
+    pub record_dir: PathBuf,
+    /// On-demand recordings: ours left, theirs right (else both mixed in one channel).
+    pub record_stereo: bool,
     /// Send a `levels` event per call this often (`None`: never).
     pub levels_interval: Option<Duration>,
     /// Play the ringtone on this playback device (`Some(None)`: the default one) while an
@@ -117,6 +122,8 @@ impl Default for EngineConfig {
             dtmf_info: false,
             jitter_ceiling: Duration::from_millis(240),
             levels_interval: None,
+            record_dir: PathBuf::from("recordings"),
+            record_stereo: false,
             ringtone: None,
         }
     }
@@ -278,6 +285,22 @@ impl EngineHandle {
         self.request(|reply| Command::SendDtmf {
             call,
             digits: digits.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Start (`on`) or stop recording a call; the file's path comes back.
+    pub async fn record(
+        &self,
+        call: CallId,
+        on: bool,
+        path: Option<PathBuf>,
+    ) -> Result<PathBuf, CommandError> {
+        self.request(|reply| Command::Record {
+            call,
+            on,
+            path,
             reply,
         })
         .await

@@ -100,6 +100,7 @@ pub fn human(event: &Event) -> String {
             "{call} levels tx={:.1}/{:.1}dBFS rx={:.1}/{:.1}dBFS (rms/peak)",
             tx.rms_dbfs, tx.peak_dbfs, rx.rms_dbfs, rx.peak_dbfs
         ),
+        Event::Recorded { call, path } => format!("{call} recorded {}", path.display()),
         Event::Recording { call, path } => format!("{call} recording to {}", path.display()),
         Event::Warning {
             call: Some(call),

@@ -2,8 +2,8 @@
 //! SIGINT/SIGTERM (BYE for every call, recordings closed, exit 0).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::broadcast::error::RecvError;
 
@@ -174,78 +174,4 @@ async fn handle_call(handle: EngineHandle, call: CallId, peer: String, policy: S
     }
 }
 
-/// `DIR/20261125-093012-alice_127.0.0.1-c3.wav`: UTC time, caller, call id; only safe characters.
-pub fn recording_path(dir: &Path, peer: &str, call: CallId, now: SystemTime) -> PathBuf {
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, mo, d, h, mi, s) = utc_parts(secs);
-    let caller: String = peer
-        .trim_start_matches("sips:")
-        .trim_start_matches("sip:")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(64)
-        .collect();
-    dir.join(format!(
-        "{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}-{caller}-{call}.wav"
-    ))
-}
-
-/// Civil UTC date and time from Unix seconds (Howard Hinnant's days-from-civil, inverted).
-fn utc_parts(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        ((rem % 3600) / 60) as u32,
-        (rem % 60) as u32,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recording_names_are_time_caller_and_call() {
-        // 2026-11-25 09:30:12 UTC
-        let t = UNIX_EPOCH + Duration::from_secs(1_795_599_012);
-        let p = recording_path(
-            Path::new("/rec"),
-            "sip:alice@127.0.0.1:5070;x=<y>",
-            CallId(3),
-            t,
-        );
-        assert_eq!(
-            p,
-            PathBuf::from("/rec/20261125-093012-alice_127.0.0.1_5070_x__y_-c3.wav")
-        );
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(utc_parts(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(utc_parts(951_782_400), (2000, 2, 29, 0, 0, 0));
-        assert_eq!(utc_parts(4_107_542_399), (2100, 2, 28, 23, 59, 59));
-    }
-}
+pub use crate::engine::recording::recording_path;
