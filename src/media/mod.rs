@@ -1,8 +1,10 @@
 //! Media, sans-IO: RTP and RTCP packets, G.711 and G.722, loss concealment, jitter buffer,
-//! DTMF, the per-call session, RTCP reporting and the E-model call-quality estimate.
+//! DTMF, the per-call session, RTCP reporting, the E-model call-quality estimate, and the
+//! capture path's echo canceller and noise suppressor.
 //!
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
+pub mod aec;
 pub mod codec;
 pub mod denoise;
 pub mod dtmf;
