@@ -1,10 +1,11 @@
 //! Per-frame media costs (20 ms): G.711 (8 kHz), G.722 (16 kHz), Opus (48 kHz, libopus),
-//! loss concealment and FEC, jitter buffer, a whole MediaSession round.
+//! loss concealment and FEC, jitter buffer, a whole MediaSession round, echo cancellation.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use termphone::media::aec::EchoCanceller;
 use termphone::media::codec::g711::{alaw_decode, alaw_encode, ulaw_decode, ulaw_encode};
 use termphone::media::codec::g722::{Decoder as G722Decoder, Encoder as G722Encoder, G722};
 use termphone::media::codec::opus::{has_fec, Opus};
@@ -247,5 +248,38 @@ fn session(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, g711, g722, opus, jitter, session);
+/// Echo cancellation (sonora's AEC3) on one 20 ms frame at 48 kHz: the far-end speech as the
+/// render reference, the microphone its echo (30 ms later, -6 dB, plus a short tail), after the
+/// canceller has converged on 4 s of it. Render + capture: what the capture path pays per tick.
+fn aec(c: &mut Criterion) {
+    let far: Vec<i16> = speech_frames_48k().concat();
+    let delay = 1440;
+    let mic: Vec<i16> = (0..far.len())
+        .map(|i| {
+            let at = |d: usize| i.checked_sub(d).map_or(0.0, |j| f32::from(far[j]));
+            (0.5 * at(delay) + 0.2 * at(delay + 240) - 0.1 * at(delay + 1200)) as i16
+        })
+        .collect();
+    let frames: Vec<(&[i16], &[i16])> = far.chunks_exact(960).zip(mic.chunks_exact(960)).collect();
+    let mut aec = EchoCanceller::new().expect("echo canceller");
+    let mut frame = vec![0i16; 960];
+    for (f, m) in frames.iter().cycle().take(200) {
+        frame.copy_from_slice(m);
+        aec.render(f).unwrap();
+        aec.capture(&mut frame).unwrap();
+    }
+    let mut k = 0;
+    c.bench_function("aec 20 ms frame (render+capture)", |b| {
+        b.iter(|| {
+            let (f, m) = frames[k % frames.len()];
+            frame.copy_from_slice(m);
+            aec.render(black_box(f)).unwrap();
+            aec.capture(black_box(&mut frame)).unwrap();
+            k += 1;
+            black_box(&frame);
+        })
+    });
+}
+
+criterion_group!(benches, g711, g722, opus, jitter, session, aec);
 criterion_main!(benches);

@@ -1,9 +1,11 @@
 //! Media, sans-IO: RTP and RTCP packets, G.711 and G.722, loss concealment, jitter buffer,
 //! DTMF, the per-call session, RTCP reporting and the E-model call-quality estimate, level
-//! meters, and the 48 kHz device-side pipeline (noise suppression, resampling to the codec).
+//! meters, the capture path's echo canceller and noise suppressor, and the 48 kHz device-side
+//! pipeline they run in (with resampling to the codec).
 //!
 //! Nothing here reads a clock or does I/O: time comes in as `now: Instant`.
 
+pub mod aec;
 pub mod codec;
 pub mod denoise;
 pub mod dtmf;
