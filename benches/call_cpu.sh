@@ -4,8 +4,10 @@
 #
 #   echo      serve --echo: the caller's audio straight back (no sound device, no DSP)
 #   device    serve --device: microphone and speaker through the 48 kHz pipeline with the
-#             sound-device processing on (RNNoise)
-#   device-ns-off  the same with --no-noise-suppression
+#             sound-device processing on (RNNoise and the echo canceller)
+#   device-ns-off   the same with --no-noise-suppression (echo canceller only)
+#   device-aec-off  the same with --no-echo-cancellation (RNNoise only)
+#   device-plain    both off: the device streams and the resampling alone
 #
 # CPU is user+sys of the serve process from /proc/PID/stat over the call, per minute of call;
 # memory is its peak RSS (VmHWM). Each row is a fresh serve. The device rows need a sound
@@ -48,6 +50,8 @@ for codec in "${codecs[@]}"; do
             echo) args=(--echo) ;;
             device) args=(--device) ;;
             device-ns-off) args=(--device --no-noise-suppression) ;;
+            device-aec-off) args=(--device --no-echo-cancellation) ;;
+            device-plain) args=(--device --no-noise-suppression --no-echo-cancellation) ;;
             *) echo "unknown mode $mode" >&2; exit 2 ;;
         esac
         "$bin" serve --no-control --listen 127.0.0.1:0 --codec "$codec" "${args[@]}" --json \

@@ -103,6 +103,7 @@ fn engine_config(
         }
         ec.display_name = a.display_name.clone();
         ec.noise_suppression = a.noise_suppression;
+        ec.echo_cancellation = a.echo_cancellation;
         ec.dtmf_info = a.dtmf_mode == crate::config::DtmfMode::Info;
     }
     for a in config
@@ -224,6 +225,7 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
     override_codecs(&mut ec, &args.engine.codecs);
     ec.noise_suppression &= !args.engine.no_noise_suppression;
     ec.levels_interval = args.engine.levels.then_some(LEVELS_INTERVAL);
+    ec.echo_cancellation &= !args.engine.no_echo_cancellation;
     // With the sound card, calls that ring before they are answered ring on the speaker.
     if args.device {
         ec.ringtone = Some(config.audio.playback_device.clone());
@@ -427,6 +429,7 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
     override_codecs(&mut ec, &args.engine.codecs);
     ec.noise_suppression &= !args.engine.no_noise_suppression;
     ec.levels_interval = args.engine.levels.then_some(LEVELS_INTERVAL);
+    ec.echo_cancellation &= !args.engine.no_echo_cancellation;
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {

@@ -262,6 +262,10 @@ pub struct EngineArgs {
     /// sound-device capture; files and tones are never processed).
     #[arg(long)]
     pub no_noise_suppression: bool,
+    /// No acoustic echo cancellation (on by default when a call uses both the microphone and
+    /// the speaker).
+    #[arg(long)]
+    pub no_echo_cancellation: bool,
     /// Report each call's audio levels (sent and heard, RMS and peak dBFS) five times a
     /// second as `levels` events.
     #[arg(long)]

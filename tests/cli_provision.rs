@@ -299,7 +299,7 @@ fn art_to_png(art: &str) -> Vec<u8> {
     let h = lines.len() * 2;
     let dark = |x: usize, y: usize| match lines.get(y / 2).and_then(|l| l.get(x)) {
         Some('█') => true,
-        Some('▀') => y % 2 == 0,
+        Some('▀') => y.is_multiple_of(2),
         Some('▄') => y % 2 == 1,
         _ => false,
     };

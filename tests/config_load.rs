@@ -73,6 +73,7 @@ fn example_config_documents_every_key() {
         "codecs",
         "dtmf_mode",
         "noise_suppression",
+        "echo_cancellation",
         "auto_answer",
     ];
     for key in keys {

@@ -272,7 +272,7 @@ fn run_link(lossy: bool) -> LinkRun {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            let lose = lossy && k > 10 && !last_dropped && rng % 10 == 0;
+            let lose = lossy && k > 10 && !last_dropped && rng.is_multiple_of(10);
             last_dropped = lose;
             if lose {
                 dropped += 1;

@@ -152,6 +152,8 @@ pub struct AccountConfig {
     pub dtmf_mode: DtmfMode,
     /// RNNoise on the microphone (sound-device capture) during this account's calls.
     pub noise_suppression: bool,
+    /// Acoustic echo cancellation when a call uses both the microphone and the speaker.
+    pub echo_cancellation: bool,
     /// What happens to an incoming call for this account when nobody answers it by hand.
     /// `None`: not set (`serve` uses its command-line policy, an interactive phone rings).
     pub auto_answer: Option<AutoAnswer>,
@@ -182,6 +184,7 @@ impl AccountConfig {
             codecs: CodecName::default_list(),
             dtmf_mode: DtmfMode::Rfc4733,
             noise_suppression: true,
+            echo_cancellation: true,
             auto_answer: None,
         }
     }

@@ -56,6 +56,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "codecs",
     "dtmf_mode",
     "noise_suppression",
+    "echo_cancellation",
     "auto_answer",
 ];
 const AUTO_ANSWER_KEYS: &[&str] = &["delay", "play", "echo", "record", "hangup_after", "reject"];
@@ -751,6 +752,9 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
     }
     if let Some(v) = t.get("auto_answer") {
         a.auto_answer = read_auto_answer(ctx, v, &t.path("auto_answer"));
+        if let Some(b) = t.boolean(ctx, "echo_cancellation") {
+            a.echo_cancellation = b;
+        }
     }
     (ctx.problems.len() == before).then_some(a)
 }

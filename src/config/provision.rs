@@ -1177,7 +1177,7 @@ mod tests {
         let h = lines.len() * 2;
         let dark = |x: usize, y: usize| match lines[y / 2][x] {
             '█' => true,
-            '▀' => y % 2 == 0,
+            '▀' => y.is_multiple_of(2),
             '▄' => y % 2 == 1,
             _ => false,
         };

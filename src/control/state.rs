@@ -220,7 +220,7 @@ mod tests {
             call: CallId(n),
             state,
             peer: format!("sip:p{n}@127.0.0.1"),
-            account: (n % 2 == 0).then(|| "work".to_string()),
+            account: n.is_multiple_of(2).then(|| "work".to_string()),
             code: None,
             reason: None,
         }

@@ -800,6 +800,7 @@ impl EngineActor {
         let ready = self.media_ready_tx.clone();
         let options = MediaOptions {
             noise_suppression: self.cfg.noise_suppression,
+            echo_cancellation: self.cfg.echo_cancellation,
             jitter_ceiling: self.cfg.jitter_ceiling,
         };
         tokio::task::spawn_blocking(move || {

@@ -14,6 +14,7 @@ use crate::audio::{
 };
 use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, CallAudio, CallMediaStats, CallSummary};
 use crate::engine::recording::CallRecorder;
+use crate::media::aec::EchoCanceller;
 use crate::media::jitter::JitterConfig;
 use crate::media::levels::{Level, LevelMeter};
 use crate::media::pipeline::{CapturePath, PlayoutPath, PIPELINE_RATE};
@@ -44,10 +45,23 @@ enum Sink {
 }
 
 impl Sink {
-    fn write(&mut self, frame: &[i16]) -> Result<(), audio::AudioError> {
+    /// Play a decoded frame; a loudspeaker's 48 kHz frame is also the echo canceller's
+    /// reference.
+    fn write(
+        &mut self,
+        frame: &[i16],
+        aec: Option<&mut EchoCanceller>,
+    ) -> Result<(), audio::AudioError> {
         match self {
             Sink::Plain(sink) => sink.write(frame),
-            Sink::Device { stream, path } => stream.write(path.process(frame)),
+            Sink::Device { stream, path } => {
+                let out = path.process(frame);
+                if let Some(aec) = aec {
+                    // Only a wrong frame length fails, and that is ruled out at start.
+                    let _ = aec.render(out);
+                }
+                stream.write(out)
+            }
         }
     }
 
@@ -102,6 +116,8 @@ pub(crate) struct CallMedia {
     rate: u32,
     /// A recording started on demand.
     recorder: Option<CallRecorder>,
+    /// Echo cancellation, when both ends of the audio are sound devices.
+    aec: Option<EchoCanceller>,
 }
 
 /// How a call's media is set up besides the negotiated codec.
@@ -109,6 +125,8 @@ pub(crate) struct CallMedia {
 pub(crate) struct MediaOptions {
     /// RNNoise on sound-device capture.
     pub noise_suppression: bool,
+    /// Echo cancellation when both capture and playback are sound devices.
+    pub echo_cancellation: bool,
     /// Ceiling of the adaptive jitter buffer.
     pub jitter_ceiling: Duration,
 }
@@ -213,6 +231,27 @@ impl CallMedia {
                 Box::new(NullSink::default())
             })),
         };
+        // A loudspeaker can be heard by the microphone next to it: cancel the echo when both
+        // are sound devices (a file or a tone has no room around it). AEC3 works on 10 ms.
+        let aec = match (&source, &sink) {
+            (Source::Device { .. }, Sink::Device { .. }) if options.echo_cancellation => {
+                if !frame48.is_multiple_of(crate::media::aec::CHUNK) {
+                    warnings.push(format!(
+                        "no echo cancellation: a {ptime_ms} ms packet time is not a multiple of 10 ms"
+                    ));
+                    None
+                } else {
+                    match EchoCanceller::new() {
+                        Ok(aec) => Some(aec),
+                        Err(e) => {
+                            warnings.push(format!("no echo cancellation: {e}"));
+                            None
+                        }
+                    }
+                }
+            }
+            _ => None,
+        };
         let n = session.frame_samples();
         let now = Instant::now();
         let media = CallMedia {
@@ -240,6 +279,7 @@ impl CallMedia {
             muted: false,
             rate,
             recorder: None,
+            aec,
         };
         Ok((media, warnings))
     }
@@ -256,7 +296,7 @@ impl CallMedia {
             self.playout.resize(self.capture.len(), 0);
         }
         if !self.sink_failed {
-            if let Err(e) = self.sink.write(&self.playout) {
+            if let Err(e) = self.sink.write(&self.playout, self.aec.as_mut()) {
                 self.sink_failed = true;
                 warning = Some(format!("audio output failed, discarding from now on: {e}"));
             }
@@ -281,6 +321,9 @@ impl CallMedia {
             Source::Device { stream, path } => {
                 if stream.read(path.input()) == SourceState::Ended {
                     path.input().fill(0);
+                }
+                if let Some(aec) = &mut self.aec {
+                    let _ = aec.capture(path.input());
                 }
                 path.process(&mut self.capture);
             }

@@ -58,6 +58,8 @@ pub struct EngineConfig {
     pub dns_server: Option<SocketAddr>,
     /// RNNoise on audio captured from a sound device (files and tones are sent as they are).
     pub noise_suppression: bool,
+    /// Echo cancellation when a call uses both a microphone and a speaker.
+    pub echo_cancellation: bool,
     /// Send DTMF as SIP INFO (application/dtmf-relay) instead of RFC 4733 events.
     pub dtmf_info: bool,
     /// Ceiling of the adaptive jitter buffer's delay.
@@ -119,6 +121,7 @@ impl Default for EngineConfig {
             ],
             dns_server: None,
             noise_suppression: true,
+            echo_cancellation: true,
             dtmf_info: false,
             jitter_ceiling: Duration::from_millis(240),
             levels_interval: None,

@@ -53,7 +53,7 @@ impl Denoiser {
         let resampled = rate != RNN_RATE;
         let mut ready = VecDeque::with_capacity(frame * 4);
         // A frame of lead, where needed, so that every call can hand out a whole frame.
-        if resampled || frame % RNN_FRAME != 0 {
+        if resampled || !frame.is_multiple_of(RNN_FRAME) {
             ready.extend(std::iter::repeat_n(0, frame));
         }
         Denoiser {

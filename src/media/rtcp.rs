@@ -606,7 +606,7 @@ impl RtcpPacket {
                     }
                     // null item, then null octets up to the next 32-bit boundary
                     out.push(0);
-                    while (out.len() - chunk_start) % 4 != 0 {
+                    while !(out.len() - chunk_start).is_multiple_of(4) {
                         out.push(0);
                     }
                 }
@@ -621,7 +621,7 @@ impl RtcpPacket {
                     let len = reason.len().min(255);
                     out.push(len as u8);
                     out.extend_from_slice(&reason[..len]);
-                    while (out.len() - start) % 4 != 0 {
+                    while !(out.len() - start).is_multiple_of(4) {
                         out.push(0);
                     }
                 }

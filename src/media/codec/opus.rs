@@ -79,7 +79,7 @@ impl Default for OpusSettings {
 /// Whether `samples` at 48 kHz is a duration one Opus packet can code: 2.5, 5, 10, 20, 40, 60,
 /// 80, 100 or 120 ms.
 pub fn is_frame_size(samples: usize) -> bool {
-    matches!(samples / UNIT, 1 | 2 | 4 | 8 | 16 | 24 | 32 | 40 | 48) && samples % UNIT == 0
+    matches!(samples / UNIT, 1 | 2 | 4 | 8 | 16 | 24 | 32 | 40 | 48) && samples.is_multiple_of(UNIT)
 }
 
 /// Whether an Opus packet carries in-band FEC (LBRR data) for the frame before it.
@@ -241,7 +241,11 @@ impl Codec for Opus {
 
     fn decode_fec(&mut self, next_payload: &[u8], samples: usize, out: &mut Vec<i16>) -> bool {
         // libopus rebuilds only whole 2.5 ms units; without LBRR data it would conceal.
-        if samples == 0 || samples % UNIT != 0 || samples > MAX_SAMPLES || !has_fec(next_payload) {
+        if samples == 0
+            || !samples.is_multiple_of(UNIT)
+            || samples > MAX_SAMPLES
+            || !has_fec(next_payload)
+        {
             return false;
         }
         match self
