@@ -1,5 +1,7 @@
 //! Per-frame media costs (20 ms): G.711 (8 kHz), G.722 (16 kHz), Opus (48 kHz, libopus),
-//! loss concealment and FEC, jitter buffer, a whole MediaSession round, echo cancellation.
+//! loss concealment and FEC, jitter buffer, a whole MediaSession round, and the sound-device
+//! stages at 48 kHz: echo cancellation, RNNoise, conversion to and from the codec's rate, level
+//! meters.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -281,5 +283,53 @@ fn aec(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, g711, g722, opus, jitter, session, aec);
+/// The other sound-device stages, per 20 ms frame at 48 kHz (960 samples).
+fn device_stages(c: &mut Criterion) {
+    use termphone::media::denoise::Denoiser;
+    use termphone::media::levels::LevelMeter;
+    use termphone::media::pipeline::FrameResampler;
+    let frame48: Vec<i16> = (0..960)
+        .map(|i| {
+            let t = i as f64 / 48_000.0;
+            (6000.0 * (2.0 * std::f64::consts::PI * 300.0 * t).sin()
+                + 3000.0 * (2.0 * std::f64::consts::PI * 1170.0 * t).sin()) as i16
+        })
+        .collect();
+    let mut d = Denoiser::new(48_000, 960);
+    let mut buf = frame48.clone();
+    c.bench_function("rnnoise_frame960", |b| {
+        b.iter(|| {
+            buf.copy_from_slice(&frame48);
+            d.process(black_box(&mut buf));
+        })
+    });
+    for (name, from, to, n_in, n_out) in [
+        ("resample_48k_to_8k_frame", 48_000, 8000, 960, 160),
+        ("resample_8k_to_48k_frame", 8000, 48_000, 160, 960),
+        ("resample_48k_to_16k_frame", 48_000, 16_000, 960, 320),
+        ("resample_16k_to_48k_frame", 16_000, 48_000, 320, 960),
+    ] {
+        let mut r = FrameResampler::new(from, to);
+        let input: Vec<i16> = frame48.iter().step_by(960 / n_in).copied().collect();
+        let mut out = vec![0i16; n_out];
+        c.bench_function(name, |b| {
+            b.iter(|| r.process(black_box(&input), black_box(&mut out)))
+        });
+    }
+    let mut m = LevelMeter::new();
+    c.bench_function("level_meter_frame960", |b| {
+        b.iter(|| m.add(black_box(&frame48)))
+    });
+}
+
+criterion_group!(
+    benches,
+    g711,
+    g722,
+    opus,
+    jitter,
+    session,
+    aec,
+    device_stages
+);
 criterion_main!(benches);
