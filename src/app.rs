@@ -87,6 +87,7 @@ fn engine_config(
         .unwrap_or_else(|| "recordings".into())
     });
     ec.record_stereo = config.audio.record_stereo;
+    ec.max_calls = config.general.max_calls as usize;
     if let Some(ms) = config.audio.jitter_buffer_max_ms {
         ec.jitter_ceiling = std::time::Duration::from_millis(ms.into());
     }

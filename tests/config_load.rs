@@ -49,6 +49,7 @@ fn example_config_documents_every_key() {
         "rtp_port_max",
         "user_agent",
         "log_file",
+        "max_calls",
         "sip_trace",
         "capture_device",
         "playback_device",

@@ -61,6 +61,8 @@ pub struct General {
     pub sip_trace: bool,
     /// DNS server for SIP server lookups (SRV, A/AAAA); `None` = the system's resolv.conf.
     pub dns_server: Option<SocketAddr>,
+    /// Calls at once; one more incoming call is answered 486 Busy Here.
+    pub max_calls: u32,
 }
 
 impl General {
@@ -92,6 +94,7 @@ impl Default for General {
             log_file: None,
             sip_trace: false,
             dns_server: None,
+            max_calls: 4,
         }
     }
 }

@@ -26,7 +26,9 @@ const GENERAL_KEYS: &[&str] = &[
     "log_file",
     "sip_trace",
     "dns_server",
+    "max_calls",
 ];
+const EXPECT_MAX_CALLS: &str = "a number of calls from 1 to 32, e.g. 4";
 const AUDIO_KEYS: &[&str] = &[
     "capture_device",
     "playback_device",
@@ -522,6 +524,9 @@ fn read_general(ctx: &mut Ctx<'_>, value: &Value<'_>) -> General {
                 EXPECT_LISTEN,
             ),
         }
+    }
+    if let Some(n) = t.integer_in(ctx, "max_calls", 1, 32, EXPECT_MAX_CALLS) {
+        g.max_calls = n;
     }
     if let Some((s, v)) = t.string(ctx, "dns_server", EXPECT_DNS_SERVER) {
         match s.parse::<SocketAddr>() {

@@ -468,7 +468,7 @@ impl Shared {
                 .map_err(|e| self.explain(e, "hold", Some("connected"))),
             Verb::Activate { call } => self
                 .handle
-                .resume(call)
+                .switch_to(call)
                 .await
                 .map(|()| vec![("call", json(&call))])
                 .map_err(|e| self.explain(e, "resume", Some("connected"))),
@@ -557,8 +557,9 @@ impl Shared {
         let (peer, account) = self.tracker().peer(call).unwrap_or_default();
         let mut audio = (self.answer_audio)(call, &peer, account.as_deref());
         with_files(&mut audio, play, record)?;
+        // A person answering a waiting call puts the one they were talking on hold.
         self.handle
-            .answer(call, audio)
+            .answer_holding_others(call, audio)
             .await
             .map_err(|e| self.explain(e, "accept", Some("incoming")))
     }

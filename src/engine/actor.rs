@@ -457,7 +457,15 @@ impl EngineActor {
                 let res = self.dial(now, account.as_deref(), &target, audio).await;
                 let _ = reply.send(res);
             }
-            Command::Answer { call, audio, reply } => {
+            Command::Answer {
+                call,
+                audio,
+                hold_others,
+                reply,
+            } => {
+                if hold_others && self.calls.contains_key(&call.0) {
+                    self.hold_others(now, call);
+                }
                 let res = self.answer(now, call, audio).await;
                 let _ = reply.send(res);
             }
@@ -512,7 +520,14 @@ impl EngineActor {
                 let res = self.reoffer(now, call, true);
                 let _ = reply.send(res);
             }
-            Command::Resume { call, reply } => {
+            Command::Resume {
+                call,
+                hold_others,
+                reply,
+            } => {
+                if hold_others && self.calls.get(&call.0).is_some_and(|c| is_up(c.state)) {
+                    self.hold_others(now, call);
+                }
                 let res = self.reoffer(now, call, false);
                 let _ = reply.send(res);
             }
@@ -944,6 +959,21 @@ impl EngineActor {
         }
     }
 
+    /// Put every call but `call` that is talking (up, not held by us) on hold.
+    fn hold_others(&mut self, now: Instant, call: CallId) {
+        let talking: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.id != call && is_up(c.state) && !c.session.local_hold)
+            .map(|c| c.id)
+            .collect();
+        for other in talking {
+            if let Err(e) = self.reoffer(now, other, true) {
+                self.warn(Some(other), format!("could not hold it: {e}"));
+            }
+        }
+    }
+
     /// Start or stop an on-demand recording of a call.
     fn record(
         &mut self,
@@ -1282,6 +1312,25 @@ impl EngineActor {
                 if self.shutdown.is_some() {
                     // Stopping: turn new callers away at once.
                     let _ = self.ua.reject(now, call, 503);
+                    return;
+                }
+                let others = self
+                    .calls
+                    .values()
+                    .filter(|c| c.id.0 != call && !c.state.is_final())
+                    .count();
+                if others >= self.cfg.max_calls {
+                    // As many calls as we take: the caller hears busy; the user sees it came.
+                    info!(call, others, "busy: turning the call away");
+                    self.emit(Event::Call {
+                        call: CallId(call),
+                        state: CallState::Incoming,
+                        peer,
+                        account,
+                        code: None,
+                        reason: None,
+                    });
+                    let _ = self.ua.reject(now, call, 486);
                     return;
                 }
                 let _ = self.ua.ringing(now, call);

@@ -115,10 +115,12 @@ pub enum Command {
         audio: CallAudio,
         reply: Reply<CallId>,
     },
-    /// Answer an incoming call.
+    /// Answer an incoming call. `hold_others`: put the calls that are talking on hold first
+    /// (a phone answering a waiting call; an answering service takes each call on its own).
     Answer {
         call: CallId,
         audio: CallAudio,
+        hold_others: bool,
         reply: Reply<()>,
     },
     /// Reject an incoming call with a final status code (486, 603, ...).
@@ -138,8 +140,13 @@ pub enum Command {
     /// Put a connected call on hold (re-INVITE with sendonly, or inactive when the peer holds
     /// it too; RFC 3264 §8.4).
     Hold { call: CallId, reply: Reply<()> },
-    /// Take a call off hold (re-INVITE with sendrecv).
-    Resume { call: CallId, reply: Reply<()> },
+    /// Take a call off hold (re-INVITE with sendrecv); `hold_others`: put the calls that are
+    /// talking on hold first (switching between calls).
+    Resume {
+        call: CallId,
+        hold_others: bool,
+        reply: Reply<()>,
+    },
     /// Start or stop recording a connected call (both directions, mixed or stereo as the
     /// engine is configured) into `path`, or a file named by time, peer and call in the
     /// engine's recording directory. The reply names the file.

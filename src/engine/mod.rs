@@ -62,6 +62,8 @@ pub struct EngineConfig {
     pub echo_cancellation: bool,
     /// Send DTMF as SIP INFO (application/dtmf-relay) instead of RFC 4733 events.
     pub dtmf_info: bool,
+    /// Calls at once; an incoming call beyond this is turned away with 486 Busy Here.
+    pub max_calls: usize,
     /// Ceiling of the adaptive jitter buffer's delay.
     pub jitter_ceiling: Duration,
     /// Where calls recorded on demand ([`Command::Record`]) go, unless the command names a file.
@@ -123,6 +125,7 @@ impl Default for EngineConfig {
             noise_suppression: true,
             echo_cancellation: true,
             dtmf_info: false,
+            max_calls: 4,
             jitter_ceiling: Duration::from_millis(240),
             levels_interval: None,
             record_dir: PathBuf::from("recordings"),
@@ -268,8 +271,28 @@ impl EngineHandle {
 
     /// Answer an incoming call.
     pub async fn answer(&self, call: CallId, audio: CallAudio) -> Result<(), CommandError> {
-        self.request(|reply| Command::Answer { call, audio, reply })
-            .await
+        self.request(|reply| Command::Answer {
+            call,
+            audio,
+            hold_others: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Answer a call that waits while others are talking: they go on hold first.
+    pub async fn answer_holding_others(
+        &self,
+        call: CallId,
+        audio: CallAudio,
+    ) -> Result<(), CommandError> {
+        self.request(|reply| Command::Answer {
+            call,
+            audio,
+            hold_others: true,
+            reply,
+        })
+        .await
     }
 
     /// Reject an incoming call.
@@ -316,7 +339,22 @@ impl EngineHandle {
 
     /// Take a call off hold.
     pub async fn resume(&self, call: CallId) -> Result<(), CommandError> {
-        self.request(|reply| Command::Resume { call, reply }).await
+        self.request(|reply| Command::Resume {
+            call,
+            hold_others: false,
+            reply,
+        })
+        .await
+    }
+
+    /// Switch to a held call: the calls that are talking go on hold, this one resumes.
+    pub async fn switch_to(&self, call: CallId) -> Result<(), CommandError> {
+        self.request(|reply| Command::Resume {
+            call,
+            hold_others: true,
+            reply,
+        })
+        .await
     }
 
     /// Mute (`on`) or unmute a call's outgoing audio.
