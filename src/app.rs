@@ -105,6 +105,7 @@ fn engine_config(
         ec.display_name = a.display_name.clone();
         ec.noise_suppression = a.noise_suppression;
         ec.echo_cancellation = a.echo_cancellation;
+        ec.accept_transfer = a.accept_transfer;
         ec.dtmf_info = a.dtmf_mode == crate::config::DtmfMode::Info;
     }
     for a in config
@@ -368,6 +369,10 @@ async fn run_ctl(args: CtlArgs) -> i32 {
                     Some(("on", (state == "on").into())),
                     opt("path", file.map(absolute)),
                 ],
+            ),
+            CtlVerb::Transfer { call, to } => (
+                "transfer",
+                vec![Some(("call", call.into())), Some(("to", to.into()))],
             ),
             CtlVerb::Denoise { call, state } => (
                 "denoise",

@@ -75,6 +75,7 @@ fn example_config_documents_every_key() {
         "dtmf_mode",
         "noise_suppression",
         "echo_cancellation",
+        "accept_transfer",
         "auto_answer",
     ];
     for key in keys {
@@ -140,6 +141,9 @@ registrar = "sips:pbx.example.com"
 transport = "UDP"
 codecs = ["pcma"]
 dtmf_mode = "RFC4733"
+noise_suppression = false
+echo_cancellation = false
+accept_transfer = false
 
 [[account]]
 name = "second"
@@ -169,8 +173,10 @@ domain = "pbx.example.com"
     assert_eq!(a.transport, Transport::Udp);
     assert_eq!(a.codecs, [CodecName::Pcma]);
     assert_eq!(a.dtmf_mode, DtmfMode::Rfc4733);
+    assert!(!a.noise_suppression && !a.echo_cancellation && !a.accept_transfer);
     let b = &c.accounts[1];
     assert!(b.enabled);
+    assert!(b.noise_suppression && b.echo_cancellation && b.accept_transfer);
     assert_eq!(b.codecs, CodecName::default_list());
     assert_eq!(b.display_name, None);
     assert_eq!(b.registrar, None);

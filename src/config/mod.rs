@@ -157,6 +157,8 @@ pub struct AccountConfig {
     pub noise_suppression: bool,
     /// Acoustic echo cancellation when a call uses both the microphone and the speaker.
     pub echo_cancellation: bool,
+    /// Follow a peer's transfer (REFER) by calling where it says; `false`: refuse with 603.
+    pub accept_transfer: bool,
     /// What happens to an incoming call for this account when nobody answers it by hand.
     /// `None`: not set (`serve` uses its command-line policy, an interactive phone rings).
     pub auto_answer: Option<AutoAnswer>,
@@ -188,6 +190,7 @@ impl AccountConfig {
             dtmf_mode: DtmfMode::Rfc4733,
             noise_suppression: true,
             echo_cancellation: true,
+            accept_transfer: true,
             auto_answer: None,
         }
     }

@@ -59,6 +59,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "dtmf_mode",
     "noise_suppression",
     "echo_cancellation",
+    "accept_transfer",
     "auto_answer",
 ];
 const AUTO_ANSWER_KEYS: &[&str] = &["delay", "play", "echo", "record", "hangup_after", "reject"];
@@ -755,11 +756,14 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
     if let Some(b) = t.boolean(ctx, "noise_suppression") {
         a.noise_suppression = b;
     }
+    if let Some(b) = t.boolean(ctx, "echo_cancellation") {
+        a.echo_cancellation = b;
+    }
+    if let Some(b) = t.boolean(ctx, "accept_transfer") {
+        a.accept_transfer = b;
+    }
     if let Some(v) = t.get("auto_answer") {
         a.auto_answer = read_auto_answer(ctx, v, &t.path("auto_answer"));
-        if let Some(b) = t.boolean(ctx, "echo_cancellation") {
-            a.echo_cancellation = b;
-        }
     }
     (ctx.problems.len() == before).then_some(a)
 }

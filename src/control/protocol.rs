@@ -28,6 +28,7 @@ pub const SUPPORTED_VERBS: &[&str] = &[
     "activate",
     "mute",
     "record",
+    "transfer",
     "denoise",
     "status",
     "calls",
@@ -38,7 +39,7 @@ pub const SUPPORTED_VERBS: &[&str] = &[
 
 /// Verbs of the phone-call-handler set that the engine cannot do yet: they answer
 /// `not supported yet: VERB` and are absent from `supports`.
-pub const UNSUPPORTED_VERBS: &[&str] = &["join", "transfer", "register", "deregister"];
+pub const UNSUPPORTED_VERBS: &[&str] = &["join", "register", "deregister"];
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +82,8 @@ pub enum Verb {
         on: bool,
         path: Option<PathBuf>,
     },
+    /// Blind transfer: the call's peer is asked to call `to`.
+    Transfer { call: CallId, to: String },
     /// Turn noise suppression of a call's microphone on or off.
     Denoise { call: CallId, on: bool },
     /// Accounts with their registration state, calls, listen address.
@@ -216,6 +219,15 @@ fn parse_verb(cmd: &str, obj: Map<String, Value>) -> Result<Verb, String> {
                 on: args.boolean("on")?.unwrap_or(true),
                 path: args.path("path")?,
             }
+        }
+        "transfer" => {
+            args.allowed = &["call", "to"];
+            let call = args.required_call()?;
+            let to = args.string("to")?.ok_or_else(|| {
+                "transfer needs `to` (a SIP URI, user@host, or a number at the call's account)"
+                    .to_string()
+            })?;
+            Verb::Transfer { call, to }
         }
         "denoise" => {
             args.allowed = &["call", "on"];

@@ -492,6 +492,12 @@ impl Shared {
                     })
                     .map_err(|e| self.explain(e, "record", Some("connected")))
             }
+            Verb::Transfer { call, to } => self
+                .handle
+                .transfer(call, &to)
+                .await
+                .map(|()| vec![("call", json(&call))])
+                .map_err(|e| self.explain(e, "transfer", Some("connected"))),
             Verb::Denoise { call, on } => self
                 .handle
                 .set_noise_suppression(call, on)

@@ -165,6 +165,7 @@ impl Tracker {
             | Event::Levels { .. }
             | Event::Recording { .. }
             | Event::Recorded { .. }
+            | Event::Transfer { .. }
             | Event::Warning { .. }
             | Event::Control { .. } => {}
         }

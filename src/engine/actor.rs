@@ -22,7 +22,7 @@ use super::ringer::{Ring, Ringer};
 use super::transport::{tls_config, Connections, Inbound, PeerProfile};
 use super::EngineConfig;
 use crate::audio::RingKind;
-use crate::sip::msg::{Host, Message, Uri};
+use crate::sip::msg::{HeaderName, Host, Message, Uri};
 use crate::sip::registration::{RegConfig, RegEvent, RegFailure, RegState};
 use crate::sip::sdp::{self, Direction, LocalMedia, Negotiated};
 use crate::sip::transport::Transport;
@@ -63,6 +63,9 @@ struct Call {
     failure: Option<String>,
     /// DTMF asked for while the media was still opening.
     pending_dtmf: String,
+    /// This call was placed because the peer of that call transferred us here (REFER): its
+    /// progress is reported there (NOTIFY).
+    transfer_of: Option<CallRef>,
     /// Digits to send as SIP INFO, one request at a time (`info_in_flight`).
     info_digits: std::collections::VecDeque<char>,
     info_in_flight: bool,
@@ -124,6 +127,8 @@ pub(crate) struct EngineActor {
     udp_keepalives: Vec<(SocketAddr, Duration, Instant)>,
     /// Ringtone and ringback.
     ringer: Ringer,
+    /// REFERs we accepted, whose calls are still to be placed: (call transferred, Refer-To).
+    transfers: Vec<(CallRef, String)>,
 }
 
 impl EngineActor {
@@ -152,6 +157,7 @@ impl EngineActor {
             inbound_rx,
             udp_keepalives: Vec::new(),
             ringer: Ringer::new(),
+            transfers: Vec::new(),
             cfg,
             socket,
             local_addr,
@@ -454,7 +460,9 @@ impl EngineActor {
                 audio,
                 reply,
             } => {
-                let res = self.dial(now, account.as_deref(), &target, audio).await;
+                let res = self
+                    .dial(now, account.as_deref(), &target, audio, Vec::new())
+                    .await;
                 let _ = reply.send(res);
             }
             Command::Answer {
@@ -540,6 +548,10 @@ impl EngineActor {
                 let res = self.record(call, on, path);
                 let _ = reply.send(res);
             }
+            Command::Transfer { call, to, reply } => {
+                let res = self.transfer(now, call, &to);
+                let _ = reply.send(res);
+            }
             Command::Mute { call, on, reply } => {
                 let res = match self.calls.get_mut(&call.0) {
                     Some(c) if is_up(c.state) => {
@@ -608,6 +620,7 @@ impl EngineActor {
         account: Option<&str>,
         target: &str,
         audio: CallAudio,
+        extra_headers: Vec<(HeaderName, String)>,
     ) -> Result<CallId, CommandError> {
         let account = match account {
             Some(name) => Some(
@@ -664,6 +677,7 @@ impl EngineActor {
             route: account.as_ref().and_then(|a| a.outbound_proxy.clone()),
             credentials: account.and_then(|a| a.credentials),
             transport,
+            extra_headers,
         };
         let id = self
             .ua
@@ -694,6 +708,7 @@ impl EngineActor {
                 failure: None,
                 pending_dtmf: String::new(),
                 info_digits: Default::default(),
+                transfer_of: None,
                 info_in_flight: false,
             },
         );
@@ -956,6 +971,98 @@ impl EngineActor {
         }
         for (call, w) in warnings {
             self.warn(Some(call), w);
+        }
+    }
+
+    /// Ask the peer of `call` to call `to` instead (blind transfer).
+    fn transfer(&mut self, now: Instant, call: CallId, to: &str) -> Result<(), CommandError> {
+        let Some(c) = self.calls.get(&call.0) else {
+            return Err(CommandError::NoSuchCall(call));
+        };
+        if !is_up(c.state) {
+            return Err(CommandError::WrongState(call));
+        }
+        // A bare number is at the call's account's domain, as when dialing.
+        let account = c
+            .account
+            .as_ref()
+            .and_then(|name| self.cfg.accounts.iter().find(|a| &a.name == name));
+        let uri = match account {
+            Some(a) if !to.contains('@') && !to.contains(':') => {
+                parse_target(&format!("sip:{to}@{}", a.aor.host_port()))?
+            }
+            _ => parse_target(to)?,
+        };
+        self.ua
+            .refer(now, call.0, &uri.to_string())
+            .map_err(|_| CommandError::WrongState(call))?;
+        self.emit(Event::Transfer {
+            call,
+            state: "requested",
+            to: Some(uri.to_string()),
+            code: None,
+            new_call: None,
+        });
+        Ok(())
+    }
+
+    /// Place the call a REFER we accepted asks for, with the transferred call's account and
+    /// audio; its progress goes back to the transferor as NOTIFYs.
+    async fn place_transfer_call(&mut self, old: CallRef, refer_to: &str) {
+        let now = Instant::now();
+        let Some(c) = self.calls.get(&old) else {
+            return;
+        };
+        let (id, account, audio) = (c.id, c.account.clone(), c.audio.clone());
+        // Refer-To: <sip:target?Replaces=...> (RFC 3515 §2.1; URI headers become headers of
+        // the new INVITE, RFC 3261 §19.1.5).
+        let inner = refer_to
+            .trim()
+            .trim_start_matches('<')
+            .split('>')
+            .next()
+            .unwrap_or_default();
+        let (target, headers) = inner.split_once('?').unwrap_or((inner, ""));
+        let mut extra = Vec::new();
+        for h in headers.split('&').filter(|h| !h.is_empty()) {
+            if let Some((name, value)) = h.split_once('=') {
+                if name.eq_ignore_ascii_case("replaces") {
+                    extra.push((HeaderName::REPLACES, percent_decode(value)));
+                }
+            }
+        }
+        if let Some(c) = self.calls.get(&old) {
+            extra.push((HeaderName::REFERRED_BY, format!("<{}>", c.peer)));
+        }
+        match self
+            .dial(now, account.as_deref(), target, audio, extra)
+            .await
+        {
+            Ok(new_call) => {
+                if let Some(c) = self.calls.get_mut(&new_call.0) {
+                    c.transfer_of = Some(old);
+                }
+                self.emit(Event::Transfer {
+                    call: id,
+                    state: "transferring",
+                    to: Some(target.to_string()),
+                    code: None,
+                    new_call: Some(new_call),
+                });
+            }
+            Err(e) => {
+                self.warn(Some(id), format!("cannot follow the transfer: {e}"));
+                let _ = self
+                    .ua
+                    .notify_refer(now, old, 503, "Service Unavailable", true);
+                self.emit(Event::Transfer {
+                    call: id,
+                    state: "failed",
+                    to: Some(target.to_string()),
+                    code: Some(503),
+                    new_call: None,
+                });
+            }
         }
     }
 
@@ -1229,6 +1336,32 @@ impl EngineActor {
         };
         self.update_ringer();
         self.emit(event);
+        self.report_transfer(id, state, code);
+    }
+
+    /// A call placed for a transfer changed state: tell the transferor (NOTIFY sipfrag).
+    fn report_transfer(&mut self, id: CallRef, state: CallState, code: Option<u16>) {
+        let Some(old) = self.calls.get(&id).and_then(|c| c.transfer_of) else {
+            return;
+        };
+        let (code, reason, terminated) = match state {
+            CallState::Alerting => (180, "Ringing", false),
+            CallState::Connected => (200, "OK", true),
+            s if s.is_final() => {
+                let code = code.filter(|c| *c >= 300).unwrap_or(487);
+                (code, crate::sip::msg::default_reason(code), true)
+            }
+            _ => return,
+        };
+        if terminated {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.transfer_of = None;
+            }
+        }
+        // The transferor may have hung up already; then there is no one to tell.
+        let _ = self
+            .ua
+            .notify_refer(Instant::now(), old, code, reason, terminated);
     }
 
     async fn drain_ua(&mut self) {
@@ -1259,6 +1392,10 @@ impl EngineActor {
             while let Some(ev) = self.ua.poll_event() {
                 progressed = true;
                 self.on_ua_event(ev);
+            }
+            for (old, refer_to) in std::mem::take(&mut self.transfers) {
+                progressed = true;
+                self.place_transfer_call(old, &refer_to).await;
             }
             if !progressed {
                 break;
@@ -1306,6 +1443,7 @@ impl EngineActor {
                         failure: None,
                         pending_dtmf: String::new(),
                         info_digits: Default::default(),
+                        transfer_of: None,
                         info_in_flight: false,
                     },
                 );
@@ -1418,6 +1556,75 @@ impl EngineActor {
                 }
                 _ => debug!(call, %content_type, len = body.len(), "INFO received"),
             },
+            UaEvent::Refer {
+                call,
+                refer_to,
+                referred_by,
+            } => {
+                let Some(c) = self.calls.get(&call) else {
+                    return;
+                };
+                let id = c.id;
+                info!(call = %id, %refer_to, ?referred_by, "REFER");
+                if !self.cfg.accept_transfer || !is_up(c.state) {
+                    let _ = self.ua.reject_refer(now, call, 603);
+                    self.emit(Event::Transfer {
+                        call: id,
+                        state: "refused",
+                        to: Some(refer_to),
+                        code: Some(603),
+                        new_call: None,
+                    });
+                    return;
+                }
+                let _ = self.ua.accept_refer(now, call);
+                self.transfers.push((call, refer_to));
+            }
+            UaEvent::ReferAnswered { call, code } => {
+                if let Some(c) = self.calls.get(&call) {
+                    let (state, code) = if (200..300).contains(&code) {
+                        ("accepted", None)
+                    } else {
+                        ("failed", Some(code))
+                    };
+                    self.emit(Event::Transfer {
+                        call: c.id,
+                        state,
+                        to: None,
+                        code,
+                        new_call: None,
+                    });
+                }
+            }
+            UaEvent::ReferProgress {
+                call,
+                code,
+                terminated,
+            } => {
+                let Some(c) = self.calls.get(&call) else {
+                    return;
+                };
+                let id = c.id;
+                if (200..300).contains(&code) {
+                    // The peer talks to the new party: our part is over.
+                    self.emit(Event::Transfer {
+                        call: id,
+                        state: "done",
+                        to: None,
+                        code: Some(code),
+                        new_call: None,
+                    });
+                    let _ = self.ua.hangup(now, call);
+                } else if code >= 300 || terminated {
+                    self.emit(Event::Transfer {
+                        call: id,
+                        state: "failed",
+                        to: None,
+                        code: Some(code),
+                        new_call: None,
+                    });
+                }
+            }
             UaEvent::InfoAnswered { call, code } => {
                 if let Some(c) = self.calls.get_mut(&call) {
                     c.info_in_flight = false;
@@ -1527,6 +1734,26 @@ impl EngineActor {
             self.closing.retain(|t| !t.is_finished());
         }
     }
+}
+
+/// `%XX` escapes decoded (a Replaces value inside a Refer-To URI); bad escapes kept as written.
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How long a digit sent by SIP INFO says it lasts.

@@ -156,6 +156,13 @@ pub enum Command {
         path: Option<PathBuf>,
         reply: Reply<PathBuf>,
     },
+    /// Blind transfer (RFC 3515): ask the peer of a connected call to call `to` instead; the
+    /// call ends once the peer reports the new call answered.
+    Transfer {
+        call: CallId,
+        to: String,
+        reply: Reply<()>,
+    },
     /// Mute or unmute a call's outgoing audio (silence is sent while muted).
     Mute {
         call: CallId,
@@ -343,6 +350,20 @@ pub enum Event {
         call: CallId,
         tx: crate::media::levels::Level,
         rx: crate::media::levels::Level,
+    },
+    /// A transfer's progress. Transferring our peer away (`call` is ours): `requested`, then
+    /// `accepted` (the peer took the REFER), `done` (its new call was answered; ours ends) or
+    /// `failed` (with the `code`). Being transferred (the peer asked us to call `to`):
+    /// `transferring` with `new_call`, or `refused`.
+    Transfer {
+        call: CallId,
+        state: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        new_call: Option<CallId>,
     },
     /// A recording is complete (stopped, or its call ended): the file is final.
     Recorded { call: CallId, path: PathBuf },

@@ -64,6 +64,8 @@ pub struct EngineConfig {
     pub dtmf_info: bool,
     /// Calls at once; an incoming call beyond this is turned away with 486 Busy Here.
     pub max_calls: usize,
+    /// Follow the peer's REFER (being transferred) by calling where it says; else 603.
+    pub accept_transfer: bool,
     /// Ceiling of the adaptive jitter buffer's delay.
     pub jitter_ceiling: Duration,
     /// Where calls recorded on demand ([`Command::Record`]) go, unless the command names a file.
@@ -126,6 +128,7 @@ impl Default for EngineConfig {
             echo_cancellation: true,
             dtmf_info: false,
             max_calls: 4,
+            accept_transfer: true,
             jitter_ceiling: Duration::from_millis(240),
             levels_interval: None,
             record_dir: PathBuf::from("recordings"),
@@ -327,6 +330,16 @@ impl EngineHandle {
             call,
             on,
             path,
+            reply,
+        })
+        .await
+    }
+
+    /// Blind-transfer a connected call's peer to `to`.
+    pub async fn transfer(&self, call: CallId, to: &str) -> Result<(), CommandError> {
+        self.request(|reply| Command::Transfer {
+            call,
+            to: to.to_string(),
             reply,
         })
         .await

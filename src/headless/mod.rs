@@ -100,6 +100,25 @@ pub fn human(event: &Event) -> String {
             "{call} levels tx={:.1}/{:.1}dBFS rx={:.1}/{:.1}dBFS (rms/peak)",
             tx.rms_dbfs, tx.peak_dbfs, rx.rms_dbfs, rx.peak_dbfs
         ),
+        Event::Transfer {
+            call,
+            state,
+            to,
+            code,
+            new_call,
+        } => {
+            let mut s = format!("{call} transfer {state}");
+            if let Some(to) = to {
+                s.push_str(&format!(" to {to}"));
+            }
+            if let Some(n) = new_call {
+                s.push_str(&format!(" as {n}"));
+            }
+            if let Some(code) = code {
+                s.push_str(&format!(" ({code})"));
+            }
+            s
+        }
         Event::Recorded { call, path } => format!("{call} recorded {}", path.display()),
         Event::Recording { call, path } => format!("{call} recording to {}", path.display()),
         Event::Warning {

@@ -29,7 +29,7 @@ use crate::sip::transport::Transport;
 use crate::sip::txn::{new_branch, TimerConfig, Transmit, TxnEvent, TxnKey, TxnLayer};
 
 /// Methods we answer (Allow header).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
 
 /// Settings of the user agent.
 #[derive(Debug, Clone)]
@@ -122,6 +122,24 @@ pub enum UaEvent {
     },
     /// The final response to an INFO we sent ([`UserAgent::info`]).
     InfoAnswered { call: CallRef, code: u16 },
+    /// The peer asks us to call `refer_to` (a REFER, RFC 3515: a transfer): accept it with
+    /// [`UserAgent::accept_refer`] (then report progress with [`UserAgent::notify_refer`]) or
+    /// refuse it with [`UserAgent::reject_refer`].
+    Refer {
+        call: CallRef,
+        /// The Refer-To value as sent (a name-addr, possibly with `?Replaces=...`).
+        refer_to: String,
+        referred_by: Option<String>,
+    },
+    /// The final response to our REFER ([`UserAgent::refer`]): 2xx accepted.
+    ReferAnswered { call: CallRef, code: u16 },
+    /// How the call our REFER asked for is going (a NOTIFY with a sipfrag): the status line's
+    /// code, and whether the peer ends the subscription with it (a final answer).
+    ReferProgress {
+        call: CallRef,
+        code: u16,
+        terminated: bool,
+    },
     /// A registration changed state or Contact.
     Registration { reg: RegRef, event: RegEvent },
     /// A datagram was dropped (malformed, stray). For logs.
@@ -205,6 +223,8 @@ struct Call {
     /// A re-INVITE from the peer whose offer the engine has to answer: its transaction, the
     /// request and where it came from.
     reoffer: Option<(TxnKey, Request, SocketAddr)>,
+    /// A REFER from the peer waiting for the engine's decision.
+    refer: Option<(TxnKey, Request, SocketAddr)>,
 }
 
 /// Who places a call: the account's address of record and credentials (default: the local
@@ -219,6 +239,8 @@ pub struct CallIdentity {
     pub transport: Transport,
     /// An outbound proxy: put in a Route header (loose routing, `;lr`) on the INVITE.
     pub route: Option<Uri>,
+    /// More headers for the INVITE (Referred-By and Replaces of a transfer).
+    pub extra_headers: Vec<(HeaderName, String)>,
 }
 
 #[derive(Debug)]
@@ -556,6 +578,9 @@ impl UserAgent {
         h.push(HeaderName::CONTACT, NameAddr::new(contact).to_string());
         h.push(HeaderName::ALLOW, ALLOW);
         h.push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
+        for (name, value) in identity.extra_headers {
+            h.push(name, value);
+        }
         if !offer.is_empty() {
             h.push(HeaderName::CONTENT_TYPE, "application/sdp");
         }
@@ -579,6 +604,7 @@ impl UserAgent {
                 dialog: None,
                 ok_retransmit: None,
                 reoffer: None,
+                refer: None,
                 ack: None,
                 local_sdp: offer,
                 auth: identity.credentials.map(Authenticator::new),
@@ -1010,6 +1036,8 @@ impl UserAgent {
                     .push(HeaderName::SERVER, self.cfg.user_agent.clone());
                 self.respond(now, &key, source, resp);
             }
+            Method::Refer if in_dialog => self.on_refer(now, key, req, source),
+            Method::Notify if in_dialog => self.on_notify(now, key, req, source),
             Method::Info if in_dialog => match self.find_dialog(&req) {
                 Some(call) => {
                     let resp = response_to(&req, 200, None, None);
@@ -1037,6 +1065,170 @@ impl UserAgent {
                 self.respond(now, &key, source, resp);
             }
         }
+    }
+
+    fn on_refer(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
+        let Some(key) = key else { return };
+        let Some(call) = self.find_dialog(&req) else {
+            let resp = response_to(&req, 481, None, None);
+            self.respond(now, &Some(key), source, resp);
+            return;
+        };
+        let refer_to = req.headers.get(&HeaderName::REFER_TO).map(str::to_string);
+        let busy = self.calls.get(&call).is_some_and(|c| c.refer.is_some());
+        match refer_to {
+            None => {
+                let resp = response_to(&req, 400, Some("Missing Refer-To"), None);
+                self.respond(now, &Some(key), source, resp);
+            }
+            Some(_) if busy => {
+                let resp = response_to(&req, 491, None, None);
+                self.respond(now, &Some(key), source, resp);
+            }
+            Some(refer_to) => {
+                let referred_by = req
+                    .headers
+                    .get(&HeaderName::REFERRED_BY)
+                    .map(str::to_string);
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.refer = Some((key, req, source));
+                }
+                self.events.push_back(UaEvent::Refer {
+                    call,
+                    refer_to,
+                    referred_by,
+                });
+            }
+        }
+    }
+
+    fn on_notify(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
+        let Some(call) = self.find_dialog(&req) else {
+            let resp = response_to(&req, 481, None, None);
+            self.respond(now, &key, source, resp);
+            return;
+        };
+        let event = req
+            .headers
+            .get(&HeaderName::EVENT)
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if event != "refer" {
+            let resp = response_to(&req, 489, Some("Bad Event"), None);
+            self.respond(now, &key, source, resp);
+            return;
+        }
+        let resp = response_to(&req, 200, None, None);
+        self.respond(now, &key, source, resp);
+        let terminated = req
+            .headers
+            .get(&HeaderName::SUBSCRIPTION_STATE)
+            .is_some_and(|s| {
+                s.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("terminated")
+            });
+        // The sipfrag's status line: "SIP/2.0 200 OK".
+        let code = std::str::from_utf8(&req.body)
+            .ok()
+            .and_then(|b| b.lines().next())
+            .and_then(|l| l.strip_prefix("SIP/2.0 "))
+            .and_then(|l| l.get(..3))
+            .and_then(|c| c.parse::<u16>().ok());
+        if let Some(code) = code {
+            self.events.push_back(UaEvent::ReferProgress {
+                call,
+                code,
+                terminated,
+            });
+        }
+    }
+
+    /// Send a REFER (RFC 3515) on an established call asking the peer to call `refer_to` (a
+    /// URI, or a URI with `?Replaces=...`); its answer comes as [`UaEvent::ReferAnswered`], the
+    /// new call's progress as [`UaEvent::ReferProgress`].
+    pub fn refer(&mut self, now: Instant, call: CallRef, refer_to: &str) -> Result<(), UaError> {
+        let branch = new_branch(&mut self.rng);
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        if !matches!(c.phase, Phase::Confirmed) {
+            return Err(UaError::WrongState);
+        }
+        let dialog = c.dialog.as_mut().ok_or(UaError::WrongState)?;
+        let mut req = dialog.request(Method::Refer, c.local, &branch, None);
+        let dest = dialog.next_hop();
+        let reliable = dialog.next_hop_transport().is_reliable();
+        req.headers
+            .push(HeaderName::REFER_TO, format!("<{refer_to}>"));
+        req.headers.push(
+            HeaderName::REFERRED_BY,
+            format!("<{}>", dialog.local_uri.uri),
+        );
+        req.headers
+            .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
+        self.send_in_dialog(now, call, req, dest, reliable);
+        self.drain_txn(now, None);
+        Ok(())
+    }
+
+    /// Accept the peer's REFER ([`UaEvent::Refer`]): 202 Accepted, and a first NOTIFY (100
+    /// Trying), as RFC 3515 §2.4.4 asks.
+    pub fn accept_refer(&mut self, now: Instant, call: CallRef) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        let (key, req, source) = c.refer.take().ok_or(UaError::WrongState)?;
+        let resp = response_to(&req, 202, None, None);
+        self.respond(now, &Some(key), source, resp);
+        self.notify_refer(now, call, 100, "Trying", false)
+    }
+
+    /// Refuse the peer's REFER with `code` (603 Declined, say).
+    pub fn reject_refer(&mut self, now: Instant, call: CallRef, code: u16) -> Result<(), UaError> {
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        let (key, req, source) = c.refer.take().ok_or(UaError::WrongState)?;
+        let resp = response_to(&req, code, None, None);
+        self.respond(now, &Some(key), source, resp);
+        Ok(())
+    }
+
+    /// Tell the peer how the call its REFER asked for is going: a NOTIFY with a sipfrag of
+    /// `code reason`; `terminated` with the final answer.
+    pub fn notify_refer(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        code: u16,
+        reason: &str,
+        terminated: bool,
+    ) -> Result<(), UaError> {
+        let branch = new_branch(&mut self.rng);
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        if !matches!(c.phase, Phase::Confirmed) {
+            return Err(UaError::WrongState);
+        }
+        let dialog = c.dialog.as_mut().ok_or(UaError::WrongState)?;
+        let mut req = dialog.request(Method::Notify, c.local, &branch, None);
+        let dest = dialog.next_hop();
+        let reliable = dialog.next_hop_transport().is_reliable();
+        req.headers.push(HeaderName::EVENT, "refer");
+        req.headers.push(
+            HeaderName::SUBSCRIPTION_STATE,
+            if terminated {
+                "terminated;reason=noresource"
+            } else {
+                "active;expires=60"
+            },
+        );
+        req.headers
+            .push(HeaderName::CONTENT_TYPE, "message/sipfrag;version=2.0");
+        req.headers
+            .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
+        req.body = format!("SIP/2.0 {code} {reason}\r\n").into_bytes();
+        self.send_in_dialog(now, call, req, dest, reliable);
+        self.drain_txn(now, None);
+        Ok(())
     }
 
     fn on_new_invite(
@@ -1087,6 +1279,7 @@ impl UserAgent {
                 dialog: None,
                 ok_retransmit: None,
                 reoffer: None,
+                refer: None,
                 ack: None,
                 local_sdp: Vec::new(),
                 auth,
@@ -1525,6 +1718,8 @@ impl UserAgent {
                     self.end_call(call, EndCause::LocalBye);
                 } else if key.method == Method::Info {
                     self.events.push_back(UaEvent::InfoAnswered { call, code });
+                } else if key.method == Method::Refer {
+                    self.events.push_back(UaEvent::ReferAnswered { call, code });
                 }
             }
         }
@@ -1674,6 +1869,10 @@ impl UserAgent {
                 // RFC 3261 §14.1: a re-INVITE timeout ends the dialog.
                 Method::Invite => self.terminate(now, out.call, ByeReport::Now(EndCause::Timeout)),
                 Method::Info => self.events.push_back(UaEvent::InfoAnswered {
+                    call: out.call,
+                    code: 408,
+                }),
+                Method::Refer => self.events.push_back(UaEvent::ReferAnswered {
                     call: out.call,
                     code: 408,
                 }),
@@ -2213,5 +2412,70 @@ mod tests {
             .b_events
             .iter()
             .any(|e| matches!(e, UaEvent::Reoffer { .. })));
+    }
+
+    #[test]
+    fn refer_is_accepted_and_its_progress_notified() {
+        let mut p = Pair::new();
+        let (a_call, b_call) = established(&mut p);
+        p.b.refer(p.now, b_call, "sip:carol@127.0.0.1:5099")
+            .unwrap();
+        p.pump();
+        let (refer_to, referred_by) = p
+            .a_events
+            .iter()
+            .find_map(|e| match e {
+                UaEvent::Refer {
+                    refer_to,
+                    referred_by,
+                    ..
+                } => Some((refer_to.clone(), referred_by.clone())),
+                _ => None,
+            })
+            .expect("a got the REFER");
+        assert_eq!(refer_to, "<sip:carol@127.0.0.1:5099>");
+        assert!(referred_by.is_some_and(|r| r.contains("bob")));
+        p.a.accept_refer(p.now, a_call).unwrap();
+        p.pump();
+        assert!(p
+            .b_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::ReferAnswered { code: 202, .. })));
+        assert!(p.b_events.iter().any(|e| matches!(
+            e,
+            UaEvent::ReferProgress {
+                code: 100,
+                terminated: false,
+                ..
+            }
+        )));
+        p.a.notify_refer(p.now, a_call, 200, "OK", true).unwrap();
+        p.pump();
+        assert!(p.b_events.iter().any(|e| matches!(
+            e,
+            UaEvent::ReferProgress {
+                code: 200,
+                terminated: true,
+                ..
+            }
+        )));
+        // Answered once.
+        assert_eq!(p.a.accept_refer(p.now, a_call), Err(UaError::WrongState));
+    }
+
+    #[test]
+    fn refused_refer_is_reported_and_the_call_stays() {
+        let mut p = Pair::new();
+        let (a_call, b_call) = established(&mut p);
+        p.b.refer(p.now, b_call, "sip:carol@127.0.0.1").unwrap();
+        p.pump();
+        p.a.reject_refer(p.now, a_call, 603).unwrap();
+        p.pump();
+        assert!(p
+            .b_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::ReferAnswered { code: 603, .. })));
+        assert_eq!(p.a.call_count(), 1);
+        assert_eq!(p.b.call_count(), 1);
     }
 }
