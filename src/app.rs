@@ -370,9 +370,13 @@ async fn run_ctl(args: CtlArgs) -> i32 {
                     opt("path", file.map(absolute)),
                 ],
             ),
-            CtlVerb::Transfer { call, to } => (
+            CtlVerb::Transfer { call, to, with } => (
                 "transfer",
-                vec![Some(("call", call.into())), Some(("to", to.into()))],
+                vec![
+                    Some(("call", call.into())),
+                    opt("to", to.map(Into::into)),
+                    opt("with", with.map(Into::into)),
+                ],
             ),
             CtlVerb::Denoise { call, state } => (
                 "denoise",

@@ -53,7 +53,8 @@ fn blind_transfer_a_talks_to_c_and_b_drops_out() {
     );
     assert_eq!(
         cb.error(json!({"cmd": "transfer", "call": b1})),
-        "transfer needs `to` (a SIP URI, user@host, or a number at the call's account)"
+        "transfer needs either `to` (a SIP URI, user@host, or a number at the call's account) \
+         or `with` (another call id, for an attended transfer)"
     );
 
     let c_uri = c.sip_uri("c");
@@ -159,4 +160,91 @@ fn a_transfer_refused_by_the_account_leaves_the_call_up() {
     cb.wait_call(&b1, "hangupremote", WAIT);
     a.stop();
     b.stop();
+}
+
+/// Attended transfer (RFC 3891): A calls B; B calls C; B transfers A to C with Replaces. A
+/// calls C with a Replaces header naming C's call with B; C takes A's call in its place (no
+/// ringing, same audio: its recording goes on in a new file) and ends the one with B; B's
+/// calls both end. A and C talk.
+#[test]
+fn attended_transfer_replaces_bs_call_with_c() {
+    let dir = test_dir();
+    let tone = dir.path().join("a-tone.wav");
+    let x: Vec<i16> = support::audio::sine(8000, 700.0, 0.3, 30.0)
+        .iter()
+        .map(|v| (v * 32767.0) as i16)
+        .collect();
+    write_wav_i16(&tone, 8000, &x).unwrap();
+    let rec = dir.path().join("c-rec");
+    std::fs::create_dir(&rec).unwrap();
+    let (mut a, a_sock) = serve_with_control(&dir, &[]);
+    let (mut b, b_sock) = serve_with_control(&dir, &["--echo"]);
+    let (mut c, c_sock) = serve_with_control(
+        &dir,
+        &["--codec", "PCMU", "--record", rec.to_str().unwrap()],
+    );
+    let mut ca = CtlClient::connect(&a_sock);
+    let mut cb = CtlClient::connect(&b_sock);
+    let mut cc = CtlClient::connect(&c_sock);
+    for ctl in [&mut ca, &mut cb, &mut cc] {
+        ctl.ok(json!({"cmd": "subscribe"}));
+    }
+    // A -> B.
+    let a1 = call_id(&ca.ok(json!({"cmd": "dial", "to": b.sip_uri("b"), "play": tone})));
+    ca.wait_call(&a1, "connected", WAIT);
+    let b1 = call_id(&cb.wait_event(|e| e["event"] == "call" && e["state"] == "connected", WAIT));
+    // B -> C (the consultation call; B holds A meanwhile, as a phone would).
+    cb.ok(json!({"cmd": "hold", "call": b1}));
+    cb.wait_call(&b1, "hold", WAIT);
+    let b2 = call_id(&cb.ok(json!({"cmd": "dial", "to": c.sip_uri("c")})));
+    cb.wait_call(&b2, "connected", WAIT);
+    let c1 = call_id(&cc.wait_event(|e| e["event"] == "call" && e["state"] == "connected", WAIT));
+    // Transfer A to C in place of B.
+    assert_eq!(
+        cb.error(json!({"cmd": "transfer", "call": b1, "with": b1})),
+        format!("call {b1}: a call cannot be transferred to itself")
+    );
+    cb.ok(json!({"cmd": "transfer", "call": b1, "with": b2}));
+    let t = ca.wait_event(
+        |e| e["event"] == "transfer" && e["call"] == a1.as_str() && e["state"] == "transferring",
+        WAIT,
+    );
+    let a2 = call_id(&json!({"call": t["new_call"]}));
+    ca.wait_call(&a2, "connected", WAIT);
+    // C: the new call comes in and is taken at once; the call with B ends.
+    let c2 = call_id(&cc.wait_event(
+        |e| e["event"] == "call" && e["state"] == "incoming" && e["call"] != c1.as_str(),
+        WAIT,
+    ));
+    cc.wait_call(&c2, "connected", WAIT);
+    cc.wait_call(&c1, "hanguplocal", WAIT);
+    cb.wait_call(&b2, "hangupremote", WAIT);
+    cb.wait_event(
+        |e| e["event"] == "transfer" && e["call"] == b1.as_str() && e["state"] == "done",
+        WAIT,
+    );
+    cb.wait_call(&b1, "hanguplocal", WAIT);
+    ca.wait_call(&a1, "hangupremote", WAIT);
+    std::thread::sleep(Duration::from_secs(2));
+    ca.ok(json!({"cmd": "hangup", "call": a2}));
+    cc.wait_call(&c2, "hangupremote", WAIT);
+    a.stop();
+    b.stop();
+    c.stop();
+    let a_trace = a.stderr();
+    assert!(
+        a_trace.contains("\nReplaces: "),
+        "A's INVITE carries Replaces"
+    );
+    // C's recording of the call with A (the second file: named after A's call).
+    let files: Vec<_> = std::fs::read_dir(&rec)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(&format!("-{c2}.wav")))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let (rate, heard) = read_wav_mono(&files[0]).unwrap();
+    let body = &heard[(rate as usize / 2).min(heard.len())..];
+    let cov = tone_coverage(body, rate, 700.0, 0.5, 100);
+    assert!(cov > 0.8, "C hears A's tone: coverage {cov:.2}");
 }

@@ -82,8 +82,13 @@ pub enum Verb {
         on: bool,
         path: Option<PathBuf>,
     },
-    /// Blind transfer: the call's peer is asked to call `to`.
-    Transfer { call: CallId, to: String },
+    /// Transfer: the call's peer is asked to call `to` (blind), or to take the place of our
+    /// call `with` (attended).
+    Transfer {
+        call: CallId,
+        to: Option<String>,
+        with: Option<CallId>,
+    },
     /// Turn noise suppression of a call's microphone on or off.
     Denoise { call: CallId, on: bool },
     /// Accounts with their registration state, calls, listen address.
@@ -221,13 +226,18 @@ fn parse_verb(cmd: &str, obj: Map<String, Value>) -> Result<Verb, String> {
             }
         }
         "transfer" => {
-            args.allowed = &["call", "to"];
+            args.allowed = &["call", "to", "with"];
             let call = args.required_call()?;
-            let to = args.string("to")?.ok_or_else(|| {
-                "transfer needs `to` (a SIP URI, user@host, or a number at the call's account)"
-                    .to_string()
-            })?;
-            Verb::Transfer { call, to }
+            let to = args.string("to")?;
+            let with = args.call_named("with")?;
+            if to.is_some() == with.is_some() {
+                return Err(
+                    "transfer needs either `to` (a SIP URI, user@host, or a number at the \
+                            call's account) or `with` (another call id, for an attended transfer)"
+                        .into(),
+                );
+            }
+            Verb::Transfer { call, to, with }
         }
         "denoise" => {
             args.allowed = &["call", "on"];
@@ -295,6 +305,17 @@ impl Args<'_> {
                 "`call` must be a string like \"c3\", not {}",
                 kind(&other)
             )),
+        }
+    }
+
+    /// A call id under another key than `call` (e.g. `with`).
+    fn call_named(&mut self, name: &str) -> Result<Option<CallId>, String> {
+        match self.string(name)? {
+            None => Ok(None),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("`{name}` must be a call id like \"c3\", not {s:?}")),
         }
     }
 

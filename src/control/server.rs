@@ -492,12 +492,15 @@ impl Shared {
                     })
                     .map_err(|e| self.explain(e, "record", Some("connected")))
             }
-            Verb::Transfer { call, to } => self
-                .handle
-                .transfer(call, &to)
-                .await
-                .map(|()| vec![("call", json(&call))])
-                .map_err(|e| self.explain(e, "transfer", Some("connected"))),
+            Verb::Transfer { call, to, with } => {
+                let res = match (to, with) {
+                    (_, Some(with)) => self.handle.transfer_to_call(call, with).await,
+                    (Some(to), None) => self.handle.transfer(call, &to).await,
+                    (None, None) => unreachable!("the parser wants `to` or `with`"),
+                };
+                res.map(|()| vec![("call", json(&call))])
+                    .map_err(|e| self.explain(e, "transfer", Some("connected")))
+            }
             Verb::Denoise { call, on } => self
                 .handle
                 .set_noise_suppression(call, on)

@@ -129,6 +129,8 @@ pub(crate) struct EngineActor {
     ringer: Ringer,
     /// REFERs we accepted, whose calls are still to be placed: (call transferred, Refer-To).
     transfers: Vec<(CallRef, String)>,
+    /// Incoming calls that replace one of ours (RFC 3891), still to be answered: (new, old).
+    replacements: Vec<(CallRef, CallRef)>,
 }
 
 impl EngineActor {
@@ -158,6 +160,7 @@ impl EngineActor {
             udp_keepalives: Vec::new(),
             ringer: Ringer::new(),
             transfers: Vec::new(),
+            replacements: Vec::new(),
             cfg,
             socket,
             local_addr,
@@ -548,8 +551,13 @@ impl EngineActor {
                 let res = self.record(call, on, path);
                 let _ = reply.send(res);
             }
-            Command::Transfer { call, to, reply } => {
-                let res = self.transfer(now, call, &to);
+            Command::Transfer {
+                call,
+                to,
+                with,
+                reply,
+            } => {
+                let res = self.transfer(now, call, &to, with);
                 let _ = reply.send(res);
             }
             Command::Mute { call, on, reply } => {
@@ -974,13 +982,50 @@ impl EngineActor {
         }
     }
 
-    /// Ask the peer of `call` to call `to` instead (blind transfer).
-    fn transfer(&mut self, now: Instant, call: CallId, to: &str) -> Result<(), CommandError> {
+    /// Ask the peer of `call` to call `to` instead (blind transfer), or to take the place of
+    /// our call `with` (attended: Refer-To with Replaces).
+    fn transfer(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        to: &str,
+        with: Option<CallId>,
+    ) -> Result<(), CommandError> {
         let Some(c) = self.calls.get(&call.0) else {
             return Err(CommandError::NoSuchCall(call));
         };
         if !is_up(c.state) {
             return Err(CommandError::WrongState(call));
+        }
+        if let Some(other) = with {
+            let Some(o) = self.calls.get(&other.0) else {
+                return Err(CommandError::NoSuchCall(other));
+            };
+            if other == call {
+                return Err(CommandError::NotApplicable {
+                    call,
+                    reason: "a call cannot be transferred to itself".into(),
+                });
+            }
+            if !is_up(o.state) {
+                return Err(CommandError::WrongState(other));
+            }
+            let target = self
+                .ua
+                .replaces_target(other.0)
+                .ok_or(CommandError::WrongState(other))?;
+            self.ua
+                .refer(now, call.0, &target)
+                .map_err(|_| CommandError::WrongState(call))?;
+            let shown = target.split('?').next().unwrap_or_default().to_string();
+            self.emit(Event::Transfer {
+                call,
+                state: "requested",
+                to: Some(shown),
+                code: None,
+                new_call: Some(other),
+            });
+            return Ok(());
         }
         // A bare number is at the call's account's domain, as when dialing.
         let account = c
@@ -1064,6 +1109,35 @@ impl EngineActor {
                 });
             }
         }
+    }
+
+    /// Answer `new` in place of `old` (Replaces): with `old`'s audio (a recording goes on in a
+    /// new file named like the first), then end `old`.
+    async fn replace_call(&mut self, new: CallRef, old: CallRef) {
+        let now = Instant::now();
+        let (Some(o), Some(n)) = (self.calls.get(&old), self.calls.get(&new)) else {
+            return;
+        };
+        let mut audio = o.audio.clone();
+        let old_id = o.id;
+        if let AudioSinkSpec::File(path) = &audio.sink {
+            let dir = path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .to_path_buf();
+            audio.sink = AudioSinkSpec::File(super::recording::recording_path(
+                &dir,
+                &n.peer,
+                n.id,
+                std::time::SystemTime::now(),
+            ));
+        }
+        info!(call = %CallId(new), replaces = %old_id, "answering a call that replaces another");
+        if let Err(e) = self.answer(now, CallId(new), audio).await {
+            self.warn(Some(CallId(new)), format!("cannot take over {old_id}: {e}"));
+            return;
+        }
+        let _ = self.ua.hangup(now, old);
     }
 
     /// Put every call but `call` that is talking (up, not held by us) on hold.
@@ -1174,6 +1248,12 @@ impl EngineActor {
                 call,
                 reason: "a re-INVITE is already in progress; try again when it is answered".into(),
             });
+        }
+        if !self.ua.is_confirmed(call.0) {
+            // Answered a moment ago, the ACK still on its way: the re-INVITE goes after it.
+            c.session.offered_hold = hold;
+            c.session.retry_at = Some(now + Duration::from_millis(100));
+            return Ok(());
         }
         let Some(local) = c.local_media.as_mut() else {
             return Err(CommandError::WrongState(call));
@@ -1397,6 +1477,10 @@ impl EngineActor {
                 progressed = true;
                 self.place_transfer_call(old, &refer_to).await;
             }
+            for (new, old) in std::mem::take(&mut self.replacements) {
+                progressed = true;
+                self.replace_call(new, old).await;
+            }
             if !progressed {
                 break;
             }
@@ -1413,6 +1497,7 @@ impl EngineActor {
                 offer,
                 local,
                 registration,
+                replaces,
             } => {
                 let peer = from.uri.to_string();
                 let account = registration
@@ -1457,7 +1542,8 @@ impl EngineActor {
                     .values()
                     .filter(|c| c.id.0 != call && !c.state.is_final())
                     .count();
-                if others >= self.cfg.max_calls {
+                // A call that replaces one of ours adds none.
+                if others >= self.cfg.max_calls && replaces.is_none() {
                     // As many calls as we take: the caller hears busy; the user sees it came.
                     info!(call, others, "busy: turning the call away");
                     self.emit(Event::Call {
@@ -1469,6 +1555,20 @@ impl EngineActor {
                         reason: None,
                     });
                     let _ = self.ua.reject(now, call, 486);
+                    return;
+                }
+                if let Some(old) = replaces {
+                    // The last step of an attended transfer: this call takes the place of
+                    // `old` (same audio), which ends. No ringing: it was answered already.
+                    self.emit(Event::Call {
+                        call: CallId(call),
+                        state: CallState::Incoming,
+                        peer,
+                        account,
+                        code: None,
+                        reason: None,
+                    });
+                    self.replacements.push((call, old));
                     return;
                 }
                 let _ = self.ua.ringing(now, call);

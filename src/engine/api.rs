@@ -156,11 +156,13 @@ pub enum Command {
         path: Option<PathBuf>,
         reply: Reply<PathBuf>,
     },
-    /// Blind transfer (RFC 3515): ask the peer of a connected call to call `to` instead; the
-    /// call ends once the peer reports the new call answered.
+    /// Transfer (RFC 3515): ask the peer of a connected call to call `to` instead (blind), or,
+    /// with `with`, to take the place of that other call of ours (attended, RFC 3891
+    /// Replaces; `to` is then ignored); `call` ends once the peer reports the new call answered.
     Transfer {
         call: CallId,
         to: String,
+        with: Option<CallId>,
         reply: Reply<()>,
     },
     /// Mute or unmute a call's outgoing audio (silence is sent while muted).

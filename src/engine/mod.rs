@@ -340,6 +340,18 @@ impl EngineHandle {
         self.request(|reply| Command::Transfer {
             call,
             to: to.to_string(),
+            with: None,
+            reply,
+        })
+        .await
+    }
+
+    /// Attended transfer: the peer of `call` takes the place of our call `with`.
+    pub async fn transfer_to_call(&self, call: CallId, with: CallId) -> Result<(), CommandError> {
+        self.request(|reply| Command::Transfer {
+            call,
+            to: String::new(),
+            with: Some(with),
             reply,
         })
         .await

@@ -90,6 +90,9 @@ pub enum UaEvent {
         /// The registration (account) the call is for: its To is the account's address of
         /// record, or its Request-URI the Contact the account registered. `None`: a direct call.
         registration: Option<RegRef>,
+        /// The call this one replaces (a Replaces header naming one of our confirmed dialogs,
+        /// RFC 3891: the last step of an attended transfer).
+        replaces: Option<CallRef>,
     },
     /// The far end is ringing or sent early media (18x).
     Progress {
@@ -797,6 +800,14 @@ impl UserAgent {
         Ok(())
     }
 
+    /// True once the call is confirmed (our 2xx was ACKed, or we ACKed theirs): the time from
+    /// which re-INVITEs, REFERs and INFOs may go (RFC 3261 §14.1, RFC 5407 §3.1.5).
+    pub fn is_confirmed(&self, call: CallRef) -> bool {
+        self.calls
+            .get(&call)
+            .is_some_and(|c| matches!(c.phase, Phase::Confirmed))
+    }
+
     /// The SDP we last sent on `call`.
     pub fn local_sdp(&self, call: CallRef) -> Option<&[u8]> {
         self.calls.get(&call).map(|c| c.local_sdp.as_slice())
@@ -1257,6 +1268,18 @@ impl UserAgent {
             let _ = self.txn.send_response(now, &key, resp);
             return;
         }
+        // Replaces (RFC 3891 §3): it must name a dialog of ours that is up, else 481.
+        let replaces = match req.headers.get(&HeaderName::REPLACES) {
+            None => None,
+            Some(value) => match self.find_replaced(value) {
+                Some(call) => Some(call),
+                None => {
+                    let resp = response_to(&req, 481, None, None);
+                    let _ = self.txn.send_response(now, &key, resp);
+                    return;
+                }
+            },
+        };
         let id = self.alloc_call();
         let local_tag = random_token(&mut self.rng, 16);
         self.by_invite_branch.insert(key.branch.clone(), id);
@@ -1293,7 +1316,68 @@ impl UserAgent {
             offer,
             local,
             registration,
+            replaces,
         });
+    }
+
+    /// The confirmed call a Replaces value (`call-id;to-tag=ours;from-tag=theirs`) names.
+    fn find_replaced(&self, value: &str) -> Option<CallRef> {
+        let mut parts = value.split(';');
+        let call_id = parts.next()?.trim();
+        let (mut to_tag, mut from_tag) = (None, None);
+        for p in parts {
+            match p.trim().split_once('=') {
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("to-tag") => to_tag = Some(v.trim()),
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("from-tag") => {
+                    from_tag = Some(v.trim())
+                }
+                _ => {}
+            }
+        }
+        let (to_tag, from_tag) = (to_tag?, from_tag?);
+        self.calls
+            .iter()
+            .find(|(_, c)| {
+                matches!(c.phase, Phase::Confirmed)
+                    && c.dialog.as_ref().is_some_and(|d| {
+                        d.id.call_id == call_id
+                            && d.id.local_tag == to_tag
+                            && d.id.remote_tag == from_tag
+                    })
+            })
+            .map(|(&id, _)| id)
+    }
+
+    /// Where an attended transfer sends the other party to reach this call's peer: the
+    /// peer's target URI with a Replaces header naming this dialog from the peer's side
+    /// (`?Replaces=call-id%3Bto-tag%3D<theirs>%3Bfrom-tag%3D<ours>`, RFC 3891 §7).
+    pub fn replaces_target(&self, call: CallRef) -> Option<String> {
+        let d = self.calls.get(&call)?.dialog.as_ref()?;
+        let replaces = format!(
+            "{};to-tag={};from-tag={}",
+            d.id.call_id, d.id.remote_tag, d.id.local_tag
+        );
+        let escaped: String = replaces
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z'
+                | b'a'..=b'z'
+                | b'0'..=b'9'
+                | b'-'
+                | b'_'
+                | b'.'
+                | b'!'
+                | b'~'
+                | b'*'
+                | b'\''
+                | b'('
+                | b')' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let mut target = d.remote_target.clone();
+        target.headers.clear();
+        Some(format!("{target}?Replaces={escaped}"))
     }
 
     fn on_reinvite(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
@@ -2477,5 +2561,54 @@ mod tests {
             .any(|e| matches!(e, UaEvent::ReferAnswered { code: 603, .. })));
         assert_eq!(p.a.call_count(), 1);
         assert_eq!(p.b.call_count(), 1);
+    }
+
+    #[test]
+    fn replaces_names_a_confirmed_dialog_or_gets_481() {
+        let mut p = Pair::new();
+        let (a_call, b_call) = established(&mut p);
+        let target = p.a.replaces_target(a_call).unwrap();
+        let (uri, escaped) = target.split_once("?Replaces=").unwrap();
+        assert!(uri.starts_with("sip:bob@"), "{target}");
+        let mut value = String::new();
+        let mut rest = escaped;
+        while let Some(i) = rest.find('%') {
+            value.push_str(&rest[..i]);
+            value.push(u8::from_str_radix(&rest[i + 1..i + 3], 16).unwrap() as char);
+            rest = &rest[i + 3..];
+        }
+        value.push_str(rest);
+        for (replaces, want) in [
+            (value.clone(), Some(b_call)),
+            ("nope;to-tag=x;from-tag=y".to_string(), None),
+        ] {
+            let identity = CallIdentity {
+                extra_headers: vec![(HeaderName::REPLACES, replaces)],
+                ..CallIdentity::default()
+            };
+            p.b_events.clear();
+            let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+            let now = p.now;
+            p.a.invite_as(
+                now,
+                target,
+                Pair::addr(B),
+                Pair::addr(A),
+                b"v=0\r\n".to_vec(),
+                identity,
+            );
+            p.pump();
+            let got = p.b_events.iter().find_map(|e| match e {
+                UaEvent::Incoming { replaces, .. } => Some(*replaces),
+                _ => None,
+            });
+            match want {
+                Some(call) => assert_eq!(got, Some(Some(call))),
+                None => {
+                    assert_eq!(got, None, "no call for an unknown dialog");
+                    assert!(p.wire.iter().any(|w| w.contains("481")), "{:?}", p.wire);
+                }
+            }
+        }
     }
 }
