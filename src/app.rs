@@ -378,6 +378,10 @@ async fn run_ctl(args: CtlArgs) -> i32 {
                     opt("with", with.map(Into::into)),
                 ],
             ),
+            CtlVerb::Join { call, with } => (
+                "join",
+                vec![Some(("call", call.into())), Some(("with", with.into()))],
+            ),
             CtlVerb::Denoise { call, state } => (
                 "denoise",
                 vec![

@@ -181,9 +181,9 @@ fn ctl_drives_a_running_instance() {
     let out = ctl(&sock, &["hold", &call]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(response(&out)["error"], format!("no such call: {call}"));
-    let out = ctl(&sock, &["join", &call]);
+    let out = ctl(&sock, &["register", &call]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(response(&out)["error"], "not supported yet: join");
+    assert_eq!(response(&out)["error"], "not supported yet: register");
     let out = ctl(&sock, &["dtmf", &call, "x"]);
     assert_eq!(out.status.code(), Some(1));
     let out = ctl(&sock, &["frobnicate"]);

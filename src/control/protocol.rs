@@ -29,6 +29,7 @@ pub const SUPPORTED_VERBS: &[&str] = &[
     "mute",
     "record",
     "transfer",
+    "join",
     "denoise",
     "status",
     "calls",
@@ -39,7 +40,7 @@ pub const SUPPORTED_VERBS: &[&str] = &[
 
 /// Verbs of the phone-call-handler set that the engine cannot do yet: they answer
 /// `not supported yet: VERB` and are absent from `supports`.
-pub const UNSUPPORTED_VERBS: &[&str] = &["join", "register", "deregister"];
+pub const UNSUPPORTED_VERBS: &[&str] = &["register", "deregister"];
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,6 +90,8 @@ pub enum Verb {
         to: Option<String>,
         with: Option<CallId>,
     },
+    /// Local conference of `call` and `with`.
+    Join { call: CallId, with: CallId },
     /// Turn noise suppression of a call's microphone on or off.
     Denoise { call: CallId, on: bool },
     /// Accounts with their registration state, calls, listen address.
@@ -238,6 +241,14 @@ fn parse_verb(cmd: &str, obj: Map<String, Value>) -> Result<Verb, String> {
                 );
             }
             Verb::Transfer { call, to, with }
+        }
+        "join" => {
+            args.allowed = &["call", "with"];
+            let call = args.required_call()?;
+            let with = args
+                .call_named("with")?
+                .ok_or_else(|| "join needs `with` (the other call's id)".to_string())?;
+            Verb::Join { call, with }
         }
         "denoise" => {
             args.allowed = &["call", "on"];

@@ -501,6 +501,12 @@ impl Shared {
                 res.map(|()| vec![("call", json(&call))])
                     .map_err(|e| self.explain(e, "transfer", Some("connected")))
             }
+            Verb::Join { call, with } => self
+                .handle
+                .join(call, with)
+                .await
+                .map(|()| vec![("calls", json(&[call, with]))])
+                .map_err(|e| self.explain(e, "join", Some("connected"))),
             Verb::Denoise { call, on } => self
                 .handle
                 .set_noise_suppression(call, on)

@@ -166,6 +166,7 @@ impl Tracker {
             | Event::Recording { .. }
             | Event::Recorded { .. }
             | Event::Transfer { .. }
+            | Event::Conference { .. }
             | Event::Warning { .. }
             | Event::Control { .. } => {}
         }

@@ -95,6 +95,56 @@ struct SessionState {
     negotiated: Option<Negotiated>,
 }
 
+/// Calls that hear each other: each call sends its own source plus what the others' peers
+/// say, converted to its codec's rate.
+#[derive(Default)]
+struct Conference {
+    members: Vec<CallRef>,
+    /// (from, to) → a converter from one member's rate to another's.
+    converters: BTreeMap<(CallRef, CallRef), crate::media::pipeline::FrameResampler>,
+}
+
+impl Conference {
+    /// What each member must add to what it sends this tick: the sum of the other members'
+    /// peers, each converted to this member's rate.
+    fn mixes(&mut self, calls: &BTreeMap<CallRef, Call>) -> BTreeMap<CallRef, Vec<i16>> {
+        let mut out = BTreeMap::new();
+        let mut tmp = Vec::new();
+        for &to in &self.members {
+            let Some(dst) = calls.get(&to).and_then(|c| c.media.as_ref()) else {
+                continue;
+            };
+            let n = (dst.rate() / 50).max(1) as usize; // the frame at this member's rate
+            let n = n.max(dst.heard().len());
+            let mut sum = vec![0i32; n];
+            for &from in self.members.iter().filter(|&&f| f != to) {
+                let Some(src) = calls.get(&from).and_then(|c| c.media.as_ref()) else {
+                    continue;
+                };
+                if src.heard().is_empty() {
+                    continue;
+                }
+                let conv = self.converters.entry((from, to)).or_insert_with(|| {
+                    crate::media::pipeline::FrameResampler::new(src.rate(), dst.rate())
+                });
+                tmp.clear();
+                tmp.resize(n, 0);
+                conv.process(src.heard(), &mut tmp);
+                for (s, v) in sum.iter_mut().zip(&tmp) {
+                    *s += i32::from(*v);
+                }
+            }
+            out.insert(
+                to,
+                sum.iter()
+                    .map(|v| (*v).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16)
+                    .collect(),
+            );
+        }
+        out
+    }
+}
+
 /// A call's media, opened on the blocking pool.
 type MediaStart = Result<(CallMedia, Vec<String>), String>;
 
@@ -131,6 +181,8 @@ pub(crate) struct EngineActor {
     transfers: Vec<(CallRef, String)>,
     /// Incoming calls that replace one of ours (RFC 3891), still to be answered: (new, old).
     replacements: Vec<(CallRef, CallRef)>,
+    /// Local conferences: the calls that hear each other.
+    conferences: Vec<Conference>,
 }
 
 impl EngineActor {
@@ -161,6 +213,7 @@ impl EngineActor {
             ringer: Ringer::new(),
             transfers: Vec::new(),
             replacements: Vec::new(),
+            conferences: Vec::new(),
             cfg,
             socket,
             local_addr,
@@ -560,6 +613,10 @@ impl EngineActor {
                 let res = self.transfer(now, call, &to, with);
                 let _ = reply.send(res);
             }
+            Command::Join { call, with, reply } => {
+                let res = self.join(now, call, with);
+                let _ = reply.send(res);
+            }
             Command::Mute { call, on, reply } => {
                 let res = match self.calls.get_mut(&call.0) {
                     Some(c) if is_up(c.state) => {
@@ -949,11 +1006,24 @@ impl EngineActor {
         }
         let mut warnings = Vec::new();
         let mut events = Vec::new();
+        // Every call plays what its peer sent; then each sends its source, plus, in a
+        // conference, what the other members' peers said.
         for c in self.calls.values_mut() {
+            if let Some(media) = c.media.as_mut() {
+                if let Some(w) = media.tick_playout(now) {
+                    warnings.push((c.id, w));
+                }
+            }
+        }
+        let mut mixes = BTreeMap::new();
+        for conf in &mut self.conferences {
+            mixes.extend(conf.mixes(&self.calls));
+        }
+        for (id, c) in self.calls.iter_mut() {
             let Some(media) = c.media.as_mut() else {
                 continue;
             };
-            if let Some(w) = media.tick(now) {
+            if let Some(w) = media.tick_send(now, mixes.get(id).map(Vec::as_slice)) {
                 warnings.push((c.id, w));
             }
             while let Some(digit) = media.poll_dtmf() {
@@ -1138,6 +1208,70 @@ impl EngineActor {
             return;
         }
         let _ = self.ua.hangup(now, old);
+    }
+
+    /// Join `call` and `with` (and their conferences) into one local conference; a call we
+    /// hold is taken off hold.
+    fn join(&mut self, now: Instant, call: CallId, with: CallId) -> Result<(), CommandError> {
+        for id in [call, with] {
+            match self.calls.get(&id.0) {
+                None => return Err(CommandError::NoSuchCall(id)),
+                Some(c) if !is_up(c.state) => return Err(CommandError::WrongState(id)),
+                Some(_) => {}
+            }
+        }
+        if call == with {
+            return Err(CommandError::NotApplicable {
+                call,
+                reason: "a call cannot be joined with itself".into(),
+            });
+        }
+        for id in [call, with] {
+            if self.calls.get(&id.0).is_some_and(|c| c.session.local_hold) {
+                self.reoffer(now, id, false)?;
+            }
+        }
+        // Merge the conferences either call is in (or make one).
+        let mut members: Vec<CallRef> = vec![call.0, with.0];
+        self.conferences.retain(|conf| {
+            if conf.members.contains(&call.0) || conf.members.contains(&with.0) {
+                members.extend(&conf.members);
+                false
+            } else {
+                true
+            }
+        });
+        members.sort_unstable();
+        members.dedup();
+        let calls = members.iter().map(|&m| CallId(m)).collect();
+        self.conferences.push(Conference {
+            members,
+            ..Conference::default()
+        });
+        self.emit(Event::Conference { calls });
+        Ok(())
+    }
+
+    /// A call ended: it leaves its conference (which ends when one call is left).
+    fn leave_conference(&mut self, call: CallRef) {
+        let Some(i) = self
+            .conferences
+            .iter()
+            .position(|c| c.members.contains(&call))
+        else {
+            return;
+        };
+        let conf = &mut self.conferences[i];
+        conf.members.retain(|&m| m != call);
+        conf.converters
+            .retain(|&(from, to), _| from != call && to != call);
+        let calls = if conf.members.len() < 2 {
+            self.conferences.remove(i);
+            Vec::new()
+        } else {
+            conf.members.iter().map(|&m| CallId(m)).collect()
+        };
+        self.emit(Event::Conference { calls });
     }
 
     /// Put every call but `call` that is talking (up, not held by us) on hold.
@@ -1807,6 +1941,7 @@ impl EngineActor {
     /// Stop a call's media. Closing a sink is blocking work (a WAV header rewrite, a device
     /// draining its tail), so it runs on the blocking pool; shutdown waits for it.
     fn finish_media(&mut self, mut call: Call) {
+        self.leave_conference(call.id.0);
         if let Some(task) = call.rtp_task.take() {
             task.abort();
         }

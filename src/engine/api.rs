@@ -165,6 +165,13 @@ pub enum Command {
         with: Option<CallId>,
         reply: Reply<()>,
     },
+    /// Local conference: `call` and `with` (and any call already conferenced with either)
+    /// hear each other and us; a held one is resumed.
+    Join {
+        call: CallId,
+        with: CallId,
+        reply: Reply<()>,
+    },
     /// Mute or unmute a call's outgoing audio (silence is sent while muted).
     Mute {
         call: CallId,
@@ -367,6 +374,8 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         new_call: Option<CallId>,
     },
+    /// The calls of a local conference, now (after a join, or when one of them ended).
+    Conference { calls: Vec<CallId> },
     /// A recording is complete (stopped, or its call ended): the file is final.
     Recorded { call: CallId, path: PathBuf },
     /// A recording file was opened for a call.

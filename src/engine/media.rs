@@ -284,9 +284,11 @@ impl CallMedia {
         Ok((media, warnings))
     }
 
-    /// One media clock tick (ptime): capture → RTP out; jitter buffer → playout → sink.
-    /// Returns a warning the first time the sink fails.
-    pub(crate) fn tick(&mut self, now: Instant) -> Option<String> {
+    /// One media clock tick (ptime) comes in two halves, so that a conference can mix between
+    /// calls: this first one decodes the frame the peer sent (jitter buffer, concealment) and
+    /// plays it; its samples are then [`CallMedia::heard`] until the next tick. The first
+    /// failure of the sink comes back as a warning. [`CallMedia::tick_send`] is the second.
+    pub(crate) fn tick_playout(&mut self, now: Instant) -> Option<String> {
         let mut warning = None;
         // Playout first, so that echo sends back this tick's audio.
         self.playout.clear();
@@ -301,6 +303,23 @@ impl CallMedia {
                 warning = Some(format!("audio output failed, discarding from now on: {e}"));
             }
         }
+        warning
+    }
+
+    /// What this tick's playout holds (the peer's audio at the codec's rate).
+    pub(crate) fn heard(&self) -> &[i16] {
+        &self.playout
+    }
+
+    /// The codec's audio rate.
+    pub(crate) fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// The second half of a tick: the source is read (plus `mix`, the other parties of a
+    /// conference at this call's rate), recorded, encoded and sent.
+    pub(crate) fn tick_send(&mut self, now: Instant, mix: Option<&[i16]>) -> Option<String> {
+        let mut warning = None;
         let n = self.capture.len();
         match &mut self.source {
             Source::Echo => {
@@ -330,6 +349,11 @@ impl CallMedia {
         }
         if self.muted {
             self.capture.fill(0);
+        }
+        if let Some(mix) = mix {
+            for (s, m) in self.capture.iter_mut().zip(mix) {
+                *s = s.saturating_add(*m);
+            }
         }
         self.rx_level.add(&self.playout);
         self.tx_level.add(&self.capture);

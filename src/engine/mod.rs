@@ -357,6 +357,12 @@ impl EngineHandle {
         .await
     }
 
+    /// Join two calls into a local conference.
+    pub async fn join(&self, call: CallId, with: CallId) -> Result<(), CommandError> {
+        self.request(|reply| Command::Join { call, with, reply })
+            .await
+    }
+
     /// Put a connected call on hold.
     pub async fn hold(&self, call: CallId) -> Result<(), CommandError> {
         self.request(|reply| Command::Hold { call, reply }).await

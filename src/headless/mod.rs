@@ -119,6 +119,11 @@ pub fn human(event: &Event) -> String {
             }
             s
         }
+        Event::Conference { calls } if calls.is_empty() => "conference ended".to_string(),
+        Event::Conference { calls } => {
+            let names: Vec<String> = calls.iter().map(ToString::to_string).collect();
+            format!("conference {}", names.join(" "))
+        }
         Event::Recorded { call, path } => format!("{call} recorded {}", path.display()),
         Event::Recording { call, path } => format!("{call} recording to {}", path.display()),
         Event::Warning {
