@@ -530,8 +530,8 @@ mod tests {
         assert_eq!(e.id, Some(json!(9)));
         assert_eq!(e.error, "unknown verb: foo");
         assert_eq!(
-            err(r#"{"cmd":"join","call":"c1"}"#),
-            "not supported yet: join"
+            err(r#"{"cmd":"register","call":"c1"}"#),
+            "not supported yet: register"
         );
         assert_eq!(
             err(r#"{"cmd":"dial","to":5}"#),

@@ -29,7 +29,71 @@ use crate::sip::transport::Transport;
 use crate::sip::txn::{new_branch, TimerConfig, Transmit, TxnEvent, TxnKey, TxnLayer};
 
 /// Methods we answer (Allow header).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE";
+/// The extensions we support (RFC 4028 session timers, RFC 3891 Replaces).
+pub const SUPPORTED: &str = "timer, replaces";
+/// The shortest session interval we accept (RFC 4028 §4: at least 90 s).
+const MIN_SE: u32 = 90;
+
+/// A session timer (RFC 4028) on a confirmed call: who refreshes, how often, and when the
+/// next thing is due (our refresh, or the end of a session the peer stopped refreshing).
+#[derive(Debug, Clone, Copy)]
+struct SessionTimer {
+    interval: Duration,
+    we_refresh: bool,
+    due: Instant,
+}
+
+impl SessionTimer {
+    fn new(now: Instant, interval_s: u32, we_refresh: bool) -> SessionTimer {
+        let mut t = SessionTimer {
+            interval: Duration::from_secs(u64::from(interval_s.max(MIN_SE))),
+            we_refresh,
+            due: now,
+        };
+        t.restart(now);
+        t
+    }
+
+    /// The session was just refreshed: the refresher acts at half the interval (§7.2); the
+    /// other side gives up at the interval less min(32 s, a third) (§10).
+    fn restart(&mut self, now: Instant) {
+        self.due = if self.we_refresh {
+            now + self.interval / 2
+        } else {
+            now + self.interval - (self.interval / 3).min(Duration::from_secs(32))
+        };
+    }
+}
+
+/// Session-Expires (and Require: timer when the peer refreshes) on a 2xx we send in a call
+/// with a session timer: the refresher named from the request's side (`uac`: the peer).
+fn push_session_expires(resp: &mut Response, timer: Option<&SessionTimer>) {
+    if let Some(t) = timer {
+        let refresher = if t.we_refresh { "uas" } else { "uac" };
+        resp.headers.push(
+            HeaderName::SESSION_EXPIRES,
+            format!("{};refresher={refresher}", t.interval.as_secs()),
+        );
+        if !t.we_refresh {
+            resp.headers.push(HeaderName::REQUIRE, "timer");
+        }
+    }
+}
+
+/// `Session-Expires: 90;refresher=uac` → (90, Some("uac")).
+fn session_expires(headers: &crate::sip::msg::Headers) -> Option<(u32, Option<String>)> {
+    let value = headers.get(&HeaderName::SESSION_EXPIRES)?;
+    let mut parts = value.split(';');
+    let delta = parts.next()?.trim().parse().ok()?;
+    let refresher = parts.find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("refresher")
+            .then(|| v.trim().to_ascii_lowercase())
+    });
+    Some((delta, refresher))
+}
 
 /// Settings of the user agent.
 #[derive(Debug, Clone)]
@@ -228,6 +292,8 @@ struct Call {
     reoffer: Option<(TxnKey, Request, SocketAddr)>,
     /// A REFER from the peer waiting for the engine's decision.
     refer: Option<(TxnKey, Request, SocketAddr)>,
+    /// RFC 4028 session timer, when the call has one.
+    timer: Option<SessionTimer>,
 }
 
 /// Who places a call: the account's address of record and credentials (default: the local
@@ -273,6 +339,8 @@ pub struct UserAgent {
     pending: HashSet<TxnKey>,
     /// In-dialog requests we sent (BYE, re-INVITE) by transaction, for 401/407 and 2xx.
     in_dialog: HashMap<TxnKey, OutRequest>,
+    /// Our re-INVITEs that only refresh the session (RFC 4028): their answers stay here.
+    refreshes: HashSet<TxnKey>,
     /// Registrations, each with the address its REGISTERs go to.
     registrations: BTreeMap<RegRef, (Registration, SocketAddr)>,
     /// REGISTER transactions in flight → their registration.
@@ -294,6 +362,7 @@ impl UserAgent {
             transmits: VecDeque::new(),
             pending: HashSet::new(),
             in_dialog: HashMap::new(),
+            refreshes: HashSet::new(),
             registrations: BTreeMap::new(),
             reg_keys: HashMap::new(),
             next_reg: 1,
@@ -390,6 +459,11 @@ impl UserAgent {
             } => Some(report_by),
             _ => c.ok_retransmit.as_ref().map(|r| r.next.min(r.give_up)),
         });
+        let timers = self.calls.values().filter_map(|c| match c.phase {
+            Phase::Confirmed => c.timer.map(|t| t.due),
+            _ => None,
+        });
+        let ours = ours.chain(timers);
         let regs = self
             .registrations
             .values()
@@ -517,6 +591,23 @@ impl UserAgent {
             // No ACK for our 2xx within 64·T1: RFC 3261 §13.3.1.4 says end the session with BYE.
             self.terminate(now, id, ByeReport::Now(EndCause::Timeout));
         }
+        let due: Vec<(CallRef, bool)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| matches!(c.phase, Phase::Confirmed))
+            .filter_map(|(&id, c)| c.timer.filter(|t| t.due <= now).map(|t| (id, t.we_refresh)))
+            .collect();
+        for (id, we_refresh) in due {
+            if we_refresh {
+                self.refresh_session(now, id);
+            } else {
+                // RFC 4028 §10: the refresher let the session lapse.
+                let cause = EndCause::Failed(
+                    "the session expired: the peer did not refresh it (RFC 4028)".into(),
+                );
+                self.terminate(now, id, ByeReport::Now(cause));
+            }
+        }
         self.drain_txn(now, None);
     }
 
@@ -580,6 +671,7 @@ impl UserAgent {
         );
         h.push(HeaderName::CONTACT, NameAddr::new(contact).to_string());
         h.push(HeaderName::ALLOW, ALLOW);
+        h.push(HeaderName::SUPPORTED, SUPPORTED);
         h.push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
         for (name, value) in identity.extra_headers {
             h.push(name, value);
@@ -608,6 +700,7 @@ impl UserAgent {
                 ok_retransmit: None,
                 reoffer: None,
                 refer: None,
+                timer: None,
                 ack: None,
                 local_sdp: offer,
                 auth: identity.credentials.map(Authenticator::new),
@@ -658,8 +751,33 @@ impl UserAgent {
             NameAddr::new(contact.clone()).to_string(),
         );
         resp.headers.push(HeaderName::ALLOW, ALLOW);
+        resp.headers.push(HeaderName::SUPPORTED, SUPPORTED);
         resp.headers
             .push(HeaderName::SERVER, self.cfg.user_agent.clone());
+        // RFC 4028 §9: a request with Session-Expires gets one back; the refresher is the one
+        // it names, else the caller when it supports timers, else us.
+        if let Some((delta, refresher)) = session_expires(&c.invite.headers) {
+            let uac_supports = c
+                .invite
+                .headers
+                .tokens(&HeaderName::SUPPORTED)
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case("timer"));
+            let refresher = match refresher.as_deref() {
+                Some("uac") | Some("uas") => refresher.unwrap_or_default(),
+                _ if uac_supports => "uac".to_string(),
+                _ => "uas".to_string(),
+            };
+            let delta = delta.max(MIN_SE);
+            resp.headers.push(
+                HeaderName::SESSION_EXPIRES,
+                format!("{delta};refresher={refresher}"),
+            );
+            if refresher == "uac" {
+                resp.headers.push(HeaderName::REQUIRE, "timer");
+            }
+            c.timer = Some(SessionTimer::new(now, delta, refresher == "uas"));
+        }
         resp.headers
             .push(HeaderName::CONTENT_TYPE, "application/sdp");
         resp.body = answer.clone();
@@ -785,6 +903,51 @@ impl UserAgent {
         self.send_in_dialog(now, call, req, dest, reliable);
         self.drain_txn(now, None);
         Ok(())
+    }
+
+    /// Refresh the session (RFC 4028 §7.4): a re-INVITE with the SDP we last sent, the same
+    /// session, unless another INVITE is under way (then a little later).
+    fn refresh_session(&mut self, now: Instant, call: CallRef) {
+        let busy = self
+            .in_dialog
+            .values()
+            .any(|o| o.call == call && o.request.method == Method::Invite && o.ack.is_none());
+        let branch = new_branch(&mut self.rng);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(timer) = c.timer.as_mut() else {
+            return;
+        };
+        if busy || c.reoffer.is_some() || c.ok_retransmit.is_some() {
+            timer.due = now + Duration::from_secs(1);
+            return;
+        }
+        let interval = timer.interval.as_secs();
+        // Until the answer comes, the next try is a full interval away.
+        timer.due = now + timer.interval;
+        let Some(dialog) = c.dialog.as_mut() else {
+            return;
+        };
+        let mut req = dialog.request(Method::Invite, c.local, &branch, None);
+        let dest = dialog.next_hop();
+        let reliable = dialog.next_hop_transport().is_reliable();
+        req.headers.push(HeaderName::ALLOW, ALLOW);
+        req.headers.push(HeaderName::SUPPORTED, SUPPORTED);
+        req.headers.push(
+            HeaderName::SESSION_EXPIRES,
+            format!("{interval};refresher=uac"),
+        );
+        req.headers
+            .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
+        if !c.local_sdp.is_empty() {
+            req.headers
+                .push(HeaderName::CONTENT_TYPE, "application/sdp");
+        }
+        req.body = c.local_sdp.clone();
+        let key = self.send_in_dialog(now, call, req, dest, reliable);
+        self.refreshes.insert(key);
+        self.drain_txn(now, None);
     }
 
     /// Set the credentials used for `call`'s requests (answering 401/407 to its BYE or
@@ -928,7 +1091,7 @@ impl UserAgent {
         mut req: Request,
         dest: SocketAddr,
         reliable: bool,
-    ) {
+    ) -> TxnKey {
         if let Some(auth) = self.calls.get_mut(&call).and_then(|c| c.auth.as_mut()) {
             if auth.has_challenges() {
                 auth.authorize_request(&mut self.rng, &mut req);
@@ -939,7 +1102,7 @@ impl UserAgent {
             self.pending.insert(key.clone());
         }
         self.in_dialog.insert(
-            key,
+            key.clone(),
             OutRequest {
                 call,
                 request: req,
@@ -948,6 +1111,7 @@ impl UserAgent {
                 ack: None,
             },
         );
+        key
     }
 
     /// Handle what the transaction layer produced. `local` is the address a datagram being
@@ -1048,6 +1212,7 @@ impl UserAgent {
                 self.respond(now, &key, source, resp);
             }
             Method::Refer if in_dialog => self.on_refer(now, key, req, source),
+            Method::Update if in_dialog => self.on_update(now, key, req, source),
             Method::Notify if in_dialog => self.on_notify(now, key, req, source),
             Method::Info if in_dialog => match self.find_dialog(&req) {
                 Some(call) => {
@@ -1076,6 +1241,41 @@ impl UserAgent {
                 self.respond(now, &key, source, resp);
             }
         }
+    }
+
+    /// UPDATE (RFC 3311) without a body: a session refresh (RFC 4028). One with an offer is
+    /// refused (488): offers come by re-INVITE here.
+    fn on_update(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
+        let Some(call) = self.find_dialog(&req) else {
+            let resp = response_to(&req, 481, None, None);
+            self.respond(now, &key, source, resp);
+            return;
+        };
+        if !req.body.is_empty() {
+            let mut resp = response_to(&req, 488, None, None);
+            resp.headers.push(
+                HeaderName::WARNING,
+                "399 termphone \"offers by re-INVITE only\"",
+            );
+            self.respond(now, &key, source, resp);
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some((delta, refresher)) = session_expires(&req.headers) {
+            c.timer = Some(SessionTimer::new(
+                now,
+                delta,
+                refresher.as_deref() == Some("uas"),
+            ));
+        } else if let Some(t) = c.timer.as_mut() {
+            t.restart(now);
+        }
+        let mut resp = response_to(&req, 200, None, None);
+        resp.headers.push(HeaderName::SUPPORTED, SUPPORTED);
+        push_session_expires(&mut resp, c.timer.as_ref());
+        self.respond(now, &key, source, resp);
     }
 
     fn on_refer(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
@@ -1259,7 +1459,12 @@ impl UserAgent {
                 return;
             }
         };
-        let required = req.headers.tokens(&HeaderName::REQUIRE);
+        let required: Vec<String> = req
+            .headers
+            .tokens(&HeaderName::REQUIRE)
+            .into_iter()
+            .filter(|t| !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
         if !required.is_empty() {
             // We support no extensions yet (100rel, timer come later): RFC 3261 §8.2.2.3.
             let mut resp = response_to(&req, 420, None, None);
@@ -1303,6 +1508,7 @@ impl UserAgent {
                 ok_retransmit: None,
                 reoffer: None,
                 refer: None,
+                timer: None,
                 ack: None,
                 local_sdp: Vec::new(),
                 auth,
@@ -1415,6 +1621,16 @@ impl UserAgent {
             return;
         }
         dialog.refresh_target(&Message::Request(req.clone()));
+        // A re-INVITE from the peer refreshes the session (RFC 4028 §9), possibly anew.
+        if let Some((delta, refresher)) = session_expires(&req.headers) {
+            c.timer = Some(SessionTimer::new(
+                now,
+                delta,
+                refresher.as_deref() == Some("uas"),
+            ));
+        } else if let Some(t) = c.timer.as_mut() {
+            t.restart(now);
+        }
         if !req.body.is_empty() {
             // A new offer: the engine answers it (answer_reoffer / reject_reoffer).
             let sdp = req.body.clone();
@@ -1480,6 +1696,8 @@ impl UserAgent {
             NameAddr::new(dialog.local_contact.clone()).to_string(),
         );
         resp.headers.push(HeaderName::ALLOW, ALLOW);
+        resp.headers.push(HeaderName::SUPPORTED, SUPPORTED);
+        push_session_expires(&mut resp, c.timer.as_ref());
         resp.headers
             .push(HeaderName::CONTENT_TYPE, "application/sdp");
         resp.body = c.local_sdp.clone();
@@ -1645,6 +1863,10 @@ impl UserAgent {
                 });
                 c.ack = Some((dest, ack));
                 c.dialog = Some(dialog);
+                // RFC 4028 §7.2: the 2xx says who refreshes; we asked for nothing ourselves.
+                c.timer = session_expires(&resp.headers).map(|(delta, refresher)| {
+                    SessionTimer::new(now, delta, refresher.as_deref() != Some("uas"))
+                });
                 let cancelled = matches!(
                     c.phase,
                     Phase::Calling {
@@ -1776,7 +1998,34 @@ impl UserAgent {
             let _ = auth.handle_response(&resp);
         }
         match key.method {
-            Method::Invite if (200..300).contains(&code) => self.on_reinvite_ok(key, resp),
+            Method::Invite if (200..300).contains(&code) => {
+                // Any answered re-INVITE refreshes the session; its 2xx may set a new timer.
+                if let Some(c) = self.calls.get_mut(&call) {
+                    if let Some((delta, refresher)) = session_expires(&resp.headers) {
+                        c.timer = Some(SessionTimer::new(
+                            now,
+                            delta,
+                            refresher.as_deref() != Some("uas"),
+                        ));
+                    } else if let Some(t) = c.timer.as_mut() {
+                        t.restart(now);
+                    }
+                }
+                self.on_reinvite_ok(key, resp)
+            }
+            Method::Invite if self.refreshes.remove(&key) => {
+                self.in_dialog.remove(&key);
+                if code == 481 || code == 408 {
+                    let cause = EndCause::Rejected {
+                        code,
+                        reason: resp.reason,
+                    };
+                    self.terminate(now, call, ByeReport::Now(cause));
+                } else if let Some(t) = self.calls.get_mut(&call).and_then(|c| c.timer.as_mut()) {
+                    // Refused (491 glare, say): try again shortly; the session goes on.
+                    t.due = now + Duration::from_secs(2);
+                }
+            }
             Method::Invite => {
                 self.in_dialog.remove(&key);
                 // RFC 3261 §14.1: 481 and 408 end the dialog; any other failure leaves the
@@ -1840,10 +2089,13 @@ impl UserAgent {
         });
         out.ack = Some((dest, ack));
         c.local_sdp = out.request.body.clone();
-        self.events.push_back(UaEvent::Answered {
-            call,
-            sdp: resp.body,
-        });
+        // A session refresh of our own changes nothing the engine needs to know.
+        if !self.refreshes.remove(&key) {
+            self.events.push_back(UaEvent::Answered {
+                call,
+                sdp: resp.body,
+            });
+        }
     }
 
     /// Answer a 401/407 to an in-dialog request: the same request with the next CSeq of the
@@ -2609,6 +2861,67 @@ mod tests {
                     assert!(p.wire.iter().any(|w| w.contains("481")), "{:?}", p.wire);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn session_timer_refreshed_by_the_caller_and_expiring_without_it() {
+        for refresh_arrives in [true, false] {
+            let mut p = Pair::new();
+            let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+            let identity = CallIdentity {
+                extra_headers: vec![(HeaderName::SESSION_EXPIRES, "90".into())],
+                ..CallIdentity::default()
+            };
+            let now = p.now;
+            let a_call = p.a.invite_as(
+                now,
+                target,
+                Pair::addr(B),
+                Pair::addr(A),
+                b"v=0\r\n".to_vec(),
+                identity,
+            );
+            p.pump();
+            let b_call = p.incoming();
+            p.b.answer(p.now, b_call, b"v=0 b\r\n".to_vec()).unwrap();
+            p.pump();
+            if !refresh_arrives {
+                for _ in 0..8 {
+                    p.drop_first.push("INVITE sip:".into());
+                }
+            }
+            // a (the caller, refresher=uac) refreshes at 45 s; b gives up at 60 s without it.
+            p.advance(Duration::from_secs(50));
+            let refreshes = p
+                .wire
+                .iter()
+                .filter(|w| w.starts_with("A->B INVITE"))
+                .count();
+            assert!(refreshes >= 2, "initial INVITE and a refresh: {:?}", p.wire);
+            if refresh_arrives {
+                // b hands the offer over as a re-offer; answering it completes the refresh.
+                let reoffer = p
+                    .b_events
+                    .iter()
+                    .any(|e| matches!(e, UaEvent::Reoffer { .. }));
+                assert!(reoffer, "{:?}", p.b_events);
+                p.b.answer_reoffer(p.now, b_call, b"v=0 b\r\n".to_vec())
+                    .unwrap();
+                p.pump();
+            }
+            p.advance(Duration::from_secs(30));
+            let ended_b = ended(&p.b_events);
+            if refresh_arrives {
+                assert_eq!(ended_b, None, "refreshed at 45 s, good until 105 s");
+                assert_eq!(p.a.call_count(), 1);
+            } else {
+                assert!(
+                    matches!(ended_b, Some(EndCause::Failed(ref m)) if m.contains("session expired")),
+                    "{ended_b:?}"
+                );
+            }
+            assert!(p.a.call_count() <= 1, "{a_call}");
         }
     }
 }
