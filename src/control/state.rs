@@ -167,6 +167,7 @@ impl Tracker {
             | Event::Recorded { .. }
             | Event::Transfer { .. }
             | Event::Conference { .. }
+            | Event::Redirect { .. }
             | Event::Warning { .. }
             | Event::Control { .. } => {}
         }

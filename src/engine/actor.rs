@@ -66,6 +66,10 @@ struct Call {
     /// This call was placed because the peer of that call transferred us here (REFER): its
     /// progress is reported there (NOTIFY).
     transfer_of: Option<CallRef>,
+    /// A recording asked for before the media started (it starts with the media).
+    pending_record: Option<std::path::PathBuf>,
+    /// A REFER asked for before the call was confirmed (its ACK on the way): the Refer-To.
+    pending_refer: Option<String>,
     /// Digits to send as SIP INFO, one request at a time (`info_in_flight`).
     info_digits: std::collections::VecDeque<char>,
     info_in_flight: bool,
@@ -183,6 +187,8 @@ pub(crate) struct EngineActor {
     replacements: Vec<(CallRef, CallRef)>,
     /// Local conferences: the calls that hear each other.
     conferences: Vec<Conference>,
+    /// Calls redirected (3xx) whose next target is still to be resolved and called.
+    redirects: Vec<(CallRef, u16, String, Vec<Uri>)>,
 }
 
 impl EngineActor {
@@ -214,6 +220,7 @@ impl EngineActor {
             transfers: Vec::new(),
             replacements: Vec::new(),
             conferences: Vec::new(),
+            redirects: Vec::new(),
             cfg,
             socket,
             local_addr,
@@ -774,6 +781,8 @@ impl EngineActor {
                 pending_dtmf: String::new(),
                 info_digits: Default::default(),
                 transfer_of: None,
+                pending_record: None,
+                pending_refer: None,
                 info_in_flight: false,
             },
         );
@@ -933,6 +942,7 @@ impl EngineActor {
         }
         // Held or muted while the media was opening.
         media.set_muted(c.session.muted);
+        let pending_record = c.pending_record.take();
         if let Some(neg) = &c.session.negotiated {
             let (send, recv) = media_flow(&c.session, neg);
             media.set_session(send, recv, neg);
@@ -979,6 +989,19 @@ impl EngineActor {
         if let crate::engine::api::AudioSinkSpec::File(path) = &c.audio.sink {
             let path = path.clone();
             self.emit(Event::Recording { call, path });
+        }
+        if let Some(path) = pending_record {
+            let stereo = self.cfg.record_stereo;
+            let started = self
+                .calls
+                .get_mut(&id)
+                .and_then(|c| c.media.as_mut())
+                .map(|m| m.start_recording(&path, stereo));
+            match started {
+                Some(Ok(())) => self.emit(Event::Recording { call, path }),
+                Some(Err(e)) => self.warn(Some(call), e),
+                None => {}
+            }
         }
         for w in warnings {
             self.warn(Some(call), w);
@@ -1084,9 +1107,7 @@ impl EngineActor {
                 .ua
                 .replaces_target(other.0)
                 .ok_or(CommandError::WrongState(other))?;
-            self.ua
-                .refer(now, call.0, &target)
-                .map_err(|_| CommandError::WrongState(call))?;
+            self.send_refer(now, call, target.clone())?;
             let shown = target.split('?').next().unwrap_or_default().to_string();
             self.emit(Event::Transfer {
                 call,
@@ -1108,9 +1129,7 @@ impl EngineActor {
             }
             _ => parse_target(to)?,
         };
-        self.ua
-            .refer(now, call.0, &uri.to_string())
-            .map_err(|_| CommandError::WrongState(call))?;
+        self.send_refer(now, call, uri.to_string())?;
         self.emit(Event::Transfer {
             call,
             state: "requested",
@@ -1119,6 +1138,24 @@ impl EngineActor {
             new_call: None,
         });
         Ok(())
+    }
+
+    /// Send a REFER now, or once the call is confirmed (we answered it a moment ago).
+    fn send_refer(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        target: String,
+    ) -> Result<(), CommandError> {
+        if !self.ua.is_confirmed(call.0) {
+            if let Some(c) = self.calls.get_mut(&call.0) {
+                c.pending_refer = Some(target);
+            }
+            return Ok(());
+        }
+        self.ua
+            .refer(now, call.0, &target)
+            .map_err(|_| CommandError::WrongState(call))
     }
 
     /// Place the call a REFER we accepted asks for, with the transferred call's account and
@@ -1179,6 +1216,60 @@ impl EngineActor {
                 });
             }
         }
+    }
+
+    /// A 3xx for our INVITE: call its first Contact that resolves (through the call's
+    /// account's proxy or registrar when it has one, else directly), or give up.
+    async fn follow_redirect(
+        &mut self,
+        call: CallRef,
+        code: u16,
+        reason: String,
+        targets: Vec<Uri>,
+    ) {
+        let now = Instant::now();
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        let id = c.id;
+        let account = c
+            .account
+            .as_ref()
+            .and_then(|n| self.cfg.accounts.iter().find(|a| &a.name == n))
+            .cloned();
+        for target in targets {
+            let found = match &account {
+                Some(a) => {
+                    let next_hop = a.outbound_proxy.as_ref().unwrap_or(&a.registrar).clone();
+                    self.prepare_next_hop(&next_hop, a).await.map(|(d, _)| d)
+                }
+                None => {
+                    let transport = crate::sip::dialog::uri_transport(&target).unwrap_or_default();
+                    resolve(
+                        &target,
+                        transport,
+                        self.cfg.dns_server,
+                        self.local_addr.is_ipv6(),
+                    )
+                    .await
+                }
+            };
+            match found {
+                Ok(dest) => {
+                    info!(call = %id, code, %target, %dest, "following a redirect");
+                    self.emit(Event::Redirect {
+                        call: id,
+                        code,
+                        to: target.to_string(),
+                    });
+                    if self.ua.redirect(now, call, target, dest).is_ok() {
+                        return;
+                    }
+                }
+                Err(e) => debug!(call = %id, %target, "redirect target does not resolve: {e}"),
+            }
+        }
+        self.ua.give_up(call, code, reason);
     }
 
     /// Answer `new` in place of `old` (Replaces): with `old`'s audio (a recording goes on in a
@@ -1303,18 +1394,31 @@ impl EngineActor {
         if !is_up(c.state) {
             return Err(CommandError::WrongState(call));
         }
+        let path = path.unwrap_or_else(|| {
+            super::recording::recording_path(
+                &self.cfg.record_dir,
+                &c.peer,
+                call,
+                std::time::SystemTime::now(),
+            )
+        });
         let Some(media) = c.media.as_mut() else {
-            return Err(not_applicable("its media has not started yet".into()));
+            // The media is still opening: the recording starts with it.
+            return match (on, c.pending_record.take()) {
+                (true, Some(p)) => {
+                    let reason = format!("already recording to {}", p.display());
+                    c.pending_record = Some(p);
+                    Err(not_applicable(reason))
+                }
+                (true, None) => {
+                    c.pending_record = Some(path.clone());
+                    Ok(path)
+                }
+                (false, Some(p)) => Ok(p),
+                (false, None) => Err(not_applicable("it is not being recorded".into())),
+            };
         };
         if on {
-            let path = path.unwrap_or_else(|| {
-                super::recording::recording_path(
-                    &self.cfg.record_dir,
-                    &c.peer,
-                    call,
-                    std::time::SystemTime::now(),
-                )
-            });
             media
                 .start_recording(&path, self.cfg.record_stereo)
                 .map_err(not_applicable)?;
@@ -1353,8 +1457,8 @@ impl EngineActor {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if c.info_in_flight {
-            return;
+        if c.info_in_flight || !self.ua.is_confirmed(call) {
+            return; // after the one in flight, or once the call is confirmed
         }
         let Some(digit) = c.info_digits.pop_front() else {
             return;
@@ -1615,6 +1719,10 @@ impl EngineActor {
                 progressed = true;
                 self.replace_call(new, old).await;
             }
+            for (call, code, reason, targets) in std::mem::take(&mut self.redirects) {
+                progressed = true;
+                self.follow_redirect(call, code, reason, targets).await;
+            }
             if !progressed {
                 break;
             }
@@ -1663,6 +1771,8 @@ impl EngineActor {
                         pending_dtmf: String::new(),
                         info_digits: Default::default(),
                         transfer_of: None,
+                        pending_record: None,
+                        pending_refer: None,
                         info_in_flight: false,
                     },
                 );
@@ -1750,7 +1860,19 @@ impl EngineActor {
                     }
                 }
             }
-            UaEvent::Confirmed { .. } => {}
+            UaEvent::Confirmed { call } => {
+                // What was asked for while our 2xx waited for its ACK.
+                if let Some(target) = self
+                    .calls
+                    .get_mut(&call)
+                    .and_then(|c| c.pending_refer.take())
+                {
+                    if self.ua.refer(now, call, &target).is_err() {
+                        self.warn(Some(CallId(call)), "could not send the transfer".into());
+                    }
+                }
+                self.send_info_dtmf(now, call);
+            }
             UaEvent::Reoffer { call, sdp } => self.on_peer_reoffer(now, call, &sdp),
             UaEvent::ReinviteFailed { call, code, reason } => {
                 let Some(c) = self.calls.get_mut(&call) else {
@@ -1814,6 +1936,12 @@ impl EngineActor {
                 let _ = self.ua.accept_refer(now, call);
                 self.transfers.push((call, refer_to));
             }
+            UaEvent::Redirected {
+                call,
+                code,
+                reason,
+                targets,
+            } => self.redirects.push((call, code, reason, targets)),
             UaEvent::ReferAnswered { call, code } => {
                 if let Some(c) = self.calls.get(&call) {
                     let (state, code) = if (200..300).contains(&code) {

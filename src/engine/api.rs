@@ -374,6 +374,8 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         new_call: Option<CallId>,
     },
+    /// Our call was redirected (3xx) and now tries `to`.
+    Redirect { call: CallId, code: u16, to: String },
     /// The calls of a local conference, now (after a join, or when one of them ended).
     Conference { calls: Vec<CallId> },
     /// A recording is complete (stopped, or its call ended): the file is final.

@@ -119,6 +119,7 @@ pub fn human(event: &Event) -> String {
             }
             s
         }
+        Event::Redirect { call, code, to } => format!("{call} redirected ({code}) to {to}"),
         Event::Conference { calls } if calls.is_empty() => "conference ended".to_string(),
         Event::Conference { calls } => {
             let names: Vec<String> = calls.iter().map(ToString::to_string).collect();

@@ -22,7 +22,8 @@ use crate::sip::dialog::{
     host_port, ip_host, local_via_over, random_token, response_to, via_transport, Dialog, DialogId,
 };
 use crate::sip::msg::{
-    parse_datagram, CSeq, Datagram, HeaderName, Message, Method, NameAddr, Request, Response, Uri,
+    parse_datagram, CSeq, Contacts, Datagram, HeaderName, Message, Method, NameAddr, Request,
+    Response, Uri,
 };
 use crate::sip::registration::{RegConfig, RegEvent, Registration};
 use crate::sip::transport::Transport;
@@ -32,6 +33,8 @@ use crate::sip::txn::{new_branch, TimerConfig, Transmit, TxnEvent, TxnKey, TxnLa
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE";
 /// The extensions we support (RFC 4028 session timers, RFC 3891 Replaces).
 pub const SUPPORTED: &str = "timer, replaces";
+/// Redirects a call follows before it gives up (a loop of 3xx ends).
+const MAX_REDIRECTS: u32 = 5;
 /// The shortest session interval we accept (RFC 4028 §4: at least 90 s).
 const MIN_SE: u32 = 90;
 
@@ -198,6 +201,14 @@ pub enum UaEvent {
         refer_to: String,
         referred_by: Option<String>,
     },
+    /// Our INVITE was redirected (3xx) to `targets` (its Contacts, in order): follow one
+    /// with [`UserAgent::redirect`], or end the call with [`UserAgent::give_up`].
+    Redirected {
+        call: CallRef,
+        code: u16,
+        reason: String,
+        targets: Vec<Uri>,
+    },
     /// The final response to our REFER ([`UserAgent::refer`]): 2xx accepted.
     ReferAnswered { call: CallRef, code: u16 },
     /// How the call our REFER asked for is going (a NOTIFY with a sipfrag): the status line's
@@ -294,6 +305,8 @@ struct Call {
     refer: Option<(TxnKey, Request, SocketAddr)>,
     /// RFC 4028 session timer, when the call has one.
     timer: Option<SessionTimer>,
+    /// Redirects (3xx) followed so far for this call.
+    redirects: u32,
 }
 
 /// Who places a call: the account's address of record and credentials (default: the local
@@ -701,6 +714,7 @@ impl UserAgent {
                 reoffer: None,
                 refer: None,
                 timer: None,
+                redirects: 0,
                 ack: None,
                 local_sdp: offer,
                 auth: identity.credentials.map(Authenticator::new),
@@ -1509,6 +1523,7 @@ impl UserAgent {
                 reoffer: None,
                 refer: None,
                 timer: None,
+                redirects: 0,
                 ack: None,
                 local_sdp: Vec::new(),
                 auth,
@@ -1900,6 +1915,34 @@ impl UserAgent {
                     self.end_call(call, EndCause::Rejected { code, reason });
                 }
             }
+            300..=399
+                if matches!(
+                    c.phase,
+                    Phase::Calling {
+                        cancel_pending: false,
+                        ..
+                    }
+                ) && c.redirects < MAX_REDIRECTS =>
+            {
+                // RFC 3261 §8.1.3.4: the engine may try the Contacts (it resolves them and
+                // calls `redirect`, or `give_up`).
+                let targets: Vec<Uri> = match resp.headers.contacts() {
+                    Ok(Contacts::List(list)) => list.into_iter().map(|n| n.uri).collect(),
+                    _ => Vec::new(),
+                };
+                if targets.is_empty() {
+                    let reason = resp.reason.clone();
+                    self.end_call(call, EndCause::Rejected { code, reason });
+                } else {
+                    c.redirects += 1;
+                    self.events.push_back(UaEvent::Redirected {
+                        call,
+                        code,
+                        reason: resp.reason.clone(),
+                        targets,
+                    });
+                }
+            }
             _ => {
                 let cause = if matches!(
                     c.phase,
@@ -1919,6 +1962,59 @@ impl UserAgent {
                 self.end_call(call, cause);
             }
         }
+    }
+
+    /// Follow a redirect ([`UaEvent::Redirected`]): the same INVITE (Call-ID, From tag, offer)
+    /// with the next CSeq and a new branch, to `target`, sent to `dest`.
+    pub fn redirect(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        target: Uri,
+        dest: SocketAddr,
+    ) -> Result<(), UaError> {
+        let branch = new_branch(&mut self.rng);
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
+        if !matches!(c.phase, Phase::Calling { .. }) {
+            return Err(UaError::WrongState);
+        }
+        let mut req = c.invite.clone();
+        req.uri = target;
+        let seq = req
+            .headers
+            .cseq()
+            .map(|s| s.seq)
+            .unwrap_or(1)
+            .wrapping_add(1);
+        req.headers.set(
+            HeaderName::CSEQ,
+            CSeq {
+                seq,
+                method: Method::Invite,
+            }
+            .to_string(),
+        );
+        if let Ok(mut via) = req.headers.top_via() {
+            via.params.set("branch", Some(&branch));
+            req.headers.set_top_via(&via);
+        }
+        let key = self
+            .txn
+            .send_request(now, req.clone(), dest, c.transport.is_reliable());
+        c.phase = Phase::Calling {
+            provisional: false,
+            cancel_pending: false,
+        };
+        c.invite = req;
+        c.invite_key = key;
+        c.peer = dest;
+        self.drain_txn(now, None);
+        Ok(())
+    }
+
+    /// Do not follow a redirect: the call ends with the 3xx that ended it.
+    pub fn give_up(&mut self, call: CallRef, code: u16, reason: String) {
+        self.end_call(call, EndCause::Rejected { code, reason });
     }
 
     /// Answer a 401/407 to our INVITE: the same INVITE with a new CSeq and branch and the
