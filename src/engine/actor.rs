@@ -1620,7 +1620,10 @@ impl EngineActor {
                 .calls
                 .values()
                 .find_map(|c| match (&c.audio.sink, c.state) {
-                    (AudioSinkSpec::Device(device), CallState::Alerting) => {
+                    // Early media brings the network's own ringback.
+                    (AudioSinkSpec::Device(device), CallState::Alerting)
+                        if c.session.negotiated.is_none() =>
+                    {
                         Some((RingKind::Ringback, device.clone()))
                     }
                     _ => None,
@@ -1826,11 +1829,22 @@ impl EngineActor {
                     reason: None,
                 });
             }
-            UaEvent::Progress {
-                call,
-                code: _,
-                sdp: _,
-            } => {
+            UaEvent::Progress { call, code: _, sdp } => {
+                // Early media (183 with SDP, RFC 3960): the far end's announcements or
+                // ringback play from now on; the 2xx's answer then updates the session.
+                if let Some(sdp) = sdp {
+                    let started = self
+                        .calls
+                        .get(&call)
+                        .is_some_and(|c| c.session.negotiated.is_some());
+                    if let Some(local) = self.calls.get(&call).and_then(|c| c.local_media.clone()) {
+                        match sdp::process_answer(&local, &String::from_utf8_lossy(&sdp)) {
+                            Ok(neg) if !started => self.start_media(call, &neg),
+                            Ok(_) => {}
+                            Err(e) => debug!(call, "unusable early-media SDP: {e}"),
+                        }
+                    }
+                }
                 self.set_state(call, CallState::Alerting, None, None);
             }
             UaEvent::Answered { call, sdp } => {
@@ -1843,6 +1857,17 @@ impl EngineActor {
                 if c.session.reinvite_pending {
                     c.session.reinvite_pending = false;
                     self.on_reoffer_answered(call, &local, &sdp);
+                    return;
+                }
+                if c.session.negotiated.is_some() {
+                    // Media started on early media: the answer updates it.
+                    match sdp::process_answer(&local, &String::from_utf8_lossy(&sdp)) {
+                        Ok(neg) => {
+                            self.apply_session(call, neg);
+                            self.set_state(call, CallState::Connected, None, None);
+                        }
+                        Err(_) => self.set_state(call, CallState::Connected, None, None),
+                    }
                     return;
                 }
                 match sdp::process_answer(&local, &String::from_utf8_lossy(&sdp)) {

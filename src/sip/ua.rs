@@ -33,6 +33,9 @@ use crate::sip::txn::{new_branch, TimerConfig, Transmit, TxnEvent, TxnKey, TxnLa
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE";
 /// The extensions we support (RFC 4028 session timers, RFC 3891 Replaces).
 pub const SUPPORTED: &str = "timer, replaces";
+/// What our INVITEs say they support: also reliable provisional responses (RFC 3262), which
+/// we acknowledge with PRACK as a caller (we send no reliable provisionals ourselves).
+const SUPPORTED_UAC: &str = "100rel, timer, replaces";
 /// Redirects a call follows before it gives up (a loop of 3xx ends).
 const MAX_REDIRECTS: u32 = 5;
 /// The shortest session interval we accept (RFC 4028 §4: at least 90 s).
@@ -307,6 +310,10 @@ struct Call {
     timer: Option<SessionTimer>,
     /// Redirects (3xx) followed so far for this call.
     redirects: u32,
+    /// UAC: the early dialog of reliable provisional responses (RFC 3262) and the last RSeq
+    /// acknowledged with PRACK.
+    early: Option<Dialog>,
+    last_rseq: Option<u32>,
 }
 
 /// Who places a call: the account's address of record and credentials (default: the local
@@ -684,7 +691,7 @@ impl UserAgent {
         );
         h.push(HeaderName::CONTACT, NameAddr::new(contact).to_string());
         h.push(HeaderName::ALLOW, ALLOW);
-        h.push(HeaderName::SUPPORTED, SUPPORTED);
+        h.push(HeaderName::SUPPORTED, SUPPORTED_UAC);
         h.push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
         for (name, value) in identity.extra_headers {
             h.push(name, value);
@@ -715,6 +722,8 @@ impl UserAgent {
                 refer: None,
                 timer: None,
                 redirects: 0,
+                early: None,
+                last_rseq: None,
                 ack: None,
                 local_sdp: offer,
                 auth: identity.credentials.map(Authenticator::new),
@@ -1524,6 +1533,8 @@ impl UserAgent {
                 refer: None,
                 timer: None,
                 redirects: 0,
+                early: None,
+                last_rseq: None,
                 ack: None,
                 local_sdp: Vec::new(),
                 auth,
@@ -1843,6 +1854,21 @@ impl UserAgent {
                         self.send_cancel(now, call);
                         return;
                     }
+                    let reliable = resp
+                        .headers
+                        .tokens(&HeaderName::REQUIRE)
+                        .iter()
+                        .any(|t| t.eq_ignore_ascii_case("100rel"));
+                    let rseq = resp
+                        .headers
+                        .get(&HeaderName::RSEQ)
+                        .and_then(|v| v.trim().parse::<u32>().ok());
+                    if let (true, Some(rseq)) = (reliable, rseq) {
+                        if c.last_rseq.is_some_and(|last| rseq <= last) {
+                            return; // a retransmission we acknowledged already
+                        }
+                        self.send_prack(now, call, &resp, rseq);
+                    }
                     let sdp = (!resp.body.is_empty()).then(|| resp.body.clone());
                     self.events.push_back(UaEvent::Progress { call, code, sdp });
                 }
@@ -1864,6 +1890,12 @@ impl UserAgent {
                         return;
                     }
                 };
+                // PRACKs used CSeq numbers of the dialog: go on after them.
+                if let Some(early) = c.early.take() {
+                    if early.id.remote_tag == dialog.id.remote_tag {
+                        dialog.local_seq = dialog.local_seq.max(early.local_seq);
+                    }
+                }
                 let cseq = c.invite.headers.cseq().map(|s| s.seq).unwrap_or(1);
                 let mut ack = dialog.request(Method::Ack, c.local, &branch, Some(cseq));
                 copy_credentials(&c.invite, &mut ack);
@@ -1962,6 +1994,52 @@ impl UserAgent {
                 self.end_call(call, cause);
             }
         }
+    }
+
+    /// Acknowledge a reliable provisional response (RFC 3262 §4): PRACK in its early dialog,
+    /// with RAck naming its RSeq and the INVITE's CSeq.
+    fn send_prack(&mut self, now: Instant, call: CallRef, resp: &Response, rseq: u32) {
+        let branch = new_branch(&mut self.rng);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let remote_tag = resp
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        let same = c
+            .early
+            .as_ref()
+            .is_some_and(|d| Some(&d.id.remote_tag) == remote_tag.as_ref());
+        if !same {
+            match Dialog::new_uac(&c.invite, resp, c.peer) {
+                Ok(d) => c.early = Some(d),
+                Err(e) => {
+                    tracing::debug!(call, "no early dialog for PRACK: {e}");
+                    return;
+                }
+            }
+        }
+        let invite_cseq = c.invite.headers.cseq().map(|s| s.seq).unwrap_or(1);
+        let Some(early) = c.early.as_mut() else {
+            return;
+        };
+        let mut req = early.request(Method::Prack, c.local, &branch, None);
+        req.headers
+            .push(HeaderName::RACK, format!("{rseq} {invite_cseq} INVITE"));
+        req.headers
+            .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
+        if let Some(auth) = c.auth.as_mut() {
+            if auth.has_challenges() {
+                auth.authorize_request(&mut self.rng, &mut req);
+            }
+        }
+        let dest = early.next_hop();
+        let reliable = early.next_hop_transport().is_reliable();
+        c.last_rseq = Some(rseq);
+        let key = self.txn.send_request(now, req, dest, reliable);
+        self.pending.insert(key);
     }
 
     /// Follow a redirect ([`UaEvent::Redirected`]): the same INVITE (Call-ID, From tag, offer)
