@@ -88,6 +88,12 @@ fn engine_config(
     });
     ec.record_stereo = config.audio.record_stereo;
     ec.max_calls = config.general.max_calls as usize;
+    ec.dnd = config
+        .accounts
+        .iter()
+        .filter(|a| a.enabled && a.dnd)
+        .map(|a| a.name.clone())
+        .collect();
     if let Some(ms) = config.audio.jitter_buffer_max_ms {
         ec.jitter_ceiling = std::time::Duration::from_millis(ms.into());
     }
@@ -378,6 +384,21 @@ async fn run_ctl(args: CtlArgs) -> i32 {
                     opt("with", with.map(Into::into)),
                 ],
             ),
+            CtlVerb::Reject { call, code } => (
+                "reject",
+                vec![
+                    Some(("call", call.into())),
+                    opt("code", code.map(Into::into)),
+                ],
+            ),
+            CtlVerb::Redirect { call, to } => (
+                "redirect",
+                vec![Some(("call", call.into())), Some(("to", to.into()))],
+            ),
+            CtlVerb::Register { account } => ("register", vec![Some(("account", account.into()))]),
+            CtlVerb::Deregister { account } => {
+                ("deregister", vec![Some(("account", account.into()))])
+            }
             CtlVerb::Join { call, with } => (
                 "join",
                 vec![Some(("call", call.into())), Some(("with", with.into()))],

@@ -54,7 +54,7 @@ pub enum Command {
     /// Drive a running `termphone serve` through its control socket: place, answer and end
     /// calls, send DTMF, show status; print the answer as one JSON line (docs/control.md).
     #[command(
-        after_help = "Examples:\n  termphone ctl dial sip:1002@192.0.2.7\n  termphone ctl dial 1002 --account work\n  termphone ctl --follow\n  termphone ctl --follow dial sip:echo@127.0.0.1:5070\n  termphone ctl accept c2\n  termphone ctl dtmf c3 123#\n  termphone ctl hold c3\n  termphone ctl activate c3\n  termphone ctl mute c3\n  termphone ctl mute c3 off\n  termphone ctl transfer c3 sip:1003@pbx.example.com\n  termphone ctl transfer c3 --with c4\n  termphone ctl join c3 c4\n  termphone ctl record c3\n  termphone ctl record c3 off\n  termphone ctl denoise c3 off\n  termphone ctl hangup c3\n  termphone ctl hangup\n  termphone ctl status\n  termphone ctl calls\n  termphone ctl supports\n  termphone ctl --socket /run/user/1000/termphone/control.sock status\n\nExit status:\n  0  the instance answered ok (--follow: until the socket closed or SIGINT/SIGTERM)\n  1  the instance answered with an error (unknown call, verb not supported, ...)\n  2  usage error\n  7  cannot connect: no socket at the path, or connection refused (stale socket)"
+        after_help = "Examples:\n  termphone ctl dial sip:1002@192.0.2.7\n  termphone ctl dial 1002 --account work\n  termphone ctl --follow\n  termphone ctl --follow dial sip:echo@127.0.0.1:5070\n  termphone ctl accept c2\n  termphone ctl dtmf c3 123#\n  termphone ctl hold c3\n  termphone ctl activate c3\n  termphone ctl mute c3\n  termphone ctl mute c3 off\n  termphone ctl transfer c3 sip:1003@pbx.example.com\n  termphone ctl transfer c3 --with c4\n  termphone ctl join c3 c4\n  termphone ctl reject c5 603\n  termphone ctl redirect c5 sip:1003@pbx.example.com\n  termphone ctl deregister work\n  termphone ctl record c3\n  termphone ctl record c3 off\n  termphone ctl denoise c3 off\n  termphone ctl hangup c3\n  termphone ctl hangup\n  termphone ctl status\n  termphone ctl calls\n  termphone ctl supports\n  termphone ctl --socket /run/user/1000/termphone/control.sock status\n\nExit status:\n  0  the instance answered ok (--follow: until the socket closed or SIGINT/SIGTERM)\n  1  the instance answered with an error (unknown call, verb not supported, ...)\n  2  usage error\n  7  cannot connect: no socket at the path, or connection refused (stale socket)"
     )]
     Ctl(CtlArgs),
 }
@@ -156,6 +156,31 @@ pub enum CtlVerb {
         /// Attended: the peer replaces this other call (its id).
         #[arg(long, value_name = "CALL")]
         with: Option<String>,
+    },
+    /// Turn a ringing call away (486 Busy Here, or CODE).
+    Reject {
+        /// The call id (c1, c2, ...).
+        call: String,
+        /// A SIP status from 400 to 699.
+        #[arg(value_parser = clap::value_parser!(u16).range(400..=699))]
+        code: Option<u16>,
+    },
+    /// Send a ringing call elsewhere (302 Moved Temporarily).
+    Redirect {
+        /// The call id (c1, c2, ...).
+        call: String,
+        /// Where to: a SIP URI or user@host.
+        to: String,
+    },
+    /// Register an account of the instance's configuration.
+    Register {
+        /// The account's name.
+        account: String,
+    },
+    /// Unregister an account (calls to it no longer reach this instance).
+    Deregister {
+        /// The account's name.
+        account: String,
     },
     /// Local conference: CALL and WITH hear each other and us (a held one is resumed).
     Join {

@@ -181,9 +181,12 @@ fn ctl_drives_a_running_instance() {
     let out = ctl(&sock, &["hold", &call]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(response(&out)["error"], format!("no such call: {call}"));
-    let out = ctl(&sock, &["register", &call]);
+    let out = ctl(&sock, &["register", "nope"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(response(&out)["error"], "not supported yet: register");
+    assert_eq!(
+        response(&out)["error"],
+        "no account named \"nope\" with a registrar in the configuration"
+    );
     let out = ctl(&sock, &["dtmf", &call, "x"]);
     assert_eq!(out.status.code(), Some(1));
     let out = ctl(&sock, &["frobnicate"]);

@@ -76,6 +76,7 @@ fn example_config_documents_every_key() {
         "noise_suppression",
         "echo_cancellation",
         "accept_transfer",
+        "dnd",
         "auto_answer",
     ];
     for key in keys {

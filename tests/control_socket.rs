@@ -57,6 +57,10 @@ fn every_verb_against_two_real_instances() {
             "record",
             "transfer",
             "join",
+            "reject",
+            "redirect",
+            "register",
+            "deregister",
             "denoise",
             "status",
             "calls",
@@ -354,10 +358,26 @@ fn errors_are_clear_and_the_connection_stays_usable() {
     // The verbs that are not there yet.
     for verb in ["register", "deregister"] {
         assert_eq!(
-            c.error(json!({"cmd": verb, "call": "c1"})),
-            format!("not supported yet: {verb}")
+            c.error(json!({"cmd": verb, "account": "nope"})),
+            "no account named \"nope\" with a registrar in the configuration"
+        );
+        assert_eq!(
+            c.error(json!({"cmd": verb})),
+            format!("{verb} needs `account` (an account name of the config)")
         );
     }
+    assert_eq!(
+        c.error(json!({"cmd": "reject", "call": "c1", "code": 200})),
+        "`code` must be a SIP status from 400 to 699, not 200"
+    );
+    assert_eq!(
+        c.error(json!({"cmd": "reject", "call": "c1"})),
+        "no such call: c1"
+    );
+    assert_eq!(
+        c.error(json!({"cmd": "redirect", "call": "c1"})),
+        "redirect needs `to` (a SIP URI or user@host)"
+    );
     // hold, activate, mute: arguments checked, unknown calls named.
     for verb in ["hold", "activate", "mute", "record"] {
         assert_eq!(

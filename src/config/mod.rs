@@ -159,6 +159,8 @@ pub struct AccountConfig {
     pub echo_cancellation: bool,
     /// Follow a peer's transfer (REFER) by calling where it says; `false`: refuse with 603.
     pub accept_transfer: bool,
+    /// Do not disturb: calls to this account are turned away (486 Busy Here) without ringing.
+    pub dnd: bool,
     /// What happens to an incoming call for this account when nobody answers it by hand.
     /// `None`: not set (`serve` uses its command-line policy, an interactive phone rings).
     pub auto_answer: Option<AutoAnswer>,
@@ -191,6 +193,7 @@ impl AccountConfig {
             noise_suppression: true,
             echo_cancellation: true,
             accept_transfer: true,
+            dnd: false,
             auto_answer: None,
         }
     }

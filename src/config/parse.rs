@@ -60,6 +60,7 @@ const ACCOUNT_KEYS: &[&str] = &[
     "noise_suppression",
     "echo_cancellation",
     "accept_transfer",
+    "dnd",
     "auto_answer",
 ];
 const AUTO_ANSWER_KEYS: &[&str] = &["delay", "play", "echo", "record", "hangup_after", "reject"];
@@ -761,6 +762,9 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
     }
     if let Some(b) = t.boolean(ctx, "accept_transfer") {
         a.accept_transfer = b;
+    }
+    if let Some(b) = t.boolean(ctx, "dnd") {
+        a.dnd = b;
     }
     if let Some(v) = t.get("auto_answer") {
         a.auto_answer = read_auto_answer(ctx, v, &t.path("auto_answer"));

@@ -30,6 +30,10 @@ pub const SUPPORTED_VERBS: &[&str] = &[
     "record",
     "transfer",
     "join",
+    "reject",
+    "redirect",
+    "register",
+    "deregister",
     "denoise",
     "status",
     "calls",
@@ -40,7 +44,7 @@ pub const SUPPORTED_VERBS: &[&str] = &[
 
 /// Verbs of the phone-call-handler set that the engine cannot do yet: they answer
 /// `not supported yet: VERB` and are absent from `supports`.
-pub const UNSUPPORTED_VERBS: &[&str] = &["register", "deregister"];
+pub const UNSUPPORTED_VERBS: &[&str] = &[];
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +94,12 @@ pub enum Verb {
         to: Option<String>,
         with: Option<CallId>,
     },
+    /// Turn a ringing call away with `code` (486 Busy Here unless given).
+    Reject { call: CallId, code: u16 },
+    /// Send a ringing call to `to` (302 Moved Temporarily).
+    Redirect { call: CallId, to: String },
+    /// Register (`on`) or unregister an account of the instance's configuration.
+    Register { account: String, on: bool },
     /// Local conference of `call` and `with`.
     Join { call: CallId, with: CallId },
     /// Turn noise suppression of a call's microphone on or off.
@@ -241,6 +251,42 @@ fn parse_verb(cmd: &str, obj: Map<String, Value>) -> Result<Verb, String> {
                 );
             }
             Verb::Transfer { call, to, with }
+        }
+        "reject" => {
+            args.allowed = &["call", "code"];
+            let call = args.required_call()?;
+            let code = match args.obj.remove("code") {
+                None => 486,
+                Some(Value::Number(n)) => n
+                    .as_u64()
+                    .filter(|c| (400..=699).contains(c))
+                    .map(|c| c as u16)
+                    .ok_or_else(|| {
+                        format!("`code` must be a SIP status from 400 to 699, not {n}")
+                    })?,
+                Some(other) => {
+                    return Err(format!("`code` must be a number, not {}", kind(&other)))
+                }
+            };
+            Verb::Reject { call, code }
+        }
+        "redirect" => {
+            args.allowed = &["call", "to"];
+            let call = args.required_call()?;
+            let to = args
+                .string("to")?
+                .ok_or_else(|| "redirect needs `to` (a SIP URI or user@host)".to_string())?;
+            Verb::Redirect { call, to }
+        }
+        "register" | "deregister" => {
+            args.allowed = &["account"];
+            let account = args
+                .string("account")?
+                .ok_or_else(|| format!("{cmd} needs `account` (an account name of the config)"))?;
+            Verb::Register {
+                account,
+                on: cmd == "register",
+            }
         }
         "join" => {
             args.allowed = &["call", "with"];
@@ -530,8 +576,8 @@ mod tests {
         assert_eq!(e.id, Some(json!(9)));
         assert_eq!(e.error, "unknown verb: foo");
         assert_eq!(
-            err(r#"{"cmd":"register","call":"c1"}"#),
-            "not supported yet: register"
+            err(r#"{"cmd":"register","account":"w","call":"c1"}"#),
+            "unknown argument `call` for register (allowed: account)"
         );
         assert_eq!(
             err(r#"{"cmd":"dial","to":5}"#),

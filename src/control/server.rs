@@ -501,6 +501,24 @@ impl Shared {
                 res.map(|()| vec![("call", json(&call))])
                     .map_err(|e| self.explain(e, "transfer", Some("connected")))
             }
+            Verb::Reject { call, code } => self
+                .handle
+                .reject(call, code)
+                .await
+                .map(|()| vec![("call", json(&call)), ("code", json(&code))])
+                .map_err(|e| self.explain(e, "reject", Some("incoming"))),
+            Verb::Redirect { call, to } => self
+                .handle
+                .redirect(call, &to)
+                .await
+                .map(|()| vec![("call", json(&call))])
+                .map_err(|e| self.explain(e, "redirect", Some("incoming"))),
+            Verb::Register { account, on } => self
+                .handle
+                .set_registered(&account, on)
+                .await
+                .map(|()| vec![("account", json(&account))])
+                .map_err(|e| e.to_string()),
             Verb::Join { call, with } => self
                 .handle
                 .join(call, with)

@@ -179,6 +179,8 @@ pub(crate) struct EngineActor {
     inbound_rx: mpsc::Receiver<Inbound>,
     /// UDP keepalives: (registrar address, interval, next).
     udp_keepalives: Vec<(SocketAddr, Duration, Instant)>,
+    /// The registration each account has now (`register` until `deregister`).
+    active_regs: BTreeMap<String, RegRef>,
     /// Ringtone and ringback.
     ringer: Ringer,
     /// REFERs we accepted, whose calls are still to be placed: (call transferred, Refer-To).
@@ -216,6 +218,7 @@ impl EngineActor {
             conns: Connections::new(inbound_tx),
             inbound_rx,
             udp_keepalives: Vec::new(),
+            active_regs: BTreeMap::new(),
             ringer: Ringer::new(),
             transfers: Vec::new(),
             replacements: Vec::new(),
@@ -327,6 +330,13 @@ impl EngineActor {
         }
         let accounts = self.cfg.accounts.clone();
         for account in accounts {
+            self.register_account(account).await;
+        }
+    }
+
+    /// Start registering one account (the UA keeps it registered until told otherwise).
+    async fn register_account(&mut self, account: super::AccountRegistration) {
+        {
             let next_hop = account
                 .outbound_proxy
                 .as_ref()
@@ -341,7 +351,7 @@ impl EngineActor {
                         reason: Some(reason),
                         expires: None,
                     });
-                    continue;
+                    return;
                 }
             };
             let local = self.local_for(dest);
@@ -374,6 +384,27 @@ impl EngineActor {
             let reg = self.ua.register(Instant::now(), cfg, dest);
             self.registrations
                 .insert(reg, (account.name.clone(), dest, transport));
+            self.active_regs.insert(account.name.clone(), reg);
+        }
+    }
+
+    /// `register` / `deregister` of an account by name (from the control socket).
+    async fn set_registered(&mut self, name: &str, on: bool) -> Result<(), CommandError> {
+        let Some(account) = self.cfg.accounts.iter().find(|a| a.name == name).cloned() else {
+            return Err(CommandError::NoSuchAccount(name.to_string()));
+        };
+        match (on, self.active_regs.get(name).copied()) {
+            (true, Some(_)) => Ok(()), // registered or registering already
+            (true, None) => {
+                self.register_account(account).await;
+                Ok(())
+            }
+            (false, Some(reg)) => {
+                self.active_regs.remove(name);
+                self.ua.unregister(Instant::now(), reg);
+                Ok(())
+            }
+            (false, None) => Ok(()), // not registered: nothing to undo
         }
     }
 
@@ -618,6 +649,20 @@ impl EngineActor {
                 reply,
             } => {
                 let res = self.transfer(now, call, &to, with);
+                let _ = reply.send(res);
+            }
+            Command::Register { account, on, reply } => {
+                let res = self.set_registered(&account, on).await;
+                let _ = reply.send(res);
+            }
+            Command::RedirectIncoming { call, to, reply } => {
+                let res = match parse_target(&to) {
+                    Ok(uri) => self
+                        .ua
+                        .redirect_incoming(now, call.0, &uri)
+                        .map_err(|_| self.state_error(call)),
+                    Err(e) => Err(e),
+                };
                 let _ = reply.send(res);
             }
             Command::Join { call, with, reply } => {
@@ -1789,8 +1834,9 @@ impl EngineActor {
                     .values()
                     .filter(|c| c.id.0 != call && !c.state.is_final())
                     .count();
+                let dnd = account.as_ref().is_some_and(|a| self.cfg.dnd.contains(a));
                 // A call that replaces one of ours adds none.
-                if others >= self.cfg.max_calls && replaces.is_none() {
+                if (dnd || others >= self.cfg.max_calls) && replaces.is_none() {
                     // As many calls as we take: the caller hears busy; the user sees it came.
                     info!(call, others, "busy: turning the call away");
                     self.emit(Event::Call {

@@ -165,6 +165,18 @@ pub enum Command {
         with: Option<CallId>,
         reply: Reply<()>,
     },
+    /// Register an account of the configuration (`on`) or unregister it.
+    Register {
+        account: String,
+        on: bool,
+        reply: Reply<()>,
+    },
+    /// Send a ringing incoming call elsewhere: 302 Moved Temporarily with `to` as Contact.
+    RedirectIncoming {
+        call: CallId,
+        to: String,
+        reply: Reply<()>,
+    },
     /// Local conference: `call` and `with` (and any call already conferenced with either)
     /// hear each other and us; a held one is resumed.
     Join {

@@ -66,6 +66,8 @@ pub struct EngineConfig {
     pub max_calls: usize,
     /// Follow the peer's REFER (being transferred) by calling where it says; else 603.
     pub accept_transfer: bool,
+    /// Accounts in do-not-disturb: their incoming calls get 486 at once.
+    pub dnd: Vec<String>,
     /// Ceiling of the adaptive jitter buffer's delay.
     pub jitter_ceiling: Duration,
     /// Where calls recorded on demand ([`Command::Record`]) go, unless the command names a file.
@@ -129,6 +131,7 @@ impl Default for EngineConfig {
             dtmf_info: false,
             max_calls: 4,
             accept_transfer: true,
+            dnd: Vec::new(),
             jitter_ceiling: Duration::from_millis(240),
             levels_interval: None,
             record_dir: PathBuf::from("recordings"),
@@ -352,6 +355,26 @@ impl EngineHandle {
             call,
             to: String::new(),
             with: Some(with),
+            reply,
+        })
+        .await
+    }
+
+    /// Register (`on`) or unregister an account of the configuration.
+    pub async fn set_registered(&self, account: &str, on: bool) -> Result<(), CommandError> {
+        self.request(|reply| Command::Register {
+            account: account.to_string(),
+            on,
+            reply,
+        })
+        .await
+    }
+
+    /// Send a ringing incoming call to `to` (302).
+    pub async fn redirect(&self, call: CallId, to: &str) -> Result<(), CommandError> {
+        self.request(|reply| Command::RedirectIncoming {
+            call,
+            to: to.to_string(),
             reply,
         })
         .await

@@ -822,6 +822,30 @@ impl UserAgent {
         Ok(())
     }
 
+    /// Send a ringing incoming call elsewhere: 302 Moved Temporarily with `target` as Contact
+    /// (RFC 3261 §8.3.1.2); the caller then calls there (or not).
+    pub fn redirect_incoming(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        target: &Uri,
+    ) -> Result<(), UaError> {
+        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
+        if !matches!(c.phase, Phase::Ringing) {
+            return Err(UaError::WrongState);
+        }
+        let mut resp = response_to(&c.invite, 302, None, Some(&c.local_tag));
+        resp.headers.push(
+            HeaderName::CONTACT,
+            NameAddr::new(target.clone()).to_string(),
+        );
+        let key = c.invite_key.clone();
+        let _ = self.txn.send_response(now, &key, resp);
+        self.drain_txn(now, None);
+        self.end_call(call, EndCause::LocalReject(302));
+        Ok(())
+    }
+
     /// Reject an incoming call with `code` (486, 603, ...).
     pub fn reject(&mut self, now: Instant, call: CallRef, code: u16) -> Result<(), UaError> {
         let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
