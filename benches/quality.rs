@@ -76,8 +76,8 @@ fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn read_wav(path: &Path) -> (u32, Vec<f32>) {
-    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+fn read_wav(path: &Path) -> Result<(u32, Vec<f32>), String> {
+    let mut r = hound::WavReader::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let spec = r.spec();
     let ch = usize::from(spec.channels);
     let s: Vec<f32> = r
@@ -85,7 +85,7 @@ fn read_wav(path: &Path) -> (u32, Vec<f32>) {
         .map(|v| f32::from(v.unwrap_or(0)) / 32768.0)
         .collect();
     let mono = s.chunks(ch).map(|c| c[0]).collect();
-    (spec.sample_rate, mono)
+    Ok((spec.sample_rate, mono))
 }
 
 fn write_wav(path: &Path, rate: u32, x: &[f32]) {
@@ -155,28 +155,25 @@ struct Serve {
 }
 
 impl Serve {
-    /// Start `serve` recording callers into `rec`, or echoing them (`None`).
-    fn start(bin: &Path, codec: &str, rec: Option<&Path>) -> Serve {
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--json",
-            "--no-control",
-            "--codec",
-            codec,
-        ]);
-        match rec {
-            Some(dir) => cmd.arg("--record").arg(dir),
-            None => cmd.arg("--echo"),
-        };
-        let mut child = cmd
+    /// Start `serve` recording callers into `rec`.
+    fn start(bin: &Path, codec: &str, rec: &Path) -> Result<Serve, String> {
+        let mut child = Command::new(bin)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--json",
+                "--no-control",
+                "--codec",
+                codec,
+                "--record",
+            ])
+            .arg(rec)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start termphone serve");
+            .map_err(|e| format!("start termphone serve: {e}"))?;
         let stdout = child.stdout.take().unwrap();
         let (tx, events) = mpsc::channel();
         // Keep draining stdout so serve never blocks on a full pipe.
@@ -192,14 +189,19 @@ impl Serve {
             addr: ([127, 0, 0, 1], 0).into(),
             events,
         };
-        match serve.wait(|v| v["event"] == "listening" && v["transport"] == "udp") {
-            Some(v) => serve.addr = v["addr"].as_str().unwrap().parse().unwrap(),
+        let addr = serve
+            .wait(|v| v["event"] == "listening" && v["transport"] == "udp")
+            .and_then(|v| v["addr"].as_str()?.parse().ok());
+        match addr {
+            Some(addr) => {
+                serve.addr = addr;
+                Ok(serve)
+            }
             None => {
                 stop(&mut serve.child);
-                panic!("serve did not start");
+                Err("serve did not start".into())
             }
         }
-        serve
     }
 
     /// The first event matching `pred` within 10 s.
@@ -226,8 +228,19 @@ impl Serve {
     }
 }
 
+impl Drop for Serve {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// SIGTERM to a child's own PID (serve closes its recordings and exits), SIGKILL after 10 s;
+/// reaped. Nothing when it has exited already.
 fn stop(child: &mut Child) {
-    // SAFETY: kill(2) on our own child's PID.
+    if child.try_wait().ok().flatten().is_some() {
+        return;
+    }
+    // SAFETY: kill(2) on our own child's PID, not reaped yet (try_wait saw it running).
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -240,14 +253,8 @@ fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// `termphone dial --play` of the speech to `target` (a relay's SIP address), recording what
-/// comes back into `record`.
-fn dial(
-    bin: &Path,
-    codec: &str,
-    target: std::net::SocketAddr,
-    record: Option<&Path>,
-) -> Result<(), String> {
+/// `termphone dial --play` of the speech to `target` (a relay's SIP address).
+fn dial(bin: &Path, codec: &str, target: std::net::SocketAddr) -> Result<(), String> {
     let mut cmd = Command::new(bin);
     cmd.args([
         "dial",
@@ -261,9 +268,6 @@ fn dial(
     .arg("--play")
     .arg(repo("tests/data/speech-48k.wav"))
     .args(["--duration", &CALL_SECS.to_string()]);
-    if let Some(path) = record {
-        cmd.arg("--record").arg(path);
-    }
     let status = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -310,9 +314,9 @@ fn termphone_to_termphone(
 ) -> Result<Heard, String> {
     let rec = dir.join("rec");
     std::fs::create_dir_all(&rec).map_err(|e| e.to_string())?;
-    let serve = Serve::start(bin, codec, Some(&rec));
+    let serve = Serve::start(bin, codec, &rec)?;
     let relay = IndexRelay::start(serve.addr, impair(loss), Impair::none(), seed);
-    let called = dial(bin, codec, relay.sip_addr(), None);
+    let called = dial(bin, codec, relay.sip_addr());
     let wav = serve.finish(&rec);
     called?;
     let (lost, rtp) = lost_of(&relay);
@@ -351,7 +355,7 @@ fn termphone_to_baresip(
     let cfg = peer_config(codec, extra_modules, Source::Loopback)?;
     let mut peer = BaresipPeer::start(&dir.join("baresip"), &cfg)?;
     let relay = IndexRelay::start(peer.sip_addr(), impair(loss), Impair::none(), seed);
-    let called = dial(bin, codec, relay.sip_addr(), None);
+    let called = dial(bin, codec, relay.sip_addr());
     // dial has sent BYE; give baresip a moment to end the call and close the dumps.
     std::thread::sleep(Duration::from_millis(500));
     peer.stop();
@@ -384,7 +388,7 @@ fn baresip_to_termphone(
     write_wav(&src, rate, &padded);
     let rec = dir.join("rec");
     std::fs::create_dir_all(&rec).map_err(|e| e.to_string())?;
-    let serve = Serve::start(bin, codec, Some(&rec));
+    let serve = Serve::start(bin, codec, &rec)?;
     let relay = IndexRelay::start(serve.addr, impair(loss), Impair::none(), seed);
     let cfg = peer_config(codec, &[], Source::File(src))?;
     let mut peer = BaresipPeer::start(&dir.join("baresip"), &cfg)?;
@@ -459,9 +463,17 @@ impl Scorer<'_> {
     fn score(&self, name: &str, heard: &Result<Heard, String>) -> Option<f64> {
         match heard {
             Ok(h) => {
-                let (rate, got) = read_wav(&h.wav);
+                let (rate, got) = match read_wav(&h.wav) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        eprintln!("quality: {name}: {e}");
+                        return None;
+                    }
+                };
                 let degraded = resample(&got, rate, self.pesq_rate);
-                pesq(self.work, name, &self.reference, &degraded, self.pesq_rate)
+                let score = pesq(self.work, name, &self.reference, &degraded, self.pesq_rate);
+                eprintln!("quality: {name}: PESQ {score:?}, lost {:?}", h.lost);
+                score
             }
             Err(e) => {
                 eprintln!("quality: {name}: {e}");
@@ -504,7 +516,7 @@ fn main() {
     let with_baresip = std::env::var("QUALITY_BARESIP").map_or(true, |v| v != "0")
         && baresip_peer::baresip_available();
     let extra_modules = std::env::var("QUALITY_BARESIP_MODULES").ok();
-    let (src_rate, source) = read_wav(&repo("tests/data/speech-48k.wav"));
+    let (src_rate, source) = read_wav(&repo("tests/data/speech-48k.wav")).unwrap();
     let work = tempfile::tempdir().unwrap();
     let mut table1 = vec![
         "| codec | PESQ | loss (lost) | jitter | termphone (PLC/FEC, adaptive buffer) | silence insertion | packets lost |".to_string(),

@@ -15,7 +15,9 @@ python3 -c 'import pesq, numpy' 2>/dev/null || python3 -m pip install --quiet pe
 cargo build --release --quiet
 export TERMPHONE_BIN="${TERMPHONE_BIN:-${CARGO_TARGET_DIR:-target}/release/termphone}"
 export QUALITY_SEEDS="${QUALITY_SEEDS:-1,2,3}"
-out=$(cargo bench --quiet --bench quality 2>/dev/null)
+# Every call's score and lost packets go to $CARGO_TARGET_DIR/quality.log (default target/).
+log="${CARGO_TARGET_DIR:-target}/quality.log"
+out=$(cargo bench --quiet --bench quality 2>"$log")
 printf '%s\n' "$out" | grep '^|'
 python3 - "$out" "$QUALITY_SEEDS" <<'PY'
 import datetime, re, sys
