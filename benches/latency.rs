@@ -11,8 +11,8 @@
 //!
 //! **Why this anchors time honestly.** Sending and recording share one clock in one process:
 //! on each 20 ms media tick `dial` first writes one playout frame to the recording and then
-//! reads one frame of the file and sends it (src/engine/media.rs, `CallMedia::tick`), from
-//! the first tick of the call on. Sample *i* of the recording is therefore written on the tick
+//! reads one frame of the file and sends it (`CallMedia` in src/engine/media.rs: the playout
+//! half of a tick, then the sending half), from the first tick of the call on. Sample *i* of the recording is therefore written on the tick
 //! that reads sample *i* of the file, and the offset between the two is the round trip. Across
 //! two processes (`dial --play` to `serve --record`) there is no such anchor: each starts its
 //! media clock on its own side of the answer.
