@@ -439,3 +439,59 @@ fn auto_answer_policy_per_account() {
     assert!(incoming[3].get("account").is_none(), "{}", incoming[3]);
     srv.stop();
 }
+
+/// `deregister` over the control socket removes the binding (REGISTER with Expires 0) and
+/// `register` brings it back; an account with `dnd = true` turns calls away with 486.
+#[test]
+fn deregister_and_register_by_control_and_dnd() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let cfg = config_for(&k, "alice", "alicepw");
+    let sock = k.dir().join("alice.sock");
+    let mut srv = Termphone::builder(&["serve", "--echo", "--control", sock.to_str().unwrap()])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        WAIT,
+    );
+    k.wait_registrations(WAIT, "alice registered", |r| {
+        r.iter().any(|b| b.aor == "alice")
+    });
+    let mut ctl = support::control::CtlClient::connect(&sock);
+    ctl.ok(serde_json::json!({"cmd": "deregister", "account": "alice"}));
+    srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "unregistered",
+        WAIT,
+    );
+    k.wait_registrations(WAIT, "alice gone", |r| !r.iter().any(|b| b.aor == "alice"));
+    ctl.ok(serde_json::json!({"cmd": "register", "account": "alice"}));
+    k.wait_registrations(WAIT, "alice back", |r| r.iter().any(|b| b.aor == "alice"));
+    srv.stop();
+
+    // Do not disturb: bob calls alice, who is registered with dnd = true: busy.
+    let dnd_cfg = k.account_config("alice", "password = \"alicepw\"\ndnd = true\n");
+    let mut alice = Termphone::builder(&["serve", "--echo"])
+        .global("--config")
+        .global(dnd_cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    alice.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        WAIT,
+    );
+    let bob_cfg = config_for(&k, "bob", "bobpw");
+    let mut dial = Termphone::builder(&["dial", "alice", "--account", "bob", "--duration", "1"])
+        .global("--config")
+        .global(bob_cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    assert_eq!(dial.wait_exit_code(WAIT), 3, "{}", dial.diagnostics());
+    let end = alice.wait_event(
+        |e| e["event"] == "call" && e["state"] == "hanguplocal",
+        WAIT,
+    );
+    assert_eq!(end["code"], 486, "{end}");
+    alice.stop();
+}

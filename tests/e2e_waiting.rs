@@ -133,3 +133,57 @@ fn call_waiting_switching_and_busy_beyond_max_calls() {
     );
     phone.stop();
 }
+
+/// A ringing call turned away with a chosen code (the caller's exit status says declined), and
+/// one sent elsewhere with 302 (the caller follows it and talks to the other phone).
+#[test]
+fn reject_with_a_code_and_redirect_a_ringing_call() {
+    let dir = test_dir();
+    let sock = dir.path().join("phone.sock");
+    let mut phone = TermphoneBuilder::new(&[
+        "serve",
+        "--echo",
+        "--answer-delay",
+        "3600",
+        "--control",
+        sock.to_str().unwrap(),
+    ])
+    .dir(dir.clone())
+    .spawn();
+    phone.wait_event(|e| e["event"] == "control", WAIT);
+    let uri = phone.sip_uri("me");
+    let mut other = TermphoneBuilder::new(&["serve", "--echo"])
+        .dir(dir.clone())
+        .spawn();
+    let other_uri = other.sip_uri("desk");
+    let mut ctl = CtlClient::connect(&sock);
+    ctl.ok(json!({"cmd": "subscribe"}));
+
+    let mut first = TermphoneBuilder::new(&["dial", &uri, "--duration", "1"])
+        .dir(dir.clone())
+        .spawn();
+    let c1 = incoming(&mut ctl);
+    let r = ctl.ok(json!({"cmd": "reject", "call": c1, "code": 603}));
+    assert_eq!(r["code"], 603);
+    assert_eq!(
+        first.wait_exit_code(WAIT),
+        4,
+        "declined: {}",
+        first.diagnostics()
+    );
+
+    let mut second = TermphoneBuilder::new(&["dial", &uri, "--duration", "1"])
+        .dir(dir.clone())
+        .spawn();
+    let c2 = incoming(&mut ctl);
+    ctl.ok(json!({"cmd": "redirect", "call": c2, "to": other_uri}));
+    ctl.wait_event(
+        |e| e["event"] == "call" && e["call"] == c2.as_str() && e["code"] == 302,
+        WAIT,
+    );
+    assert_eq!(second.wait_exit_code(WAIT), 0, "{}", second.diagnostics());
+    assert!(second.events().iter().any(|e| e["event"] == "redirect"));
+    other.wait_call_state("hangupremote", WAIT);
+    phone.stop();
+    other.stop();
+}
