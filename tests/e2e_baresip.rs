@@ -232,3 +232,122 @@ fn termphone_sends_dtmf_to_baresip_by_sip_info() {
         .collect();
     assert_eq!(got, "12#", "baresip's log:\n{log}");
 }
+
+/// Hold both ways with baresip: baresip holds termphone's call (serve sees `remotehold`, then
+/// `connected` after baresip resumes), and termphone holds baresip over its control socket
+/// (baresip answers the sendonly offer with recvonly, then takes sendrecv again).
+#[test]
+fn hold_and_resume_with_baresip_both_ways() {
+    let k = Kamailio::start(KamailioOpts::default());
+    let bob_cfg = config_for(&k, "bob", "bobpw");
+    let sock = k.dir().join("bob.sock");
+    let mut srv = Termphone::builder(&["serve", "--echo", "--control", sock.to_str().unwrap()])
+        .global("--config")
+        .global(bob_cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    srv.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        WAIT,
+    );
+    let tone = tone_file(k.dir());
+    let mut b = Baresip::start(&k, "alice", "alicepw", &tone, WAIT);
+    b.dial(&format!("sip:bob@{}", k.addr()))
+        .unwrap_or_else(|e| panic!("{e}\nbaresip log:\n{}", b.log()));
+    let call = srv.wait_call_state("connected", WAIT)["call"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    // baresip holds us.
+    let resp = b.command("hold", "").unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        resp.contains("\"ok\":true"),
+        "hold refused: {resp}\n{}",
+        b.log()
+    );
+    srv.wait_call_state("remotehold", WAIT);
+    let resp = b.command("resume", "").unwrap_or_else(|e| panic!("{e}"));
+    assert!(resp.contains("\"ok\":true"), "resume refused: {resp}");
+    srv.wait_event(
+        |e| e["event"] == "call" && e["state"] == "connected" && e["call"] == call.as_str(),
+        WAIT,
+    );
+    // We hold baresip.
+    let mut ctl = support::control::CtlClient::connect(&sock);
+    ctl.ok(serde_json::json!({"cmd": "subscribe"}));
+    ctl.ok(serde_json::json!({"cmd": "hold", "call": call}));
+    ctl.wait_call(&call, "hold", WAIT);
+    ctl.ok(serde_json::json!({"cmd": "activate", "call": call}));
+    ctl.wait_call(&call, "connected", WAIT);
+    b.hangup().unwrap_or_else(|e| panic!("{e}"));
+    srv.wait_call_state("hangupremote", WAIT);
+    let trace = srv.stderr();
+    // baresip's answer to our hold, and its own hold offer, on the wire.
+    assert!(trace.contains("a=recvonly"), "recvonly in the SDP exchange");
+    assert!(trace.contains("a=sendonly"), "sendonly in the SDP exchange");
+    b.stop();
+    srv.stop();
+    no_password_in(&format!("{trace}\n{:?}", srv.events()));
+}
+
+/// Blind transfer with baresip as the transferee: baresip (alice) calls bob (termphone), bob
+/// transfers it to carol (termphone), baresip follows the REFER and carol records its tone.
+/// (baresip 1.0 cannot do attended transfer: it sends no Replaces.)
+#[test]
+fn termphone_transfers_baresip_to_another_termphone() {
+    let k = Kamailio::start(KamailioOpts::default().users(vec![
+        support::kamailio::User::new("alice", "alicepw"),
+        support::kamailio::User::new("bob", "bobpw"),
+        support::kamailio::User::new("carol", "carolpw"),
+    ]));
+    let bob_cfg = config_for(&k, "bob", "bobpw");
+    let carol_cfg = config_for(&k, "carol", "carolpw");
+    let sock = k.dir().join("bob.sock");
+    let mut bob = Termphone::builder(&["serve", "--echo", "--control", sock.to_str().unwrap()])
+        .global("--config")
+        .global(bob_cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    let rec_dir = k.dir().join("carol-rec");
+    let mut carol = Termphone::builder(&["serve", "--record", rec_dir.to_str().unwrap()])
+        .global("--config")
+        .global(carol_cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    for t in [&mut bob, &mut carol] {
+        t.wait_event(
+            |e| e["event"] == "registration" && e["state"] == "registered",
+            WAIT,
+        );
+    }
+    let tone = tone_file(k.dir());
+    let mut b = Baresip::start(&k, "alice", "alicepw", &tone, WAIT);
+    b.dial(&format!("sip:bob@{}", k.addr()))
+        .unwrap_or_else(|e| panic!("{e}\nbaresip log:\n{}", b.log()));
+    let call = bob.wait_call_state("connected", WAIT)["call"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut ctl = support::control::CtlClient::connect(&sock);
+    ctl.ok(serde_json::json!({"cmd": "subscribe"}));
+    // The full URI: baresip sends the new INVITE straight to it (it has no outbound proxy).
+    let target = format!("sip:carol@{}", k.addr());
+    ctl.ok(serde_json::json!({"cmd": "transfer", "call": call, "to": target}));
+    // baresip takes the REFER (202), reports 100 then 200 (NOTIFY sipfrag), and bob leaves.
+    ctl.wait_event(
+        |e| e["event"] == "transfer" && e["call"] == call.as_str() && e["state"] == "done",
+        WAIT,
+    );
+    ctl.wait_call(&call, "hanguplocal", WAIT);
+    carol.wait_call_state("connected", WAIT);
+    std::thread::sleep(Duration::from_secs(3));
+    b.hangup().unwrap_or_else(|e| panic!("{e}"));
+    carol.wait_call_state("hangupremote", WAIT);
+    let rec = carol.wait_event(is_event("recording"), WAIT);
+    let path = PathBuf::from(rec["path"].as_str().unwrap());
+    b.stop();
+    bob.stop();
+    carol.stop();
+    assert_holds_tone(&path, "baresip -> carol after the transfer");
+}
