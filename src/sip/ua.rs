@@ -72,6 +72,45 @@ impl SessionTimer {
     }
 }
 
+/// The INVITE sent again as a new transaction (after a challenge, to a redirect target): the
+/// next CSeq and a new branch, all else as it was.
+fn next_invite(invite: &Request, branch: &str) -> Request {
+    let mut req = invite.clone();
+    let seq = req
+        .headers
+        .cseq()
+        .map(|s| s.seq)
+        .unwrap_or(1)
+        .wrapping_add(1);
+    req.headers.set(
+        HeaderName::CSEQ,
+        CSeq {
+            seq,
+            method: Method::Invite,
+        }
+        .to_string(),
+    );
+    if let Ok(mut via) = req.headers.top_via() {
+        via.params.set("branch", Some(branch));
+        req.headers.set_top_via(&via);
+    }
+    req
+}
+
+/// A request from the peer refreshed the session (RFC 4028 §9): it may set a new timer
+/// (refresher named from the request's side: `uas` is us), else the one there starts again.
+fn peer_refreshed(timer: &mut Option<SessionTimer>, now: Instant, req: &Request) {
+    if let Some((delta, refresher)) = session_expires(&req.headers) {
+        *timer = Some(SessionTimer::new(
+            now,
+            delta,
+            refresher.as_deref() == Some("uas"),
+        ));
+    } else if let Some(t) = timer.as_mut() {
+        t.restart(now);
+    }
+}
+
 /// Session-Expires (and Require: timer when the peer refreshes) on a 2xx we send in a call
 /// with a session timer: the refresher named from the request's side (`uac`: the peer).
 fn push_session_expires(resp: &mut Response, timer: Option<&SessionTimer>) {
@@ -1310,15 +1349,7 @@ impl UserAgent {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if let Some((delta, refresher)) = session_expires(&req.headers) {
-            c.timer = Some(SessionTimer::new(
-                now,
-                delta,
-                refresher.as_deref() == Some("uas"),
-            ));
-        } else if let Some(t) = c.timer.as_mut() {
-            t.restart(now);
-        }
+        peer_refreshed(&mut c.timer, now, &req);
         let mut resp = response_to(&req, 200, None, None);
         resp.headers.push(HeaderName::SUPPORTED, SUPPORTED);
         push_session_expires(&mut resp, c.timer.as_ref());
@@ -1672,15 +1703,7 @@ impl UserAgent {
         }
         dialog.refresh_target(&Message::Request(req.clone()));
         // A re-INVITE from the peer refreshes the session (RFC 4028 §9), possibly anew.
-        if let Some((delta, refresher)) = session_expires(&req.headers) {
-            c.timer = Some(SessionTimer::new(
-                now,
-                delta,
-                refresher.as_deref() == Some("uas"),
-            ));
-        } else if let Some(t) = c.timer.as_mut() {
-            t.restart(now);
-        }
+        peer_refreshed(&mut c.timer, now, &req);
         if !req.body.is_empty() {
             // A new offer: the engine answers it (answer_reoffer / reject_reoffer).
             let sdp = req.body.clone();
@@ -2080,26 +2103,8 @@ impl UserAgent {
         if !matches!(c.phase, Phase::Calling { .. }) {
             return Err(UaError::WrongState);
         }
-        let mut req = c.invite.clone();
+        let mut req = next_invite(&c.invite, &branch);
         req.uri = target;
-        let seq = req
-            .headers
-            .cseq()
-            .map(|s| s.seq)
-            .unwrap_or(1)
-            .wrapping_add(1);
-        req.headers.set(
-            HeaderName::CSEQ,
-            CSeq {
-                seq,
-                method: Method::Invite,
-            }
-            .to_string(),
-        );
-        if let Ok(mut via) = req.headers.top_via() {
-            via.params.set("branch", Some(&branch));
-            req.headers.set_top_via(&via);
-        }
         let key = self
             .txn
             .send_request(now, req.clone(), dest, c.transport.is_reliable());
@@ -2140,25 +2145,7 @@ impl UserAgent {
             Ok(false) => return Err(resp.reason.clone()),
             Err(e) => return Err(e.to_string()),
         }
-        let mut req = c.invite.clone();
-        let seq = req
-            .headers
-            .cseq()
-            .map(|s| s.seq)
-            .unwrap_or(1)
-            .wrapping_add(1);
-        req.headers.set(
-            HeaderName::CSEQ,
-            CSeq {
-                seq,
-                method: Method::Invite,
-            }
-            .to_string(),
-        );
-        if let Ok(mut via) = req.headers.top_via() {
-            via.params.set("branch", Some(&branch));
-            req.headers.set_top_via(&via);
-        }
+        let mut req = next_invite(&c.invite, &branch);
         auth.authorize_request(&mut self.rng, &mut req);
         let key = self
             .txn

@@ -27,7 +27,9 @@
 //! [`BaresipPeer::stop`] sends SIGTERM to its own PID, waits, a second SIGTERM (1.0.0 needs
 //! it), then SIGKILL.
 
-use std::io::{Read, Write};
+#[path = "baresip_ctrl.rs"]
+mod ctrl;
+
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -248,35 +250,12 @@ impl BaresipPeer {
 
     /// Send one ctrl_tcp command (netstring JSON); the response's JSON text.
     pub fn command(&self, command: &str, params: &str) -> Result<String, String> {
-        let token = format!("t{}", std::process::id());
-        let json =
-            serde_json::json!({ "command": command, "params": params, "token": token }).to_string();
-        let mut s = TcpStream::connect(("127.0.0.1", self.ctrl_port))
-            .map_err(|e| format!("connect ctrl_tcp {}: {e}", self.ctrl_port))?;
-        s.set_read_timeout(Some(Duration::from_millis(200)))
-            .map_err(|e| e.to_string())?;
-        s.write_all(format!("{}:{json},", json.len()).as_bytes())
-            .map_err(|e| format!("send to ctrl_tcp: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let (mut buf, mut chunk) = (Vec::new(), [0u8; 4096]);
-        while Instant::now() < deadline {
-            match s.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut => {}
-                Err(e) => return Err(format!("read ctrl_tcp: {e}")),
-            }
-            while let Some((msg, rest)) = split_netstring(&buf) {
-                let text = String::from_utf8_lossy(&msg).into_owned();
-                buf = rest;
-                if text.contains("\"response\"") && text.contains(&token) {
-                    return Ok(text);
-                }
-            }
-        }
-        Err(format!("no ctrl_tcp response to {json}"))
+        ctrl::command(
+            self.ctrl_port,
+            &format!("t{}", std::process::id()),
+            command,
+            params,
+        )
     }
 
     /// Dial `uri` (e.g. `sip:bench@127.0.0.1:5060`).
@@ -301,39 +280,13 @@ impl BaresipPeer {
     }
 
     fn dump(&self, suffix: &str) -> Option<PathBuf> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&self.snd_dir)
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.to_string_lossy().ends_with(suffix))
-            .collect();
-        found.sort();
-        found.pop()
+        ctrl::newest_dump(&self.snd_dir, suffix)
     }
 
     /// Stop: SIGTERM, wait 3 s, a second SIGTERM, wait 3 s, then SIGKILL — always its own PID.
     /// Reaps it. No-op when stopped.
     pub fn stop(&mut self) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        if let Ok(Some(st)) = child.try_wait() {
-            return Some(st);
-        }
-        for _ in 0..2 {
-            if let Ok(pid) = libc::pid_t::try_from(child.id()) {
-                // SAFETY: kill(2) with the PID of a child we spawned and have not reaped yet.
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
-            }
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(Some(st)) = child.try_wait() {
-                    return Some(st);
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = child.kill(); // SIGKILL to the same PID
-        child.wait().ok()
+        ctrl::stop(self.child.take()?)
     }
 }
 
@@ -341,19 +294,4 @@ impl Drop for BaresipPeer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Split one netstring `LEN:DATA,` off the front of `buf`; None until it is complete.
-fn split_netstring(buf: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
-    let colon = buf.iter().position(|&b| b == b':')?;
-    let len: usize = std::str::from_utf8(&buf[..colon])
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let end = colon + 1 + len;
-    if buf.len() <= end {
-        return None;
-    }
-    Some((buf[colon + 1..end].to_vec(), buf[end + 1..].to_vec()))
 }

@@ -36,6 +36,7 @@
 
 pub mod audio;
 pub mod baresip;
+pub mod baresip_ctrl;
 pub mod control;
 pub mod dnsmasq;
 pub mod e2e;
