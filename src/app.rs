@@ -111,7 +111,7 @@ fn engine_config(
         ec.display_name = a.display_name.clone();
         ec.noise_suppression = a.noise_suppression;
         ec.echo_cancellation = a.echo_cancellation;
-        ec.accept_transfer = a.accept_transfer;
+        ec.transfer_policy = a.accept_transfer;
         ec.dtmf_info = a.dtmf_mode == crate::config::DtmfMode::Info;
     }
     for a in config
@@ -376,12 +376,19 @@ async fn run_ctl(args: CtlArgs) -> i32 {
                     opt("path", file.map(absolute)),
                 ],
             ),
-            CtlVerb::Transfer { call, to, with } => (
+            CtlVerb::Transfer {
+                call,
+                to,
+                with,
+                accept,
+                refuse,
+            } => (
                 "transfer",
                 vec![
                     Some(("call", call.into())),
                     opt("to", to.map(Into::into)),
                     opt("with", with.map(Into::into)),
+                    (accept || refuse).then(|| ("accept", accept.into())),
                 ],
             ),
             CtlVerb::Reject { call, code } => (

@@ -151,11 +151,20 @@ pub enum CtlVerb {
         /// The call id (c1, c2, ...).
         call: String,
         /// Where to: a SIP URI, user@host, or a number at the call's account.
-        #[arg(required_unless_present = "with", conflicts_with = "with")]
+        #[arg(
+            required_unless_present_any = ["with", "accept", "refuse"],
+            conflicts_with_all = ["with", "accept", "refuse"]
+        )]
         to: Option<String>,
         /// Attended: the peer replaces this other call (its id).
-        #[arg(long, value_name = "CALL")]
+        #[arg(long, value_name = "CALL", conflicts_with_all = ["accept", "refuse"])]
         with: Option<String>,
+        /// Follow the transfer the peer of CALL asked for (account policy "ask").
+        #[arg(long, conflicts_with = "refuse")]
+        accept: bool,
+        /// Refuse the transfer the peer of CALL asked for (603).
+        #[arg(long)]
+        refuse: bool,
     },
     /// Turn a ringing call away (486 Busy Here, or CODE).
     Reject {

@@ -174,10 +174,18 @@ domain = "pbx.example.com"
     assert_eq!(a.transport, Transport::Udp);
     assert_eq!(a.codecs, [CodecName::Pcma]);
     assert_eq!(a.dtmf_mode, DtmfMode::Rfc4733);
-    assert!(!a.noise_suppression && !a.echo_cancellation && !a.accept_transfer);
+    assert!(!a.noise_suppression && !a.echo_cancellation);
+    assert_eq!(
+        a.accept_transfer,
+        termphone::engine::api::TransferPolicy::Reject
+    );
     let b = &c.accounts[1];
     assert!(b.enabled);
-    assert!(b.noise_suppression && b.echo_cancellation && b.accept_transfer);
+    assert!(b.noise_suppression && b.echo_cancellation);
+    assert_eq!(
+        b.accept_transfer,
+        termphone::engine::api::TransferPolicy::Accept
+    );
     assert_eq!(b.codecs, CodecName::default_list());
     assert_eq!(b.display_name, None);
     assert_eq!(b.registrar, None);

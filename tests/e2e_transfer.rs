@@ -248,3 +248,60 @@ fn attended_transfer_replaces_bs_call_with_c() {
     let cov = tone_coverage(body, rate, 700.0, 0.5, 100);
     assert!(cov > 0.8, "C hears A's tone: coverage {cov:.2}");
 }
+
+/// `accept_transfer = "ask"`: the REFER waits; a `transfer` event says `asked` with the
+/// target; `transfer {call, accept: true}` follows it (and `accept: false` would refuse it).
+#[test]
+fn an_asked_transfer_waits_for_the_answer() {
+    let dir = test_dir();
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        "[[account]]\nname = \"local\"\nuser = \"a\"\naccept_transfer = \"ask\"\n",
+    )
+    .unwrap();
+    let a_sock = dir.path().join("a.sock");
+    let mut a = support::TermphoneBuilder::new(&["serve", "--control", a_sock.to_str().unwrap()])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(dir.clone())
+        .spawn();
+    a.wait_event(|e| e["event"] == "control", WAIT);
+    let (mut b, b_sock) = serve_with_control(&dir, &["--echo"]);
+    let (mut c, _) = serve_with_control(&dir, &["--echo"]);
+    let mut ca = CtlClient::connect(&a_sock);
+    let mut cb = CtlClient::connect(&b_sock);
+    ca.ok(json!({"cmd": "subscribe"}));
+    cb.ok(json!({"cmd": "subscribe"}));
+    let a1 = call_id(&ca.ok(json!({"cmd": "dial", "to": b.sip_uri("b")})));
+    ca.wait_call(&a1, "connected", WAIT);
+    let b1 = call_id(&cb.wait_event(|e| e["event"] == "call" && e["state"] == "connected", WAIT));
+    // Nothing asked yet.
+    assert_eq!(
+        ca.error(json!({"cmd": "transfer", "call": a1, "accept": true})),
+        format!("call {a1}: no transfer is waiting for an answer")
+    );
+    let c_uri = c.sip_uri("c");
+    cb.ok(json!({"cmd": "transfer", "call": b1, "to": c_uri}));
+    let asked = ca.wait_event(
+        |e| e["event"] == "transfer" && e["state"] == "asked" && e["call"] == a1.as_str(),
+        WAIT,
+    );
+    assert!(
+        asked["to"].as_str().unwrap_or_default().contains("sip:c@"),
+        "{asked}"
+    );
+    ca.ok(json!({"cmd": "transfer", "call": a1, "accept": true}));
+    let t = ca.wait_event(
+        |e| e["event"] == "transfer" && e["state"] == "transferring",
+        WAIT,
+    );
+    let a2 = call_id(&json!({"call": t["new_call"]}));
+    ca.wait_call(&a2, "connected", WAIT);
+    cb.wait_call(&b1, "hanguplocal", WAIT);
+    ca.ok(json!({"cmd": "hangup", "call": a2}));
+    c.wait_call_state("hangupremote", WAIT);
+    a.stop();
+    b.stop();
+    c.stop();
+}

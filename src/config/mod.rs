@@ -157,8 +157,8 @@ pub struct AccountConfig {
     pub noise_suppression: bool,
     /// Acoustic echo cancellation when a call uses both the microphone and the speaker.
     pub echo_cancellation: bool,
-    /// Follow a peer's transfer (REFER) by calling where it says; `false`: refuse with 603.
-    pub accept_transfer: bool,
+    /// What a peer's transfer (REFER) does: call where it says, ask first, or refuse (603).
+    pub accept_transfer: crate::engine::api::TransferPolicy,
     /// Do not disturb: calls to this account are turned away (486 Busy Here) without ringing.
     pub dnd: bool,
     /// What happens to an incoming call for this account when nobody answers it by hand.
@@ -192,7 +192,7 @@ impl AccountConfig {
             dtmf_mode: DtmfMode::Rfc4733,
             noise_suppression: true,
             echo_cancellation: true,
-            accept_transfer: true,
+            accept_transfer: crate::engine::api::TransferPolicy::Accept,
             dnd: false,
             auto_answer: None,
         }

@@ -760,8 +760,19 @@ fn read_account(ctx: &mut Ctx<'_>, t: &Table<'_, '_>) -> Option<AccountConfig> {
     if let Some(b) = t.boolean(ctx, "echo_cancellation") {
         a.echo_cancellation = b;
     }
-    if let Some(b) = t.boolean(ctx, "accept_transfer") {
-        a.accept_transfer = b;
+    if let Some(v) = t.get("accept_transfer") {
+        use crate::engine::api::TransferPolicy;
+        const EXPECT: &str = "true, false or \"ask\"";
+        let key = t.path("accept_transfer");
+        match v.get_ref() {
+            DeValue::Boolean(true) => a.accept_transfer = TransferPolicy::Accept,
+            DeValue::Boolean(false) => a.accept_transfer = TransferPolicy::Reject,
+            DeValue::String(s) if s.eq_ignore_ascii_case("ask") => {
+                a.accept_transfer = TransferPolicy::Ask
+            }
+            DeValue::String(_) => ctx.invalid(v, &key, "unknown transfer policy", EXPECT),
+            _ => ctx.wrong_type(v, &key, EXPECT),
+        }
     }
     if let Some(b) = t.boolean(ctx, "dnd") {
         a.dnd = b;

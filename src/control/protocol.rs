@@ -93,6 +93,8 @@ pub enum Verb {
         call: CallId,
         to: Option<String>,
         with: Option<CallId>,
+        /// The answer to a transfer the peer asked for (policy `ask`).
+        accept: Option<bool>,
     },
     /// Turn a ringing call away with `code` (486 Busy Here unless given).
     Reject { call: CallId, code: u16 },
@@ -239,18 +241,25 @@ fn parse_verb(cmd: &str, obj: Map<String, Value>) -> Result<Verb, String> {
             }
         }
         "transfer" => {
-            args.allowed = &["call", "to", "with"];
+            args.allowed = &["call", "to", "with", "accept"];
             let call = args.required_call()?;
             let to = args.string("to")?;
             let with = args.call_named("with")?;
-            if to.is_some() == with.is_some() {
+            let accept = args.boolean("accept")?;
+            let given = [to.is_some(), with.is_some(), accept.is_some()];
+            if given.iter().filter(|g| **g).count() != 1 {
                 return Err(
                     "transfer needs either `to` (a SIP URI, user@host, or a number at the \
                             call's account) or `with` (another call id, for an attended transfer)"
                         .into(),
                 );
             }
-            Verb::Transfer { call, to, with }
+            Verb::Transfer {
+                call,
+                to,
+                with,
+                accept,
+            }
         }
         "reject" => {
             args.allowed = &["call", "code"];

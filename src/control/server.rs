@@ -492,11 +492,17 @@ impl Shared {
                     })
                     .map_err(|e| self.explain(e, "record", Some("connected")))
             }
-            Verb::Transfer { call, to, with } => {
-                let res = match (to, with) {
-                    (_, Some(with)) => self.handle.transfer_to_call(call, with).await,
-                    (Some(to), None) => self.handle.transfer(call, &to).await,
-                    (None, None) => unreachable!("the parser wants `to` or `with`"),
+            Verb::Transfer {
+                call,
+                to,
+                with,
+                accept,
+            } => {
+                let res = match (to, with, accept) {
+                    (_, Some(with), _) => self.handle.transfer_to_call(call, with).await,
+                    (Some(to), None, _) => self.handle.transfer(call, &to).await,
+                    (None, None, Some(accept)) => self.handle.answer_transfer(call, accept).await,
+                    (None, None, None) => unreachable!("the parser wants `to`, `with` or `accept`"),
                 };
                 res.map(|()| vec![("call", json(&call))])
                     .map_err(|e| self.explain(e, "transfer", Some("connected")))

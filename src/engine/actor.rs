@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use super::api::{
     AudioSinkSpec, AudioSourceSpec, CallAudio, CallId, CallState, Command, CommandError, Event,
+    TransferPolicy,
 };
 use super::media::{CallMedia, MediaOptions, StreamIds};
 use super::ringer::{Ring, Ringer};
@@ -70,6 +71,8 @@ struct Call {
     pending_record: Option<std::path::PathBuf>,
     /// A REFER asked for before the call was confirmed (its ACK on the way): the Refer-To.
     pending_refer: Option<String>,
+    /// A REFER from the peer waiting for the user's answer (policy `ask`): its Refer-To.
+    asked_refer: Option<String>,
     /// Digits to send as SIP INFO, one request at a time (`info_in_flight`).
     info_digits: std::collections::VecDeque<char>,
     info_in_flight: bool,
@@ -669,6 +672,40 @@ impl EngineActor {
                 let res = self.join(now, call, with);
                 let _ = reply.send(res);
             }
+            Command::AnswerTransfer {
+                call,
+                accept,
+                reply,
+            } => {
+                let asked = self
+                    .calls
+                    .get_mut(&call.0)
+                    .and_then(|c| c.asked_refer.take());
+                let res = match asked {
+                    None if self.calls.contains_key(&call.0) => Err(CommandError::NotApplicable {
+                        call,
+                        reason: "no transfer is waiting for an answer".into(),
+                    }),
+                    None => Err(CommandError::NoSuchCall(call)),
+                    Some(refer_to) if accept => {
+                        let _ = self.ua.accept_refer(now, call.0);
+                        self.transfers.push((call.0, refer_to));
+                        Ok(())
+                    }
+                    Some(refer_to) => {
+                        let _ = self.ua.reject_refer(now, call.0, 603);
+                        self.emit(Event::Transfer {
+                            call,
+                            state: "refused",
+                            to: Some(refer_to),
+                            code: Some(603),
+                            new_call: None,
+                        });
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(res);
+            }
             Command::Mute { call, on, reply } => {
                 let res = match self.calls.get_mut(&call.0) {
                     Some(c) if is_up(c.state) => {
@@ -828,6 +865,7 @@ impl EngineActor {
                 transfer_of: None,
                 pending_record: None,
                 pending_refer: None,
+                asked_refer: None,
                 info_in_flight: false,
             },
         );
@@ -1821,6 +1859,7 @@ impl EngineActor {
                         transfer_of: None,
                         pending_record: None,
                         pending_refer: None,
+                        asked_refer: None,
                         info_in_flight: false,
                     },
                 );
@@ -1993,7 +2032,21 @@ impl EngineActor {
                 };
                 let id = c.id;
                 info!(call = %id, %refer_to, ?referred_by, "REFER");
-                if !self.cfg.accept_transfer || !is_up(c.state) {
+                if self.cfg.transfer_policy == TransferPolicy::Ask && is_up(c.state) {
+                    // The REFER waits in the UA for the user's answer.
+                    self.emit(Event::Transfer {
+                        call: id,
+                        state: "asked",
+                        to: Some(refer_to.clone()),
+                        code: None,
+                        new_call: None,
+                    });
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.asked_refer = Some(refer_to);
+                    }
+                    return;
+                }
+                if self.cfg.transfer_policy == TransferPolicy::Reject || !is_up(c.state) {
                     let _ = self.ua.reject_refer(now, call, 603);
                     self.emit(Event::Transfer {
                         call: id,

@@ -80,6 +80,18 @@ impl Default for CallAudio {
     }
 }
 
+/// What happens when the peer of a call transfers us (a REFER asks us to call someone else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransferPolicy {
+    /// Call where it says.
+    #[default]
+    Accept,
+    /// Ask the user first (a `transfer` event with state `asked`; [`Command::AnswerTransfer`]).
+    Ask,
+    /// Refuse it (603); the call goes on.
+    Reject,
+}
+
 /// Why a command was refused at once.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommandError {
@@ -182,6 +194,13 @@ pub enum Command {
     Join {
         call: CallId,
         with: CallId,
+        reply: Reply<()>,
+    },
+    /// Follow (`accept`) or refuse a transfer the peer asked for while the policy is
+    /// [`TransferPolicy::Ask`].
+    AnswerTransfer {
+        call: CallId,
+        accept: bool,
         reply: Reply<()>,
     },
     /// Mute or unmute a call's outgoing audio (silence is sent while muted).
@@ -375,7 +394,7 @@ pub enum Event {
     /// A transfer's progress. Transferring our peer away (`call` is ours): `requested`, then
     /// `accepted` (the peer took the REFER), `done` (its new call was answered; ours ends) or
     /// `failed` (with the `code`). Being transferred (the peer asked us to call `to`):
-    /// `transferring` with `new_call`, or `refused`.
+    /// `transferring` with `new_call`, or `refused`; `asked` when the user has to decide.
     Transfer {
         call: CallId,
         state: &'static str,

@@ -64,8 +64,8 @@ pub struct EngineConfig {
     pub dtmf_info: bool,
     /// Calls at once; an incoming call beyond this is turned away with 486 Busy Here.
     pub max_calls: usize,
-    /// Follow the peer's REFER (being transferred) by calling where it says; else 603.
-    pub accept_transfer: bool,
+    /// What a peer's REFER (being transferred) does.
+    pub transfer_policy: api::TransferPolicy,
     /// Accounts in do-not-disturb: their incoming calls get 486 at once.
     pub dnd: Vec<String>,
     /// Ceiling of the adaptive jitter buffer's delay.
@@ -130,7 +130,7 @@ impl Default for EngineConfig {
             echo_cancellation: true,
             dtmf_info: false,
             max_calls: 4,
-            accept_transfer: true,
+            transfer_policy: api::TransferPolicy::Accept,
             dnd: Vec::new(),
             jitter_ceiling: Duration::from_millis(240),
             levels_interval: None,
@@ -375,6 +375,16 @@ impl EngineHandle {
         self.request(|reply| Command::RedirectIncoming {
             call,
             to: to.to_string(),
+            reply,
+        })
+        .await
+    }
+
+    /// Follow or refuse a transfer the peer asked for (policy `ask`).
+    pub async fn answer_transfer(&self, call: CallId, accept: bool) -> Result<(), CommandError> {
+        self.request(|reply| Command::AnswerTransfer {
+            call,
+            accept,
             reply,
         })
         .await
