@@ -87,6 +87,7 @@ fn engine_config(
         .unwrap_or_else(|| "recordings".into())
     });
     ec.record_stereo = config.audio.record_stereo;
+    ec.hold_music = config.audio.hold_music.clone();
     ec.max_calls = config.general.max_calls as usize;
     ec.dnd = config
         .accounts

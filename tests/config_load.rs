@@ -56,6 +56,7 @@ fn example_config_documents_every_key() {
         "jitter_buffer_max_ms",
         "record_dir",
         "record_channels",
+        "hold_music",
         "name",
         "enabled",
         "display_name",

@@ -255,3 +255,89 @@ fn two_termphones_hold_each_other_and_the_audio_comes_back() {
         .expect("summary");
     assert_eq!(last_stats["summary"]["codec"], "PCMU", "{last_stats}");
 }
+
+/// `[audio] hold_music`: while A holds the call, B hears the music (600 Hz) instead of A's
+/// audio (1000 Hz), and A's audio again after the resume.
+#[test]
+fn music_on_hold_plays_while_held() {
+    let dir = test_dir();
+    let tone = |freq: f64, name: &str| {
+        let path = dir.path().join(name);
+        let x: Vec<i16> = support::audio::sine(8000, freq, 0.3, 30.0)
+            .iter()
+            .map(|v| (v * 32767.0) as i16)
+            .collect();
+        write_wav_i16(&path, 8000, &x).unwrap();
+        path
+    };
+    let voice = tone(1000.0, "voice.wav");
+    let music = tone(600.0, "music.wav");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("[audio]\nhold_music = \"{}\"\n", music.display()),
+    )
+    .unwrap();
+    let rec_dir = dir.path().join("rec");
+    std::fs::create_dir(&rec_dir).unwrap();
+    let a_sock = dir.path().join("a.sock");
+    let mut a = support::TermphoneBuilder::new(&["serve", "--control", a_sock.to_str().unwrap()])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(dir.clone())
+        .spawn();
+    a.wait_event(|e| e["event"] == "control", WAIT);
+    let (mut b, _) = serve_with_control(
+        &dir,
+        &["--codec", "PCMU", "--record", rec_dir.to_str().unwrap()],
+    );
+    let mut ca = CtlClient::connect(&a_sock);
+    ca.ok(json!({"cmd": "subscribe"}));
+    let call = ca.ok(json!({"cmd": "dial", "to": b.sip_uri("b"), "play": voice}))["call"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ca.wait_call(&call, "connected", WAIT);
+    let start = Instant::now();
+    let at = |s: f64| {
+        if let Some(d) = (start + Duration::from_secs_f64(s)).checked_duration_since(Instant::now())
+        {
+            std::thread::sleep(d);
+        }
+    };
+    at(2.0);
+    ca.ok(json!({"cmd": "hold", "call": call}));
+    ca.wait_call(&call, "hold", WAIT);
+    at(5.0);
+    ca.ok(json!({"cmd": "activate", "call": call}));
+    ca.wait_call(&call, "connected", WAIT);
+    at(7.5);
+    ca.ok(json!({"cmd": "hangup", "call": call}));
+    let rec = b.wait_event(is_event("recording"), WAIT)["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.wait_call_state("hangupremote", WAIT);
+    a.stop();
+    b.stop();
+    let (rate, x) = read_wav_mono(Path::new(&rec)).unwrap();
+    let share = |freq: f64, from: f64, to: f64| tone_share(&x, rate, freq, from, to);
+    let report = format!(
+        "voice {:.2} / music {:.2} before, voice {:.2} / music {:.2} held, voice {:.2} after",
+        share(1000.0, 0.5, 1.8),
+        share(600.0, 0.5, 1.8),
+        share(1000.0, 3.0, 4.7),
+        share(600.0, 3.0, 4.7),
+        share(1000.0, 6.0, 7.2)
+    );
+    eprintln!("{report}");
+    assert!(
+        share(1000.0, 0.5, 1.8) > 0.9 && share(600.0, 0.5, 1.8) < 0.1,
+        "{report}"
+    );
+    assert!(
+        share(600.0, 3.0, 4.7) > 0.9 && share(1000.0, 3.0, 4.7) < 0.1,
+        "{report}"
+    );
+    assert!(share(1000.0, 6.0, 7.2) > 0.9, "{report}");
+}

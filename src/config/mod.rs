@@ -112,6 +112,8 @@ pub struct Audio {
     pub record_dir: Option<PathBuf>,
     /// Record ours on the left and theirs on the right, instead of both mixed into one channel.
     pub record_stereo: bool,
+    /// A WAV file played (looped) to a caller we put on hold; `None`: silence (nothing sent).
+    pub hold_music: Option<PathBuf>,
 }
 
 /// One `[[account]]`: who we are and how we reach the other side.

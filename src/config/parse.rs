@@ -35,6 +35,7 @@ const AUDIO_KEYS: &[&str] = &[
     "jitter_buffer_max_ms",
     "record_dir",
     "record_channels",
+    "hold_music",
 ];
 const EXPECT_RECORD_DIR: &str = "a directory path such as \"/home/me/calls\"";
 const EXPECT_RECORD_CHANNELS: &str = "\"mixed\" or \"stereo\"";
@@ -613,6 +614,11 @@ fn read_audio(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Audio {
     a.jitter_buffer_max_ms = t.integer_in(ctx, "jitter_buffer_max_ms", 40, 1000, EXPECT_JB_MAX);
     if let Some(s) = t.checked_string(ctx, "record_dir", EXPECT_RECORD_DIR, |s| !s.contains('\0')) {
         a.record_dir = Some(PathBuf::from(s));
+    }
+    if let Some(s) = t.checked_string(ctx, "hold_music", "a WAV file's path", |s| {
+        !s.contains('\0')
+    }) {
+        a.hold_music = Some(PathBuf::from(s));
     }
     if let Some((s, v)) = t.string(ctx, "record_channels", EXPECT_RECORD_CHANNELS) {
         match s.to_ascii_lowercase().as_str() {

@@ -988,6 +988,7 @@ impl EngineActor {
         let options = MediaOptions {
             noise_suppression: self.cfg.noise_suppression,
             echo_cancellation: self.cfg.echo_cancellation,
+            hold_music: self.cfg.hold_music.clone(),
             jitter_ceiling: self.cfg.jitter_ceiling,
         };
         tokio::task::spawn_blocking(move || {
@@ -1027,9 +1028,10 @@ impl EngineActor {
         media.set_muted(c.session.muted);
         let pending_record = c.pending_record.take();
         if let Some(neg) = &c.session.negotiated {
-            let (send, recv) = media_flow(&c.session, neg);
+            let (send, recv) = media_flow(&c.session, neg, media.has_hold_music());
             media.set_session(send, recv, neg);
         }
+        media.set_held(c.session.local_hold);
         c.next_levels = now;
         c.media = Some(media);
         c.next_stats = now + self.cfg.stats_interval;
@@ -1664,7 +1666,8 @@ impl EngineActor {
                 || !old.codec.same_format(&neg.codec)
                 || old.ptime != neg.ptime
         });
-        let (send, recv) = media_flow(&c.session, &neg);
+        let music = c.media.as_ref().is_some_and(CallMedia::has_hold_music);
+        let (send, recv) = media_flow(&c.session, &neg, music);
         if codec_changed {
             if let Some(old) = c.media.take() {
                 info!(call = %c.id, codec = %neg.codec.name, "the codec changed: media restarts");
@@ -1676,6 +1679,7 @@ impl EngineActor {
         } else {
             if let Some(media) = c.media.as_mut() {
                 media.set_session(send, recv, &neg);
+                media.set_held(c.session.local_hold);
             }
             c.session.negotiated = Some(neg);
         }
@@ -2254,11 +2258,11 @@ fn is_up(state: CallState) -> bool {
     )
 }
 
-/// Whether a call's media sends RTP and plays what arrives: as the offer/answer agreed, and
-/// nothing while we hold the call (no music on hold).
-fn media_flow(session: &SessionState, neg: &Negotiated) -> (bool, bool) {
+/// Whether a call's media sends RTP and plays what arrives: as the offer/answer agreed; while
+/// we hold the call nothing is played, and only music on hold (when there is some) is sent.
+fn media_flow(session: &SessionState, neg: &Negotiated, hold_music: bool) -> (bool, bool) {
     (
-        neg.direction.sends() && !session.local_hold,
+        neg.direction.sends() && (!session.local_hold || hold_music),
         neg.direction.receives() && !session.local_hold,
     )
 }

@@ -118,15 +118,21 @@ pub(crate) struct CallMedia {
     recorder: Option<CallRecorder>,
     /// Echo cancellation, when both ends of the audio are sound devices.
     aec: Option<EchoCanceller>,
+    /// We hold the call: the music on hold (looped; its samples and the next one) is sent
+    /// instead of the source.
+    held: bool,
+    hold_music: Option<(Vec<i16>, usize)>,
 }
 
 /// How a call's media is set up besides the negotiated codec.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct MediaOptions {
     /// RNNoise on sound-device capture.
     pub noise_suppression: bool,
     /// Echo cancellation when both capture and playback are sound devices.
     pub echo_cancellation: bool,
+    /// Music on hold, a WAV file (loaded at the call's rate when the media starts).
+    pub hold_music: Option<std::path::PathBuf>,
     /// Ceiling of the adaptive jitter buffer.
     pub jitter_ceiling: Duration,
 }
@@ -252,6 +258,18 @@ impl CallMedia {
             }
             _ => None,
         };
+        let hold_music =
+            options
+                .hold_music
+                .as_ref()
+                .and_then(|path| match audio::read_wav(path, rate) {
+                    Ok(samples) if !samples.is_empty() => Some((samples, 0)),
+                    Ok(_) => None,
+                    Err(e) => {
+                        warnings.push(format!("no music on hold: {e}"));
+                        None
+                    }
+                });
         let n = session.frame_samples();
         let now = Instant::now();
         let media = CallMedia {
@@ -280,6 +298,8 @@ impl CallMedia {
             rate,
             recorder: None,
             aec,
+            held: false,
+            hold_music,
         };
         Ok((media, warnings))
     }
@@ -349,6 +369,18 @@ impl CallMedia {
         }
         if self.muted {
             self.capture.fill(0);
+        }
+        if self.held {
+            // On hold: the music (looped), or silence; never the microphone.
+            match &mut self.hold_music {
+                Some((music, pos)) => {
+                    for s in self.capture.iter_mut() {
+                        *s = music[*pos];
+                        *pos = (*pos + 1) % music.len();
+                    }
+                }
+                None => self.capture.fill(0),
+            }
         }
         if let Some(mix) = mix {
             for (s, m) in self.capture.iter_mut().zip(mix) {
@@ -491,6 +523,16 @@ impl CallMedia {
     /// Stop recording; the recorder comes back to be finished (off the engine's loop).
     pub(crate) fn stop_recording(&mut self) -> Option<CallRecorder> {
         self.recorder.take()
+    }
+
+    /// We hold the call (`true`): the music on hold goes out instead of the source.
+    pub(crate) fn set_held(&mut self, held: bool) {
+        self.held = held;
+    }
+
+    /// Whether this call has music to play while held.
+    pub(crate) fn has_hold_music(&self) -> bool {
+        self.hold_music.is_some()
     }
 
     /// Send silence instead of the source (`true`), or the source again.

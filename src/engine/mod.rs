@@ -74,6 +74,8 @@ pub struct EngineConfig {
     pub record_dir: PathBuf,
     /// On-demand recordings: ours left, theirs right (else both mixed in one channel).
     pub record_stereo: bool,
+    /// Music on hold: a WAV file looped to a peer we hold (`None`: nothing is sent).
+    pub hold_music: Option<PathBuf>,
     /// Send a `levels` event per call this often (`None`: never).
     pub levels_interval: Option<Duration>,
     /// Play the ringtone on this playback device (`Some(None)`: the default one) while an
@@ -136,6 +138,7 @@ impl Default for EngineConfig {
             levels_interval: None,
             record_dir: PathBuf::from("recordings"),
             record_stereo: false,
+            hold_music: None,
             ringtone: None,
         }
     }
