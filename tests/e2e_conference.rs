@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::audio::{read_wav_mono, tone_coverage, write_wav_i16};
+use support::audio::{read_wav_mono, tone_coverage};
 use support::control::{serve_with_control, CtlClient};
 use support::{is_event, test_dir, Termphone};
 
@@ -16,11 +16,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn tone_file(dir: &Path, freq: f64) -> String {
     let path = dir.join(format!("tone-{freq}.wav"));
-    let x: Vec<i16> = support::audio::sine(8000, freq, 0.2, 30.0)
-        .iter()
-        .map(|v| (v * 32767.0) as i16)
-        .collect();
-    write_wav_i16(&path, 8000, &x).unwrap();
+    support::audio::write_tone_wav(&path, freq, 0.2, 30.0);
     path.display().to_string()
 }
 

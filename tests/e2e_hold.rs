@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::audio::{read_wav_mono, write_wav_i16};
+use support::audio::read_wav_mono;
 use support::control::{serve_with_control, CtlClient};
 use support::rtp::RtpCapture;
 use support::sipp::sipp_available;
@@ -146,11 +146,7 @@ fn tone_share(x: &[f32], rate: u32, freq: f64, from: f64, to: f64) -> f64 {
 fn two_termphones_hold_each_other_and_the_audio_comes_back() {
     let dir = test_dir();
     let tone_wav = dir.path().join("tone.wav");
-    let tone: Vec<i16> = support::audio::sine(8000, 600.0, 0.3, 40.0)
-        .iter()
-        .map(|v| (v * 32767.0) as i16)
-        .collect();
-    write_wav_i16(&tone_wav, 8000, &tone).unwrap();
+    support::audio::write_tone_wav(&tone_wav, 600.0, 0.3, 40.0);
     let rec_dir = dir.path().join("rec");
     std::fs::create_dir(&rec_dir).unwrap();
     let (mut a, a_sock) = serve_with_control(&dir, &[]);
@@ -263,11 +259,7 @@ fn music_on_hold_plays_while_held() {
     let dir = test_dir();
     let tone = |freq: f64, name: &str| {
         let path = dir.path().join(name);
-        let x: Vec<i16> = support::audio::sine(8000, freq, 0.3, 30.0)
-            .iter()
-            .map(|v| (v * 32767.0) as i16)
-            .collect();
-        write_wav_i16(&path, 8000, &x).unwrap();
+        support::audio::write_tone_wav(&path, freq, 0.3, 30.0);
         path
     };
     let voice = tone(1000.0, "voice.wav");

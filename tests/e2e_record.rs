@@ -8,18 +8,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::json;
-use support::audio::{read_wav_mono, tone_coverage, write_wav_i16};
+use support::audio::{read_wav_mono, tone_coverage};
 use support::control::{serve_with_control, CtlClient};
 use support::{test_dir, TermphoneBuilder};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 fn tone_wav(path: &Path, freq: f64) {
-    let x: Vec<i16> = support::audio::sine(8000, freq, 0.3, 30.0)
-        .iter()
-        .map(|v| (v * 32767.0) as i16)
-        .collect();
-    write_wav_i16(path, 8000, &x).unwrap();
+    support::audio::write_tone_wav(path, freq, 0.3, 30.0);
 }
 
 /// Each channel of a stereo WAV file.

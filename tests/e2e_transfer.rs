@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::audio::{read_wav_mono, tone_coverage, write_wav_i16};
+use support::audio::{read_wav_mono, tone_coverage};
 use support::control::{serve_with_control, CtlClient};
 use support::{is_event, test_dir};
 
@@ -23,11 +23,7 @@ fn call_id(v: &Value) -> String {
 fn blind_transfer_a_talks_to_c_and_b_drops_out() {
     let dir = test_dir();
     let tone = dir.path().join("a-tone.wav");
-    let x: Vec<i16> = support::audio::sine(8000, 700.0, 0.3, 30.0)
-        .iter()
-        .map(|v| (v * 32767.0) as i16)
-        .collect();
-    write_wav_i16(&tone, 8000, &x).unwrap();
+    support::audio::write_tone_wav(&tone, 700.0, 0.3, 30.0);
     let rec = dir.path().join("c-rec");
     std::fs::create_dir(&rec).unwrap();
     let (mut a, a_sock) = serve_with_control(&dir, &[]);
@@ -170,11 +166,7 @@ fn a_transfer_refused_by_the_account_leaves_the_call_up() {
 fn attended_transfer_replaces_bs_call_with_c() {
     let dir = test_dir();
     let tone = dir.path().join("a-tone.wav");
-    let x: Vec<i16> = support::audio::sine(8000, 700.0, 0.3, 30.0)
-        .iter()
-        .map(|v| (v * 32767.0) as i16)
-        .collect();
-    write_wav_i16(&tone, 8000, &x).unwrap();
+    support::audio::write_tone_wav(&tone, 700.0, 0.3, 30.0);
     let rec = dir.path().join("c-rec");
     std::fs::create_dir(&rec).unwrap();
     let (mut a, a_sock) = serve_with_control(&dir, &[]);

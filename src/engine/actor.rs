@@ -694,13 +694,7 @@ impl EngineActor {
                     }
                     Some(refer_to) => {
                         let _ = self.ua.reject_refer(now, call.0, 603);
-                        self.emit(Event::Transfer {
-                            call,
-                            state: "refused",
-                            to: Some(refer_to),
-                            code: Some(603),
-                            new_call: None,
-                        });
+                        self.transfer_event(call, "refused", Some(refer_to), Some(603), None);
                         Ok(())
                     }
                 };
@@ -1160,6 +1154,24 @@ impl EngineActor {
         }
     }
 
+    /// A `transfer` event (see [`Event::Transfer`]).
+    fn transfer_event(
+        &self,
+        call: CallId,
+        state: &'static str,
+        to: Option<String>,
+        code: Option<u16>,
+        new_call: Option<CallId>,
+    ) {
+        self.emit(Event::Transfer {
+            call,
+            state,
+            to,
+            code,
+            new_call,
+        });
+    }
+
     /// Ask the peer of `call` to call `to` instead (blind transfer), or to take the place of
     /// our call `with` (attended: Refer-To with Replaces).
     fn transfer(
@@ -1194,13 +1206,7 @@ impl EngineActor {
                 .ok_or(CommandError::WrongState(other))?;
             self.send_refer(now, call, target.clone())?;
             let shown = target.split('?').next().unwrap_or_default().to_string();
-            self.emit(Event::Transfer {
-                call,
-                state: "requested",
-                to: Some(shown),
-                code: None,
-                new_call: Some(other),
-            });
+            self.transfer_event(call, "requested", Some(shown), None, Some(other));
             return Ok(());
         }
         // A bare number is at the call's account's domain, as when dialing.
@@ -1215,13 +1221,7 @@ impl EngineActor {
             _ => parse_target(to)?,
         };
         self.send_refer(now, call, uri.to_string())?;
-        self.emit(Event::Transfer {
-            call,
-            state: "requested",
-            to: Some(uri.to_string()),
-            code: None,
-            new_call: None,
-        });
+        self.transfer_event(call, "requested", Some(uri.to_string()), None, None);
         Ok(())
     }
 
@@ -1279,26 +1279,20 @@ impl EngineActor {
                 if let Some(c) = self.calls.get_mut(&new_call.0) {
                     c.transfer_of = Some(old);
                 }
-                self.emit(Event::Transfer {
-                    call: id,
-                    state: "transferring",
-                    to: Some(target.to_string()),
-                    code: None,
-                    new_call: Some(new_call),
-                });
+                self.transfer_event(
+                    id,
+                    "transferring",
+                    Some(target.to_string()),
+                    None,
+                    Some(new_call),
+                );
             }
             Err(e) => {
                 self.warn(Some(id), format!("cannot follow the transfer: {e}"));
                 let _ = self
                     .ua
                     .notify_refer(now, old, 503, "Service Unavailable", true);
-                self.emit(Event::Transfer {
-                    call: id,
-                    state: "failed",
-                    to: Some(target.to_string()),
-                    code: Some(503),
-                    new_call: None,
-                });
+                self.transfer_event(id, "failed", Some(target.to_string()), Some(503), None);
             }
         }
     }
@@ -2038,13 +2032,7 @@ impl EngineActor {
                 info!(call = %id, %refer_to, ?referred_by, "REFER");
                 if self.cfg.transfer_policy == TransferPolicy::Ask && is_up(c.state) {
                     // The REFER waits in the UA for the user's answer.
-                    self.emit(Event::Transfer {
-                        call: id,
-                        state: "asked",
-                        to: Some(refer_to.clone()),
-                        code: None,
-                        new_call: None,
-                    });
+                    self.transfer_event(id, "asked", Some(refer_to.clone()), None, None);
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.asked_refer = Some(refer_to);
                     }
@@ -2052,13 +2040,7 @@ impl EngineActor {
                 }
                 if self.cfg.transfer_policy == TransferPolicy::Reject || !is_up(c.state) {
                     let _ = self.ua.reject_refer(now, call, 603);
-                    self.emit(Event::Transfer {
-                        call: id,
-                        state: "refused",
-                        to: Some(refer_to),
-                        code: Some(603),
-                        new_call: None,
-                    });
+                    self.transfer_event(id, "refused", Some(refer_to), Some(603), None);
                     return;
                 }
                 let _ = self.ua.accept_refer(now, call);
@@ -2077,13 +2059,7 @@ impl EngineActor {
                     } else {
                         ("failed", Some(code))
                     };
-                    self.emit(Event::Transfer {
-                        call: c.id,
-                        state,
-                        to: None,
-                        code,
-                        new_call: None,
-                    });
+                    self.transfer_event(c.id, state, None, code, None);
                 }
             }
             UaEvent::ReferProgress {
@@ -2097,22 +2073,10 @@ impl EngineActor {
                 let id = c.id;
                 if (200..300).contains(&code) {
                     // The peer talks to the new party: our part is over.
-                    self.emit(Event::Transfer {
-                        call: id,
-                        state: "done",
-                        to: None,
-                        code: Some(code),
-                        new_call: None,
-                    });
+                    self.transfer_event(id, "done", None, Some(code), None);
                     let _ = self.ua.hangup(now, call);
                 } else if code >= 300 || terminated {
-                    self.emit(Event::Transfer {
-                        call: id,
-                        state: "failed",
-                        to: None,
-                        code: Some(code),
-                        new_call: None,
-                    });
+                    self.transfer_event(id, "failed", None, Some(code), None);
                 }
             }
             UaEvent::InfoAnswered { call, code } => {

@@ -973,22 +973,10 @@ impl UserAgent {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<(), UaError> {
-        let branch = new_branch(&mut self.rng);
-        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
-        if !matches!(c.phase, Phase::Confirmed) {
-            return Err(UaError::WrongState);
-        }
-        let dialog = c.dialog.as_mut().ok_or(UaError::WrongState)?;
-        let mut req = dialog.request(Method::Info, c.local, &branch, None);
-        let dest = dialog.next_hop();
-        let reliable = dialog.next_hop_transport().is_reliable();
-        req.headers
-            .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
-        req.headers.push(HeaderName::CONTENT_TYPE, content_type);
-        req.body = body;
-        self.send_in_dialog(now, call, req, dest, reliable);
-        self.drain_txn(now, None);
-        Ok(())
+        self.send_confirmed(now, call, Method::Info, |req, _| {
+            req.headers.push(HeaderName::CONTENT_TYPE, content_type);
+            req.body = body;
+        })
     }
 
     /// Refresh the session (RFC 4028 §7.4): a re-INVITE with the SDP we last sent, the same
@@ -1441,23 +1429,37 @@ impl UserAgent {
     /// URI, or a URI with `?Replaces=...`); its answer comes as [`UaEvent::ReferAnswered`], the
     /// new call's progress as [`UaEvent::ReferProgress`].
     pub fn refer(&mut self, now: Instant, call: CallRef, refer_to: &str) -> Result<(), UaError> {
+        self.send_confirmed(now, call, Method::Refer, |req, dialog| {
+            req.headers
+                .push(HeaderName::REFER_TO, format!("<{refer_to}>"));
+            req.headers.push(
+                HeaderName::REFERRED_BY,
+                format!("<{}>", dialog.local_uri.uri),
+            );
+        })
+    }
+
+    /// Send a request of `method` in a confirmed call's dialog, filled in by `fill` (headers
+    /// and body besides the dialog's own), and keep it for its challenges and answer.
+    fn send_confirmed(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        method: Method,
+        fill: impl FnOnce(&mut Request, &Dialog),
+    ) -> Result<(), UaError> {
         let branch = new_branch(&mut self.rng);
+        let user_agent = self.cfg.user_agent.clone();
         let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
         if !matches!(c.phase, Phase::Confirmed) {
             return Err(UaError::WrongState);
         }
         let dialog = c.dialog.as_mut().ok_or(UaError::WrongState)?;
-        let mut req = dialog.request(Method::Refer, c.local, &branch, None);
+        let mut req = dialog.request(method, c.local, &branch, None);
         let dest = dialog.next_hop();
         let reliable = dialog.next_hop_transport().is_reliable();
-        req.headers
-            .push(HeaderName::REFER_TO, format!("<{refer_to}>"));
-        req.headers.push(
-            HeaderName::REFERRED_BY,
-            format!("<{}>", dialog.local_uri.uri),
-        );
-        req.headers
-            .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
+        req.headers.push(HeaderName::USER_AGENT, user_agent);
+        fill(&mut req, dialog);
         self.send_in_dialog(now, call, req, dest, reliable);
         self.drain_txn(now, None);
         Ok(())
@@ -1492,32 +1494,20 @@ impl UserAgent {
         reason: &str,
         terminated: bool,
     ) -> Result<(), UaError> {
-        let branch = new_branch(&mut self.rng);
-        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
-        if !matches!(c.phase, Phase::Confirmed) {
-            return Err(UaError::WrongState);
-        }
-        let dialog = c.dialog.as_mut().ok_or(UaError::WrongState)?;
-        let mut req = dialog.request(Method::Notify, c.local, &branch, None);
-        let dest = dialog.next_hop();
-        let reliable = dialog.next_hop_transport().is_reliable();
-        req.headers.push(HeaderName::EVENT, "refer");
-        req.headers.push(
-            HeaderName::SUBSCRIPTION_STATE,
-            if terminated {
-                "terminated;reason=noresource"
-            } else {
-                "active;expires=60"
-            },
-        );
-        req.headers
-            .push(HeaderName::CONTENT_TYPE, "message/sipfrag;version=2.0");
-        req.headers
-            .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
-        req.body = format!("SIP/2.0 {code} {reason}\r\n").into_bytes();
-        self.send_in_dialog(now, call, req, dest, reliable);
-        self.drain_txn(now, None);
-        Ok(())
+        self.send_confirmed(now, call, Method::Notify, |req, _| {
+            req.headers.push(HeaderName::EVENT, "refer");
+            req.headers.push(
+                HeaderName::SUBSCRIPTION_STATE,
+                if terminated {
+                    "terminated;reason=noresource"
+                } else {
+                    "active;expires=60"
+                },
+            );
+            req.headers
+                .push(HeaderName::CONTENT_TYPE, "message/sipfrag;version=2.0");
+            req.body = format!("SIP/2.0 {code} {reason}\r\n").into_bytes();
+        })
     }
 
     fn on_new_invite(

@@ -374,6 +374,16 @@ pub fn alaw_decode(a: u8) -> i16 {
 }
 
 /// A sine tone, for tests: `secs` seconds at `freq` Hz and `amp` (0..1) full scale.
+/// Write `secs` of a sine of `freq` Hz at `amp` (full scale 1.0) as an 8 kHz mono WAV file:
+/// a test party's "voice", told apart from the others' by its frequency.
+pub fn write_tone_wav(path: &Path, freq: f64, amp: f32, secs: f64) {
+    let x: Vec<i16> = sine(8000, freq, amp, secs)
+        .iter()
+        .map(|v| (v * 32767.0) as i16)
+        .collect();
+    write_wav_i16(path, 8000, &x).unwrap();
+}
+
 pub fn sine(rate: u32, freq: f64, amp: f32, secs: f64) -> Vec<f32> {
     let n = (f64::from(rate) * secs) as usize;
     (0..n)
