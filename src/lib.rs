@@ -16,6 +16,8 @@ pub mod headless;
 pub mod logging;
 pub mod media;
 pub mod sip;
+pub mod store;
+pub mod ui;
 
 pub use app::run;
 
