@@ -113,14 +113,28 @@ fn the_tui_core_does_no_io_and_knows_only_the_engine_api() {
             let code = line.split("//").next().unwrap_or_default();
             for word in UI_FORBIDDEN {
                 if code.contains(word) {
-                    violations.push(format!("{}:{}: {word}: {}", file.display(), n + 1, line.trim()));
+                    violations.push(format!(
+                        "{}:{}: {word}: {}",
+                        file.display(),
+                        n + 1,
+                        line.trim()
+                    ));
                 }
             }
             // The engine only through its API.
             if code.contains("crate::engine") && !code.contains("crate::engine::api") {
-                violations.push(format!("{}:{}: engine internals: {}", file.display(), n + 1, line.trim()));
+                violations.push(format!(
+                    "{}:{}: engine internals: {}",
+                    file.display(),
+                    n + 1,
+                    line.trim()
+                ));
             }
         }
     }
-    assert!(violations.is_empty(), "TUI rule broken:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "TUI rule broken:\n{}",
+        violations.join("\n")
+    );
 }

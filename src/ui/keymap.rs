@@ -342,7 +342,7 @@ impl std::str::FromStr for Key {
                 "enter" | "return" => KeyName::Enter,
                 "esc" | "escape" => KeyName::Esc,
                 "tab" => KeyName::Tab,
-                "backtab" => KeyName::BackTab,
+                "backtab" | "shift-tab" => KeyName::BackTab,
                 "space" => KeyName::Char(' '),
                 "backspace" => KeyName::Backspace,
                 "delete" | "del" => KeyName::Delete,
@@ -350,8 +350,8 @@ impl std::str::FromStr for Key {
                 "down" => KeyName::Down,
                 "left" => KeyName::Left,
                 "right" => KeyName::Right,
-                "pageup" => KeyName::PageUp,
-                "pagedown" => KeyName::PageDown,
+                "pageup" | "pgup" => KeyName::PageUp,
+                "pagedown" | "pgdn" => KeyName::PageDown,
                 "home" => KeyName::Home,
                 "end" => KeyName::End,
                 f if f.starts_with('f') => match f[1..].parse::<u8>() {
@@ -544,5 +544,16 @@ mod tests {
         // The same key in two scopes that never meet is fine.
         assert!(KeyMap::with_overrides(&o("contact_delete", "e")).is_err());
         assert!(KeyMap::with_overrides(&o("log_sip", "e")).is_ok());
+    }
+
+    proptest::proptest! {
+        /// Whatever a config says, parsing a key gives a key or an error (never a panic), and
+        /// a key prints as text that parses back to the same key (the help shows what works).
+        #[test]
+        fn any_key_text_parses_or_errs(text in "\\PC{0,12}") {
+            if let Ok(k) = text.parse::<Key>() {
+                proptest::prop_assert_eq!(k.to_string().parse::<Key>(), Ok(k));
+            }
+        }
     }
 }
