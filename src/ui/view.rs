@@ -16,15 +16,30 @@ use super::model::{short_uri, CallView, Focus, LogKind, Model, Prompt, TextPurpo
 /// Draw the whole screen.
 pub fn view(m: &Model, f: &mut Frame) {
     let area = f.area();
-    let calls_h = calls_height(m, area.height);
-    let [status, dialer, calls, tabs, help] = Layout::vertical([
+    let [status, body, help] = Layout::vertical([
         Constraint::Length(2),
-        Constraint::Length(3),
-        Constraint::Length(calls_h),
-        Constraint::Min(3),
+        Constraint::Min(6),
         Constraint::Length(1),
     ])
     .areas(area);
+    // Wide screens: the phone on the left, the tabs beside it; else one column.
+    let (dialer, calls, tabs) = if area.width >= WIDE {
+        let [left, right] =
+            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+                .areas(body);
+        let [dialer, calls] =
+            Layout::vertical([Constraint::Length(3), Constraint::Min(3)]).areas(left);
+        (dialer, calls, right)
+    } else {
+        let calls_h = calls_height(m, area.height);
+        let [dialer, calls, tabs] = Layout::vertical([
+            Constraint::Length(3),
+            Constraint::Length(calls_h),
+            Constraint::Min(3),
+        ])
+        .areas(body);
+        (dialer, calls, tabs)
+    };
     status_bar(m, f, status);
     dialer_box(m, f, dialer);
     calls_panel(m, f, calls);
@@ -42,6 +57,9 @@ pub fn view(m: &Model, f: &mut Frame) {
         help_screen(m, f, area);
     }
 }
+
+/// From this width the tabs stand beside the calls instead of below them.
+const WIDE: u16 = 140;
 
 /// Rows for the calls panel: one per call, two for the selected call's quality, the border;
 /// at most half the screen.
@@ -411,8 +429,12 @@ fn calls_panel(m: &Model, f: &mut Frame, area: Rect) {
         );
         return;
     }
+    // The calls, then the selected call's details under them (more of them when there is room).
+    let list_h = (m.calls.len() as u16)
+        .min(inner.height.saturating_sub(2))
+        .max(1);
     let [list_area, detail] =
-        Layout::vertical([Constraint::Min(1), Constraint::Length(2)]).areas(inner);
+        Layout::vertical([Constraint::Length(list_h), Constraint::Min(0)]).areas(inner);
     let items: Vec<ListItem> = m
         .calls
         .iter()
@@ -432,8 +454,43 @@ fn calls_panel(m: &Model, f: &mut Frame, area: Rect) {
         &mut state,
     );
     if let Some(c) = m.call() {
-        f.render_widget(Paragraph::new(quality_lines(m, c)), detail);
+        let mut lines = quality_lines(m, c);
+        if detail.height >= 6 {
+            lines.insert(0, Line::raw(""));
+            lines.extend(more_details(m, c));
+        }
+        f.render_widget(Paragraph::new(lines), detail);
     }
+}
+
+/// The selected call in full, for a tall calls panel.
+fn more_details(m: &Model, c: &CallView) -> Vec<Line<'static>> {
+    let dim = fg(m, Color::DarkGray);
+    let mut v = vec![Line::styled(format!("  peer: {}", c.peer), dim)];
+    v.push(Line::styled(
+        format!(
+            "  account: {}  ·  {}",
+            c.account.as_deref().unwrap_or("direct"),
+            if c.incoming { "incoming" } else { "outgoing" }
+        ),
+        dim,
+    ));
+    if let Some(s) = &c.stats {
+        v.push(Line::styled(
+            format!(
+                "  packets: sent {}  received {}  lost {}  late {}  concealed {}  FEC {}",
+                s.packets_sent, s.packets_received, s.lost, s.late, s.concealed, s.fec_recovered
+            ),
+            dim,
+        ));
+        if let Some(r) = s.remote_loss_pct {
+            v.push(Line::styled(
+                format!("  the peer lost {r:.1} % of ours"),
+                dim,
+            ));
+        }
+    }
+    v
 }
 
 fn tab_titles(m: &Model) -> Line<'static> {
