@@ -5,6 +5,7 @@
 //!   every front end speaks (commands in, events out).
 //! - [`headless`] holds the non-interactive front ends (`serve`, `dial`); [`control`] the
 //!   control socket that drives a running `serve` and its client, `termphone ctl`.
+//! - [`store`] keeps the call history and the contacts (SQLite in the XDG data directory).
 
 pub mod app;
 pub mod audio;
@@ -16,6 +17,7 @@ pub mod headless;
 pub mod logging;
 pub mod media;
 pub mod sip;
+pub mod store;
 
 pub use app::run;
 
