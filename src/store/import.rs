@@ -371,10 +371,9 @@ fn read_card_property(c: &mut Card, prop: &Property, line_no: usize, errors: &mu
                 }
             }
         }
-        "IMPP" => {
-            if is_sip_uri(value) {
-                push_addr(&mut c.addrs, "sip".to_string(), value.to_string());
-            }
+        // Other messengers (xmpp:, skype:, ...) are not for a phone.
+        "IMPP" if is_sip_uri(value) => {
+            push_addr(&mut c.addrs, "sip".to_string(), value.to_string());
         }
         "X-SIP" => {
             if value.is_empty() {

@@ -607,11 +607,7 @@ impl Store {
             }
             match (&chost, &host) {
                 (Some(ch), Some(h)) if ch == h => return Some(c.name),
-                (None, _) => {
-                    if hostless.is_none() {
-                        hostless = Some(c.name);
-                    }
-                }
+                (None, _) if hostless.is_none() => hostless = Some(c.name),
                 _ => {}
             }
         }
