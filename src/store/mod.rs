@@ -595,23 +595,8 @@ impl Store {
     /// the same host wins over one without; among equals, the first by name. `None` when no
     /// contact matches (or the database cannot be read).
     pub fn name_for(&self, peer: &str) -> Option<String> {
-        let (user, host) = address_key(peer)?;
         let contacts = self.contacts("").ok()?;
-        let mut hostless = None;
-        for c in contacts {
-            let Some((cuser, chost)) = address_key(&c.uri) else {
-                continue;
-            };
-            if cuser != user {
-                continue;
-            }
-            match (&chost, &host) {
-                (Some(ch), Some(h)) if ch == h => return Some(c.name),
-                (None, _) if hostless.is_none() => hostless = Some(c.name),
-                _ => {}
-            }
-        }
-        hostless
+        contact_for(&contacts, peer).map(|c| c.name.clone())
     }
 
     /// Runs SQLite's `PRAGMA integrity_check`: `Ok(())` when it says "ok", else its findings.
@@ -756,6 +741,28 @@ fn valid_contact<'a>(name: &'a str, uri: &'a str) -> Result<(&'a str, &'a str), 
 /// there is no `@`). `None` for an empty user.
 ///
 /// Accepts `"Name" <sip:user@host:port;params>`, `sips:`, `tel:+1-555`, `user@host`, `1002`.
+/// The contact a peer URI belongs to (see [`Store::name_for`] for the rule: same user, and
+/// same host when the contact names one; a contact with the host beats a hostless one). Pure,
+/// so the TUI names calls from the contacts it holds without asking the database.
+pub fn contact_for<'a>(contacts: &'a [Contact], peer: &str) -> Option<&'a Contact> {
+    let (user, host) = address_key(peer)?;
+    let mut hostless = None;
+    for c in contacts {
+        let Some((cuser, chost)) = address_key(&c.uri) else {
+            continue;
+        };
+        if cuser != user {
+            continue;
+        }
+        match (&chost, &host) {
+            (Some(ch), Some(h)) if ch == h => return Some(c),
+            (None, _) if hostless.is_none() => hostless = Some(c),
+            _ => {}
+        }
+    }
+    hostless
+}
+
 pub fn address_key(s: &str) -> Option<(String, Option<String>)> {
     let mut s = s.trim();
     if let Some(open) = s.find('<') {

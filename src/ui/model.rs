@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use crate::engine::api::{CallId, CallMediaStats, CallState, Level};
+pub use crate::store::contact_for;
 use crate::store::{Contact, HistoryEntry};
 
 use super::keymap::{KeyMap, Scope};
@@ -196,29 +197,6 @@ pub fn short_uri(uri: &str) -> String {
         .or_else(|| s.strip_prefix("tel:"))
         .unwrap_or(s);
     s.split(';').next().unwrap_or(s).to_string()
-}
-
-/// The user part of a URI (`1002` of `sip:1002@pbx`), or the whole short form.
-fn user_part(uri: &str) -> String {
-    let s = short_uri(uri);
-    match s.split_once('@') {
-        Some((u, _)) => u.to_string(),
-        None => s,
-    }
-}
-
-/// The contact whose URI names the same user (and host, when the contact names one).
-pub fn contact_for<'a>(contacts: &'a [Contact], peer: &str) -> Option<&'a Contact> {
-    let peer_short = short_uri(peer).to_ascii_lowercase();
-    let peer_user = user_part(peer).to_ascii_lowercase();
-    contacts.iter().find(|c| {
-        let c_short = short_uri(&c.uri).to_ascii_lowercase();
-        if c_short.contains('@') {
-            c_short == peer_short
-        } else {
-            !c_short.is_empty() && c_short == peer_user
-        }
-    })
 }
 
 /// A line of the log tab.
