@@ -12,7 +12,7 @@ for target in sip_message ua_datagrams; do
     cp ../tests/data/sip-corpus/*.sip "corpus/$target/"
 done
 status=0
-for target in sip_message rtp_packet rtcp_packet sdp_offer ua_datagrams; do
+for target in sip_message rtp_packet rtcp_packet sdp_offer ua_datagrams contacts_import; do
     echo "==> $target (${secs}s)"
     cargo +nightly fuzz run "$target" -- -max_total_time="$secs" -rss_limit_mb=2048 || status=1
 done

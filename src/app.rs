@@ -15,17 +15,24 @@ use crate::headless::EventPrinter;
 use crate::sip::auth::Credentials;
 use crate::sip::msg::Uri;
 
-/// Run the mode the command line asks for; returns the process exit status.
-pub async fn run(cli: Cli, json_default: bool) -> i32 {
+/// The TUI's log records and log file, from [`crate::logging::init_tui`].
+pub type UiLog = (
+    tokio::sync::mpsc::Receiver<crate::logging::UiLogRecord>,
+    Result<Option<PathBuf>, String>,
+);
+
+/// Run the mode the command line asks for; returns the process exit status. `ui_log` is set
+/// up by the caller for the TUI (no subcommand).
+pub async fn run(cli: Cli, json_default: bool, ui_log: Option<UiLog>) -> i32 {
     // import may create the config file, so it runs before the config is loaded.
-    if let Command::Account(crate::cli::AccountArgs {
+    if let Some(Command::Account(crate::cli::AccountArgs {
         command: AccountCommand::Import(args),
-    }) = &cli.command
+    })) = &cli.command
     {
         return run_account_import(cli.config.as_deref(), args);
     }
     // ctl talks to a running instance; it needs no config.
-    if let Command::Ctl(args) = cli.command {
+    if let Some(Command::Ctl(args)) = cli.command {
         return run_ctl(args).await;
     }
     let config = match load_config(cli.config.as_ref()) {
@@ -35,7 +42,10 @@ pub async fn run(cli: Cli, json_default: bool) -> i32 {
             return 1;
         }
     };
-    match cli.command {
+    let Some(command) = cli.command else {
+        return run_tui(&config, cli.sip_trace, cli.tui, ui_log).await;
+    };
+    match command {
         Command::Serve(args) => run_serve(&config, cli.sip_trace, args, json_default).await,
         Command::Dial(args) => run_dial(&config, cli.sip_trace, args, json_default).await,
         Command::Devices => run_devices(),
@@ -320,6 +330,37 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
     // Closes the clients and removes the socket file.
     drop(control);
     status
+}
+
+/// `termphone` with no subcommand: the interactive phone.
+async fn run_tui(
+    config: &Config,
+    sip_trace: bool,
+    args: crate::cli::TuiArgs,
+    ui_log: Option<UiLog>,
+) -> i32 {
+    let (log, log_file) = match ui_log {
+        Some(l) => l,
+        None => (tokio::sync::mpsc::channel(1).1, Ok(None)),
+    };
+    let ec = engine_config(
+        config,
+        sip_trace,
+        args.listen,
+        crate::config::General::DEFAULT_LISTEN,
+    );
+    crate::ui::run::run(
+        config,
+        ec,
+        crate::ui::run::TuiOptions {
+            control: args.control,
+            no_control: args.no_control,
+            database: args.database,
+            log,
+            log_file,
+        },
+    )
+    .await
 }
 
 /// `termphone ctl`: one request to a running instance (and its events with --follow).

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
     name = "termphone",
     version,
     about = "A SIP softphone for the terminal",
-    after_help = "Examples:\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone dial sip:echo@127.0.0.1:5070 --play speech.wav --record back.wav --duration 5"
+    after_help = "Examples:\n  termphone                      (the interactive phone; ? shows its keys)\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone dial sip:echo@127.0.0.1:5070 --play speech.wav --record back.wav --duration 5"
 )]
 pub struct Cli {
     /// Configuration file (default: $XDG_CONFIG_HOME/termphone/config.toml; without one, a
@@ -24,8 +24,30 @@ pub struct Cli {
     /// Print every SIP message sent and received to stderr.
     #[arg(long, global = true)]
     pub sip_trace: bool,
+    /// The interactive phone's options (without a subcommand).
+    #[command(flatten)]
+    pub tui: TuiArgs,
+    /// Without a subcommand: the interactive phone (TUI).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+}
+
+/// `termphone` with no subcommand: the interactive phone.
+#[derive(Debug, Args)]
+pub struct TuiArgs {
+    /// Local SIP address (default: the config's [general] listen, else 0.0.0.0:5060).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// The control socket (default: $XDG_RUNTIME_DIR/termphone/control.sock), so `termphone
+    /// ctl` drives this phone.
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+    /// Do not listen on a control socket.
+    #[arg(long)]
+    pub no_control: bool,
+    /// The history and contacts database (default: $XDG_DATA_HOME/termphone/termphone.db).
+    #[arg(long, value_name = "PATH")]
+    pub database: Option<PathBuf>,
 }
 
 /// The modes of termphone.

@@ -4,7 +4,9 @@
 //! - [`engine`], [`audio`], [`config`] are the I/O edges; [`engine::api`] is the boundary
 //!   every front end speaks (commands in, events out).
 //! - [`headless`] holds the non-interactive front ends (`serve`, `dial`); [`control`] the
-//!   control socket that drives a running `serve` and its client, `termphone ctl`.
+//!   control socket that drives a running `serve` (or the TUI) and its client, `termphone ctl`.
+//! - [`ui`] is the interactive phone (`termphone` with no subcommand); [`store`] keeps its
+//!   call history and contacts in SQLite.
 
 pub mod app;
 pub mod audio;
@@ -16,6 +18,8 @@ pub mod headless;
 pub mod logging;
 pub mod media;
 pub mod sip;
+pub mod store;
+pub mod ui;
 
 pub use app::run;
 

@@ -9,17 +9,23 @@ use termphone::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = termphone::logging::init(cli.log_file.as_deref()) {
-        eprintln!("termphone: {e}");
-        return ExitCode::from(1);
-    }
+    // The TUI owns the terminal: its logs go to a file and its log tab, never to the screen.
+    let ui_log = if cli.command.is_none() {
+        Some(termphone::logging::init_tui(cli.log_file.as_deref()))
+    } else {
+        if let Err(e) = termphone::logging::init(cli.log_file.as_deref()) {
+            eprintln!("termphone: {e}");
+            return ExitCode::from(1);
+        }
+        None
+    };
     let json_default = !std::io::stdout().is_terminal();
     let status = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(termphone::run(cli, json_default)),
+        Ok(rt) => rt.block_on(termphone::run(cli, json_default, ui_log)),
         Err(e) => {
             eprintln!("termphone: cannot start the runtime: {e}");
             1

@@ -79,3 +79,62 @@ fn the_checker_sees_a_violation() {
     let hits: Vec<_> = FORBIDDEN.iter().filter(|w| code.contains(**w)).collect();
     assert_eq!(hits, [&"tokio", &"Instant::now", &"UdpSocket"]);
 }
+
+/// What the TUI's model, update and view may not touch: I/O, the clock, and anything of the
+/// engine but its API (DESIGN.md: "`ui/` knows `engine::api` only"; the runtime, run.rs, is
+/// the one edge that starts the engine and does I/O).
+const UI_FORBIDDEN: &[&str] = &[
+    "tokio",
+    "cpal",
+    "Instant::now",
+    "SystemTime::now",
+    "std::net",
+    "std::fs",
+    "std::process",
+    "std::thread",
+    "crate::sip",
+    "crate::media",
+    "crate::audio",
+    "crate::control",
+    "engine::actor",
+    "engine::media",
+    "EngineHandle",
+    "Store::open",
+];
+
+#[test]
+fn the_tui_core_does_no_io_and_knows_only_the_engine_api() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui");
+    let mut violations = Vec::new();
+    for name in ["model.rs", "update.rs", "view.rs", "keymap.rs"] {
+        let file = root.join(name);
+        let text = fs::read_to_string(&file).expect("readable source");
+        for (n, line) in production_code(&text).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for word in UI_FORBIDDEN {
+                if code.contains(word) {
+                    violations.push(format!(
+                        "{}:{}: {word}: {}",
+                        file.display(),
+                        n + 1,
+                        line.trim()
+                    ));
+                }
+            }
+            // The engine only through its API.
+            if code.contains("crate::engine") && !code.contains("crate::engine::api") {
+                violations.push(format!(
+                    "{}:{}: engine internals: {}",
+                    file.display(),
+                    n + 1,
+                    line.trim()
+                ));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "TUI rule broken:\n{}",
+        violations.join("\n")
+    );
+}

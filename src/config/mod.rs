@@ -37,6 +37,8 @@ pub struct Config {
     pub audio: Audio,
     /// `[[account]]` tables in file order; never empty (the `local` account when none is given).
     pub accounts: Vec<AccountConfig>,
+    /// `[keys]`: the TUI's keys the user rebound, as (action name, key) pairs.
+    pub keys: Vec<(String, String)>,
     /// The file this config came from; `None` for [`Config::builtin`].
     pub origin: Option<PathBuf>,
     /// Problems that did not stop loading (e.g. a password in the file); print them to the user.
@@ -390,6 +392,7 @@ impl Config {
             general: General::default(),
             audio: Audio::default(),
             accounts: vec![AccountConfig::local()],
+            keys: Vec::new(),
             origin: None,
             warnings: Vec::new(),
         }

@@ -17,7 +17,7 @@ use super::{
 type Value<'i> = Spanned<DeValue<'i>>;
 type Key<'i> = Spanned<DeString<'i>>;
 
-const ROOT_KEYS: &[&str] = &["general", "audio", "account"];
+const ROOT_KEYS: &[&str] = &["general", "audio", "account", "keys"];
 const GENERAL_KEYS: &[&str] = &[
     "listen",
     "rtp_port_min",
@@ -490,6 +490,10 @@ fn read_root(ctx: &mut Ctx<'_>, root: &DeTable<'_>, at: usize) -> Config {
         Some(v) => read_audio(ctx, v),
         None => Audio::default(),
     };
+    let keys = match root.get("keys") {
+        Some(v) => read_keys(ctx, v),
+        None => Vec::new(),
+    };
     let mut accounts = match root.get("account") {
         Some(v) => read_accounts(ctx, v),
         None => Vec::new(),
@@ -501,6 +505,7 @@ fn read_root(ctx: &mut Ctx<'_>, root: &DeTable<'_>, at: usize) -> Config {
         general,
         audio,
         accounts,
+        keys,
         origin: Some(ctx.origin.to_path_buf()),
         warnings: std::mem::take(&mut ctx.warnings),
     }
@@ -601,6 +606,25 @@ fn read_general(ctx: &mut Ctx<'_>, value: &Value<'_>) -> General {
         g.sip_trace = b;
     }
     g
+}
+
+/// `[keys]`: action name = key, for the TUI (`hangup = "ctrl-e"`).
+fn read_keys(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Vec<(String, String)> {
+    const EXPECT_KEY: &str = "a key: a character (\"a\", \"T\", \"?\"), \"f1\"..\"f12\", \"ctrl-x\", \"alt-x\", \"space\", \"delete\"";
+    let actions: Vec<&str> = crate::ui::keymap::Action::all().map(|a| a.name()).collect();
+    let Some(t) = Table::open_value(ctx, value, "keys".into(), &actions, "a table: [keys]") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in actions {
+        if let Some((s, v)) = t.string(ctx, name, EXPECT_KEY) {
+            match s.parse::<crate::ui::keymap::Key>() {
+                Ok(_) => out.push((name.to_string(), s.to_string())),
+                Err(_) => ctx.invalid(v, &t.path(name), "unknown key", EXPECT_KEY),
+            }
+        }
+    }
+    out
 }
 
 fn read_audio(ctx: &mut Ctx<'_>, value: &Value<'_>) -> Audio {

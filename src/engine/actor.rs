@@ -282,9 +282,7 @@ impl EngineActor {
                 res = self.socket.recv_from(&mut buf) => match res {
                     Ok((n, source)) => {
                         let now = Instant::now();
-                        if self.cfg.sip_trace {
-                            trace_message("<--", source, &buf[..n]);
-                        }
+                        self.trace(true, "<--", source, &buf[..n]);
                         let local = self.local_for(source);
                         self.ua.handle_datagram(now, &buf[..n], source, local);
                     }
@@ -469,9 +467,9 @@ impl EngineActor {
                 peer,
                 framed,
             } => {
-                if self.cfg.sip_trace {
+                if self.cfg.sip_trace || self.cfg.sip_trace_sink.is_some() {
                     if let Ok(crate::sip::msg::Datagram::Message(m)) = &framed {
-                        trace_message(&format!("<-- {transport}"), peer, &m.to_bytes());
+                        self.trace(true, &format!("<-- {transport}"), peer, &m.to_bytes());
                     }
                 }
                 let local = self.local_for(peer);
@@ -1772,9 +1770,7 @@ impl EngineActor {
             while let Some(t) = self.ua.poll_transmit() {
                 progressed = true;
                 let bytes = t.message.to_bytes();
-                if self.cfg.sip_trace {
-                    trace_message("-->", t.dest, &bytes);
-                }
+                self.trace(false, "-->", t.dest, &bytes);
                 let transport = t
                     .message
                     .headers()
@@ -2309,6 +2305,17 @@ async fn accept(
     match listener {
         Some(l) => l.accept().await,
         None => std::future::pending().await,
+    }
+}
+
+impl EngineActor {
+    /// The SIP trace: to the sink when there is one, else to stderr when asked for.
+    fn trace(&self, received: bool, arrow: &str, peer: SocketAddr, bytes: &[u8]) {
+        if let Some(sink) = &self.cfg.sip_trace_sink {
+            sink(received, peer, &String::from_utf8_lossy(bytes));
+        } else if self.cfg.sip_trace {
+            trace_message(arrow, peer, bytes);
+        }
     }
 }
 

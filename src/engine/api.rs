@@ -1,5 +1,5 @@
 //! The engine boundary: [`Command`]s in, [`Event`]s out. Every front end (serve, dial, the
-//! control socket, later the TUI) speaks only this vocabulary.
+//! control socket, the TUI) speaks only this vocabulary.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 use tokio::sync::oneshot;
+
+/// An audio level (RMS and peak, dBFS), as [`Event::Levels`] carries it.
+pub use crate::media::levels::Level;
 
 /// A call, as named in events and commands ("c1", "c2", ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -386,11 +389,7 @@ pub enum Event {
     /// Audio levels of what a call sends (`tx`, after noise suppression) and what it plays
     /// (`rx`), over the last interval; only when the engine is asked for them
     /// ([`crate::engine::EngineConfig::levels_interval`]).
-    Levels {
-        call: CallId,
-        tx: crate::media::levels::Level,
-        rx: crate::media::levels::Level,
-    },
+    Levels { call: CallId, tx: Level, rx: Level },
     /// A transfer's progress. Transferring our peer away (`call` is ours): `requested`, then
     /// `accepted` (the peer took the REFER), `done` (its new call was answered; ours ends) or
     /// `failed` (with the `code`). Being transferred (the peer asked us to call `to`):

@@ -29,7 +29,7 @@ use api::{CallAudio, CallId, Command, CommandError, Event};
 pub use rtp_ports::RtpPortRange;
 
 /// Settings of one engine instance.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Where the SIP UDP socket binds.
     pub listen: SocketAddr,
@@ -41,8 +41,11 @@ pub struct EngineConfig {
     pub display_name: Option<String>,
     /// User-Agent header.
     pub user_agent: String,
-    /// Print every SIP message sent and received to stderr.
+    /// Print every SIP message sent and received to stderr (unless `sip_trace_sink` takes them).
     pub sip_trace: bool,
+    /// Hand every SIP message sent and received to this function instead of stderr (the TUI
+    /// shows them in its log tab). It must not block: it runs on the engine task.
+    pub sip_trace_sink: Option<SipTraceSink>,
     /// SIP timers (T1/T2/T4).
     pub timers: TimerConfig,
     /// How often media statistics events are sent during a call.
@@ -84,6 +87,10 @@ pub struct EngineConfig {
     pub ringtone: Option<Option<String>>,
 }
 
+/// Where the SIP trace goes: called with the direction (true: received), the peer, and the
+/// message's text.
+pub type SipTraceSink = std::sync::Arc<dyn Fn(bool, SocketAddr, &str) + Send + Sync>;
+
 /// An account that registers: who it is, where, and how it authenticates.
 #[derive(Debug, Clone)]
 pub struct AccountRegistration {
@@ -118,6 +125,7 @@ impl Default for EngineConfig {
             display_name: None,
             user_agent: format!("termphone/{}", env!("CARGO_PKG_VERSION")),
             sip_trace: false,
+            sip_trace_sink: None,
             timers: TimerConfig::default(),
             stats_interval: Duration::from_secs(5),
             accounts: Vec::new(),
