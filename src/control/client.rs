@@ -25,6 +25,9 @@ pub mod exit {
 
 /// How long `ctl` waits for the socket to accept.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `ctl` waits for the answer to its request (the engine answers every command at
+/// once, after checking it; an instance that does not is stuck, and a script must not hang).
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why there is no connection to an instance.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,16 @@ pub struct CtlRequest {
 /// `follow`, subscribe first and print every event as a JSON line until the socket closes or
 /// SIGINT/SIGTERM. Returns the exit status ([`exit`]).
 pub async fn run_ctl(path: &Path, follow: bool, request: Option<CtlRequest>) -> i32 {
+    run_ctl_within(path, follow, request, RESPONSE_TIMEOUT).await
+}
+
+/// [`run_ctl`], waiting at most `response_timeout` for the answer to the request.
+pub async fn run_ctl_within(
+    path: &Path,
+    follow: bool,
+    request: Option<CtlRequest>,
+    response_timeout: Duration,
+) -> i32 {
     if !follow && request.is_none() {
         eprintln!("termphone: ctl needs a verb (or --follow); see termphone ctl --help");
         return exit::USAGE;
@@ -97,10 +110,20 @@ pub async fn run_ctl(path: &Path, follow: bool, request: Option<CtlRequest>) -> 
     let mut status = exit::OK;
     let signal = crate::headless::termination_signal();
     tokio::pin!(signal);
+    let deadline = tokio::time::sleep(response_timeout);
+    tokio::pin!(deadline);
     loop {
         let line = tokio::select! {
             line = lines.next_line() => line,
             _ = &mut signal => return status,
+            _ = &mut deadline, if waiting => {
+                eprintln!(
+                    "termphone: {}: no answer to {:?} within {response_timeout:?}",
+                    path.display(),
+                    request.as_ref().map(|r| r.cmd.as_str()).unwrap_or_default()
+                );
+                return exit::CONNECT;
+            }
         };
         let line = match line {
             Ok(Some(l)) => l,
@@ -278,5 +301,26 @@ mod tests {
             live_accounts(&stale, Duration::from_secs(1)).await,
             LiveState::NotRunning
         );
+    }
+
+    /// An instance that accepts and never answers: ctl gives up with exit 7 instead of hanging.
+    #[tokio::test]
+    async fn a_silent_instance_does_not_hang_ctl() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("silent.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let server = tokio::spawn(async move {
+            let (conn, _) = listener.accept().await.unwrap();
+            // Hold the connection open, never write.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(conn);
+        });
+        let request = CtlRequest {
+            cmd: "status".into(),
+            args: Vec::new(),
+        };
+        let status = run_ctl_within(&path, false, Some(request), Duration::from_millis(300)).await;
+        assert_eq!(status, exit::CONNECT);
+        server.abort();
     }
 }
