@@ -199,6 +199,39 @@ fn callee_hangs_up_first() {
     srv.wait_call_state("hanguplocal", WAIT);
 }
 
+/// `--hangup-after` counts from the answer however the call was answered: here by
+/// `termphone ctl accept` while serve waits out a long `--answer-delay`.
+#[test]
+fn hangup_after_applies_to_a_call_accepted_by_ctl() {
+    let mut srv = Termphone::serve(&["--echo", "--answer-delay", "3600", "--hangup-after", "1"]);
+    let uri = srv.sip_uri("echo");
+    let sock = srv.wait_event(|e| e["event"] == "control", WAIT)["path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut dial = Termphone::builder(&["dial", &uri, "--duration", "20"])
+        .dir(srv.dir_handle())
+        .spawn();
+    let incoming = srv.wait_call_state("incoming", WAIT);
+    let call = incoming["call"].as_str().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_termphone"))
+        .args(["ctl", "--socket", &sock, "accept", &call])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    srv.wait_call_state("connected", WAIT);
+    srv.wait_call_state("hanguplocal", WAIT);
+    assert_eq!(dial.wait_exit_code(WAIT), 0, "{}", dial.diagnostics());
+    assert_eq!(
+        states(&mut dial).last().map(String::as_str),
+        Some("hangupremote")
+    );
+}
+
 #[test]
 fn dtmf_digits_arrive_exactly_once_in_order() {
     let (mut srv, uri) = serve(&["--echo"]);

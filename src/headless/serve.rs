@@ -130,16 +130,31 @@ pub async fn run(engine: Engine, policies: Policies, printer: EventPrinter) -> i
     } = engine;
     let signal = termination_signal();
     tokio::pin!(signal);
+    // Incoming calls seen (so a call answered by `ctl accept` is timed like an auto-answered
+    // one); the hang-up timer starts at the first `connected`.
+    let mut incoming: HashMap<CallId, Option<Duration>> = HashMap::new();
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     printer.print(&ev);
-                    if let Event::Call { call, state: CallState::Incoming, peer, account, .. } = &ev {
-                        let policy = policies.for_call(account.as_deref());
-                        if !policy.manual {
-                            tokio::spawn(handle_call(handle.clone(), *call, peer.clone(), policy.clone()));
+                    match &ev {
+                        Event::Call { call, state: CallState::Incoming, peer, account, .. } => {
+                            let policy = policies.for_call(account.as_deref());
+                            incoming.insert(*call, policy.hangup_after);
+                            if !policy.manual {
+                                tokio::spawn(handle_call(handle.clone(), *call, peer.clone(), policy.clone()));
+                            }
                         }
+                        Event::Call { call, state: CallState::Connected, .. } => {
+                            if let Some(Some(after)) = incoming.remove(call) {
+                                tokio::spawn(hang_up_after(handle.clone(), *call, after));
+                            }
+                        }
+                        Event::Call { call, state, .. } if state.is_final() => {
+                            incoming.remove(call);
+                        }
+                        _ => {}
                     }
                 }
                 Err(RecvError::Lagged(n)) => eprintln!("termphone: {n} events were dropped"),
@@ -165,13 +180,14 @@ async fn handle_call(handle: EngineHandle, call: CallId, peer: String, policy: S
         tokio::time::sleep(policy.answer_delay).await;
     }
     let audio = policy.audio_for(&peer, call);
-    if handle.answer(call, audio).await.is_err() {
-        return; // the caller gave up while we waited
-    }
-    if let Some(after) = policy.hangup_after {
-        tokio::time::sleep(after).await;
-        let _ = handle.hangup(call).await;
-    }
+    // An error: the caller gave up while we waited. The hang-up timer starts at `connected`.
+    let _ = handle.answer(call, audio).await;
+}
+
+/// End an answered call after its policy's `hangup_after` (the call may have ended already).
+async fn hang_up_after(handle: EngineHandle, call: CallId, after: Duration) {
+    tokio::time::sleep(after).await;
+    let _ = handle.hangup(call).await;
 }
 
 pub use crate::engine::recording::recording_path;
