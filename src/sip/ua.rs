@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use core::net::SocketAddr;
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use crate::sip::auth::{Authenticator, Credentials};
 use crate::sip::dialog::{
@@ -30,12 +30,13 @@ use crate::sip::transport::Transport;
 use crate::sip::txn::{new_branch, TimerConfig, Transmit, TxnEvent, TxnKey, TxnLayer};
 
 /// Methods we answer (Allow header).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE";
-/// The extensions we support (RFC 4028 session timers, RFC 3891 Replaces).
-pub const SUPPORTED: &str = "timer, replaces";
-/// What our INVITEs say they support: also reliable provisional responses (RFC 3262), which
-/// we acknowledge with PRACK as a caller (we send no reliable provisionals ourselves).
-const SUPPORTED_UAC: &str = "100rel, timer, replaces";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE, PRACK";
+/// The extensions we support: reliable provisional responses (RFC 3262: we PRACK them as the
+/// caller, and send our 180 reliably to a caller that requires it), RFC 4028 session timers,
+/// RFC 3891 Replaces.
+pub const SUPPORTED: &str = "100rel, timer, replaces";
+/// What our INVITEs say they support.
+const SUPPORTED_UAC: &str = SUPPORTED;
 /// Redirects a call follows before it gives up (a loop of 3xx ends).
 const MAX_REDIRECTS: u32 = 5;
 /// The shortest session interval we accept (RFC 4028 §4: at least 90 s).
@@ -138,6 +139,23 @@ fn session_expires(headers: &crate::sip::msg::Headers) -> Option<(u32, Option<St
             .then(|| v.trim().to_ascii_lowercase())
     });
     Some((delta, refresher))
+}
+
+/// True if the headers list `tag` in `name` (Require, Supported), case-insensitively.
+fn has_option_tag(headers: &crate::sip::msg::Headers, name: &HeaderName, tag: &str) -> bool {
+    headers
+        .tokens(name)
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(tag))
+}
+
+/// `RAck: 4711 1 INVITE` → (4711, 1, INVITE) (RFC 3262 §7.2).
+fn parse_rack(value: &str) -> Option<(u32, u32, Method)> {
+    let mut it = value.split_whitespace();
+    let rseq = it.next()?.parse().ok()?;
+    let cseq = it.next()?.parse().ok()?;
+    let method = Method::from_token(it.next()?);
+    it.next().is_none().then_some((rseq, cseq, method))
 }
 
 /// Settings of the user agent.
@@ -353,6 +371,27 @@ struct Call {
     /// acknowledged with PRACK.
     early: Option<Dialog>,
     last_rseq: Option<u32>,
+    /// UAS: the RSeq of our next reliable provisional response (RFC 3262 §3), when the caller
+    /// requires them (`Require: 100rel`).
+    next_rseq: Option<u32>,
+    /// UAS: our reliable provisional response waiting for its PRACK.
+    reliable: Option<ReliableProvisional>,
+    /// UAS: the 2xx the user answered with while `reliable` waited for its PRACK; it goes
+    /// out when the PRACK arrives.
+    queued_answer: Option<Response>,
+}
+
+/// A reliable provisional response we sent (RFC 3262 §3): retransmitted from T1 on, the
+/// interval doubling, until the PRACK that names its RSeq comes; after 64·T1 without one the
+/// INVITE gets a 5xx.
+#[derive(Debug)]
+struct ReliableProvisional {
+    response: Response,
+    dest: SocketAddr,
+    rseq: u32,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
 }
 
 /// Who places a call: the account's address of record and credentials (default: the local
@@ -518,6 +557,11 @@ impl UserAgent {
             } => Some(report_by),
             _ => c.ok_retransmit.as_ref().map(|r| r.next.min(r.give_up)),
         });
+        let reliable = self
+            .calls
+            .values()
+            .filter_map(|c| c.reliable.as_ref().map(|r| r.next.min(r.give_up)));
+        let ours = ours.chain(reliable);
         let timers = self.calls.values().filter_map(|c| match c.phase {
             Phase::Confirmed => c.timer.map(|t| t.due),
             _ => None,
@@ -650,6 +694,37 @@ impl UserAgent {
             // No ACK for our 2xx within 64·T1: RFC 3261 §13.3.1.4 says end the session with BYE.
             self.terminate(now, id, ByeReport::Now(EndCause::Timeout));
         }
+        let mut unacknowledged = Vec::new();
+        for (&id, call) in self.calls.iter_mut() {
+            let Some(rel) = call.reliable.as_mut() else {
+                continue;
+            };
+            if now >= rel.give_up {
+                unacknowledged.push(id);
+            } else if now >= rel.next {
+                // RFC 3262 §3: T1, then doubling each time.
+                self.transmits.push_back(Transmit {
+                    dest: rel.dest,
+                    message: Message::Response(rel.response.clone()),
+                });
+                rel.interval *= 2;
+                rel.next = now + rel.interval;
+            }
+        }
+        for id in unacknowledged {
+            // RFC 3262 §3: no PRACK within 64·T1: the INVITE gets a 5xx and the call ends.
+            if let Some(c) = self.calls.get(&id) {
+                let resp = response_to(
+                    &c.invite,
+                    504,
+                    Some("Reliable Provisional Response Not Acknowledged"),
+                    Some(&c.local_tag),
+                );
+                let key = c.invite_key.clone();
+                let _ = self.txn.send_response(now, &key, resp);
+            }
+            self.end_call(id, EndCause::Timeout);
+        }
         let due: Vec<(CallRef, bool)> = self
             .calls
             .iter()
@@ -743,6 +818,7 @@ impl UserAgent {
         let key = self
             .txn
             .send_request(now, req.clone(), dest, transport.is_reliable());
+        let next_rseq = None;
         self.calls.insert(
             id,
             Call {
@@ -763,6 +839,9 @@ impl UserAgent {
                 redirects: 0,
                 early: None,
                 last_rseq: None,
+                next_rseq,
+                reliable: None,
+                queued_answer: None,
                 ack: None,
                 local_sdp: offer,
                 auth: identity.credentials.map(Authenticator::new),
@@ -779,16 +858,37 @@ impl UserAgent {
     }
 
     fn provisional(&mut self, now: Instant, call: CallRef, code: u16) -> Result<(), UaError> {
-        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
-        if !matches!(c.phase, Phase::Ringing) {
-            return Err(UaError::WrongState);
-        }
+        let t1 = self.cfg.timers.t1;
+        let contact = {
+            let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
+            if !matches!(c.phase, Phase::Ringing) || c.queued_answer.is_some() {
+                return Err(UaError::WrongState);
+            }
+            self.contact_uri(c.local, c.transport)
+        };
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
         let mut resp = response_to(&c.invite, code, None, Some(&c.local_tag));
         if code > 100 {
-            resp.headers.push(
-                HeaderName::CONTACT,
-                NameAddr::new(self.contact_uri(c.local, c.transport)).to_string(),
-            );
+            resp.headers
+                .push(HeaderName::CONTACT, NameAddr::new(contact).to_string());
+        }
+        if let (true, Some(rseq)) = (code > 100, c.next_rseq) {
+            if c.reliable.is_some() {
+                // RFC 3262 §3: no second reliable provisional before the first is PRACKed.
+                return Ok(());
+            }
+            resp.headers.push(HeaderName::REQUIRE, "100rel");
+            resp.headers.push(HeaderName::RSEQ, rseq.to_string());
+            resp.headers.push(HeaderName::ALLOW, ALLOW);
+            c.next_rseq = Some(rseq.wrapping_add(1));
+            c.reliable = Some(ReliableProvisional {
+                response: resp.clone(),
+                dest: c.peer,
+                rseq,
+                next: now + t1,
+                interval: t1,
+                give_up: now + t1 * 64,
+            });
         }
         let key = c.invite_key.clone();
         let _ = self.txn.send_response(now, &key, resp);
@@ -800,12 +900,11 @@ impl UserAgent {
     pub fn answer(&mut self, now: Instant, call: CallRef, answer: Vec<u8>) -> Result<(), UaError> {
         let contact = {
             let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
-            if !matches!(c.phase, Phase::Ringing) {
+            if !matches!(c.phase, Phase::Ringing) || c.queued_answer.is_some() {
                 return Err(UaError::WrongState);
             }
             self.contact_uri(c.local, c.transport)
         };
-        let t1 = self.cfg.timers.t1;
         let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
         let mut resp = response_to(&c.invite, 200, None, Some(&c.local_tag));
         resp.headers.push(
@@ -844,6 +943,27 @@ impl UserAgent {
             .push(HeaderName::CONTENT_TYPE, "application/sdp");
         resp.body = answer.clone();
         c.local_sdp = answer;
+        if c.reliable.is_some() {
+            // RFC 3262 §3: no 2xx before our reliable provisional is PRACKed; it waits.
+            c.queued_answer = Some(resp);
+            return Ok(());
+        }
+        self.send_answer(now, call, resp);
+        self.drain_txn(now, None);
+        Ok(())
+    }
+
+    /// Send the 2xx to an incoming INVITE: the dialog starts, and the 2xx is retransmitted
+    /// until its ACK (RFC 3261 §13.3.1.4).
+    fn send_answer(&mut self, now: Instant, call: CallRef, resp: Response) {
+        let t1 = self.cfg.timers.t1;
+        let Some((local, transport)) = self.calls.get(&call).map(|c| (c.local, c.transport)) else {
+            return;
+        };
+        let contact = self.contact_uri(local, transport);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         c.dialog = Dialog::new_uas(&c.invite, &c.local_tag, contact, c.peer).ok();
         c.phase = Phase::Answered;
         let cseq = c.invite.headers.cseq().map(|s| s.seq).unwrap_or(0);
@@ -857,8 +977,6 @@ impl UserAgent {
         });
         let key = c.invite_key.clone();
         let _ = self.txn.send_response(now, &key, resp);
-        self.drain_txn(now, None);
-        Ok(())
     }
 
     /// Send a ringing incoming call elsewhere: 302 Moved Temporarily with `target` as Contact
@@ -1285,6 +1403,7 @@ impl UserAgent {
                     .push(HeaderName::SERVER, self.cfg.user_agent.clone());
                 self.respond(now, &key, source, resp);
             }
+            Method::Prack => self.on_prack(now, key, req, source),
             Method::Refer if in_dialog => self.on_refer(now, key, req, source),
             Method::Update if in_dialog => self.on_update(now, key, req, source),
             Method::Notify if in_dialog => self.on_notify(now, key, req, source),
@@ -1342,6 +1461,53 @@ impl UserAgent {
         resp.headers.push(HeaderName::SUPPORTED, SUPPORTED);
         push_session_expires(&mut resp, c.timer.as_ref());
         self.respond(now, &key, source, resp);
+    }
+
+    /// PRACK (RFC 3262 §3): it must name (RAck) our reliable provisional response that waits
+    /// for it, in the early dialog of that response; then 200, and a 2xx the user already
+    /// answered with goes out. Anything else gets 481.
+    fn on_prack(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
+        let rack = req.headers.get(&HeaderName::RACK).and_then(parse_rack);
+        let call_id = req.headers.call_id().ok().map(str::to_string);
+        let to_tag = req
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        let from_tag = req
+            .headers
+            .from()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_string));
+        let found = self.calls.iter().find_map(|(&id, c)| {
+            let rel = c.reliable.as_ref()?;
+            let same_dialog = c.invite.headers.call_id().ok() == call_id.as_deref()
+                && to_tag.as_deref() == Some(c.local_tag.as_str())
+                && c.invite
+                    .headers
+                    .from()
+                    .ok()
+                    .and_then(|f| f.tag().map(str::to_string))
+                    == from_tag;
+            let invite_cseq = c.invite.headers.cseq().ok()?.seq;
+            let (rseq, cseq, method) = rack.as_ref()?;
+            (same_dialog && *rseq == rel.rseq && *cseq == invite_cseq && *method == Method::Invite)
+                .then_some(id)
+        });
+        let Some(call) = found else {
+            let resp = response_to(&req, 481, None, None);
+            self.respond(now, &key, source, resp);
+            return;
+        };
+        let resp = response_to(&req, 200, None, None);
+        self.respond(now, &key, source, resp);
+        let queued = self.calls.get_mut(&call).and_then(|c| {
+            c.reliable = None;
+            c.queued_answer.take()
+        });
+        if let Some(ok) = queued {
+            self.send_answer(now, call, ok);
+        }
     }
 
     fn on_refer(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
@@ -1534,7 +1700,7 @@ impl UserAgent {
             .filter(|t| !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(t)))
             .collect();
         if !required.is_empty() {
-            // We support no extensions yet (100rel, timer come later): RFC 3261 §8.2.2.3.
+            // An extension we do not support: RFC 3261 §8.2.2.3.
             let mut resp = response_to(&req, 420, None, None);
             resp.headers
                 .push(HeaderName::UNSUPPORTED, required.join(", "));
@@ -1563,6 +1729,10 @@ impl UserAgent {
             .and_then(|(r, _)| r.credentials().cloned())
             .map(Authenticator::new);
         let transport = via_transport(&req.headers);
+        // RFC 3262 §3: a caller that requires 100rel gets our provisionals reliably, numbered
+        // from a random start in 1..2^31.
+        let next_rseq = has_option_tag(&req.headers, &HeaderName::REQUIRE, "100rel")
+            .then(|| self.rng.random_range(1..1u32 << 31));
         self.calls.insert(
             id,
             Call {
@@ -1580,6 +1750,9 @@ impl UserAgent {
                 redirects: 0,
                 early: None,
                 last_rseq: None,
+                next_rseq,
+                reliable: None,
+                queued_answer: None,
                 ack: None,
                 local_sdp: Vec::new(),
                 auth,
@@ -3098,5 +3271,227 @@ mod tests {
             }
             assert!(p.a.call_count() <= 1, "{a_call}");
         }
+    }
+
+    /// A dial from a to b with extra INVITE headers.
+    fn dial_with(p: &mut Pair, headers: &[(HeaderName, &str)]) -> CallRef {
+        let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+        let identity = CallIdentity {
+            extra_headers: headers
+                .iter()
+                .map(|(n, v)| (n.clone(), v.to_string()))
+                .collect(),
+            ..CallIdentity::default()
+        };
+        let now = p.now;
+        let id = p.a.invite_as(
+            now,
+            target,
+            Pair::addr(B),
+            Pair::addr(A),
+            b"v=0\r\n".to_vec(),
+            identity,
+        );
+        p.pump();
+        id
+    }
+
+    /// Everything `ua` has to send, as text.
+    fn drain_text(ua: &mut UserAgent) -> Vec<String> {
+        std::iter::from_fn(|| ua.poll_transmit())
+            .map(|t| String::from_utf8(t.message.to_bytes()).unwrap())
+            .collect()
+    }
+
+    fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+        text.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    #[test]
+    fn reliable_180_for_a_caller_requiring_100rel_is_pracked_before_the_2xx() {
+        for answer_before_prack in [false, true] {
+            let mut p = Pair::new();
+            dial_with(&mut p, &[(HeaderName::REQUIRE, "100rel")]);
+            let b_call = p.incoming();
+            if answer_before_prack {
+                // The first PRACK is lost: b answers meanwhile, and the 2xx waits for it.
+                p.drop_first.push("PRACK ".into());
+            }
+            p.b.ringing(p.now, b_call).unwrap();
+            p.pump();
+            let rang = p
+                .a_events
+                .iter()
+                .any(|e| matches!(e, UaEvent::Progress { code: 180, .. }));
+            assert!(rang, "{:?}", p.a_events);
+            assert!(
+                p.wire.iter().any(|w| w.starts_with("A->B PRACK")),
+                "{:?}",
+                p.wire
+            );
+            p.b.answer(p.now, b_call, b"v=0 b\r\n".to_vec()).unwrap();
+            p.pump();
+            let answered = |p: &Pair| {
+                p.a_events
+                    .iter()
+                    .any(|e| matches!(e, UaEvent::Answered { .. }))
+            };
+            if answer_before_prack {
+                assert!(!answered(&p), "no 2xx before the PRACK: {:?}", p.wire);
+                assert!(
+                    p.b.answer(p.now, b_call, b"v=0\r\n".to_vec()).is_err(),
+                    "answered once"
+                );
+                // The PRACK's own retransmission (timer E) gets through.
+                p.advance(Duration::from_secs(1));
+            }
+            assert!(answered(&p), "{:?}", p.wire);
+            assert!(p
+                .b_events
+                .iter()
+                .any(|e| matches!(e, UaEvent::Confirmed { .. })));
+            let ok_prack = p.wire.iter().position(|w| w == "B->A SIP/2.0 200 OK");
+            assert!(ok_prack.is_some(), "{:?}", p.wire);
+            // No more 180 retransmissions once PRACKed.
+            let before = p.wire.len();
+            p.advance(Duration::from_secs(10));
+            assert!(
+                !p.wire[before..].iter().any(|w| w.contains("180")),
+                "{:?}",
+                &p.wire[before..]
+            );
+        }
+    }
+
+    /// An INVITE from a raw peer at A to b requiring 100rel; b rings. Returns b's call and the
+    /// reliable 180 b sent.
+    fn raw_reliable_180(b: &mut UserAgent, now: Instant) -> (CallRef, String) {
+        let invite = format!(
+            "INVITE sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKinv1\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>\r\nCall-ID: rel1\r\nCSeq: 7 INVITE\r\nContact: <sip:x@{A}>\r\nRequire: 100rel\r\nSupported: 100rel\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n"
+        );
+        b.handle_datagram(now, invite.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let call = std::iter::from_fn(|| b.poll_event())
+            .find_map(|e| match e {
+                UaEvent::Incoming { call, .. } => Some(call),
+                _ => None,
+            })
+            .expect("incoming call");
+        drain_text(b);
+        b.ringing(now, call).unwrap();
+        let sent = drain_text(b);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        (call, sent[0].clone())
+    }
+
+    fn prack(rack: &str, to_tag: &str, branch: &str) -> String {
+        format!(
+            "PRACK sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch={branch}\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>;tag={to_tag}\r\nCall-ID: rel1\r\nCSeq: 8 PRACK\r\nRAck: {rack}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn reliable_180_retransmits_at_t1_doubling_and_prack_must_match() {
+        let mut b = ua("bob", 2);
+        let t0 = crate::test_epoch();
+        let (_call, ringing) = raw_reliable_180(&mut b, t0);
+        assert!(ringing.starts_with("SIP/2.0 180"), "{ringing}");
+        assert_eq!(header(&ringing, "Require"), Some("100rel"));
+        let rseq: u32 = header(&ringing, "RSeq").unwrap().parse().unwrap();
+        assert!((1..1u32 << 31).contains(&rseq), "{rseq}");
+        assert!(header(&ringing, "Allow").unwrap().contains("PRACK"));
+        let to_tag = ringing
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .and_then(|l| l.split_once(";tag="))
+            .map(|(_, t)| t.trim().to_string())
+            .unwrap();
+        // Retransmissions at 0.5, 1.5, 3.5 and 7.5 s (T1, doubling).
+        let mut at = Vec::new();
+        let mut now = t0;
+        while let Some(t) = b
+            .poll_timeout()
+            .filter(|&t| t <= t0 + Duration::from_secs(8))
+        {
+            now = t;
+            b.handle_timeout(now);
+            for m in drain_text(&mut b) {
+                assert!(m.starts_with("SIP/2.0 180"), "{m}");
+                assert_eq!(header(&m, "RSeq"), Some(rseq.to_string().as_str()));
+                at.push((now - t0).as_millis());
+            }
+        }
+        assert_eq!(at, [500, 1500, 3500, 7500]);
+        // A PRACK naming another RSeq, another CSeq or another dialog: 481.
+        for (rack, tag) in [
+            (
+                format!("{} 7 INVITE", rseq.wrapping_add(1)),
+                to_tag.as_str(),
+            ),
+            (format!("{rseq} 6 INVITE"), to_tag.as_str()),
+            (format!("{rseq} 7 UPDATE"), to_tag.as_str()),
+            (format!("{rseq} 7 INVITE"), "other"),
+            ("garbage".to_string(), to_tag.as_str()),
+        ] {
+            let branch = format!("z9hG4bKp{}", rack.len() + tag.len());
+            b.handle_datagram(
+                now,
+                prack(&rack, tag, &branch).as_bytes(),
+                Pair::addr(A),
+                Pair::addr(B),
+            );
+            let out = drain_text(&mut b);
+            assert!(out[0].starts_with("SIP/2.0 481"), "{rack} {tag}: {out:?}");
+        }
+        // The right one: 200, and the retransmissions stop.
+        let good = prack(&format!("{rseq} 7 INVITE"), &to_tag, "z9hG4bKgood");
+        b.handle_datagram(now, good.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let out = drain_text(&mut b);
+        assert!(out[0].starts_with("SIP/2.0 200"), "{out:?}");
+        assert!(out[0].contains("CSeq: 8 PRACK"), "{out:?}");
+        // A second PRACK for it (a new transaction) matches nothing any more.
+        let again = prack(&format!("{rseq} 7 INVITE"), &to_tag, "z9hG4bKagain");
+        b.handle_datagram(now, again.as_bytes(), Pair::addr(A), Pair::addr(B));
+        assert!(drain_text(&mut b)[0].starts_with("SIP/2.0 481"));
+        b.handle_timeout(now + Duration::from_secs(20));
+        assert!(
+            !drain_text(&mut b).iter().any(|m| m.contains("180")),
+            "no 180 after the PRACK"
+        );
+        assert_eq!(b.call_count(), 1, "still ringing");
+    }
+
+    #[test]
+    fn unacknowledged_reliable_180_ends_the_call_with_a_5xx_after_64_t1() {
+        let mut b = ua("bob", 3);
+        let t0 = crate::test_epoch();
+        let (call, _) = raw_reliable_180(&mut b, t0);
+        // The user answers; the 2xx must not go out without the PRACK.
+        b.answer(t0, call, b"v=0 b\r\n".to_vec()).unwrap();
+        assert!(drain_text(&mut b).is_empty());
+        let mut last = Vec::new();
+        while let Some(t) = b
+            .poll_timeout()
+            .filter(|&t| t <= t0 + Duration::from_secs(40))
+        {
+            b.handle_timeout(t);
+            let out = drain_text(&mut b);
+            assert!(!out.iter().any(|m| m.starts_with("SIP/2.0 200")), "{out:?}");
+            if !out.is_empty() {
+                last = out;
+            }
+            if b.call_count() == 0 {
+                assert_eq!(t - t0, Duration::from_secs(32), "64·T1");
+                break;
+            }
+        }
+        assert!(last[0].starts_with("SIP/2.0 504"), "{last:?}");
+        let ended = std::iter::from_fn(|| b.poll_event()).find_map(|e| match e {
+            UaEvent::Ended { cause, .. } => Some(cause),
+            _ => None,
+        });
+        assert_eq!(ended, Some(EndCause::Timeout));
     }
 }
