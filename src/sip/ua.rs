@@ -149,6 +149,50 @@ fn has_option_tag(headers: &crate::sip::msg::Headers, name: &HeaderName, tag: &s
         .any(|t| t.eq_ignore_ascii_case(tag))
 }
 
+/// Min-SE of a 422 (RFC 4028 §5: delta-seconds, maybe with parameters).
+fn min_se(headers: &crate::sip::msg::Headers) -> Option<u32> {
+    headers
+        .get(&HeaderName::MIN_SE)?
+        .split(';')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A request whose Session-Expires is below our minimum gets 422 with our Min-SE (RFC 4028
+/// §9); one whose Session-Expires cannot be read gets 400. None: the interval is fine (or
+/// there is none).
+fn session_interval_refusal(req: &Request, to_tag: &str) -> Option<Response> {
+    req.headers.get(&HeaderName::SESSION_EXPIRES)?;
+    match session_expires(&req.headers) {
+        None => Some(response_to(
+            req,
+            400,
+            Some("Bad Session-Expires"),
+            Some(to_tag),
+        )),
+        Some((delta, _)) if delta < MIN_SE => {
+            let mut resp = response_to(req, 422, None, Some(to_tag));
+            resp.headers.push(HeaderName::MIN_SE, MIN_SE.to_string());
+            Some(resp)
+        }
+        Some(_) => None,
+    }
+}
+
+/// Ask for a session interval of `interval` s in `req` (after a 422 said `Min-SE`):
+/// Session-Expires and Min-SE both set to it (RFC 4028 §7.1, §7.4).
+fn ask_session_interval(req: &mut Request, interval: u32) {
+    let refresher = session_expires(&req.headers).and_then(|(_, r)| r);
+    let value = match refresher {
+        Some(r) => format!("{interval};refresher={r}"),
+        None => interval.to_string(),
+    };
+    req.headers.set(HeaderName::SESSION_EXPIRES, value);
+    req.headers.set(HeaderName::MIN_SE, interval.to_string());
+}
+
 /// `RAck: 4711 1 INVITE` → (4711, 1, INVITE) (RFC 3262 §7.2).
 fn parse_rack(value: &str) -> Option<(u32, u32, Method)> {
     let mut it = value.split_whitespace();
@@ -379,6 +423,9 @@ struct Call {
     /// UAS: the 2xx the user answered with while `reliable` waited for its PRACK; it goes
     /// out when the PRACK arrives.
     queued_answer: Option<Response>,
+    /// The Min-SE a 422 made us ask for (RFC 4028 §7.4): sent in the session refreshes; and
+    /// a second 422 to the initial INVITE ends the call.
+    min_se: Option<u32>,
 }
 
 /// A reliable provisional response we sent (RFC 3262 §3): retransmitted from T1 on, the
@@ -842,6 +889,7 @@ impl UserAgent {
                 next_rseq,
                 reliable: None,
                 queued_answer: None,
+                min_se: None,
                 ack: None,
                 local_sdp: offer,
                 auth: identity.credentials.map(Authenticator::new),
@@ -1129,6 +1177,10 @@ impl UserAgent {
         req.headers.push(
             HeaderName::SESSION_EXPIRES,
             format!("{interval};refresher=uac"),
+        );
+        req.headers.push(
+            HeaderName::MIN_SE,
+            c.min_se.unwrap_or(MIN_SE).min(interval as u32).to_string(),
         );
         req.headers
             .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
@@ -1453,6 +1505,10 @@ impl UserAgent {
             self.respond(now, &key, source, resp);
             return;
         }
+        if let Some(resp) = session_interval_refusal(&req, "") {
+            self.respond(now, &key, source, resp);
+            return;
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -1707,6 +1763,11 @@ impl UserAgent {
             let _ = self.txn.send_response(now, &key, resp);
             return;
         }
+        let tag = random_token(&mut self.rng, 16);
+        if let Some(resp) = session_interval_refusal(&req, &tag) {
+            let _ = self.txn.send_response(now, &key, resp);
+            return;
+        }
         // Replaces (RFC 3891 §3): it must name a dialog of ours that is up, else 481.
         let replaces = match req.headers.get(&HeaderName::REPLACES) {
             None => None,
@@ -1753,6 +1814,7 @@ impl UserAgent {
                 next_rseq,
                 reliable: None,
                 queued_answer: None,
+                min_se: None,
                 ack: None,
                 local_sdp: Vec::new(),
                 auth,
@@ -1843,6 +1905,10 @@ impl UserAgent {
         };
         if !dialog.accept_remote_seq(&req) {
             let resp = response_to(&req, 500, Some("CSeq Out of Order"), None);
+            let _ = self.txn.send_response(now, &key, resp);
+            return;
+        }
+        if let Some(resp) = session_interval_refusal(&req, "") {
             let _ = self.txn.send_response(now, &key, resp);
             return;
         }
@@ -2157,6 +2223,32 @@ impl UserAgent {
                     self.end_call(call, EndCause::Rejected { code, reason });
                 }
             }
+            422 if matches!(
+                c.phase,
+                Phase::Calling {
+                    cancel_pending: false,
+                    ..
+                }
+            ) && c.min_se.is_none()
+                && min_se(&resp.headers).is_some() =>
+            {
+                // RFC 4028 §7.4: once more, asking for the interval the 422 names (the
+                // transaction layer ACKed the 422); a new CSeq and branch, as after a 401.
+                let interval = min_se(&resp.headers).unwrap_or(MIN_SE).max(MIN_SE);
+                let mut req = next_invite(&c.invite, &branch);
+                ask_session_interval(&mut req, interval);
+                if let Some(auth) = c.auth.as_mut() {
+                    if auth.has_challenges() {
+                        auth.authorize_request(&mut self.rng, &mut req);
+                    }
+                }
+                let key =
+                    self.txn
+                        .send_request(now, req.clone(), c.peer, c.transport.is_reliable());
+                c.min_se = Some(interval);
+                c.invite = req;
+                c.invite_key = key;
+            }
             300..=399
                 if matches!(
                     c.phase,
@@ -2341,6 +2433,9 @@ impl UserAgent {
             }
             return;
         }
+        if code == 422 && self.retry_with_min_se(now, &key, &resp) {
+            return;
+        }
         if let Some(auth) = self.calls.get_mut(&call).and_then(|c| c.auth.as_mut()) {
             // Not a challenge: clears the wrong-password bookkeeping, keeps the challenge.
             let _ = auth.handle_response(&resp);
@@ -2404,6 +2499,71 @@ impl UserAgent {
                 }
             }
         }
+    }
+
+    /// A 422 to a re-INVITE or UPDATE of ours (RFC 4028 §7.4): the same request again with
+    /// the dialog's next CSeq and a new branch, asking for the interval the 422's Min-SE names,
+    /// which the session refreshes use from now on. False (nothing sent) when the 422 names
+    /// no Min-SE above what we asked for: then it is a failure like any other.
+    fn retry_with_min_se(&mut self, now: Instant, key: &TxnKey, resp: &Response) -> bool {
+        let Some(interval) = min_se(&resp.headers).map(|v| v.max(MIN_SE)) else {
+            return false;
+        };
+        let Some(out) = self.in_dialog.get(key) else {
+            return false;
+        };
+        let asked = session_expires(&out.request.headers).map_or(0, |(d, _)| d);
+        if interval <= asked {
+            return false;
+        }
+        let branch = new_branch(&mut self.rng);
+        let Some(out) = self.in_dialog.remove(key) else {
+            return false;
+        };
+        let Some(c) = self.calls.get_mut(&out.call) else {
+            return false;
+        };
+        let Some(dialog) = c.dialog.as_mut() else {
+            return false;
+        };
+        let mut req = out.request;
+        dialog.local_seq = dialog.local_seq.wrapping_add(1);
+        req.headers.set(
+            HeaderName::CSEQ,
+            CSeq {
+                seq: dialog.local_seq,
+                method: req.method.clone(),
+            }
+            .to_string(),
+        );
+        if let Ok(mut via) = req.headers.top_via() {
+            via.params.set("branch", Some(&branch));
+            req.headers.set_top_via(&via);
+        }
+        ask_session_interval(&mut req, interval);
+        if let Some(auth) = c.auth.as_mut() {
+            if auth.has_challenges() {
+                auth.authorize_request(&mut self.rng, &mut req);
+            }
+        }
+        c.min_se = Some(interval);
+        if let Some(t) = c.timer.as_mut() {
+            t.interval = Duration::from_secs(u64::from(interval));
+        }
+        let new_key = self
+            .txn
+            .send_request(now, req.clone(), out.dest, out.reliable);
+        if self.refreshes.remove(key) {
+            self.refreshes.insert(new_key.clone());
+        }
+        self.in_dialog.insert(
+            new_key,
+            OutRequest {
+                request: req,
+                ..out
+            },
+        );
+        true
     }
 
     /// A 2xx to our re-INVITE: ACK it (again for retransmissions) and report the answer.
@@ -3493,5 +3653,225 @@ mod tests {
             _ => None,
         });
         assert_eq!(ended, Some(EndCause::Timeout));
+    }
+
+    /// A response of a raw peer (at B) to the request `req` (text): Via, From, Call-ID and
+    /// CSeq copied, To with the tag `to_tag`, then `extra` header lines.
+    fn reply(req: &str, status: &str, to_tag: &str, extra: &[&str]) -> String {
+        let mut out = format!("SIP/2.0 {status}\r\n");
+        for name in ["Via", "From", "Call-ID", "CSeq"] {
+            out += &format!("{name}: {}\r\n", header(req, name).unwrap());
+        }
+        let to = header(req, "To").unwrap();
+        if to.contains(";tag=") {
+            out += &format!("To: {to}\r\n");
+        } else {
+            out += &format!("To: {to};tag={to_tag}\r\n");
+        }
+        out += &format!("Contact: <sip:bob@{B}>\r\n");
+        for e in extra {
+            out += e;
+            out += "\r\n";
+        }
+        out + "Content-Length: 0\r\n\r\n"
+    }
+
+    /// a's transmissions that are requests of `method`.
+    fn requests(sent: &[String], method: &str) -> Vec<String> {
+        sent.iter()
+            .filter(|m| m.starts_with(&format!("{method} ")))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn session_interval_below_90_s_gets_422_with_min_se() {
+        for (se, want) in [
+            ("30", "SIP/2.0 422"),
+            ("89;refresher=uac", "SIP/2.0 422"),
+            ("soon", "SIP/2.0 400"),
+            ("90", ""),
+        ] {
+            let mut b = ua("bob", 2);
+            let now = crate::test_epoch();
+            let invite = format!(
+                "INVITE sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKse1\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>\r\nCall-ID: se1\r\nCSeq: 1 INVITE\r\nContact: <sip:x@{A}>\r\nSupported: timer\r\nSession-Expires: {se}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            b.handle_datagram(now, invite.as_bytes(), Pair::addr(A), Pair::addr(B));
+            let mut out = drain_text(&mut b);
+            out.retain(|m| !m.starts_with("SIP/2.0 100"));
+            let incoming = std::iter::from_fn(|| b.poll_event())
+                .any(|e| matches!(e, UaEvent::Incoming { .. }));
+            if want.is_empty() {
+                assert!(incoming, "{se}: accepted");
+                assert!(out.iter().all(|m| !m.starts_with("SIP/2.0 4")), "{out:?}");
+            } else {
+                assert!(!incoming, "{se}: refused");
+                assert!(out[0].starts_with(want), "{se}: {out:?}");
+                if want.ends_with("422") {
+                    assert_eq!(header(&out[0], "Min-SE"), Some("90"), "{}", out[0]);
+                }
+                assert!(
+                    header(&out[0], "To").unwrap().contains(";tag="),
+                    "{}",
+                    out[0]
+                );
+                assert_eq!(b.call_count(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_422_to_our_invite_is_retried_once_with_its_min_se() {
+        // Between two of ours: a asks for 30 s, b says 422 Min-SE 90, a asks again for 90.
+        let mut p = Pair::new();
+        dial_with(&mut p, &[(HeaderName::SESSION_EXPIRES, "30")]);
+        let b_call = p.incoming();
+        assert!(
+            p.wire.iter().any(|w| w.starts_with("B->A SIP/2.0 422")),
+            "{:?}",
+            p.wire
+        );
+        assert_eq!(
+            p.wire
+                .iter()
+                .filter(|w| w.starts_with("A->B INVITE"))
+                .count(),
+            2,
+            "{:?}",
+            p.wire
+        );
+        p.b.answer(p.now, b_call, b"v=0 b\r\n".to_vec()).unwrap();
+        p.pump();
+        assert!(p
+            .a_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { .. })));
+
+        // Against a raw peer: the retry carries Session-Expires and Min-SE of the 422, the
+        // next CSeq, the same Call-ID and From tag; a second 422 ends the call.
+        let mut a = ua("alice", 5);
+        let now = crate::test_epoch();
+        let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+        let call = a.invite(
+            now,
+            target,
+            Pair::addr(B),
+            Pair::addr(A),
+            b"v=0\r\n".to_vec(),
+        );
+        let first = requests(&drain_text(&mut a), "INVITE").remove(0);
+        let r422 = reply(
+            &first,
+            "422 Session Interval Too Small",
+            "t1",
+            &["Min-SE: 1800"],
+        );
+        a.handle_datagram(now, r422.as_bytes(), Pair::addr(B), Pair::addr(A));
+        let sent = drain_text(&mut a);
+        assert_eq!(
+            requests(&sent, "ACK").len(),
+            1,
+            "the 422 is ACKed: {sent:?}"
+        );
+        let again = requests(&sent, "INVITE").remove(0);
+        assert_eq!(header(&again, "Session-Expires"), Some("1800"));
+        assert_eq!(header(&again, "Min-SE"), Some("1800"));
+        assert_eq!(header(&again, "CSeq"), Some("2 INVITE"));
+        assert_eq!(header(&again, "Call-ID"), header(&first, "Call-ID"));
+        assert_eq!(header(&again, "From"), header(&first, "From"));
+        assert_ne!(header(&again, "Via"), header(&first, "Via"), "a new branch");
+        let r422 = reply(
+            &again,
+            "422 Session Interval Too Small",
+            "t2",
+            &["Min-SE: 3600"],
+        );
+        a.handle_datagram(now, r422.as_bytes(), Pair::addr(B), Pair::addr(A));
+        assert!(
+            requests(&drain_text(&mut a), "INVITE").is_empty(),
+            "retried once only"
+        );
+        let ended = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
+            UaEvent::Ended { call: c, cause } if c == call => Some(cause),
+            _ => None,
+        });
+        assert!(
+            matches!(ended, Some(EndCause::Rejected { code: 422, .. })),
+            "{ended:?}"
+        );
+    }
+
+    #[test]
+    fn a_422_to_our_session_refresh_is_retried_with_its_min_se() {
+        let mut a = ua("alice", 6);
+        let t0 = crate::test_epoch();
+        let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+        a.invite(
+            t0,
+            target,
+            Pair::addr(B),
+            Pair::addr(A),
+            b"v=0\r\n".to_vec(),
+        );
+        let invite = requests(&drain_text(&mut a), "INVITE").remove(0);
+        let ok = reply(
+            &invite,
+            "200 OK",
+            "bt",
+            &["Session-Expires: 90;refresher=uac"],
+        );
+        a.handle_datagram(t0, ok.as_bytes(), Pair::addr(B), Pair::addr(A));
+        drain_text(&mut a);
+        // The refresh at 45 s.
+        let (t, refresh) = loop {
+            let t = a.poll_timeout().unwrap();
+            a.handle_timeout(t);
+            if let Some(r) = requests(&drain_text(&mut a), "INVITE").pop() {
+                break (t, r);
+            }
+        };
+        assert_eq!(t - t0, Duration::from_secs(45));
+        assert_eq!(
+            header(&refresh, "Session-Expires"),
+            Some("90;refresher=uac")
+        );
+        assert_eq!(header(&refresh, "Min-SE"), Some("90"));
+        let r422 = reply(
+            &refresh,
+            "422 Session Interval Too Small",
+            "bt",
+            &["Min-SE: 300"],
+        );
+        a.handle_datagram(t, r422.as_bytes(), Pair::addr(B), Pair::addr(A));
+        let again = requests(&drain_text(&mut a), "INVITE").remove(0);
+        assert_eq!(header(&again, "Session-Expires"), Some("300;refresher=uac"));
+        assert_eq!(header(&again, "Min-SE"), Some("300"));
+        let (n1, n2) = (
+            header(&refresh, "CSeq").unwrap(),
+            header(&again, "CSeq").unwrap(),
+        );
+        assert_eq!((n1, n2), ("2 INVITE", "3 INVITE"));
+        let ok = reply(
+            &again,
+            "200 OK",
+            "bt",
+            &["Session-Expires: 300;refresher=uac"],
+        );
+        a.handle_datagram(t, ok.as_bytes(), Pair::addr(B), Pair::addr(A));
+        assert_eq!(requests(&drain_text(&mut a), "ACK").len(), 1);
+        assert!(
+            !std::iter::from_fn(|| a.poll_event()).any(|e| matches!(e, UaEvent::Ended { .. })),
+            "the call goes on"
+        );
+        // The next refresh at half of 300 s.
+        let next = loop {
+            let n = a.poll_timeout().unwrap();
+            a.handle_timeout(n);
+            if !requests(&drain_text(&mut a), "INVITE").is_empty() {
+                break n;
+            }
+        };
+        assert_eq!(next - t, Duration::from_secs(150));
     }
 }
