@@ -2,7 +2,7 @@
 //! caller refreshing gets termphone's refresh re-INVITE at about half the interval, and the
 //! call goes on. (Long: the refresh is due 45 s into the call.) And 422 Session Interval Too
 //! Small both ways: termphone asks again with the callee's Min-SE, and refuses a caller's
-//! interval below 90 s.
+//! interval below 90 s. A callee that allows UPDATE gets the refresh as an UPDATE.
 
 mod support;
 
@@ -122,4 +122,51 @@ fn serve_refuses_a_30_s_session_interval_with_422() {
         "no call: {:?}",
         tp.events()
     );
+}
+
+/// A callee whose 200 allows UPDATE (uas_timer_update.xml) gets the refresh as an UPDATE
+/// without a body (RFC 4028 §7.4, RFC 3311), with Session-Expires, at about half the 90 s;
+/// no re-INVITE. (Long: the refresh is due 45 s into the call.)
+#[test]
+fn dial_refreshes_by_update_when_the_callee_allows_it() {
+    if !sipp_available() {
+        assert!(std::env::var_os("CI").is_none(), "sipp is not installed");
+        eprintln!("skipping: sipp (Debian sip-tester) is not installed");
+        return;
+    }
+    let sink = RtpSink::bind();
+    let dir = support::test_dir();
+    let mut sipp = Sipp::uas("uas_timer_update.xml")
+        .key("rtp_sink_port", sink.port())
+        .timeout(Duration::from_secs(120))
+        .dir(dir.clone())
+        .spawn();
+    let mut dial = Termphone::builder(&["dial", &sipp.uri("timer"), "--duration", "50"])
+        .dir(dir)
+        .spawn();
+    dial.wait_call_state("connected", Duration::from_secs(20));
+    assert_eq!(
+        dial.wait_exit_code(Duration::from_secs(90)),
+        0,
+        "{}",
+        dial.diagnostics()
+    );
+    sipp.expect_success(Duration::from_secs(30));
+    let logs = sipp.logs().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        logs.contains("refresh by UPDATE with Session-Expires 90"),
+        "{logs}"
+    );
+    let traced = sipp.traced();
+    let invites = traced
+        .iter()
+        .filter(|m| !m.sent && m.request_method() == Some("INVITE"))
+        .count();
+    assert_eq!(invites, 1, "no re-INVITE");
+    let update = sipp.received_request("UPDATE").expect("an UPDATE");
+    assert!(update.body.trim().is_empty(), "no body: {update:?}");
+    assert!(update
+        .header("Supported")
+        .is_some_and(|v| v.contains("timer")));
+    drop(sink);
 }

@@ -426,6 +426,9 @@ struct Call {
     /// The Min-SE a 422 made us ask for (RFC 4028 §7.4): sent in the session refreshes; and
     /// a second 422 to the initial INVITE ends the call.
     min_se: Option<u32>,
+    /// The peer's Allow lists UPDATE (from its INVITE or 2xx): our session refreshes go by
+    /// UPDATE without a body (RFC 4028 §7.4, RFC 3311), else by re-INVITE.
+    peer_allows_update: bool,
 }
 
 /// A reliable provisional response we sent (RFC 3262 §3): retransmitted from T1 on, the
@@ -866,6 +869,7 @@ impl UserAgent {
             .txn
             .send_request(now, req.clone(), dest, transport.is_reliable());
         let next_rseq = None;
+        let peer_allows_update = false;
         self.calls.insert(
             id,
             Call {
@@ -890,6 +894,7 @@ impl UserAgent {
                 reliable: None,
                 queued_answer: None,
                 min_se: None,
+                peer_allows_update,
                 ack: None,
                 local_sdp: offer,
                 auth: identity.credentials.map(Authenticator::new),
@@ -1145,8 +1150,9 @@ impl UserAgent {
         })
     }
 
-    /// Refresh the session (RFC 4028 §7.4): a re-INVITE with the SDP we last sent, the same
-    /// session, unless another INVITE is under way (then a little later).
+    /// Refresh the session (RFC 4028 §7.4): an UPDATE without a body when the peer allows
+    /// UPDATE, else a re-INVITE with the SDP we last sent (the same session), unless another
+    /// INVITE is under way (then a little later).
     fn refresh_session(&mut self, now: Instant, call: CallRef) {
         let busy = self
             .in_dialog
@@ -1169,7 +1175,12 @@ impl UserAgent {
         let Some(dialog) = c.dialog.as_mut() else {
             return;
         };
-        let mut req = dialog.request(Method::Invite, c.local, &branch, None);
+        let method = if c.peer_allows_update {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let mut req = dialog.request(method.clone(), c.local, &branch, None);
         let dest = dialog.next_hop();
         let reliable = dialog.next_hop_transport().is_reliable();
         req.headers.push(HeaderName::ALLOW, ALLOW);
@@ -1184,11 +1195,11 @@ impl UserAgent {
         );
         req.headers
             .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
-        if !c.local_sdp.is_empty() {
+        if method == Method::Invite && !c.local_sdp.is_empty() {
             req.headers
                 .push(HeaderName::CONTENT_TYPE, "application/sdp");
+            req.body = c.local_sdp.clone();
         }
-        req.body = c.local_sdp.clone();
         let key = self.send_in_dialog(now, call, req, dest, reliable);
         self.refreshes.insert(key);
         self.drain_txn(now, None);
@@ -1794,6 +1805,7 @@ impl UserAgent {
         // from a random start in 1..2^31.
         let next_rseq = has_option_tag(&req.headers, &HeaderName::REQUIRE, "100rel")
             .then(|| self.rng.random_range(1..1u32 << 31));
+        let peer_allows_update = has_option_tag(&req.headers, &HeaderName::ALLOW, "UPDATE");
         self.calls.insert(
             id,
             Call {
@@ -1815,6 +1827,7 @@ impl UserAgent {
                 reliable: None,
                 queued_answer: None,
                 min_se: None,
+                peer_allows_update,
                 ack: None,
                 local_sdp: Vec::new(),
                 auth,
@@ -2186,6 +2199,7 @@ impl UserAgent {
                 });
                 c.ack = Some((dest, ack));
                 c.dialog = Some(dialog);
+                c.peer_allows_update = has_option_tag(&resp.headers, &HeaderName::ALLOW, "UPDATE");
                 // RFC 4028 §7.2: the 2xx says who refreshes; we asked for nothing ourselves.
                 c.timer = session_expires(&resp.headers).map(|(delta, refresher)| {
                     SessionTimer::new(now, delta, refresher.as_deref() != Some("uas"))
@@ -2469,6 +2483,10 @@ impl UserAgent {
                     t.due = now + Duration::from_secs(2);
                 }
             }
+            Method::Update if self.refreshes.remove(&key) => {
+                self.in_dialog.remove(&key);
+                self.on_update_refresh_answered(now, call, &resp);
+            }
             Method::Invite => {
                 self.in_dialog.remove(&key);
                 // RFC 3261 §14.1: 481 and 408 end the dialog; any other failure leaves the
@@ -2498,6 +2516,43 @@ impl UserAgent {
                     self.events.push_back(UaEvent::ReferAnswered { call, code });
                 }
             }
+        }
+    }
+
+    /// The final response to our refreshing UPDATE (RFC 4028 §7.4): a 2xx refreshes the
+    /// session (its Session-Expires may set a new timer); 481 and 408 end the call (§10);
+    /// 405 or 501 means the peer does not take UPDATE after all (re-INVITE next time); any
+    /// other failure is tried again shortly.
+    fn on_update_refresh_answered(&mut self, now: Instant, call: CallRef, resp: &Response) {
+        let code = resp.code;
+        if code == 481 || code == 408 {
+            let cause = EndCause::Rejected {
+                code,
+                reason: resp.reason.clone(),
+            };
+            self.terminate(now, call, ByeReport::Now(cause));
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if (200..300).contains(&code) {
+            if let Some((delta, refresher)) = session_expires(&resp.headers) {
+                c.timer = Some(SessionTimer::new(
+                    now,
+                    delta,
+                    refresher.as_deref() != Some("uas"),
+                ));
+            } else if let Some(t) = c.timer.as_mut() {
+                t.restart(now);
+            }
+            return;
+        }
+        if code == 405 || code == 501 {
+            c.peer_allows_update = false;
+        }
+        if let Some(t) = c.timer.as_mut() {
+            t.due = now + Duration::from_secs(2);
         }
     }
 
@@ -2710,8 +2765,12 @@ impl UserAgent {
             match key.method {
                 // Our side is over anyway (reported at `report_by` at the latest).
                 Method::Bye => self.end_call(out.call, EndCause::LocalBye),
-                // RFC 3261 §14.1: a re-INVITE timeout ends the dialog.
-                Method::Invite => self.terminate(now, out.call, ByeReport::Now(EndCause::Timeout)),
+                // RFC 3261 §14.1: a re-INVITE timeout ends the dialog; so does an unanswered
+                // refreshing UPDATE (RFC 4028 §10).
+                Method::Invite | Method::Update => {
+                    self.refreshes.remove(&key);
+                    self.terminate(now, out.call, ByeReport::Now(EndCause::Timeout))
+                }
                 Method::Info => self.events.push_back(UaEvent::InfoAnswered {
                     call: out.call,
                     code: 408,
@@ -3395,29 +3454,32 @@ mod tests {
             p.b.answer(p.now, b_call, b"v=0 b\r\n".to_vec()).unwrap();
             p.pump();
             if !refresh_arrives {
-                for _ in 0..8 {
-                    p.drop_first.push("INVITE sip:".into());
+                for _ in 0..12 {
+                    p.drop_first.push("UPDATE sip:".into());
                 }
             }
-            // a (the caller, refresher=uac) refreshes at 45 s; b gives up at 60 s without it.
+            // a (the caller, refresher=uac) refreshes at 45 s, by UPDATE since b's 2xx allows
+            // it; b gives up at 60 s without it.
             p.advance(Duration::from_secs(50));
             let refreshes = p
                 .wire
                 .iter()
-                .filter(|w| w.starts_with("A->B INVITE"))
+                .filter(|w| w.starts_with("A->B UPDATE"))
                 .count();
-            assert!(refreshes >= 2, "initial INVITE and a refresh: {:?}", p.wire);
-            if refresh_arrives {
-                // b hands the offer over as a re-offer; answering it completes the refresh.
-                let reoffer = p
-                    .b_events
+            assert!(refreshes >= 1, "a refresh: {:?}", p.wire);
+            assert_eq!(
+                p.wire
                     .iter()
-                    .any(|e| matches!(e, UaEvent::Reoffer { .. }));
-                assert!(reoffer, "{:?}", p.b_events);
-                p.b.answer_reoffer(p.now, b_call, b"v=0 b\r\n".to_vec())
-                    .unwrap();
-                p.pump();
-            }
+                    .filter(|w| w.starts_with("A->B INVITE"))
+                    .count(),
+                1,
+                "no re-INVITE: {:?}",
+                p.wire
+            );
+            assert!(!p
+                .b_events
+                .iter()
+                .any(|e| matches!(e, UaEvent::Reoffer { .. })));
             p.advance(Duration::from_secs(30));
             let ended_b = ended(&p.b_events);
             if refresh_arrives {
@@ -3873,5 +3935,68 @@ mod tests {
             }
         };
         assert_eq!(next - t, Duration::from_secs(150));
+    }
+
+    #[test]
+    fn session_refresh_goes_by_update_when_the_peer_allows_it() {
+        let mut a = ua("alice", 7);
+        let t0 = crate::test_epoch();
+        let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+        a.invite(
+            t0,
+            target,
+            Pair::addr(B),
+            Pair::addr(A),
+            b"v=0\r\n".to_vec(),
+        );
+        let invite = requests(&drain_text(&mut a), "INVITE").remove(0);
+        let ok = reply(
+            &invite,
+            "200 OK",
+            "bt",
+            &[
+                "Session-Expires: 90;refresher=uac",
+                "Allow: INVITE, ACK, BYE, CANCEL, UPDATE",
+            ],
+        );
+        a.handle_datagram(t0, ok.as_bytes(), Pair::addr(B), Pair::addr(A));
+        drain_text(&mut a);
+        let next = |a: &mut UserAgent| loop {
+            let t = a.poll_timeout().unwrap();
+            a.handle_timeout(t);
+            let sent = drain_text(a);
+            if let Some(r) = sent.iter().find(|m| !m.starts_with("SIP/2.0")) {
+                break (t, r.clone());
+            }
+        };
+        let (t, update) = next(&mut a);
+        assert_eq!(t - t0, Duration::from_secs(45));
+        assert!(update.starts_with("UPDATE "), "{update}");
+        assert_eq!(header(&update, "Session-Expires"), Some("90;refresher=uac"));
+        assert_eq!(header(&update, "Min-SE"), Some("90"));
+        assert_eq!(header(&update, "Content-Length"), Some("0"));
+        assert!(header(&update, "Supported").unwrap().contains("timer"));
+        // The answer sets a new interval: the next refresh is at half of 120 s.
+        let ok = reply(
+            &update,
+            "200 OK",
+            "bt",
+            &["Session-Expires: 120;refresher=uac"],
+        );
+        a.handle_datagram(t, ok.as_bytes(), Pair::addr(B), Pair::addr(A));
+        let (t2, update2) = next(&mut a);
+        assert_eq!(t2 - t, Duration::from_secs(60));
+        assert!(update2.starts_with("UPDATE "), "{update2}");
+        // 405: no UPDATE after all; the refresh goes again as a re-INVITE, with our SDP.
+        let refused = reply(&update2, "405 Method Not Allowed", "bt", &[]);
+        a.handle_datagram(t2, refused.as_bytes(), Pair::addr(B), Pair::addr(A));
+        let (t3, reinvite) = next(&mut a);
+        assert_eq!(t3 - t2, Duration::from_secs(2));
+        assert!(reinvite.starts_with("INVITE "), "{reinvite}");
+        assert!(reinvite.ends_with("v=0\r\n"), "{reinvite}");
+        assert!(
+            !std::iter::from_fn(|| a.poll_event()).any(|e| matches!(e, UaEvent::Ended { .. })),
+            "the call goes on"
+        );
     }
 }
