@@ -480,6 +480,27 @@ fn sipp_uas_ring_forever_accepts_cancel() {
     assert!(uas.logs().contains("ACK CSeq: 1 ACK"), "{}", uas.logs());
 }
 
+/// uac_100rel.xml (checked against termphone serve in e2e_early) PRACKs a reliable 180 with
+/// the RSeq it read, and waits for the 200s of PRACK and INVITE; uas_100rel.xml checks the RAck.
+#[test]
+fn sipp_uac_100rel_pracks_a_reliable_180() {
+    if !need_sipp() {
+        return;
+    }
+    let (uas, uac) = uas_vs_uac("uas_100rel.xml", "uac_100rel.xml");
+    assert!(
+        uas.logs().contains("PRACK with RAck 4711 1 INVITE"),
+        "{}",
+        uas.logs()
+    );
+    assert!(uac.logs().contains("RSeq 4711"), "{}", uac.logs());
+    assert!(
+        uac.logs().contains("200 for the INVITE after the PRACK"),
+        "{}",
+        uac.logs()
+    );
+}
+
 // ---------------------------------------------------------------- Termphone runner (with a stand-in)
 
 use support::{is_call_state, is_event, Termphone};

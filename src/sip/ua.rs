@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use core::net::SocketAddr;
 
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 
 use crate::sip::auth::{Authenticator, Credentials};
 use crate::sip::dialog::{
@@ -30,12 +30,13 @@ use crate::sip::transport::Transport;
 use crate::sip::txn::{new_branch, TimerConfig, Transmit, TxnEvent, TxnKey, TxnLayer};
 
 /// Methods we answer (Allow header).
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE";
-/// The extensions we support (RFC 4028 session timers, RFC 3891 Replaces).
-pub const SUPPORTED: &str = "timer, replaces";
-/// What our INVITEs say they support: also reliable provisional responses (RFC 3262), which
-/// we acknowledge with PRACK as a caller (we send no reliable provisionals ourselves).
-const SUPPORTED_UAC: &str = "100rel, timer, replaces";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, REFER, NOTIFY, UPDATE, PRACK";
+/// The extensions we support: reliable provisional responses (RFC 3262: we PRACK them as the
+/// caller, and send our 180 reliably to a caller that requires it), RFC 4028 session timers,
+/// RFC 3891 Replaces.
+pub const SUPPORTED: &str = "100rel, timer, replaces";
+/// What our INVITEs say they support.
+const SUPPORTED_UAC: &str = SUPPORTED;
 /// Redirects a call follows before it gives up (a loop of 3xx ends).
 const MAX_REDIRECTS: u32 = 5;
 /// The shortest session interval we accept (RFC 4028 §4: at least 90 s).
@@ -138,6 +139,67 @@ fn session_expires(headers: &crate::sip::msg::Headers) -> Option<(u32, Option<St
             .then(|| v.trim().to_ascii_lowercase())
     });
     Some((delta, refresher))
+}
+
+/// True if the headers list `tag` in `name` (Require, Supported), case-insensitively.
+fn has_option_tag(headers: &crate::sip::msg::Headers, name: &HeaderName, tag: &str) -> bool {
+    headers
+        .tokens(name)
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(tag))
+}
+
+/// Min-SE of a 422 (RFC 4028 §5: delta-seconds, maybe with parameters).
+fn min_se(headers: &crate::sip::msg::Headers) -> Option<u32> {
+    headers
+        .get(&HeaderName::MIN_SE)?
+        .split(';')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A request whose Session-Expires is below our minimum gets 422 with our Min-SE (RFC 4028
+/// §9); one whose Session-Expires cannot be read gets 400. None: the interval is fine (or
+/// there is none).
+fn session_interval_refusal(req: &Request, to_tag: &str) -> Option<Response> {
+    req.headers.get(&HeaderName::SESSION_EXPIRES)?;
+    match session_expires(&req.headers) {
+        None => Some(response_to(
+            req,
+            400,
+            Some("Bad Session-Expires"),
+            Some(to_tag),
+        )),
+        Some((delta, _)) if delta < MIN_SE => {
+            let mut resp = response_to(req, 422, None, Some(to_tag));
+            resp.headers.push(HeaderName::MIN_SE, MIN_SE.to_string());
+            Some(resp)
+        }
+        Some(_) => None,
+    }
+}
+
+/// Ask for a session interval of `interval` s in `req` (after a 422 said `Min-SE`):
+/// Session-Expires and Min-SE both set to it (RFC 4028 §7.1, §7.4).
+fn ask_session_interval(req: &mut Request, interval: u32) {
+    let refresher = session_expires(&req.headers).and_then(|(_, r)| r);
+    let value = match refresher {
+        Some(r) => format!("{interval};refresher={r}"),
+        None => interval.to_string(),
+    };
+    req.headers.set(HeaderName::SESSION_EXPIRES, value);
+    req.headers.set(HeaderName::MIN_SE, interval.to_string());
+}
+
+/// `RAck: 4711 1 INVITE` → (4711, 1, INVITE) (RFC 3262 §7.2).
+fn parse_rack(value: &str) -> Option<(u32, u32, Method)> {
+    let mut it = value.split_whitespace();
+    let rseq = it.next()?.parse().ok()?;
+    let cseq = it.next()?.parse().ok()?;
+    let method = Method::from_token(it.next()?);
+    it.next().is_none().then_some((rseq, cseq, method))
 }
 
 /// Settings of the user agent.
@@ -353,6 +415,33 @@ struct Call {
     /// acknowledged with PRACK.
     early: Option<Dialog>,
     last_rseq: Option<u32>,
+    /// UAS: the RSeq of our next reliable provisional response (RFC 3262 §3), when the caller
+    /// requires them (`Require: 100rel`).
+    next_rseq: Option<u32>,
+    /// UAS: our reliable provisional response waiting for its PRACK.
+    reliable: Option<ReliableProvisional>,
+    /// UAS: the 2xx the user answered with while `reliable` waited for its PRACK; it goes
+    /// out when the PRACK arrives.
+    queued_answer: Option<Response>,
+    /// The Min-SE a 422 made us ask for (RFC 4028 §7.4): sent in the session refreshes; and
+    /// a second 422 to the initial INVITE ends the call.
+    min_se: Option<u32>,
+    /// The peer's Allow lists UPDATE (from its INVITE or 2xx): our session refreshes go by
+    /// UPDATE without a body (RFC 4028 §7.4, RFC 3311), else by re-INVITE.
+    peer_allows_update: bool,
+}
+
+/// A reliable provisional response we sent (RFC 3262 §3): retransmitted from T1 on, the
+/// interval doubling, until the PRACK that names its RSeq comes; after 64·T1 without one the
+/// INVITE gets a 5xx.
+#[derive(Debug)]
+struct ReliableProvisional {
+    response: Response,
+    dest: SocketAddr,
+    rseq: u32,
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
 }
 
 /// Who places a call: the account's address of record and credentials (default: the local
@@ -518,6 +607,11 @@ impl UserAgent {
             } => Some(report_by),
             _ => c.ok_retransmit.as_ref().map(|r| r.next.min(r.give_up)),
         });
+        let reliable = self
+            .calls
+            .values()
+            .filter_map(|c| c.reliable.as_ref().map(|r| r.next.min(r.give_up)));
+        let ours = ours.chain(reliable);
         let timers = self.calls.values().filter_map(|c| match c.phase {
             Phase::Confirmed => c.timer.map(|t| t.due),
             _ => None,
@@ -650,6 +744,37 @@ impl UserAgent {
             // No ACK for our 2xx within 64·T1: RFC 3261 §13.3.1.4 says end the session with BYE.
             self.terminate(now, id, ByeReport::Now(EndCause::Timeout));
         }
+        let mut unacknowledged = Vec::new();
+        for (&id, call) in self.calls.iter_mut() {
+            let Some(rel) = call.reliable.as_mut() else {
+                continue;
+            };
+            if now >= rel.give_up {
+                unacknowledged.push(id);
+            } else if now >= rel.next {
+                // RFC 3262 §3: T1, then doubling each time.
+                self.transmits.push_back(Transmit {
+                    dest: rel.dest,
+                    message: Message::Response(rel.response.clone()),
+                });
+                rel.interval *= 2;
+                rel.next = now + rel.interval;
+            }
+        }
+        for id in unacknowledged {
+            // RFC 3262 §3: no PRACK within 64·T1: the INVITE gets a 5xx and the call ends.
+            if let Some(c) = self.calls.get(&id) {
+                let resp = response_to(
+                    &c.invite,
+                    504,
+                    Some("Reliable Provisional Response Not Acknowledged"),
+                    Some(&c.local_tag),
+                );
+                let key = c.invite_key.clone();
+                let _ = self.txn.send_response(now, &key, resp);
+            }
+            self.end_call(id, EndCause::Timeout);
+        }
         let due: Vec<(CallRef, bool)> = self
             .calls
             .iter()
@@ -743,6 +868,8 @@ impl UserAgent {
         let key = self
             .txn
             .send_request(now, req.clone(), dest, transport.is_reliable());
+        let next_rseq = None;
+        let peer_allows_update = false;
         self.calls.insert(
             id,
             Call {
@@ -763,6 +890,11 @@ impl UserAgent {
                 redirects: 0,
                 early: None,
                 last_rseq: None,
+                next_rseq,
+                reliable: None,
+                queued_answer: None,
+                min_se: None,
+                peer_allows_update,
                 ack: None,
                 local_sdp: offer,
                 auth: identity.credentials.map(Authenticator::new),
@@ -779,16 +911,37 @@ impl UserAgent {
     }
 
     fn provisional(&mut self, now: Instant, call: CallRef, code: u16) -> Result<(), UaError> {
-        let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
-        if !matches!(c.phase, Phase::Ringing) {
-            return Err(UaError::WrongState);
-        }
+        let t1 = self.cfg.timers.t1;
+        let contact = {
+            let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
+            if !matches!(c.phase, Phase::Ringing) || c.queued_answer.is_some() {
+                return Err(UaError::WrongState);
+            }
+            self.contact_uri(c.local, c.transport)
+        };
+        let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
         let mut resp = response_to(&c.invite, code, None, Some(&c.local_tag));
         if code > 100 {
-            resp.headers.push(
-                HeaderName::CONTACT,
-                NameAddr::new(self.contact_uri(c.local, c.transport)).to_string(),
-            );
+            resp.headers
+                .push(HeaderName::CONTACT, NameAddr::new(contact).to_string());
+        }
+        if let (true, Some(rseq)) = (code > 100, c.next_rseq) {
+            if c.reliable.is_some() {
+                // RFC 3262 §3: no second reliable provisional before the first is PRACKed.
+                return Ok(());
+            }
+            resp.headers.push(HeaderName::REQUIRE, "100rel");
+            resp.headers.push(HeaderName::RSEQ, rseq.to_string());
+            resp.headers.push(HeaderName::ALLOW, ALLOW);
+            c.next_rseq = Some(rseq.wrapping_add(1));
+            c.reliable = Some(ReliableProvisional {
+                response: resp.clone(),
+                dest: c.peer,
+                rseq,
+                next: now + t1,
+                interval: t1,
+                give_up: now + t1 * 64,
+            });
         }
         let key = c.invite_key.clone();
         let _ = self.txn.send_response(now, &key, resp);
@@ -800,12 +953,11 @@ impl UserAgent {
     pub fn answer(&mut self, now: Instant, call: CallRef, answer: Vec<u8>) -> Result<(), UaError> {
         let contact = {
             let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
-            if !matches!(c.phase, Phase::Ringing) {
+            if !matches!(c.phase, Phase::Ringing) || c.queued_answer.is_some() {
                 return Err(UaError::WrongState);
             }
             self.contact_uri(c.local, c.transport)
         };
-        let t1 = self.cfg.timers.t1;
         let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
         let mut resp = response_to(&c.invite, 200, None, Some(&c.local_tag));
         resp.headers.push(
@@ -844,6 +996,27 @@ impl UserAgent {
             .push(HeaderName::CONTENT_TYPE, "application/sdp");
         resp.body = answer.clone();
         c.local_sdp = answer;
+        if c.reliable.is_some() {
+            // RFC 3262 §3: no 2xx before our reliable provisional is PRACKed; it waits.
+            c.queued_answer = Some(resp);
+            return Ok(());
+        }
+        self.send_answer(now, call, resp);
+        self.drain_txn(now, None);
+        Ok(())
+    }
+
+    /// Send the 2xx to an incoming INVITE: the dialog starts, and the 2xx is retransmitted
+    /// until its ACK (RFC 3261 §13.3.1.4).
+    fn send_answer(&mut self, now: Instant, call: CallRef, resp: Response) {
+        let t1 = self.cfg.timers.t1;
+        let Some((local, transport)) = self.calls.get(&call).map(|c| (c.local, c.transport)) else {
+            return;
+        };
+        let contact = self.contact_uri(local, transport);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
         c.dialog = Dialog::new_uas(&c.invite, &c.local_tag, contact, c.peer).ok();
         c.phase = Phase::Answered;
         let cseq = c.invite.headers.cseq().map(|s| s.seq).unwrap_or(0);
@@ -857,8 +1030,6 @@ impl UserAgent {
         });
         let key = c.invite_key.clone();
         let _ = self.txn.send_response(now, &key, resp);
-        self.drain_txn(now, None);
-        Ok(())
     }
 
     /// Send a ringing incoming call elsewhere: 302 Moved Temporarily with `target` as Contact
@@ -979,8 +1150,9 @@ impl UserAgent {
         })
     }
 
-    /// Refresh the session (RFC 4028 §7.4): a re-INVITE with the SDP we last sent, the same
-    /// session, unless another INVITE is under way (then a little later).
+    /// Refresh the session (RFC 4028 §7.4): an UPDATE without a body when the peer allows
+    /// UPDATE, else a re-INVITE with the SDP we last sent (the same session), unless another
+    /// INVITE is under way (then a little later).
     fn refresh_session(&mut self, now: Instant, call: CallRef) {
         let busy = self
             .in_dialog
@@ -1003,7 +1175,12 @@ impl UserAgent {
         let Some(dialog) = c.dialog.as_mut() else {
             return;
         };
-        let mut req = dialog.request(Method::Invite, c.local, &branch, None);
+        let method = if c.peer_allows_update {
+            Method::Update
+        } else {
+            Method::Invite
+        };
+        let mut req = dialog.request(method.clone(), c.local, &branch, None);
         let dest = dialog.next_hop();
         let reliable = dialog.next_hop_transport().is_reliable();
         req.headers.push(HeaderName::ALLOW, ALLOW);
@@ -1012,13 +1189,17 @@ impl UserAgent {
             HeaderName::SESSION_EXPIRES,
             format!("{interval};refresher=uac"),
         );
+        req.headers.push(
+            HeaderName::MIN_SE,
+            c.min_se.unwrap_or(MIN_SE).min(interval as u32).to_string(),
+        );
         req.headers
             .push(HeaderName::USER_AGENT, self.cfg.user_agent.clone());
-        if !c.local_sdp.is_empty() {
+        if method == Method::Invite && !c.local_sdp.is_empty() {
             req.headers
                 .push(HeaderName::CONTENT_TYPE, "application/sdp");
+            req.body = c.local_sdp.clone();
         }
-        req.body = c.local_sdp.clone();
         let key = self.send_in_dialog(now, call, req, dest, reliable);
         self.refreshes.insert(key);
         self.drain_txn(now, None);
@@ -1285,6 +1466,7 @@ impl UserAgent {
                     .push(HeaderName::SERVER, self.cfg.user_agent.clone());
                 self.respond(now, &key, source, resp);
             }
+            Method::Prack => self.on_prack(now, key, req, source),
             Method::Refer if in_dialog => self.on_refer(now, key, req, source),
             Method::Update if in_dialog => self.on_update(now, key, req, source),
             Method::Notify if in_dialog => self.on_notify(now, key, req, source),
@@ -1334,6 +1516,10 @@ impl UserAgent {
             self.respond(now, &key, source, resp);
             return;
         }
+        if let Some(resp) = session_interval_refusal(&req, "") {
+            self.respond(now, &key, source, resp);
+            return;
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -1342,6 +1528,53 @@ impl UserAgent {
         resp.headers.push(HeaderName::SUPPORTED, SUPPORTED);
         push_session_expires(&mut resp, c.timer.as_ref());
         self.respond(now, &key, source, resp);
+    }
+
+    /// PRACK (RFC 3262 §3): it must name (RAck) our reliable provisional response that waits
+    /// for it, in the early dialog of that response; then 200, and a 2xx the user already
+    /// answered with goes out. Anything else gets 481.
+    fn on_prack(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
+        let rack = req.headers.get(&HeaderName::RACK).and_then(parse_rack);
+        let call_id = req.headers.call_id().ok().map(str::to_string);
+        let to_tag = req
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        let from_tag = req
+            .headers
+            .from()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_string));
+        let found = self.calls.iter().find_map(|(&id, c)| {
+            let rel = c.reliable.as_ref()?;
+            let same_dialog = c.invite.headers.call_id().ok() == call_id.as_deref()
+                && to_tag.as_deref() == Some(c.local_tag.as_str())
+                && c.invite
+                    .headers
+                    .from()
+                    .ok()
+                    .and_then(|f| f.tag().map(str::to_string))
+                    == from_tag;
+            let invite_cseq = c.invite.headers.cseq().ok()?.seq;
+            let (rseq, cseq, method) = rack.as_ref()?;
+            (same_dialog && *rseq == rel.rseq && *cseq == invite_cseq && *method == Method::Invite)
+                .then_some(id)
+        });
+        let Some(call) = found else {
+            let resp = response_to(&req, 481, None, None);
+            self.respond(now, &key, source, resp);
+            return;
+        };
+        let resp = response_to(&req, 200, None, None);
+        self.respond(now, &key, source, resp);
+        let queued = self.calls.get_mut(&call).and_then(|c| {
+            c.reliable = None;
+            c.queued_answer.take()
+        });
+        if let Some(ok) = queued {
+            self.send_answer(now, call, ok);
+        }
     }
 
     fn on_refer(&mut self, now: Instant, key: Option<TxnKey>, req: Request, source: SocketAddr) {
@@ -1534,10 +1767,15 @@ impl UserAgent {
             .filter(|t| !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(t)))
             .collect();
         if !required.is_empty() {
-            // We support no extensions yet (100rel, timer come later): RFC 3261 §8.2.2.3.
+            // An extension we do not support: RFC 3261 §8.2.2.3.
             let mut resp = response_to(&req, 420, None, None);
             resp.headers
                 .push(HeaderName::UNSUPPORTED, required.join(", "));
+            let _ = self.txn.send_response(now, &key, resp);
+            return;
+        }
+        let tag = random_token(&mut self.rng, 16);
+        if let Some(resp) = session_interval_refusal(&req, &tag) {
             let _ = self.txn.send_response(now, &key, resp);
             return;
         }
@@ -1563,6 +1801,11 @@ impl UserAgent {
             .and_then(|(r, _)| r.credentials().cloned())
             .map(Authenticator::new);
         let transport = via_transport(&req.headers);
+        // RFC 3262 §3: a caller that requires 100rel gets our provisionals reliably, numbered
+        // from a random start in 1..2^31.
+        let next_rseq = has_option_tag(&req.headers, &HeaderName::REQUIRE, "100rel")
+            .then(|| self.rng.random_range(1..1u32 << 31));
+        let peer_allows_update = has_option_tag(&req.headers, &HeaderName::ALLOW, "UPDATE");
         self.calls.insert(
             id,
             Call {
@@ -1580,6 +1823,11 @@ impl UserAgent {
                 redirects: 0,
                 early: None,
                 last_rseq: None,
+                next_rseq,
+                reliable: None,
+                queued_answer: None,
+                min_se: None,
+                peer_allows_update,
                 ack: None,
                 local_sdp: Vec::new(),
                 auth,
@@ -1670,6 +1918,10 @@ impl UserAgent {
         };
         if !dialog.accept_remote_seq(&req) {
             let resp = response_to(&req, 500, Some("CSeq Out of Order"), None);
+            let _ = self.txn.send_response(now, &key, resp);
+            return;
+        }
+        if let Some(resp) = session_interval_refusal(&req, "") {
             let _ = self.txn.send_response(now, &key, resp);
             return;
         }
@@ -1947,6 +2199,7 @@ impl UserAgent {
                 });
                 c.ack = Some((dest, ack));
                 c.dialog = Some(dialog);
+                c.peer_allows_update = has_option_tag(&resp.headers, &HeaderName::ALLOW, "UPDATE");
                 // RFC 4028 §7.2: the 2xx says who refreshes; we asked for nothing ourselves.
                 c.timer = session_expires(&resp.headers).map(|(delta, refresher)| {
                     SessionTimer::new(now, delta, refresher.as_deref() != Some("uas"))
@@ -1983,6 +2236,32 @@ impl UserAgent {
                 if let Err(reason) = self.resend_with_credentials(now, call, &resp) {
                     self.end_call(call, EndCause::Rejected { code, reason });
                 }
+            }
+            422 if matches!(
+                c.phase,
+                Phase::Calling {
+                    cancel_pending: false,
+                    ..
+                }
+            ) && c.min_se.is_none()
+                && min_se(&resp.headers).is_some() =>
+            {
+                // RFC 4028 §7.4: once more, asking for the interval the 422 names (the
+                // transaction layer ACKed the 422); a new CSeq and branch, as after a 401.
+                let interval = min_se(&resp.headers).unwrap_or(MIN_SE).max(MIN_SE);
+                let mut req = next_invite(&c.invite, &branch);
+                ask_session_interval(&mut req, interval);
+                if let Some(auth) = c.auth.as_mut() {
+                    if auth.has_challenges() {
+                        auth.authorize_request(&mut self.rng, &mut req);
+                    }
+                }
+                let key =
+                    self.txn
+                        .send_request(now, req.clone(), c.peer, c.transport.is_reliable());
+                c.min_se = Some(interval);
+                c.invite = req;
+                c.invite_key = key;
             }
             300..=399
                 if matches!(
@@ -2168,6 +2447,9 @@ impl UserAgent {
             }
             return;
         }
+        if code == 422 && self.retry_with_min_se(now, &key, &resp) {
+            return;
+        }
         if let Some(auth) = self.calls.get_mut(&call).and_then(|c| c.auth.as_mut()) {
             // Not a challenge: clears the wrong-password bookkeeping, keeps the challenge.
             let _ = auth.handle_response(&resp);
@@ -2201,6 +2483,10 @@ impl UserAgent {
                     t.due = now + Duration::from_secs(2);
                 }
             }
+            Method::Update if self.refreshes.remove(&key) => {
+                self.in_dialog.remove(&key);
+                self.on_update_refresh_answered(now, call, &resp);
+            }
             Method::Invite => {
                 self.in_dialog.remove(&key);
                 // RFC 3261 §14.1: 481 and 408 end the dialog; any other failure leaves the
@@ -2231,6 +2517,108 @@ impl UserAgent {
                 }
             }
         }
+    }
+
+    /// The final response to our refreshing UPDATE (RFC 4028 §7.4): a 2xx refreshes the
+    /// session (its Session-Expires may set a new timer); 481 and 408 end the call (§10);
+    /// 405 or 501 means the peer does not take UPDATE after all (re-INVITE next time); any
+    /// other failure is tried again shortly.
+    fn on_update_refresh_answered(&mut self, now: Instant, call: CallRef, resp: &Response) {
+        let code = resp.code;
+        if code == 481 || code == 408 {
+            let cause = EndCause::Rejected {
+                code,
+                reason: resp.reason.clone(),
+            };
+            self.terminate(now, call, ByeReport::Now(cause));
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if (200..300).contains(&code) {
+            if let Some((delta, refresher)) = session_expires(&resp.headers) {
+                c.timer = Some(SessionTimer::new(
+                    now,
+                    delta,
+                    refresher.as_deref() != Some("uas"),
+                ));
+            } else if let Some(t) = c.timer.as_mut() {
+                t.restart(now);
+            }
+            return;
+        }
+        if code == 405 || code == 501 {
+            c.peer_allows_update = false;
+        }
+        if let Some(t) = c.timer.as_mut() {
+            t.due = now + Duration::from_secs(2);
+        }
+    }
+
+    /// A 422 to a re-INVITE or UPDATE of ours (RFC 4028 §7.4): the same request again with
+    /// the dialog's next CSeq and a new branch, asking for the interval the 422's Min-SE names,
+    /// which the session refreshes use from now on. False (nothing sent) when the 422 names
+    /// no Min-SE above what we asked for: then it is a failure like any other.
+    fn retry_with_min_se(&mut self, now: Instant, key: &TxnKey, resp: &Response) -> bool {
+        let Some(interval) = min_se(&resp.headers).map(|v| v.max(MIN_SE)) else {
+            return false;
+        };
+        let Some(out) = self.in_dialog.get(key) else {
+            return false;
+        };
+        let asked = session_expires(&out.request.headers).map_or(0, |(d, _)| d);
+        if interval <= asked {
+            return false;
+        }
+        let branch = new_branch(&mut self.rng);
+        let Some(out) = self.in_dialog.remove(key) else {
+            return false;
+        };
+        let Some(c) = self.calls.get_mut(&out.call) else {
+            return false;
+        };
+        let Some(dialog) = c.dialog.as_mut() else {
+            return false;
+        };
+        let mut req = out.request;
+        dialog.local_seq = dialog.local_seq.wrapping_add(1);
+        req.headers.set(
+            HeaderName::CSEQ,
+            CSeq {
+                seq: dialog.local_seq,
+                method: req.method.clone(),
+            }
+            .to_string(),
+        );
+        if let Ok(mut via) = req.headers.top_via() {
+            via.params.set("branch", Some(&branch));
+            req.headers.set_top_via(&via);
+        }
+        ask_session_interval(&mut req, interval);
+        if let Some(auth) = c.auth.as_mut() {
+            if auth.has_challenges() {
+                auth.authorize_request(&mut self.rng, &mut req);
+            }
+        }
+        c.min_se = Some(interval);
+        if let Some(t) = c.timer.as_mut() {
+            t.interval = Duration::from_secs(u64::from(interval));
+        }
+        let new_key = self
+            .txn
+            .send_request(now, req.clone(), out.dest, out.reliable);
+        if self.refreshes.remove(key) {
+            self.refreshes.insert(new_key.clone());
+        }
+        self.in_dialog.insert(
+            new_key,
+            OutRequest {
+                request: req,
+                ..out
+            },
+        );
+        true
     }
 
     /// A 2xx to our re-INVITE: ACK it (again for retransmissions) and report the answer.
@@ -2377,8 +2765,12 @@ impl UserAgent {
             match key.method {
                 // Our side is over anyway (reported at `report_by` at the latest).
                 Method::Bye => self.end_call(out.call, EndCause::LocalBye),
-                // RFC 3261 §14.1: a re-INVITE timeout ends the dialog.
-                Method::Invite => self.terminate(now, out.call, ByeReport::Now(EndCause::Timeout)),
+                // RFC 3261 §14.1: a re-INVITE timeout ends the dialog; so does an unanswered
+                // refreshing UPDATE (RFC 4028 §10).
+                Method::Invite | Method::Update => {
+                    self.refreshes.remove(&key);
+                    self.terminate(now, out.call, ByeReport::Now(EndCause::Timeout))
+                }
                 Method::Info => self.events.push_back(UaEvent::InfoAnswered {
                     call: out.call,
                     code: 408,
@@ -3062,29 +3454,32 @@ mod tests {
             p.b.answer(p.now, b_call, b"v=0 b\r\n".to_vec()).unwrap();
             p.pump();
             if !refresh_arrives {
-                for _ in 0..8 {
-                    p.drop_first.push("INVITE sip:".into());
+                for _ in 0..12 {
+                    p.drop_first.push("UPDATE sip:".into());
                 }
             }
-            // a (the caller, refresher=uac) refreshes at 45 s; b gives up at 60 s without it.
+            // a (the caller, refresher=uac) refreshes at 45 s, by UPDATE since b's 2xx allows
+            // it; b gives up at 60 s without it.
             p.advance(Duration::from_secs(50));
             let refreshes = p
                 .wire
                 .iter()
-                .filter(|w| w.starts_with("A->B INVITE"))
+                .filter(|w| w.starts_with("A->B UPDATE"))
                 .count();
-            assert!(refreshes >= 2, "initial INVITE and a refresh: {:?}", p.wire);
-            if refresh_arrives {
-                // b hands the offer over as a re-offer; answering it completes the refresh.
-                let reoffer = p
-                    .b_events
+            assert!(refreshes >= 1, "a refresh: {:?}", p.wire);
+            assert_eq!(
+                p.wire
                     .iter()
-                    .any(|e| matches!(e, UaEvent::Reoffer { .. }));
-                assert!(reoffer, "{:?}", p.b_events);
-                p.b.answer_reoffer(p.now, b_call, b"v=0 b\r\n".to_vec())
-                    .unwrap();
-                p.pump();
-            }
+                    .filter(|w| w.starts_with("A->B INVITE"))
+                    .count(),
+                1,
+                "no re-INVITE: {:?}",
+                p.wire
+            );
+            assert!(!p
+                .b_events
+                .iter()
+                .any(|e| matches!(e, UaEvent::Reoffer { .. })));
             p.advance(Duration::from_secs(30));
             let ended_b = ended(&p.b_events);
             if refresh_arrives {
@@ -3098,5 +3493,510 @@ mod tests {
             }
             assert!(p.a.call_count() <= 1, "{a_call}");
         }
+    }
+
+    /// A dial from a to b with extra INVITE headers.
+    fn dial_with(p: &mut Pair, headers: &[(HeaderName, &str)]) -> CallRef {
+        let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+        let identity = CallIdentity {
+            extra_headers: headers
+                .iter()
+                .map(|(n, v)| (n.clone(), v.to_string()))
+                .collect(),
+            ..CallIdentity::default()
+        };
+        let now = p.now;
+        let id = p.a.invite_as(
+            now,
+            target,
+            Pair::addr(B),
+            Pair::addr(A),
+            b"v=0\r\n".to_vec(),
+            identity,
+        );
+        p.pump();
+        id
+    }
+
+    /// Everything `ua` has to send, as text.
+    fn drain_text(ua: &mut UserAgent) -> Vec<String> {
+        std::iter::from_fn(|| ua.poll_transmit())
+            .map(|t| String::from_utf8(t.message.to_bytes()).unwrap())
+            .collect()
+    }
+
+    fn header<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+        text.lines().find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    #[test]
+    fn reliable_180_for_a_caller_requiring_100rel_is_pracked_before_the_2xx() {
+        for answer_before_prack in [false, true] {
+            let mut p = Pair::new();
+            dial_with(&mut p, &[(HeaderName::REQUIRE, "100rel")]);
+            let b_call = p.incoming();
+            if answer_before_prack {
+                // The first PRACK is lost: b answers meanwhile, and the 2xx waits for it.
+                p.drop_first.push("PRACK ".into());
+            }
+            p.b.ringing(p.now, b_call).unwrap();
+            p.pump();
+            let rang = p
+                .a_events
+                .iter()
+                .any(|e| matches!(e, UaEvent::Progress { code: 180, .. }));
+            assert!(rang, "{:?}", p.a_events);
+            assert!(
+                p.wire.iter().any(|w| w.starts_with("A->B PRACK")),
+                "{:?}",
+                p.wire
+            );
+            p.b.answer(p.now, b_call, b"v=0 b\r\n".to_vec()).unwrap();
+            p.pump();
+            let answered = |p: &Pair| {
+                p.a_events
+                    .iter()
+                    .any(|e| matches!(e, UaEvent::Answered { .. }))
+            };
+            if answer_before_prack {
+                assert!(!answered(&p), "no 2xx before the PRACK: {:?}", p.wire);
+                assert!(
+                    p.b.answer(p.now, b_call, b"v=0\r\n".to_vec()).is_err(),
+                    "answered once"
+                );
+                // The PRACK's own retransmission (timer E) gets through.
+                p.advance(Duration::from_secs(1));
+            }
+            assert!(answered(&p), "{:?}", p.wire);
+            assert!(p
+                .b_events
+                .iter()
+                .any(|e| matches!(e, UaEvent::Confirmed { .. })));
+            let ok_prack = p.wire.iter().position(|w| w == "B->A SIP/2.0 200 OK");
+            assert!(ok_prack.is_some(), "{:?}", p.wire);
+            // No more 180 retransmissions once PRACKed.
+            let before = p.wire.len();
+            p.advance(Duration::from_secs(10));
+            assert!(
+                !p.wire[before..].iter().any(|w| w.contains("180")),
+                "{:?}",
+                &p.wire[before..]
+            );
+        }
+    }
+
+    /// An INVITE from a raw peer at A to b requiring 100rel; b rings. Returns b's call and the
+    /// reliable 180 b sent.
+    fn raw_reliable_180(b: &mut UserAgent, now: Instant) -> (CallRef, String) {
+        let invite = format!(
+            "INVITE sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKinv1\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>\r\nCall-ID: rel1\r\nCSeq: 7 INVITE\r\nContact: <sip:x@{A}>\r\nRequire: 100rel\r\nSupported: 100rel\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: 5\r\n\r\nv=0\r\n"
+        );
+        b.handle_datagram(now, invite.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let call = std::iter::from_fn(|| b.poll_event())
+            .find_map(|e| match e {
+                UaEvent::Incoming { call, .. } => Some(call),
+                _ => None,
+            })
+            .expect("incoming call");
+        drain_text(b);
+        b.ringing(now, call).unwrap();
+        let sent = drain_text(b);
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        (call, sent[0].clone())
+    }
+
+    fn prack(rack: &str, to_tag: &str, branch: &str) -> String {
+        format!(
+            "PRACK sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch={branch}\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>;tag={to_tag}\r\nCall-ID: rel1\r\nCSeq: 8 PRACK\r\nRAck: {rack}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    }
+
+    #[test]
+    fn reliable_180_retransmits_at_t1_doubling_and_prack_must_match() {
+        let mut b = ua("bob", 2);
+        let t0 = crate::test_epoch();
+        let (_call, ringing) = raw_reliable_180(&mut b, t0);
+        assert!(ringing.starts_with("SIP/2.0 180"), "{ringing}");
+        assert_eq!(header(&ringing, "Require"), Some("100rel"));
+        let rseq: u32 = header(&ringing, "RSeq").unwrap().parse().unwrap();
+        assert!((1..1u32 << 31).contains(&rseq), "{rseq}");
+        assert!(header(&ringing, "Allow").unwrap().contains("PRACK"));
+        let to_tag = ringing
+            .lines()
+            .find(|l| l.starts_with("To:"))
+            .and_then(|l| l.split_once(";tag="))
+            .map(|(_, t)| t.trim().to_string())
+            .unwrap();
+        // Retransmissions at 0.5, 1.5, 3.5 and 7.5 s (T1, doubling).
+        let mut at = Vec::new();
+        let mut now = t0;
+        while let Some(t) = b
+            .poll_timeout()
+            .filter(|&t| t <= t0 + Duration::from_secs(8))
+        {
+            now = t;
+            b.handle_timeout(now);
+            for m in drain_text(&mut b) {
+                assert!(m.starts_with("SIP/2.0 180"), "{m}");
+                assert_eq!(header(&m, "RSeq"), Some(rseq.to_string().as_str()));
+                at.push((now - t0).as_millis());
+            }
+        }
+        assert_eq!(at, [500, 1500, 3500, 7500]);
+        // A PRACK naming another RSeq, another CSeq or another dialog: 481.
+        for (rack, tag) in [
+            (
+                format!("{} 7 INVITE", rseq.wrapping_add(1)),
+                to_tag.as_str(),
+            ),
+            (format!("{rseq} 6 INVITE"), to_tag.as_str()),
+            (format!("{rseq} 7 UPDATE"), to_tag.as_str()),
+            (format!("{rseq} 7 INVITE"), "other"),
+            ("garbage".to_string(), to_tag.as_str()),
+        ] {
+            let branch = format!("z9hG4bKp{}", rack.len() + tag.len());
+            b.handle_datagram(
+                now,
+                prack(&rack, tag, &branch).as_bytes(),
+                Pair::addr(A),
+                Pair::addr(B),
+            );
+            let out = drain_text(&mut b);
+            assert!(out[0].starts_with("SIP/2.0 481"), "{rack} {tag}: {out:?}");
+        }
+        // The right one: 200, and the retransmissions stop.
+        let good = prack(&format!("{rseq} 7 INVITE"), &to_tag, "z9hG4bKgood");
+        b.handle_datagram(now, good.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let out = drain_text(&mut b);
+        assert!(out[0].starts_with("SIP/2.0 200"), "{out:?}");
+        assert!(out[0].contains("CSeq: 8 PRACK"), "{out:?}");
+        // A second PRACK for it (a new transaction) matches nothing any more.
+        let again = prack(&format!("{rseq} 7 INVITE"), &to_tag, "z9hG4bKagain");
+        b.handle_datagram(now, again.as_bytes(), Pair::addr(A), Pair::addr(B));
+        assert!(drain_text(&mut b)[0].starts_with("SIP/2.0 481"));
+        b.handle_timeout(now + Duration::from_secs(20));
+        assert!(
+            !drain_text(&mut b).iter().any(|m| m.contains("180")),
+            "no 180 after the PRACK"
+        );
+        assert_eq!(b.call_count(), 1, "still ringing");
+    }
+
+    #[test]
+    fn unacknowledged_reliable_180_ends_the_call_with_a_5xx_after_64_t1() {
+        let mut b = ua("bob", 3);
+        let t0 = crate::test_epoch();
+        let (call, _) = raw_reliable_180(&mut b, t0);
+        // The user answers; the 2xx must not go out without the PRACK.
+        b.answer(t0, call, b"v=0 b\r\n".to_vec()).unwrap();
+        assert!(drain_text(&mut b).is_empty());
+        let mut last = Vec::new();
+        while let Some(t) = b
+            .poll_timeout()
+            .filter(|&t| t <= t0 + Duration::from_secs(40))
+        {
+            b.handle_timeout(t);
+            let out = drain_text(&mut b);
+            assert!(!out.iter().any(|m| m.starts_with("SIP/2.0 200")), "{out:?}");
+            if !out.is_empty() {
+                last = out;
+            }
+            if b.call_count() == 0 {
+                assert_eq!(t - t0, Duration::from_secs(32), "64·T1");
+                break;
+            }
+        }
+        assert!(last[0].starts_with("SIP/2.0 504"), "{last:?}");
+        let ended = std::iter::from_fn(|| b.poll_event()).find_map(|e| match e {
+            UaEvent::Ended { cause, .. } => Some(cause),
+            _ => None,
+        });
+        assert_eq!(ended, Some(EndCause::Timeout));
+    }
+
+    /// A response of a raw peer (at B) to the request `req` (text): Via, From, Call-ID and
+    /// CSeq copied, To with the tag `to_tag`, then `extra` header lines.
+    fn reply(req: &str, status: &str, to_tag: &str, extra: &[&str]) -> String {
+        let mut out = format!("SIP/2.0 {status}\r\n");
+        for name in ["Via", "From", "Call-ID", "CSeq"] {
+            out += &format!("{name}: {}\r\n", header(req, name).unwrap());
+        }
+        let to = header(req, "To").unwrap();
+        if to.contains(";tag=") {
+            out += &format!("To: {to}\r\n");
+        } else {
+            out += &format!("To: {to};tag={to_tag}\r\n");
+        }
+        out += &format!("Contact: <sip:bob@{B}>\r\n");
+        for e in extra {
+            out += e;
+            out += "\r\n";
+        }
+        out + "Content-Length: 0\r\n\r\n"
+    }
+
+    /// a's transmissions that are requests of `method`.
+    fn requests(sent: &[String], method: &str) -> Vec<String> {
+        sent.iter()
+            .filter(|m| m.starts_with(&format!("{method} ")))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn session_interval_below_90_s_gets_422_with_min_se() {
+        for (se, want) in [
+            ("30", "SIP/2.0 422"),
+            ("89;refresher=uac", "SIP/2.0 422"),
+            ("soon", "SIP/2.0 400"),
+            ("90", ""),
+        ] {
+            let mut b = ua("bob", 2);
+            let now = crate::test_epoch();
+            let invite = format!(
+                "INVITE sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKse1\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>\r\nCall-ID: se1\r\nCSeq: 1 INVITE\r\nContact: <sip:x@{A}>\r\nSupported: timer\r\nSession-Expires: {se}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            b.handle_datagram(now, invite.as_bytes(), Pair::addr(A), Pair::addr(B));
+            let mut out = drain_text(&mut b);
+            out.retain(|m| !m.starts_with("SIP/2.0 100"));
+            let incoming = std::iter::from_fn(|| b.poll_event())
+                .any(|e| matches!(e, UaEvent::Incoming { .. }));
+            if want.is_empty() {
+                assert!(incoming, "{se}: accepted");
+                assert!(out.iter().all(|m| !m.starts_with("SIP/2.0 4")), "{out:?}");
+            } else {
+                assert!(!incoming, "{se}: refused");
+                assert!(out[0].starts_with(want), "{se}: {out:?}");
+                if want.ends_with("422") {
+                    assert_eq!(header(&out[0], "Min-SE"), Some("90"), "{}", out[0]);
+                }
+                assert!(
+                    header(&out[0], "To").unwrap().contains(";tag="),
+                    "{}",
+                    out[0]
+                );
+                assert_eq!(b.call_count(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_422_to_our_invite_is_retried_once_with_its_min_se() {
+        // Between two of ours: a asks for 30 s, b says 422 Min-SE 90, a asks again for 90.
+        let mut p = Pair::new();
+        dial_with(&mut p, &[(HeaderName::SESSION_EXPIRES, "30")]);
+        let b_call = p.incoming();
+        assert!(
+            p.wire.iter().any(|w| w.starts_with("B->A SIP/2.0 422")),
+            "{:?}",
+            p.wire
+        );
+        assert_eq!(
+            p.wire
+                .iter()
+                .filter(|w| w.starts_with("A->B INVITE"))
+                .count(),
+            2,
+            "{:?}",
+            p.wire
+        );
+        p.b.answer(p.now, b_call, b"v=0 b\r\n".to_vec()).unwrap();
+        p.pump();
+        assert!(p
+            .a_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { .. })));
+
+        // Against a raw peer: the retry carries Session-Expires and Min-SE of the 422, the
+        // next CSeq, the same Call-ID and From tag; a second 422 ends the call.
+        let mut a = ua("alice", 5);
+        let now = crate::test_epoch();
+        let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+        let call = a.invite(
+            now,
+            target,
+            Pair::addr(B),
+            Pair::addr(A),
+            b"v=0\r\n".to_vec(),
+        );
+        let first = requests(&drain_text(&mut a), "INVITE").remove(0);
+        let r422 = reply(
+            &first,
+            "422 Session Interval Too Small",
+            "t1",
+            &["Min-SE: 1800"],
+        );
+        a.handle_datagram(now, r422.as_bytes(), Pair::addr(B), Pair::addr(A));
+        let sent = drain_text(&mut a);
+        assert_eq!(
+            requests(&sent, "ACK").len(),
+            1,
+            "the 422 is ACKed: {sent:?}"
+        );
+        let again = requests(&sent, "INVITE").remove(0);
+        assert_eq!(header(&again, "Session-Expires"), Some("1800"));
+        assert_eq!(header(&again, "Min-SE"), Some("1800"));
+        assert_eq!(header(&again, "CSeq"), Some("2 INVITE"));
+        assert_eq!(header(&again, "Call-ID"), header(&first, "Call-ID"));
+        assert_eq!(header(&again, "From"), header(&first, "From"));
+        assert_ne!(header(&again, "Via"), header(&first, "Via"), "a new branch");
+        let r422 = reply(
+            &again,
+            "422 Session Interval Too Small",
+            "t2",
+            &["Min-SE: 3600"],
+        );
+        a.handle_datagram(now, r422.as_bytes(), Pair::addr(B), Pair::addr(A));
+        assert!(
+            requests(&drain_text(&mut a), "INVITE").is_empty(),
+            "retried once only"
+        );
+        let ended = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
+            UaEvent::Ended { call: c, cause } if c == call => Some(cause),
+            _ => None,
+        });
+        assert!(
+            matches!(ended, Some(EndCause::Rejected { code: 422, .. })),
+            "{ended:?}"
+        );
+    }
+
+    #[test]
+    fn a_422_to_our_session_refresh_is_retried_with_its_min_se() {
+        let mut a = ua("alice", 6);
+        let t0 = crate::test_epoch();
+        let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+        a.invite(
+            t0,
+            target,
+            Pair::addr(B),
+            Pair::addr(A),
+            b"v=0\r\n".to_vec(),
+        );
+        let invite = requests(&drain_text(&mut a), "INVITE").remove(0);
+        let ok = reply(
+            &invite,
+            "200 OK",
+            "bt",
+            &["Session-Expires: 90;refresher=uac"],
+        );
+        a.handle_datagram(t0, ok.as_bytes(), Pair::addr(B), Pair::addr(A));
+        drain_text(&mut a);
+        // The refresh at 45 s.
+        let (t, refresh) = loop {
+            let t = a.poll_timeout().unwrap();
+            a.handle_timeout(t);
+            if let Some(r) = requests(&drain_text(&mut a), "INVITE").pop() {
+                break (t, r);
+            }
+        };
+        assert_eq!(t - t0, Duration::from_secs(45));
+        assert_eq!(
+            header(&refresh, "Session-Expires"),
+            Some("90;refresher=uac")
+        );
+        assert_eq!(header(&refresh, "Min-SE"), Some("90"));
+        let r422 = reply(
+            &refresh,
+            "422 Session Interval Too Small",
+            "bt",
+            &["Min-SE: 300"],
+        );
+        a.handle_datagram(t, r422.as_bytes(), Pair::addr(B), Pair::addr(A));
+        let again = requests(&drain_text(&mut a), "INVITE").remove(0);
+        assert_eq!(header(&again, "Session-Expires"), Some("300;refresher=uac"));
+        assert_eq!(header(&again, "Min-SE"), Some("300"));
+        let (n1, n2) = (
+            header(&refresh, "CSeq").unwrap(),
+            header(&again, "CSeq").unwrap(),
+        );
+        assert_eq!((n1, n2), ("2 INVITE", "3 INVITE"));
+        let ok = reply(
+            &again,
+            "200 OK",
+            "bt",
+            &["Session-Expires: 300;refresher=uac"],
+        );
+        a.handle_datagram(t, ok.as_bytes(), Pair::addr(B), Pair::addr(A));
+        assert_eq!(requests(&drain_text(&mut a), "ACK").len(), 1);
+        assert!(
+            !std::iter::from_fn(|| a.poll_event()).any(|e| matches!(e, UaEvent::Ended { .. })),
+            "the call goes on"
+        );
+        // The next refresh at half of 300 s.
+        let next = loop {
+            let n = a.poll_timeout().unwrap();
+            a.handle_timeout(n);
+            if !requests(&drain_text(&mut a), "INVITE").is_empty() {
+                break n;
+            }
+        };
+        assert_eq!(next - t, Duration::from_secs(150));
+    }
+
+    #[test]
+    fn session_refresh_goes_by_update_when_the_peer_allows_it() {
+        let mut a = ua("alice", 7);
+        let t0 = crate::test_epoch();
+        let target: Uri = format!("sip:bob@{B}").parse().unwrap();
+        a.invite(
+            t0,
+            target,
+            Pair::addr(B),
+            Pair::addr(A),
+            b"v=0\r\n".to_vec(),
+        );
+        let invite = requests(&drain_text(&mut a), "INVITE").remove(0);
+        let ok = reply(
+            &invite,
+            "200 OK",
+            "bt",
+            &[
+                "Session-Expires: 90;refresher=uac",
+                "Allow: INVITE, ACK, BYE, CANCEL, UPDATE",
+            ],
+        );
+        a.handle_datagram(t0, ok.as_bytes(), Pair::addr(B), Pair::addr(A));
+        drain_text(&mut a);
+        let next = |a: &mut UserAgent| loop {
+            let t = a.poll_timeout().unwrap();
+            a.handle_timeout(t);
+            let sent = drain_text(a);
+            if let Some(r) = sent.iter().find(|m| !m.starts_with("SIP/2.0")) {
+                break (t, r.clone());
+            }
+        };
+        let (t, update) = next(&mut a);
+        assert_eq!(t - t0, Duration::from_secs(45));
+        assert!(update.starts_with("UPDATE "), "{update}");
+        assert_eq!(header(&update, "Session-Expires"), Some("90;refresher=uac"));
+        assert_eq!(header(&update, "Min-SE"), Some("90"));
+        assert_eq!(header(&update, "Content-Length"), Some("0"));
+        assert!(header(&update, "Supported").unwrap().contains("timer"));
+        // The answer sets a new interval: the next refresh is at half of 120 s.
+        let ok = reply(
+            &update,
+            "200 OK",
+            "bt",
+            &["Session-Expires: 120;refresher=uac"],
+        );
+        a.handle_datagram(t, ok.as_bytes(), Pair::addr(B), Pair::addr(A));
+        let (t2, update2) = next(&mut a);
+        assert_eq!(t2 - t, Duration::from_secs(60));
+        assert!(update2.starts_with("UPDATE "), "{update2}");
+        // 405: no UPDATE after all; the refresh goes again as a re-INVITE, with our SDP.
+        let refused = reply(&update2, "405 Method Not Allowed", "bt", &[]);
+        a.handle_datagram(t2, refused.as_bytes(), Pair::addr(B), Pair::addr(A));
+        let (t3, reinvite) = next(&mut a);
+        assert_eq!(t3 - t2, Duration::from_secs(2));
+        assert!(reinvite.starts_with("INVITE "), "{reinvite}");
+        assert!(reinvite.ends_with("v=0\r\n"), "{reinvite}");
+        assert!(
+            !std::iter::from_fn(|| a.poll_event()).any(|e| matches!(e, UaEvent::Ended { .. })),
+            "the call goes on"
+        );
     }
 }
