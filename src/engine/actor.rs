@@ -69,6 +69,10 @@ struct Call {
     transfer_of: Option<CallRef>,
     /// A recording asked for before the media started (it starts with the media).
     pending_record: Option<std::path::PathBuf>,
+    /// Incoming: the SDP answer already sent in a reliable 180 (RFC 3262), with what it
+    /// negotiated; the 2xx repeats it and the media starts from it (rtp/rtcp/local_media
+    /// are set with it).
+    early_answer: Option<(String, Negotiated)>,
     /// A REFER asked for before the call was confirmed (its ACK on the way): the Refer-To.
     pending_refer: Option<String>,
     /// A REFER from the peer waiting for the user's answer (policy `ask`): its Refer-To.
@@ -194,6 +198,9 @@ pub(crate) struct EngineActor {
     conferences: Vec<Conference>,
     /// Calls redirected (3xx) whose next target is still to be resolved and called.
     redirects: Vec<(CallRef, u16, String, Vec<Uri>)>,
+    /// Incoming calls whose caller requires 100rel: their reliable 180 waits for the SDP
+    /// answer it must carry (RTP ports are bound asynchronously).
+    reliable_rings: Vec<CallRef>,
 }
 
 impl EngineActor {
@@ -227,6 +234,7 @@ impl EngineActor {
             replacements: Vec::new(),
             conferences: Vec::new(),
             redirects: Vec::new(),
+            reliable_rings: Vec::new(),
             cfg,
             socket,
             local_addr,
@@ -856,6 +864,7 @@ impl EngineActor {
                 info_digits: Default::default(),
                 transfer_of: None,
                 pending_record: None,
+                early_answer: None,
                 pending_refer: None,
                 asked_refer: None,
                 info_in_flight: false,
@@ -883,6 +892,9 @@ impl EngineActor {
         };
         if c.state != CallState::Incoming {
             return Err(CommandError::WrongState(call));
+        }
+        if c.early_answer.is_some() {
+            return self.answer_as_rung(now, call, audio);
         }
         let local_ip = c.local_ip;
         let offer = String::from_utf8_lossy(&c.offer).into_owned();
@@ -922,6 +934,81 @@ impl EngineActor {
                 self.warn(Some(call), format!("cannot answer the offer: {e}"));
                 let _ = self.ua.reject(now, call.0, code);
                 Ok(())
+            }
+        }
+    }
+
+    /// Answer a call whose reliable 180 carried the SDP answer already: the 2xx repeats it, the
+    /// media starts from what it negotiated.
+    fn answer_as_rung(
+        &mut self,
+        now: Instant,
+        call: CallId,
+        audio: CallAudio,
+    ) -> Result<(), CommandError> {
+        let Some((answer, negotiated)) = self
+            .calls
+            .get_mut(&call.0)
+            .and_then(|c| c.early_answer.take())
+        else {
+            return Err(CommandError::WrongState(call));
+        };
+        self.ua
+            .answer(now, call.0, answer.into_bytes())
+            .map_err(|_| CommandError::WrongState(call))?;
+        if let Some(c) = self.calls.get_mut(&call.0) {
+            c.audio = audio;
+        }
+        self.start_media(call.0, &negotiated);
+        self.set_state(call.0, CallState::Connected, None, None);
+        Ok(())
+    }
+
+    /// The reliable 180 to a caller that requires 100rel, with our SDP answer in it (the first
+    /// reliable response to an INVITE with an offer carries the answer: RFC 3261 §13.2.1,
+    /// RFC 6337 §3.1). An offer we cannot answer is refused here, before ringing.
+    async fn ring_with_answer(&mut self, call: CallRef) {
+        let now = Instant::now();
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.state != CallState::Incoming || !self.ua.wants_reliable_ringing(call) {
+            return;
+        }
+        let local_ip = c.local_ip;
+        let offer = String::from_utf8_lossy(&c.offer).into_owned();
+        if offer.trim().is_empty() {
+            // No offer to answer: an ordinary reliable 180 without a body.
+            let _ = self.ua.ringing(now, call);
+            return;
+        }
+        let (rtp, rtcp, local_media) = match self.open_rtp(local_ip).await {
+            Ok(x) => x,
+            Err(e) => {
+                self.warn(Some(CallId(call)), format!("no local RTP port: {e}"));
+                let _ = self.ua.reject(now, call, 500);
+                return;
+            }
+        };
+        match sdp::create_answer(&offer, &local_media) {
+            Ok((answer, negotiated)) => {
+                if self
+                    .ua
+                    .ringing_with_answer(now, call, answer.clone().into_bytes())
+                    .is_ok()
+                {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.rtp = Some(rtp);
+                        c.rtcp = Some(rtcp);
+                        c.local_media = Some(local_media);
+                        c.early_answer = Some((answer, negotiated));
+                    }
+                }
+            }
+            Err(e) => {
+                let code = e.sip_status();
+                self.warn(Some(CallId(call)), format!("cannot answer the offer: {e}"));
+                let _ = self.ua.reject(now, call, code);
             }
         }
     }
@@ -1803,6 +1890,10 @@ impl EngineActor {
                 progressed = true;
                 self.follow_redirect(call, code, reason, targets).await;
             }
+            for call in std::mem::take(&mut self.reliable_rings) {
+                progressed = true;
+                self.ring_with_answer(call).await;
+            }
             if !progressed {
                 break;
             }
@@ -1852,6 +1943,7 @@ impl EngineActor {
                         info_digits: Default::default(),
                         transfer_of: None,
                         pending_record: None,
+                        early_answer: None,
                         pending_refer: None,
                         asked_refer: None,
                         info_in_flight: false,
@@ -1897,7 +1989,11 @@ impl EngineActor {
                     self.replacements.push((call, old));
                     return;
                 }
-                let _ = self.ua.ringing(now, call);
+                if self.ua.wants_reliable_ringing(call) {
+                    self.reliable_rings.push(call);
+                } else {
+                    let _ = self.ua.ringing(now, call);
+                }
                 self.update_ringer();
                 self.emit(Event::Call {
                     call: CallId(call),

@@ -907,10 +907,36 @@ impl UserAgent {
 
     /// Tell the caller it is ringing (180).
     pub fn ringing(&mut self, now: Instant, call: CallRef) -> Result<(), UaError> {
-        self.provisional(now, call, 180)
+        self.provisional(now, call, 180, None)
     }
 
-    fn provisional(&mut self, now: Instant, call: CallRef, code: u16) -> Result<(), UaError> {
+    /// True when the caller requires reliable provisional responses (RFC 3262): our 180 then
+    /// goes reliably, and, since it is the first reliable response to an INVITE with an offer,
+    /// it must carry the SDP answer (RFC 3261 §13.2.1, RFC 6337 §3.1): see
+    /// [`UserAgent::ringing_with_answer`].
+    pub fn wants_reliable_ringing(&self, call: CallRef) -> bool {
+        self.calls
+            .get(&call)
+            .is_some_and(|c| matches!(c.phase, Phase::Ringing) && c.next_rseq.is_some())
+    }
+
+    /// A reliable 180 with the SDP `answer` (the 2xx later repeats the same answer).
+    pub fn ringing_with_answer(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        answer: Vec<u8>,
+    ) -> Result<(), UaError> {
+        self.provisional(now, call, 180, Some(answer))
+    }
+
+    fn provisional(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        code: u16,
+        answer: Option<Vec<u8>>,
+    ) -> Result<(), UaError> {
         let t1 = self.cfg.timers.t1;
         let contact = {
             let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
@@ -933,6 +959,12 @@ impl UserAgent {
             resp.headers.push(HeaderName::REQUIRE, "100rel");
             resp.headers.push(HeaderName::RSEQ, rseq.to_string());
             resp.headers.push(HeaderName::ALLOW, ALLOW);
+            if let Some(sdp) = answer {
+                resp.headers
+                    .push(HeaderName::CONTENT_TYPE, "application/sdp");
+                resp.body = sdp.clone();
+                c.local_sdp = sdp;
+            }
             c.next_rseq = Some(rseq.wrapping_add(1));
             c.reliable = Some(ReliableProvisional {
                 response: resp.clone(),
@@ -3612,6 +3644,34 @@ mod tests {
         format!(
             "PRACK sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch={branch}\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>;tag={to_tag}\r\nCall-ID: rel1\r\nCSeq: 8 PRACK\r\nRAck: {rack}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
+    }
+
+    /// The engine's way with a caller that requires 100rel: the reliable 180 carries the SDP
+    /// answer (and its retransmissions too); an ordinary ringing call says it does not want it.
+    #[test]
+    fn reliable_180_carries_the_answer_when_given_one() {
+        let mut p = Pair::new();
+        dial_with(&mut p, &[(HeaderName::REQUIRE, "100rel")]);
+        let b_call = p.incoming();
+        assert!(p.b.wants_reliable_ringing(b_call));
+        p.b.ringing_with_answer(p.now, b_call, b"v=0 early\r\n".to_vec())
+            .unwrap();
+        let sent = drain_text(&mut p.b);
+        let ringing = sent
+            .iter()
+            .find(|m| m.starts_with("SIP/2.0 180"))
+            .expect("a 180");
+        assert!(
+            ringing.contains("Content-Type: application/sdp"),
+            "{ringing}"
+        );
+        assert!(ringing.ends_with("v=0 early\r\n"), "{ringing}");
+        assert!(ringing.contains("RSeq: "), "{ringing}");
+
+        let mut q = Pair::new();
+        dial_with(&mut q, &[]);
+        let plain = q.incoming();
+        assert!(!q.b.wants_reliable_ringing(plain));
     }
 
     #[test]
