@@ -1493,7 +1493,7 @@ impl UserAgent {
                 let mut resp = response_to(&req, 200, None, Some(&random_token(&mut self.rng, 16)));
                 resp.headers.push(HeaderName::ALLOW, ALLOW);
                 resp.headers.push(HeaderName::ACCEPT, "application/sdp");
-                resp.headers.push(HeaderName::SUPPORTED, "");
+                resp.headers.push(HeaderName::SUPPORTED, SUPPORTED);
                 resp.headers
                     .push(HeaderName::SERVER, self.cfg.user_agent.clone());
                 self.respond(now, &key, source, resp);
@@ -1799,8 +1799,9 @@ impl UserAgent {
             .filter(|t| !SUPPORTED.split(", ").any(|s| s.eq_ignore_ascii_case(t)))
             .collect();
         if !required.is_empty() {
-            // An extension we do not support: RFC 3261 §8.2.2.3.
-            let mut resp = response_to(&req, 420, None, None);
+            // An extension we do not support: RFC 3261 §8.2.2.3 (a final response: with a To
+            // tag, §8.2.6.2).
+            let mut resp = response_to(&req, 420, None, Some(&random_token(&mut self.rng, 16)));
             resp.headers
                 .push(HeaderName::UNSUPPORTED, required.join(", "));
             let _ = self.txn.send_response(now, &key, resp);
@@ -3207,7 +3208,8 @@ mod tests {
         let text = String::from_utf8(t.message.to_bytes()).unwrap();
         assert!(text.starts_with("SIP/2.0 200"), "{text}");
         assert!(
-            text.contains("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"),
+            text.contains("Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, INFO")
+                && text.contains("Supported: 100rel, timer, replaces"),
             "{text}"
         );
         assert!(text.contains("Accept: application/sdp"), "{text}");
@@ -3644,6 +3646,29 @@ mod tests {
         format!(
             "PRACK sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch={branch}\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>;tag={to_tag}\r\nCall-ID: rel1\r\nCSeq: 8 PRACK\r\nRAck: {rack}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
+    }
+
+    /// An INVITE requiring an extension we lack gets 420 naming it, with a To tag (a final
+    /// response), and no call.
+    #[test]
+    fn unknown_required_extension_gets_420_with_unsupported() {
+        let mut b = Pair::new().b;
+        let now = Instant::now();
+        let invite = format!(
+            "INVITE sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKinv9\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>\r\nCall-ID: ext1\r\nCSeq: 1 INVITE\r\nContact: <sip:x@{A}>\r\nRequire: 100rel, foo\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        b.handle_datagram(now, invite.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let sent = drain_text(&mut b);
+        let resp = sent
+            .iter()
+            .find(|m| m.starts_with("SIP/2.0 420"))
+            .expect("420");
+        assert!(resp.contains("Unsupported: foo\r\n"), "{resp}");
+        let to = resp.lines().find(|l| l.starts_with("To:")).unwrap();
+        assert!(to.contains(";tag="), "{to}");
+        assert!(
+            !std::iter::from_fn(|| b.poll_event()).any(|e| matches!(e, UaEvent::Incoming { .. }))
+        );
     }
 
     /// The engine's way with a caller that requires 100rel: the reliable 180 carries the SDP
