@@ -686,7 +686,7 @@ fn on_incoming_key(m: &mut Model, call: CallId, key: Key, fx: &mut Vec<Effect>) 
 fn answer(m: &mut Model, call: CallId, fx: &mut Vec<Effect>) {
     let hold_others = m
         .live_calls()
-        .any(|c| c.id != call && c.state == CallState::Connected);
+        .any(|c| c.id != call && matches!(c.state, CallState::Connected | CallState::RemoteHold));
     if let Some(i) = m.calls.iter().position(|c| c.id == call) {
         m.selected_call = i;
     }
