@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::cli::{AccountCommand, Cli, Command, CtlArgs, CtlVerb, DialArgs, ImportArgs, ServeArgs};
 use crate::config::Config;
 use crate::control;
-use crate::engine::api::{AudioSinkSpec, AudioSourceSpec, Event};
+use crate::engine::api::{AudioSinkSpec, AudioSourceSpec};
 use crate::engine::{self, AccountRegistration, EngineConfig, RtpPortRange};
 use crate::headless::dial::{self, DialPlan};
 use crate::headless::serve::{self, Policies, ServePolicy};
@@ -274,21 +274,14 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
     }
     // The control socket is bound before the engine starts: a live instance on the same path
     // stops this one before it takes a SIP port.
-    let control = if args.no_control {
-        None
-    } else {
-        let (path, private_dir) = match &args.control {
-            Some(p) => (p.clone(), false),
-            None => (control::default_socket_path(), true),
-        };
-        match control::server::bind(&path, private_dir).await {
-            Ok(bound) => Some(bound),
+    let control =
+        match control::server::bind_requested(args.control.as_deref(), args.no_control).await {
+            Ok(c) => c,
             Err(e) => {
                 eprintln!("termphone: {e}");
                 return 1;
             }
-        }
-    };
+        };
     let accounts = ec
         .accounts
         .iter()
@@ -305,7 +298,6 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         json: args.engine.json || json_default,
     };
     let control = control.map(|bound| {
-        let path = bound.path().to_path_buf();
         // accept answers with the call's policy: its account's auto_answer, else the options.
         let answer_audio = {
             let policies = policies.clone();
@@ -313,18 +305,16 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
                 policies.for_call(account).audio_for(peer, call)
             })
         };
-        let running = bound.spawn(
-            engine.handle.clone(),
+        // serve prints the socket's path with the engine's events, once it accepts.
+        bound.serve(
+            &engine.handle,
             observer,
             control::server::ControlOptions {
                 accounts,
                 answer_audio,
                 ..Default::default()
             },
-        );
-        // serve prints it with the engine's events, once the socket accepts.
-        engine.handle.publish(Event::Control { path });
-        running
+        )
     });
     let status = serve::run(engine, policies, printer).await;
     // Closes the clients and removes the socket file.

@@ -123,6 +123,18 @@ pub struct Bound {
     file: SocketFile,
 }
 
+/// The control socket a front end asked for: none with `off`, else `path` or, without one,
+/// [`super::default_socket_path`] (in its private directory).
+pub async fn bind_requested(path: Option<&Path>, off: bool) -> Result<Option<Bound>, ControlError> {
+    if off {
+        return Ok(None);
+    }
+    match path {
+        Some(p) => bind(p, false).await.map(Some),
+        None => bind(&super::default_socket_path(), true).await.map(Some),
+    }
+}
+
 /// Listen at `path` (mode 0600). A socket file already there is probed: if a live instance
 /// answers, [`ControlError::InUse`]; if nothing does, it is stale and replaced. With
 /// `private_dir` (the default location), the directory is created 0700 if missing and must
@@ -205,6 +217,20 @@ impl Bound {
     /// Where it listens.
     pub fn path(&self) -> &Path {
         &self.file.path
+    }
+
+    /// [`Bound::spawn`], then announce the socket in the engine's event stream
+    /// ([`Event::Control`]), once it accepts.
+    pub fn serve(
+        self,
+        handle: &EngineHandle,
+        events: broadcast::Receiver<Event>,
+        opts: ControlOptions,
+    ) -> Running {
+        let path = self.path().to_path_buf();
+        let running = self.spawn(handle.clone(), events, opts);
+        handle.publish(Event::Control { path });
+        running
     }
 
     /// Serve: accept clients, track and forward `events` (a subscription that has seen every

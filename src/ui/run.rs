@@ -96,21 +96,14 @@ pub async fn run(config: &Config, mut ec: EngineConfig, opts: TuiOptions) -> i32
     ec.levels_interval = Some(Duration::from_millis(200));
     ec.stats_interval = Duration::from_secs(1);
 
-    let control = if opts.no_control {
-        None
-    } else {
-        let (path, private_dir) = match &opts.control {
-            Some(p) => (p.clone(), false),
-            None => (control::default_socket_path(), true),
-        };
-        match control::server::bind(&path, private_dir).await {
-            Ok(bound) => Some(bound),
+    let control =
+        match control::server::bind_requested(opts.control.as_deref(), opts.no_control).await {
+            Ok(c) => c,
             Err(e) => {
                 eprintln!("termphone: {e}");
                 return 1;
             }
-        }
-    };
+        };
     let account_status = ec
         .accounts
         .iter()
@@ -164,7 +157,6 @@ pub async fn run(config: &Config, mut ec: EngineConfig, opts: TuiOptions) -> i32
     reload_contacts(&store, &mut model);
 
     let control = control.map(|bound| {
-        let path = bound.path().to_path_buf();
         let devices = (
             config.audio.capture_device.clone(),
             config.audio.playback_device.clone(),
@@ -175,17 +167,15 @@ pub async fn run(config: &Config, mut ec: EngineConfig, opts: TuiOptions) -> i32
                 sink: AudioSinkSpec::Device(devices.1.clone()),
             },
         );
-        let running = bound.spawn(
-            handle.clone(),
+        bound.serve(
+            &handle,
             observer,
             control::server::ControlOptions {
                 accounts: account_status,
                 answer_audio,
                 ..Default::default()
             },
-        );
-        handle.publish(Event::Control { path });
-        running
+        )
     });
 
     let (msg_tx, mut msg_rx) = mpsc::channel::<Msg>(256);
