@@ -643,3 +643,136 @@ fn paste_goes_into_the_field_being_typed() {
     update(&mut m, Msg::Paste("sip:1002@pbx.example.com\n".into()));
     assert_eq!(m.dialer, "sip:1002@pbx.example.com");
 }
+
+mod random_use {
+    //! Any sequence of keys and engine events, drawn at any terminal size down to 1×1: no
+    //! panic, and the selections stay inside their lists.
+    use super::*;
+    use proptest::prelude::*;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    use termphone::ui::view::view;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        Key(KeyCode, bool),
+        Call(u64, u8),
+        Registration(bool),
+        Tick(u64),
+        Contacts(u8),
+        History(u8),
+    }
+
+    fn key_code() -> impl Strategy<Value = KeyCode> {
+        prop_oneof![
+            proptest::char::range(' ', '~').prop_map(KeyCode::Char),
+            Just(KeyCode::Enter),
+            Just(KeyCode::Esc),
+            Just(KeyCode::Tab),
+            Just(KeyCode::BackTab),
+            Just(KeyCode::Backspace),
+            Just(KeyCode::Up),
+            Just(KeyCode::Down),
+            Just(KeyCode::PageUp),
+            Just(KeyCode::PageDown),
+            Just(KeyCode::Home),
+            Just(KeyCode::End),
+            (1u8..5).prop_map(KeyCode::F),
+        ]
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            6 => (key_code(), any::<bool>()).prop_map(|(k, ctrl)| Step::Key(k, ctrl)),
+            2 => (1u64..4, 0u8..11).prop_map(|(c, s)| Step::Call(c, s)),
+            1 => any::<bool>().prop_map(Step::Registration),
+            1 => (0u64..6000).prop_map(Step::Tick),
+            1 => (0u8..4).prop_map(Step::Contacts),
+            1 => (0u8..4).prop_map(Step::History),
+        ]
+    }
+
+    const STATES: [CallState; 11] = [
+        CallState::Incoming,
+        CallState::Dialing,
+        CallState::Alerting,
+        CallState::Connected,
+        CallState::Hold,
+        CallState::RemoteHold,
+        CallState::HangupLocal,
+        CallState::HangupRemote,
+        CallState::Missed,
+        CallState::NetworkFailure,
+        CallState::OtherFailure,
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn no_panic_and_selections_in_bounds(
+            steps in proptest::collection::vec(step(), 1..60),
+            w in 1u16..170,
+            h in 1u16..50,
+        ) {
+            let mut m = phone();
+            let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+            let mut ms = 1_000;
+            for s in steps {
+                match s {
+                    Step::Key(k, ctrl) => {
+                        // Ctrl-c quits; skip it so the sequence goes on.
+                        if !(ctrl && k == KeyCode::Char('c')) {
+                            let mods = if ctrl { KeyModifiers::CONTROL } else { KeyModifiers::NONE };
+                            update(&mut m, Msg::Key(KeyEvent::new(k, mods)));
+                        }
+                    }
+                    Step::Call(c, s) => {
+                        call(&mut m, c, STATES[usize::from(s)]);
+                    }
+                    Step::Registration(ok) => {
+                        update(&mut m, Msg::Engine(Event::Registration {
+                            account: "work".into(),
+                            state: if ok { "registered" } else { "failed" },
+                            reason: (!ok).then(|| "408 Request Timeout".to_string()),
+                            expires: ok.then_some(60),
+                        }));
+                    }
+                    Step::Tick(d) => {
+                        ms += d;
+                        update(&mut m, Msg::Tick { unix: NOW + (ms / 1000) as i64, ms });
+                    }
+                    Step::Contacts(n) => {
+                        let list = (0..n)
+                            .map(|i| Contact { id: i.into(), name: format!("C{i}"), uri: format!("10{i:02}") })
+                            .collect();
+                        update(&mut m, Msg::Contacts(list));
+                    }
+                    Step::History(n) => {
+                        let list = (0..n)
+                            .map(|i| HistoryEntry {
+                                id: i.into(),
+                                direction: if i % 2 == 0 { Direction::Incoming } else { Direction::Outgoing },
+                                peer: format!("sip:10{i:02}@pbx"),
+                                name: None,
+                                account: None,
+                                started: NOW,
+                                answered: i % 3 == 0,
+                                duration_s: 5,
+                                end_state: "hangupremote".into(),
+                                code: None,
+                                reason: None,
+                            })
+                            .collect();
+                        update(&mut m, Msg::History(list));
+                    }
+                }
+                prop_assert!(m.calls.is_empty() || m.selected_call < m.calls.len());
+                let hl = m.visible_history().len();
+                prop_assert!(hl == 0 || m.history_selected < hl);
+                let cl = m.visible_contacts().len();
+                prop_assert!(cl == 0 || m.contact_selected < cl);
+                t.draw(|f| view(&m, f)).unwrap();
+            }
+        }
+    }
+}
