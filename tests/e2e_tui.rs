@@ -349,7 +349,11 @@ fn sigkill_mid_call_loses_no_finished_call_and_the_next_start_opens_the_database
     let target = srv.sip_uri("echo");
     let db = dir.path().join("history.db");
 
-    let tui = TuiBuilder::new(dir.clone()).database(&db).start();
+    let control = dir.path().join("control.sock");
+    let tui = TuiBuilder::new(dir.clone())
+        .database(&db)
+        .control(&control)
+        .start();
     tui.wait_for("Dial as", WAIT);
     dial_and_connect(&tui, &target, "c1");
     srv.wait_call_state("connected", WAIT);
@@ -378,8 +382,16 @@ fn sigkill_mid_call_loses_no_finished_call_and_the_next_start_opens_the_database
     );
     drop(tui);
 
-    // The next start, same database: the first call is there.
-    let tui = TuiBuilder::new(dir.clone()).database(&db).start();
+    // The next start, same database and control socket (the killed one left its socket
+    // file behind): the first call is there.
+    assert!(
+        control.exists(),
+        "SIGKILL leaves the control socket file behind"
+    );
+    let tui = TuiBuilder::new(dir.clone())
+        .database(&db)
+        .control(&control)
+        .start();
     let screen = tui.wait_screen("the first call in History after the restart", WAIT, |s| {
         history_rows(s)
             .iter()
@@ -394,6 +406,11 @@ fn sigkill_mid_call_loses_no_finished_call_and_the_next_start_opens_the_database
     assert!(
         !screen.contains("cannot read the history") && !screen.contains("cannot write"),
         "no database error on the screen:\n{screen}"
+    );
+    assert!(
+        std::os::unix::net::UnixStream::connect(&control).is_ok(),
+        "the restarted TUI listens on the control socket the killed one left behind\n{}",
+        tui.diagnostics()
     );
     // The focus is in the dialer at start, where q is a character of an address: Tab to
     // the calls panel first.

@@ -404,6 +404,7 @@ pub struct TuiBuilder {
     dir: Arc<TestDir>,
     config: Option<PathBuf>,
     database: Option<PathBuf>,
+    control: Option<PathBuf>,
     port: Option<u16>,
     args: Vec<String>,
 }
@@ -425,6 +426,7 @@ impl TuiBuilder {
             dir,
             config: None,
             database: None,
+            control: None,
             port: None,
             args: Vec::new(),
         }
@@ -438,6 +440,11 @@ impl TuiBuilder {
     /// The history database (default: `tui.db` in the temp dir).
     pub fn database(mut self, path: impl Into<PathBuf>) -> Self {
         self.database = Some(path.into());
+        self
+    }
+    /// The control socket (default: `tui-N.sock` in the temp dir, a new one per start).
+    pub fn control(mut self, path: impl Into<PathBuf>) -> Self {
+        self.control = Some(path.into());
         self
     }
     /// Listen on this port (default: a free one).
@@ -476,7 +483,9 @@ impl TuiBuilder {
         let port = self.port.unwrap_or_else(free_udp_tcp_port);
         let database = self.database.unwrap_or_else(|| d.join("tui.db"));
         let log_file = d.join(format!("tui-{n}.log"));
-        let control = d.join(format!("tui-{n}.sock"));
+        let control = self
+            .control
+            .unwrap_or_else(|| d.join(format!("tui-{n}.sock")));
         let exit_file = d.join(format!("tui-{n}.exit"));
         let program = std::env::var_os("TERMPHONE_BIN")
             .map(PathBuf::from)
