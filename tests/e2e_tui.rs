@@ -376,6 +376,23 @@ fn sigkill_mid_call_loses_no_finished_call_and_the_next_start_opens_the_database
         "killed by SIGKILL\n{}",
         tui.diagnostics()
     );
+    // What the clean exits are checked against: a killed TUI leaves the terminal raw, on
+    // the alternate screen, with the cursor hidden.
+    assert!(
+        !exit.mode_on("icanon") && !exit.mode_on("echo"),
+        "raw mode after SIGKILL: {:?}",
+        exit.stty
+    );
+    assert_eq!(
+        tui.display("#{alternate_on}"),
+        "1",
+        "alternate screen after SIGKILL"
+    );
+    assert_eq!(
+        tui.display("#{cursor_flag}"),
+        "0",
+        "hidden cursor after SIGKILL"
+    );
     assert!(
         wait_until(WAIT, || (!support::kamailio::pid_alive(pid)).then_some(())).is_some(),
         "termphone {pid} still runs after SIGKILL"
