@@ -10,7 +10,8 @@
 #           kamailio (registrar/proxy, tests/support/kamailio.rs) with its sqlite, tls and
 #           websocket module packages (5.6.3-2 on Debian bookworm), baresip-core (peer UA,
 #           tests/support/baresip.rs; 1.0.0 on bookworm), dbus + gnome-keyring (a private
-#           session bus and Secret Service for the keyring tests)
+#           session bus and Secret Service for the keyring tests), tmux (drives the TUI in
+#           tests/e2e_tui.rs)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(
@@ -20,7 +21,7 @@ pkgs=(
     pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
     sox espeak-ng dnsmasq-base
     dbus gnome-keyring
-    procps ca-certificates
+    procps ca-certificates tmux
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -44,6 +44,7 @@ pub mod kamailio;
 pub mod relay;
 pub mod rtp;
 pub mod sipp;
+pub mod tmux;
 
 pub use audio::{compare_wavs, read_wav_mono, Similarity};
 pub use rtp::{RtpCapture, RtpSink};
