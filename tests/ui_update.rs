@@ -111,6 +111,9 @@ fn letters_in_the_dialer_type_and_never_act() {
     assert!(fx.is_empty(), "{fx:?}");
     assert_eq!(m.dialer, "quadrant@host?");
     assert!(!m.help);
+    // F1 opens the help from the dialer too.
+    press(&mut m, KeyCode::F(1));
+    assert!(m.help);
 }
 
 #[test]

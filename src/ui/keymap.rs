@@ -431,7 +431,7 @@ impl KeyMap {
             let key: Key = key.parse().map_err(|e| format!("[keys] {name}: {e}"))?;
             if is_reserved(key) {
                 return Err(format!(
-                    "[keys] {name}: {key} is fixed (navigation, digits and *# for DTMF)"
+                    "[keys] {name}: {key} is fixed (navigation, digits and *# for DTMF, F1, Ctrl-c)"
                 ));
             }
             map.keys.insert(action, key);
@@ -471,14 +471,20 @@ impl KeyMap {
     }
 }
 
-/// Keys no action may take: navigation, Enter/Esc/Tab, digits and `*#` (DTMF).
+/// Keys no action may take: navigation, Enter/Esc/Tab, digits and `*#` (DTMF), F1 (help)
+/// and Ctrl-c (quit).
 fn is_reserved(key: Key) -> bool {
-    if key.ctrl || key.alt {
+    if key.alt {
         return false;
+    }
+    if key.ctrl {
+        // Ctrl-c quits everywhere.
+        return key.code == KeyName::Char('c');
     }
     match key.code {
         KeyName::Char(c) => c.is_ascii_digit() || matches!(c, '*' | '#'),
-        KeyName::F(_) => false,
+        // F1 opens the help everywhere.
+        KeyName::F(n) => n == 1,
         _ => true,
     }
 }

@@ -603,9 +603,14 @@ fn plain_char(key: Key) -> Option<char> {
 }
 
 fn on_key(m: &mut Model, key: Key, fx: &mut Vec<Effect>) {
-    // Ctrl-C always asks to leave (or leaves when no call is up).
+    // Ctrl-C always asks to leave (or leaves when no call is up); F1 always opens the help
+    // (in the dialer `q` and `?` are text).
     if key.ctrl && key.code == KeyName::Char('c') {
         ask_quit(m, fx);
+        return;
+    }
+    if key.code == KeyName::F(1) && !key.ctrl && !key.alt && !m.help && m.prompt.is_none() {
+        m.help = true;
         return;
     }
     if m.help {

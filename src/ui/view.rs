@@ -739,11 +739,15 @@ fn help_keys(m: &Model) -> Vec<(String, &'static str)> {
             ));
         }
     }
-    if m.focus != Focus::Dialer {
+    // In the dialer letters type: there F1 and Ctrl-c are the help and quit keys.
+    if m.focus == Focus::Dialer {
+        keys.push(("F1".into(), "help"));
+        keys.push(("Ctrl-c".into(), "quit"));
+    } else {
         keys.push(("Tab".into(), "next pane"));
+        keys.push((k(Action::Help), "help"));
+        keys.push((k(Action::Quit), "quit"));
     }
-    keys.push((k(Action::Help), "help"));
-    keys.push((k(Action::Quit), "quit"));
     keys
 }
 
@@ -1002,7 +1006,8 @@ fn help_screen(m: &Model, f: &mut Frame, area: Rect) {
         ));
         if scope == Scope::Global {
             entries.push(Line::raw("  Tab      next pane (Shift-Tab back)"));
-            entries.push(Line::raw("  Ctrl-c   quit"));
+            entries.push(Line::raw("  F1       help (also in the dialer)"));
+            entries.push(Line::raw("  Ctrl-c   quit (also in the dialer)"));
         }
         if scope == Scope::Calls {
             entries.push(Line::raw("  0-9 * #  DTMF on the selected call"));
