@@ -482,3 +482,54 @@ fn sigterm_mid_call_hangs_up_records_the_call_and_restores_the_terminal() {
     assert_eq!(h[0].direction, Direction::Outgoing, "{h:#?}");
     assert!(h[0].answered, "{h:#?}");
 }
+
+/// `termphone ctl` drives the phone a person is looking at: a call placed by `ctl dial` shows
+/// on the screen, `ctl status` lists it, `ctl hold` puts it on hold there, `ctl hangup` ends it.
+#[test]
+fn ctl_drives_the_phone_on_the_screen() {
+    if !ready("ctl_drives_the_phone", &[]) {
+        return;
+    }
+    let _devices = devices();
+    let dir = support::test_dir();
+    let mut srv = echo_server(dir.clone());
+    let target = srv.sip_uri("echo");
+    let sock = dir.path().join("control.sock");
+    let tui = TuiBuilder::new(dir.clone()).control(&sock).start();
+    tui.wait_for("Dial as", WAIT);
+    let ctl = |args: &[&str]| -> Value {
+        let mut all = vec!["ctl", "--socket", sock.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_termphone"))
+            .args(&all)
+            .output()
+            .expect("run termphone ctl");
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "ctl {args:?}: {line} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("ctl {args:?}: {e}: {line}"))
+    };
+    let dialed = ctl(&["dial", &target]);
+    let call = dialed["call"].as_str().expect("a call id").to_string();
+    tui.wait_screen(&format!("{call} connected on the screen"), WAIT, |s| {
+        call_in_state(s, &call, "connected")
+    });
+    srv.wait_call_state("connected", WAIT);
+    let status = ctl(&["calls"]);
+    assert_eq!(status["calls"][0]["call"], call.as_str(), "{status}");
+    ctl(&["hold", &call]);
+    tui.wait_screen(&format!("{call} hold on the screen"), WAIT, |s| {
+        call_in_state(s, &call, "hold")
+    });
+    srv.wait_call_state("remotehold", WAIT);
+    ctl(&["hangup", &call]);
+    srv.wait_call_state("hangupremote", WAIT);
+    tui.wait_screen("the call in History", WAIT, |s| {
+        history_rows(s).iter().any(|r| r.contains("→ out"))
+    });
+    tui.send_keys(&["Tab", "q"]);
+    assert_clean_exit(&tui, "q");
+}
