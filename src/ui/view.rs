@@ -982,15 +982,10 @@ fn prompt(m: &Model, p: &Prompt, f: &mut Frame, area: Rect) {
 }
 
 fn help_screen(m: &Model, f: &mut Frame, area: Rect) {
-    let r = centered(
-        area,
-        area.width.saturating_sub(4).max(40),
-        area.height.saturating_sub(2),
-    );
-    let mut lines = vec![Line::styled(
+    let head = Line::styled(
         "Keys (any key closes this; rebind them in config.toml [keys])",
         bold(),
-    )];
+    );
     let scopes = [
         (Scope::Global, "Anywhere"),
         (Scope::Calls, "Calls panel"),
@@ -1006,8 +1001,7 @@ fn help_screen(m: &Model, f: &mut Frame, area: Rect) {
         ));
         if scope == Scope::Global {
             entries.push(Line::raw("  Tab      next pane (Shift-Tab back)"));
-            entries.push(Line::raw("  F1       help (also in the dialer)"));
-            entries.push(Line::raw("  Ctrl-c   quit (also in the dialer)"));
+            entries.push(Line::raw("  F1 ^c    help / quit (dialer too)"));
         }
         if scope == Scope::Calls {
             entries.push(Line::raw("  0-9 * #  DTMF on the selected call"));
@@ -1021,18 +1015,23 @@ fn help_screen(m: &Model, f: &mut Frame, area: Rect) {
             )));
         }
     }
-    // Two columns when the screen is tall enough for neither.
-    let inner_h = usize::from(r.height.saturating_sub(3));
+    // As many columns as the height needs (at most 3), two on a wide screen anyway; the box
+    // is as tall as its longest column.
+    let width = area.width.saturating_sub(4).clamp(40, 120);
+    let room = usize::from(area.height.saturating_sub(3)).max(1);
+    let wide = if width >= 100 { 2 } else { 1 };
+    let cols = entries.len().div_ceil(room).max(wide).clamp(1, 3);
+    let per = entries.len().div_ceil(cols).max(1);
+    let r = centered(area, width, per as u16 + 3);
     f.render_widget(Clear, r);
     let b = block(m, " Help ", true);
     let inner = b.inner(r);
     f.render_widget(b, r);
-    let [head, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
-    f.render_widget(Paragraph::new(lines.remove(0)), head);
-    let cols = entries.len().div_ceil(inner_h.max(1)).clamp(1, 3);
-    let per = entries.len().div_ceil(cols);
+    let [head_area, body] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(inner);
+    f.render_widget(Paragraph::new(head), head_area);
     let areas = Layout::horizontal(vec![Constraint::Ratio(1, cols as u32); cols]).split(body);
-    for (i, chunk) in entries.chunks(per.max(1)).enumerate() {
+    for (i, chunk) in entries.chunks(per).enumerate() {
         if let Some(a) = areas.get(i) {
             f.render_widget(Paragraph::new(chunk.to_vec()), *a);
         }
