@@ -9,14 +9,15 @@
 #           (headless audio devices, scripts/headless-audio.sh), sox espeak-ng (fixtures),
 #           kamailio (registrar/proxy, tests/support/kamailio.rs) with its sqlite, tls and
 #           websocket module packages (5.6.3-2 on Debian bookworm), baresip-core (peer UA,
-#           tests/support/baresip.rs; 1.0.0 on bookworm), dbus + gnome-keyring (a private
-#           session bus and Secret Service for the keyring tests), tmux (drives the TUI in
-#           tests/e2e_tui.rs)
+#           tests/support/baresip.rs; 1.0.0 on bookworm), linphone-cli (linphonec, a second
+#           peer UA for INFO DTMF and attended transfer, tests/support/linphone.rs; 5.1.65 on
+#           bookworm), dbus + gnome-keyring (a private session bus and Secret Service for the
+#           keyring tests), tmux (drives the TUI in tests/e2e_tui.rs)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 pkgs=(
     build-essential pkg-config libasound2-dev libdbus-1-dev cmake
-    sip-tester baresip-core
+    sip-tester baresip-core linphone-cli
     kamailio kamailio-sqlite-modules kamailio-tls-modules kamailio-websocket-modules
     pulseaudio pulseaudio-utils libasound2-plugins alsa-utils
     sox espeak-ng dnsmasq-base

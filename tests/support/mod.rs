@@ -41,6 +41,7 @@ pub mod control;
 pub mod dnsmasq;
 pub mod e2e;
 pub mod kamailio;
+pub mod linphone;
 pub mod relay;
 pub mod rtp;
 pub mod sipp;
