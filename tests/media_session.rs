@@ -85,6 +85,10 @@ fn bad_packets_are_counted_and_dropped() {
         ..RtpPacket::default()
     };
     s.handle_rtp(now, &short_event.to_bytes());
+    // A STUN binding request (RFC 5389: type 0x0001, magic cookie) is not counted as bad.
+    let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend_from_slice(&[7; 12]);
+    s.handle_rtp(now, &stun);
     let st = s.stats();
     assert_eq!(st.bad_packets, 3);
     assert_eq!(st.packets_received, 0);

@@ -370,8 +370,13 @@ impl MediaSession {
     }
 
     /// A datagram arrived on the RTP port at `now`. Invalid RTP and unknown payload types are
-    /// dropped and counted in `bad_packets`.
+    /// dropped and counted in `bad_packets`; STUN (first byte 0-3, RFC 7983: the connectivity
+    /// checks and keepalives ICE peers such as linphone send to our media port) is dropped
+    /// without counting: it is not bad, only not for us.
     pub fn handle_rtp(&mut self, now: Instant, data: &[u8]) {
+        if data.first().is_some_and(|b| *b <= 3) {
+            return;
+        }
         let Ok(pkt) = RtpPacket::parse(data) else {
             self.stats.bad_packets += 1;
             return;
