@@ -484,7 +484,8 @@ fn sigterm_mid_call_hangs_up_records_the_call_and_restores_the_terminal() {
 }
 
 /// `termphone ctl` drives the phone a person is looking at: a call placed by `ctl dial` shows
-/// on the screen, `ctl status` lists it, `ctl hold` puts it on hold there, `ctl hangup` ends it.
+/// on the screen, `ctl calls` lists it, `ctl hold` puts it on hold there, `ctl hangup` ends
+/// it. (First the window is resized: the screen follows.)
 #[test]
 fn ctl_drives_the_phone_on_the_screen() {
     if !ready("ctl_drives_the_phone", &[]) {
@@ -497,6 +498,16 @@ fn ctl_drives_the_phone_on_the_screen() {
     let sock = dir.path().join("control.sock");
     let tui = TuiBuilder::new(dir.clone()).control(&sock).start();
     tui.wait_for("Dial as", WAIT);
+    // A resized terminal is redrawn at its new size: from 140 columns the tabs stand beside
+    // the calls (the dialer's top border and the tabs' on one row), and back.
+    tui.resize(160, 40);
+    tui.wait_screen("the wide layout", WAIT, |s| {
+        s.lines().any(|l| l.contains("┐┌ History"))
+    });
+    tui.resize(100, 30);
+    tui.wait_screen("the narrow layout again", WAIT, |s| {
+        !s.lines().any(|l| l.contains("┐┌ History")) && s.contains("┌ History")
+    });
     let ctl = |args: &[&str]| -> Value {
         let mut all = vec!["ctl", "--socket", sock.to_str().unwrap()];
         all.extend_from_slice(args);

@@ -171,6 +171,17 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// Resize the window (the program in it gets SIGWINCH, as when a terminal is resized).
+    pub fn resize(&self, width: u16, height: u16) {
+        let (w, h) = (width.to_string(), height.to_string());
+        let out = self.tmux(&["resize-window", "-t", "main", "-x", &w, "-y", &h]);
+        assert!(
+            out.status.success(),
+            "tmux resize-window: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Type: each item that is one of tmux's key names ([`NAMED_KEYS`]: `Enter`, `Tab`,
     /// `Escape`, `F2`, `Up`, ...) is sent as that key, anything else as literal text
     /// (`send-keys -l`).
