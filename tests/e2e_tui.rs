@@ -544,3 +544,60 @@ fn ctl_drives_the_phone_on_the_screen() {
     tui.send_keys(&["Tab", "q"]);
     assert_clean_exit(&tui, "q");
 }
+
+/// Not a test on its own: run (in tmux) by `a_panic_restores_the_terminal` with
+/// TERMPHONE_TEST_PANIC=1, it takes the terminal as the TUI does, draws, and panics.
+#[test]
+fn panicking_child() {
+    if std::env::var_os("TERMPHONE_TEST_PANIC").is_none() {
+        return;
+    }
+    let mut tui = termphone::ui::terminal::Tui::enter(None).expect("take the terminal");
+    tui.terminal
+        .draw(|f| {
+            f.render_widget(
+                ratatui::widgets::Paragraph::new("drawn before the panic"),
+                f.area(),
+            )
+        })
+        .expect("draw");
+    std::thread::sleep(Duration::from_millis(300));
+    panic!("a deliberate panic while the terminal is the TUI's");
+}
+
+/// A panic while the TUI owns the terminal leaves a usable terminal: raw mode off, the
+/// alternate screen left, the cursor shown, and the panic message readable on the screen.
+#[test]
+fn a_panic_restores_the_terminal() {
+    if !ready("a_panic_restores_the_terminal", &[]) {
+        return;
+    }
+    let dir = support::test_dir();
+    let exe = std::env::current_exe().expect("this test binary");
+    let tui = TuiBuilder::new(dir)
+        .instead(
+            vec![
+                exe.display().to_string(),
+                "--exact".into(),
+                "panicking_child".into(),
+                "--nocapture".into(),
+                "--test-threads=1".into(),
+            ],
+            vec![("TERMPHONE_TEST_PANIC".into(), "1".into())],
+        )
+        .start();
+    tui.wait_for("drawn before the panic", WAIT);
+    let exit = tui.wait_exit(WAIT);
+    assert_ne!(exit.status, 0, "the child test failed by its panic");
+    for mode in ["icanon", "echo", "isig", "icrnl", "opost"] {
+        assert!(
+            exit.mode_on(mode),
+            "mode {mode} restored: {:?}\n{}",
+            exit.stty,
+            tui.diagnostics()
+        );
+    }
+    assert_eq!(tui.display("#{alternate_on}"), "0", "{}", tui.diagnostics());
+    assert_eq!(tui.display("#{cursor_flag}"), "1", "{}", tui.diagnostics());
+    tui.wait_for("a deliberate panic while the terminal is the TUI's", WAIT);
+}

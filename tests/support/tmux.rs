@@ -418,7 +418,12 @@ pub struct TuiBuilder {
     control: Option<PathBuf>,
     port: Option<u16>,
     args: Vec<String>,
+    /// Run this instead of termphone (same environment and exit reporting).
+    instead: Option<Instead>,
 }
+
+/// A program's argv and its extra environment (see [`TuiBuilder::instead`]).
+type Instead = (Vec<String>, Vec<(String, String)>);
 
 /// A running TUI: its tmux (also reachable through `Deref`), the SIP port it listens on,
 /// its files.
@@ -440,7 +445,15 @@ impl TuiBuilder {
             control: None,
             port: None,
             args: Vec::new(),
+            instead: None,
         }
+    }
+    /// Run `argv` (with `env` added) in the pane instead of termphone, in the same
+    /// environment and with the same exit report: for a program that uses the TUI's terminal
+    /// code on its own (e.g. this test binary re-run to panic while it owns the terminal).
+    pub fn instead(mut self, argv: Vec<String>, env: Vec<(String, String)>) -> Self {
+        self.instead = Some((argv, env));
+        self
     }
     /// `--config PATH` (default: none, so, with XDG_CONFIG_HOME in the temp dir, the
     /// built-in config: one serverless account that takes direct calls).
@@ -517,10 +530,16 @@ impl TuiBuilder {
             log_file.display().to_string(),
         ]);
         args.extend(self.args.iter().cloned());
-        let cmd: Vec<String> = std::iter::once(program.display().to_string())
-            .chain(args)
-            .map(|a| sh_quote(&a))
-            .collect();
+        let (argv, extra_env) = match &self.instead {
+            Some((argv, env)) => (argv.clone(), env.clone()),
+            None => (
+                std::iter::once(program.display().to_string())
+                    .chain(args)
+                    .collect(),
+                Vec::new(),
+            ),
+        };
+        let cmd: Vec<String> = argv.iter().map(|a| sh_quote(a)).collect();
         let env = [
             ("HOME", home.display().to_string()),
             ("XDG_CONFIG_HOME", xdg.join("config").display().to_string()),
@@ -543,6 +562,9 @@ impl TuiBuilder {
         ];
         let mut script = String::from("unset DISPLAY WAYLAND_DISPLAY NO_COLOR\n");
         for (k, v) in &env {
+            script.push_str(&format!("export {k}={}\n", sh_quote(v)));
+        }
+        for (k, v) in &extra_env {
             script.push_str(&format!("export {k}={}\n", sh_quote(v)));
         }
         script.push_str(&format!("cd {}\n", sh_quote(&d.display().to_string())));
