@@ -549,8 +549,12 @@ fn tab_panel(m: &Model, f: &mut Frame, area: Rect) {
                 );
                 return;
             }
+            // Only the rows that fit, around the selection (the list can be long).
+            let (start, selected) = window(m.history_selected, rows.len(), inner.height);
             let items: Vec<ListItem> = rows
                 .iter()
+                .skip(start)
+                .take(usize::from(inner.height))
                 .map(|h| {
                     let (mark, color) = match (h.direction, h.missed()) {
                         (_, true) => ("✗ missed  ", Color::Red),
@@ -584,7 +588,7 @@ fn tab_panel(m: &Model, f: &mut Frame, area: Rect) {
                     ListItem::new(Line::from(spans))
                 })
                 .collect();
-            let mut state = ListState::default().with_selected(Some(m.history_selected));
+            let mut state = ListState::default().with_selected(Some(selected));
             f.render_stateful_widget(
                 List::new(items).highlight_style(highlight),
                 inner,
@@ -609,8 +613,11 @@ fn tab_panel(m: &Model, f: &mut Frame, area: Rect) {
                 );
                 return;
             }
+            let (start, selected) = window(m.contact_selected, rows.len(), inner.height);
             let items: Vec<ListItem> = rows
                 .iter()
+                .skip(start)
+                .take(usize::from(inner.height))
                 .map(|c| {
                     ListItem::new(Line::from(vec![
                         Span::styled(format!("{:<28}", c.name), bold()),
@@ -618,7 +625,7 @@ fn tab_panel(m: &Model, f: &mut Frame, area: Rect) {
                     ]))
                 })
                 .collect();
-            let mut state = ListState::default().with_selected(Some(m.contact_selected));
+            let mut state = ListState::default().with_selected(Some(selected));
             f.render_stateful_widget(
                 List::new(items).highlight_style(highlight),
                 inner,
@@ -794,6 +801,16 @@ fn help_bar(m: &Model, f: &mut Frame, area: Rect) {
         spans.push(Span::raw(format!(" {what} ")));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// The rows of a list of `len` that a `height`-row view shows with row `selected` in it: the
+/// first row's index, and the selection's place among the shown rows. The view follows the
+/// selection, keeping it on the last row when it is below the first screenful.
+fn window(selected: usize, len: usize, height: u16) -> (usize, usize) {
+    let h = usize::from(height).max(1);
+    let selected = selected.min(len.saturating_sub(1));
+    let start = selected.saturating_sub(h - 1);
+    (start, selected - start)
 }
 
 /// `s` in at most `n` characters (an ellipsis marks a cut).
@@ -1041,6 +1058,16 @@ fn help_screen(m: &Model, f: &mut Frame, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_list_shows_the_rows_around_the_selection() {
+        assert_eq!(window(0, 10, 5), (0, 0));
+        assert_eq!(window(4, 10, 5), (0, 4));
+        assert_eq!(window(7, 10, 5), (3, 4));
+        assert_eq!(window(9, 3, 5), (0, 2));
+        assert_eq!(window(0, 0, 5), (0, 0));
+        assert_eq!(window(3, 10, 0), (3, 0));
+    }
 
     #[test]
     fn times_format() {
