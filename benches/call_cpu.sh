@@ -34,8 +34,10 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ -z "${PULSE_SERVER:-}" ]; then
-    bash scripts/headless-audio.sh start >/dev/null
-    audio_started=1
+    # Stop it at the end only if this script started it.
+    if ! bash scripts/headless-audio.sh start | grep -q "already running"; then
+        audio_started=1
+    fi
     eval "$(bash scripts/headless-audio.sh env)"
 fi
 export XDG_RUNTIME_DIR="$tmp/run"
