@@ -27,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 if [ -z "${PULSE_SERVER:-}" ]; then
     # Stop it at the end only if this script started it.
-    if ! bash scripts/headless-audio.sh start | grep -q "already running"; then
+    if ! bash scripts/headless-audio.sh start 2>&1 | grep -q "already running"; then
         audio_started=1
     fi
     eval "$(bash scripts/headless-audio.sh env)"
