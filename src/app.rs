@@ -61,6 +61,14 @@ pub async fn run(cli: Cli, json_default: bool, ui_log: Option<UiLog>) -> i32 {
     }
 }
 
+/// The config's `[general] log_file`, read before logging starts (a config that does not load
+/// gives none here; the mode reports its error when it loads it).
+pub fn configured_log_file(explicit: Option<&std::path::Path>) -> Option<PathBuf> {
+    Config::load_or_builtin(explicit)
+        .ok()
+        .and_then(|c| c.general.log_file)
+}
+
 /// How long `account list` waits for a running instance's answer.
 const LIVE_STATE_TIMEOUT: Duration = Duration::from_millis(1500);
 

@@ -9,11 +9,16 @@ use termphone::cli::Cli;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // --log-file, else the config's [general] log_file.
+    let log_file = cli
+        .log_file
+        .clone()
+        .or_else(|| termphone::app::configured_log_file(cli.config.as_deref()));
     // The TUI owns the terminal: its logs go to a file and its log tab, never to the screen.
     let ui_log = if cli.command.is_none() {
-        Some(termphone::logging::init_tui(cli.log_file.as_deref()))
+        Some(termphone::logging::init_tui(log_file.as_deref()))
     } else {
-        if let Err(e) = termphone::logging::init(cli.log_file.as_deref()) {
+        if let Err(e) = termphone::logging::init(log_file.as_deref()) {
             eprintln!("termphone: {e}");
             return ExitCode::from(1);
         }

@@ -106,3 +106,36 @@ fn devices_lists_devices_or_says_there_are_none() {
         );
     }
 }
+
+/// `[general] log_file` is where the log goes when `--log-file` is not given.
+#[test]
+fn the_configs_log_file_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("from-config.log");
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!("[general]\nlog_file = \"{}\"\n", log.display()),
+    )
+    .unwrap();
+    // A call to a closed port on 127.0.0.1 that gives up after a second.
+    let out = termphone(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "dial",
+        "sip:nobody@127.0.0.1:9",
+        "--listen",
+        "127.0.0.1:0",
+        "--timeout",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).expect("the log file named in the config");
+    assert!(text.contains("engine started"), "{text}");
+}
