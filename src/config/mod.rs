@@ -131,7 +131,8 @@ pub struct AccountConfig {
     pub user: String,
     /// SIP domain; `None` for a serverless account (From uses the local address).
     pub domain: Option<String>,
-    /// Registrar URI (`sip:sip.example.com`); accepted but not used yet.
+    /// Registrar URI (`sip:sip.example.com`): where the account registers; `None` for a
+    /// serverless account.
     pub registrar: Option<String>,
     /// Registration interval asked for, in seconds (the registrar may grant less).
     pub expires: u32,
