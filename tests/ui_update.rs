@@ -226,6 +226,30 @@ fn incoming_call_rings_and_is_answered_or_rejected_by_key() {
 }
 
 #[test]
+fn a_half_typed_contact_waits_out_an_incoming_call() {
+    let mut m = phone();
+    while m.focus != Focus::Contacts {
+        press(&mut m, KeyCode::Tab);
+    }
+    key(&mut m, 'n');
+    typed(&mut m, "Car");
+    call(&mut m, 1, CallState::Incoming);
+    assert!(m.prompt.is_none(), "the incoming prompt is on top");
+    assert_eq!(
+        engine(&key(&mut m, 'a')),
+        vec![Request::Answer {
+            call: CallId(1),
+            hold_others: false
+        }]
+    );
+    call(&mut m, 1, CallState::Connected);
+    match &m.prompt {
+        Some(Prompt::Contact { name, .. }) => assert_eq!(name, "Car"),
+        other => panic!("the contact form is back: {other:?}"),
+    }
+}
+
+#[test]
 fn answering_a_waiting_call_holds_the_one_that_talks() {
     let mut m = phone();
     call(&mut m, 1, CallState::Dialing);

@@ -53,6 +53,8 @@ pub struct Model {
     pub show_sip: bool,
     /// A modal question or text field.
     pub prompt: Option<Prompt>,
+    /// A prompt put aside by an incoming call's prompt; it comes back when that one is gone.
+    pub stashed_prompt: Option<Prompt>,
     /// The full help screen is open.
     pub help: bool,
     pub notice: Option<Notice>,
@@ -340,6 +342,7 @@ impl Model {
             log_search: String::new(),
             show_sip: true,
             prompt: None,
+            stashed_prompt: None,
             help: false,
             notice: None,
             devices: Devices::default(),

@@ -164,6 +164,14 @@ impl Request {
 
 /// Apply a message; returns what the runtime must do.
 pub fn update(m: &mut Model, msg: Msg) -> Vec<Effect> {
+    let fx = apply(m, msg);
+    if m.prompt.is_none() && m.stashed_prompt.is_some() && m.incoming_prompt().is_none() {
+        m.prompt = m.stashed_prompt.take();
+    }
+    fx
+}
+
+fn apply(m: &mut Model, msg: Msg) -> Vec<Effect> {
     let mut fx = Vec::new();
     match msg {
         Msg::Key(ev) => {
@@ -539,8 +547,13 @@ fn on_call(
         m.conference.retain(|c| *c != call);
     }
     if is_new && state == CallState::Incoming {
-        // The incoming prompt takes the keys; the call is selected behind it.
-        m.prompt = None;
+        // The incoming prompt takes the keys; the call is selected behind it. A half-typed
+        // prompt (a contact, a transfer target) waits and comes back afterwards.
+        match m.prompt.take() {
+            Some(Prompt::ConfirmQuit) | None => {}
+            Some(p) if m.stashed_prompt.is_none() => m.stashed_prompt = Some(p),
+            Some(_) => {}
+        }
         m.help = false;
         let others_up = m.live_calls().any(|c| c.id != call);
         if !others_up {
