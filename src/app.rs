@@ -146,18 +146,17 @@ fn engine_config(
     ec
 }
 
-/// `--codec NAME` (repeatable) replaces the configured codec list, in the order given.
-fn override_codecs(ec: &mut EngineConfig, codecs: &[crate::config::CodecName]) {
-    if !codecs.is_empty() {
-        let mut list = Vec::new();
-        for c in codecs {
-            let spec = codec_spec(*c);
-            if !list.contains(&spec) {
-                list.push(spec);
-            }
+/// The run's `--codec NAME` (repeatable; replaces every codec list, in the order given),
+/// `--no-noise-suppression` and `--no-echo-cancellation`, for the engine and every account.
+fn apply_engine_args(ec: &mut EngineConfig, args: &crate::cli::EngineArgs) {
+    let mut list = Vec::new();
+    for c in &args.codecs {
+        let spec = codec_spec(*c);
+        if !list.contains(&spec) {
+            list.push(spec);
         }
-        ec.codecs = list;
     }
+    ec.override_all(&list, args.no_noise_suppression, args.no_echo_cancellation);
 }
 
 /// The SDP description of a codec the config names.
@@ -201,7 +200,25 @@ fn account_registration(a: &crate::config::AccountConfig) -> Option<AccountRegis
         tls_ca_file: a.tls_ca_file.clone(),
         ws_path: a.ws_path.clone(),
         keepalive: a.keepalive_secs(),
+        display_name: a.display_name.clone(),
+        settings: Some(call_settings(a)),
     })
+}
+
+/// What an account's config says about its calls.
+fn call_settings(a: &crate::config::AccountConfig) -> crate::engine::CallSettings {
+    let codecs: Vec<_> = a.codecs.iter().map(|c| codec_spec(*c)).collect();
+    crate::engine::CallSettings {
+        codecs: if codecs.is_empty() {
+            EngineConfig::default().codecs
+        } else {
+            codecs
+        },
+        dtmf_info: a.dtmf_mode == crate::config::DtmfMode::Info,
+        noise_suppression: a.noise_suppression,
+        echo_cancellation: a.echo_cancellation,
+        transfer_policy: a.accept_transfer,
+    }
 }
 
 /// How often `--levels` reports a call's audio levels (five times a second: a meter moves
@@ -249,10 +266,8 @@ async fn run_serve(config: &Config, sip_trace: bool, args: ServeArgs, json_defau
         args.engine.listen,
         SocketAddr::from(([0, 0, 0, 0], 5060)),
     );
-    override_codecs(&mut ec, &args.engine.codecs);
-    ec.noise_suppression &= !args.engine.no_noise_suppression;
+    apply_engine_args(&mut ec, &args.engine);
     ec.levels_interval = args.engine.levels.then_some(LEVELS_INTERVAL);
-    ec.echo_cancellation &= !args.engine.no_echo_cancellation;
     // With the sound card, calls that ring before they are answered ring on the speaker.
     if args.device {
         ec.ringtone = Some(config.audio.playback_device.clone());
@@ -508,10 +523,8 @@ async fn run_dial(config: &Config, sip_trace: bool, args: DialArgs, json_default
         args.engine.listen,
         SocketAddr::from(([0, 0, 0, 0], 0)),
     );
-    override_codecs(&mut ec, &args.engine.codecs);
-    ec.noise_suppression &= !args.engine.no_noise_suppression;
+    apply_engine_args(&mut ec, &args.engine);
     ec.levels_interval = args.engine.levels.then_some(LEVELS_INTERVAL);
-    ec.echo_cancellation &= !args.engine.no_echo_cancellation;
     let engine = match engine::start(ec).await {
         Ok(e) => e,
         Err(e) => {

@@ -495,3 +495,69 @@ fn deregister_and_register_by_control_and_dnd() {
     assert_eq!(end["code"], 486, "{end}");
     alice.stop();
 }
+
+/// Each account's own settings govern its calls, not only the first account's: one serve
+/// registers carol (codecs = ["PCMU"]) and dave (codecs = ["PCMA"]); alice offers both and
+/// each call is answered with that account's codec.
+#[test]
+fn codecs_are_per_account() {
+    let users = ["alice", "carol", "dave"];
+    let k = Kamailio::start(
+        KamailioOpts::default().users(
+            users
+                .iter()
+                .map(|u| support::kamailio::User::new(u, &format!("{u}pw")))
+                .collect(),
+        ),
+    );
+    let cfg = k.dir().join("codecs.toml");
+    let mut text = String::new();
+    for (user, codec) in [("carol", "PCMU"), ("dave", "PCMA")] {
+        text.push_str(&format!(
+            "[[account]]\nname = \"{user}\"\nuser = \"{user}\"\ndomain = \"127.0.0.1\"\n\
+             registrar = \"sip:{}\"\npassword = \"{user}pw\"\ncodecs = [\"{codec}\"]\n\
+             auto_answer = {{ echo = true }}\n\n",
+            k.addr()
+        ));
+    }
+    std::fs::write(&cfg, text).unwrap();
+    let mut srv = Termphone::builder(&["serve"])
+        .global("--config")
+        .global(cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+    k.wait_registrations(WAIT, "carol and dave registered", |r| {
+        ["carol", "dave"]
+            .iter()
+            .all(|u| r.iter().any(|b| b.aor == *u))
+    });
+    let alice_cfg = config_for(&k, "alice", "alicepw");
+    for (user, codec) in [("carol", "PCMU"), ("dave", "PCMA")] {
+        let mut d = Termphone::builder(&[
+            "dial",
+            user,
+            "--account",
+            "alice",
+            "--duration",
+            "2",
+            "--codec",
+            "PCMA",
+            "--codec",
+            "PCMU",
+        ])
+        .global("--config")
+        .global(alice_cfg.display().to_string())
+        .dir(k.dir_handle())
+        .spawn();
+        assert_eq!(d.wait_exit_code(WAIT), 0, "{user}: {}", d.diagnostics());
+        let summary = d.wait_event(|e| e["event"] == "summary", WAIT);
+        assert_eq!(
+            summary["summary"]["codec"]
+                .as_str()
+                .map(str::to_ascii_uppercase),
+            Some(codec.to_string()),
+            "{user} answers with {codec}: {summary}"
+        );
+    }
+    srv.stop();
+}

@@ -383,7 +383,10 @@ impl EngineActor {
             );
             cfg.credentials = account.credentials.clone();
             cfg.user_agent = self.cfg.user_agent.clone();
-            cfg.display_name = self.cfg.display_name.clone();
+            cfg.display_name = account
+                .display_name
+                .clone()
+                .or_else(|| self.cfg.display_name.clone());
             cfg.route = account.outbound_proxy.clone();
             if transport == Transport::Udp && account.keepalive > 0 {
                 let every = Duration::from_secs(account.keepalive.into());
@@ -608,8 +611,12 @@ impl EngineActor {
                     Err(CommandError::InvalidDtmf(digits))
                 } else {
                     let digits = digits.to_ascii_uppercase();
+                    let info = self
+                        .calls
+                        .get(&call.0)
+                        .is_some_and(|c| self.cfg.call_settings(c.account.as_deref()).dtmf_info);
                     match self.calls.get_mut(&call.0) {
-                        Some(c) if c.state == CallState::Connected && self.cfg.dtmf_info => {
+                        Some(c) if c.state == CallState::Connected && info => {
                             c.info_digits.extend(digits.chars());
                             self.send_info_dtmf(now, call.0);
                             Ok(())
@@ -817,13 +824,13 @@ impl EngineActor {
             reason,
         })?;
         let local = self.local_for(dest);
-        let (rtp, rtcp, local_media) =
-            self.open_rtp(local.ip())
-                .await
-                .map_err(|e| CommandError::InvalidTarget {
-                    target: target.into(),
-                    reason: format!("no local RTP port: {e}"),
-                })?;
+        let (rtp, rtcp, local_media) = self
+            .open_rtp(local.ip(), account.as_ref().map(|a| a.name.as_str()))
+            .await
+            .map_err(|e| CommandError::InvalidTarget {
+                target: target.into(),
+                reason: format!("no local RTP port: {e}"),
+            })?;
         let offer = sdp::create_offer(&local_media).into_bytes();
         let account_name = account.as_ref().map(|a| a.name.clone());
         let identity = CallIdentity {
@@ -897,8 +904,9 @@ impl EngineActor {
             return self.answer_as_rung(now, call, audio);
         }
         let local_ip = c.local_ip;
+        let account = c.account.clone();
         let offer = String::from_utf8_lossy(&c.offer).into_owned();
-        let (rtp, rtcp, local_media) = match self.open_rtp(local_ip).await {
+        let (rtp, rtcp, local_media) = match self.open_rtp(local_ip, account.as_deref()).await {
             Ok(x) => x,
             Err(e) => {
                 self.warn(Some(call), format!("no local RTP port: {e}"));
@@ -976,13 +984,14 @@ impl EngineActor {
             return;
         }
         let local_ip = c.local_ip;
+        let account = c.account.clone();
         let offer = String::from_utf8_lossy(&c.offer).into_owned();
         if offer.trim().is_empty() {
             // No offer to answer: an ordinary reliable 180 without a body.
             let _ = self.ua.ringing(now, call);
             return;
         }
-        let (rtp, rtcp, local_media) = match self.open_rtp(local_ip).await {
+        let (rtp, rtcp, local_media) = match self.open_rtp(local_ip, account.as_deref()).await {
             Ok(x) => x,
             Err(e) => {
                 self.warn(Some(CallId(call)), format!("no local RTP port: {e}"));
@@ -1018,6 +1027,7 @@ impl EngineActor {
     async fn open_rtp(
         &mut self,
         ip: IpAddr,
+        account: Option<&str>,
     ) -> std::io::Result<(Arc<UdpSocket>, Arc<UdpSocket>, LocalMedia)> {
         let bind_ip = if self.local_addr.ip().is_unspecified() {
             self.local_addr.ip()
@@ -1033,7 +1043,7 @@ impl EngineActor {
         let local_media = LocalMedia {
             addr: ip,
             port,
-            codecs: self.cfg.codecs.clone(),
+            codecs: self.cfg.call_settings(account).codecs,
             telephone_event: true,
             direction: Direction::SendRecv,
             session_id: self.rng.random_range(1..u32::MAX as u64),
@@ -1064,9 +1074,10 @@ impl EngineActor {
         let negotiated = negotiated.clone();
         let audio = c.audio.clone();
         let ready = self.media_ready_tx.clone();
+        let settings = self.cfg.call_settings(c.account.as_deref());
         let options = MediaOptions {
-            noise_suppression: self.cfg.noise_suppression,
-            echo_cancellation: self.cfg.echo_cancellation,
+            noise_suppression: settings.noise_suppression,
+            echo_cancellation: settings.echo_cancellation,
             hold_music: self.cfg.hold_music.clone(),
             jitter_ceiling: self.cfg.jitter_ceiling,
         };
@@ -2122,7 +2133,8 @@ impl EngineActor {
                 };
                 let id = c.id;
                 info!(call = %id, %refer_to, ?referred_by, "REFER");
-                if self.cfg.transfer_policy == TransferPolicy::Ask && is_up(c.state) {
+                let policy = self.cfg.call_settings(c.account.as_deref()).transfer_policy;
+                if policy == TransferPolicy::Ask && is_up(c.state) {
                     // The REFER waits in the UA for the user's answer.
                     self.transfer_event(id, "asked", Some(refer_to.clone()), None, None);
                     if let Some(c) = self.calls.get_mut(&call) {
@@ -2130,7 +2142,7 @@ impl EngineActor {
                     }
                     return;
                 }
-                if self.cfg.transfer_policy == TransferPolicy::Reject || !is_up(c.state) {
+                if policy == TransferPolicy::Reject || !is_up(c.state) {
                     let _ = self.ua.reject_refer(now, call, 603);
                     self.transfer_event(id, "refused", Some(refer_to), Some(603), None);
                     return;

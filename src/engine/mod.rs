@@ -114,6 +114,74 @@ pub struct AccountRegistration {
     pub ws_path: String,
     /// Seconds between keepalives (0 = none).
     pub keepalive: u32,
+    /// Display name in the From of its requests (`None`: the engine's).
+    pub display_name: Option<String>,
+    /// How its calls are made (codecs, DTMF, audio processing, transfers); `None`: the
+    /// engine's own settings.
+    pub settings: Option<CallSettings>,
+}
+
+/// What an account's config decides about its calls.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallSettings {
+    /// Codecs to offer and accept, in order of preference.
+    pub codecs: Vec<CodecSpec>,
+    /// Send DTMF as SIP INFO instead of RFC 4733 events.
+    pub dtmf_info: bool,
+    /// RNNoise on audio captured from a sound device.
+    pub noise_suppression: bool,
+    /// Echo cancellation when a call uses both a microphone and a speaker.
+    pub echo_cancellation: bool,
+    /// What a peer's REFER does.
+    pub transfer_policy: api::TransferPolicy,
+}
+
+impl EngineConfig {
+    /// The settings of a call placed as, or arrived for, `account` (the engine's own for a
+    /// direct call or an account without settings of its own).
+    pub fn call_settings(&self, account: Option<&str>) -> CallSettings {
+        account
+            .and_then(|name| self.accounts.iter().find(|a| a.name == name))
+            .and_then(|a| a.settings.clone())
+            .unwrap_or_else(|| CallSettings {
+                codecs: self.codecs.clone(),
+                dtmf_info: self.dtmf_info,
+                noise_suppression: self.noise_suppression,
+                echo_cancellation: self.echo_cancellation,
+                transfer_policy: self.transfer_policy,
+            })
+    }
+
+    /// Apply a run's command-line choices to the engine's settings and every account's:
+    /// `codecs` replace the lists when not empty; the two flags turn the processing off.
+    pub fn override_all(
+        &mut self,
+        codecs: &[CodecSpec],
+        no_noise_suppression: bool,
+        no_echo_cancellation: bool,
+    ) {
+        let apply = |codecs_now: &mut Vec<CodecSpec>, ns: &mut bool, aec: &mut bool| {
+            if !codecs.is_empty() {
+                *codecs_now = codecs.to_vec();
+            }
+            *ns &= !no_noise_suppression;
+            *aec &= !no_echo_cancellation;
+        };
+        apply(
+            &mut self.codecs,
+            &mut self.noise_suppression,
+            &mut self.echo_cancellation,
+        );
+        for a in &mut self.accounts {
+            if let Some(s) = &mut a.settings {
+                apply(
+                    &mut s.codecs,
+                    &mut s.noise_suppression,
+                    &mut s.echo_cancellation,
+                );
+            }
+        }
+    }
 }
 
 impl Default for EngineConfig {
