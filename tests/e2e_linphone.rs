@@ -1,11 +1,13 @@
 //! Interop with a real linphone (Debian `linphone-cli`, linphonec 5.1) on 127.0.0.1, for what
 //! baresip 1.0 cannot do (issue 5): DTMF by SIP INFO in both directions, and attended
 //! transfer (REFER with Replaces, RFC 3891) with linphone as the transferee and as the
-//! transferor. linphonec is driven through its prompt (tests/support/linphone.rs); termphone
-//! instances through their JSON events and control sockets.
+//! transferor (directly, and the whole way behind Kamailio as registrar/proxy). linphonec is
+//! driven through its prompt (tests/support/linphone.rs); termphone instances through their
+//! JSON events and control sockets.
 //!
-//! Each test returns early with "NOT RUN" when linphonec is not installed (and fails instead
-//! when `CI` is set: CI installs it, scripts/install-deps.sh).
+//! Each test returns early with "NOT RUN" when linphonec (or, for the Kamailio test, kamailio)
+//! is not installed (and fails instead when `CI` is set: CI installs them,
+//! scripts/install-deps.sh).
 
 mod support;
 
@@ -13,7 +15,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::control::{serve_with_control, CtlClient};
-use support::linphone::{skip_without_linphone, Linphone, LinphoneOpts};
+use support::kamailio::{kamailio_available, Kamailio, KamailioOpts, User, DOMAIN};
+use support::linphone::{skip_without_linphone, Linphone, LinphoneAccount, LinphoneOpts};
 use support::{test_dir, Termphone};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -41,6 +44,31 @@ fn sip_messages(trace: &str) -> Vec<String> {
             msgs.extend(cur.take());
             cur = Some(String::new());
         } else if let Some(m) = cur.as_mut() {
+            m.push_str(line);
+            m.push('\n');
+        }
+    }
+    msgs.extend(cur);
+    msgs
+}
+
+/// The messages sent in a `--sip-trace` (after a `--> [TRANSPORT] ADDR (N bytes)` line), each
+/// with ADDR.
+fn sent_messages(trace: &str) -> Vec<(String, String)> {
+    let mut msgs = Vec::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in trace.lines() {
+        if (line.starts_with("--> ") || line.starts_with("<-- ")) && line.ends_with(" bytes)") {
+            msgs.extend(cur.take());
+            if let Some(rest) = line.strip_prefix("--> ") {
+                let addr = rest
+                    .rsplit_once(" (")
+                    .and_then(|(a, _)| a.split_whitespace().last())
+                    .unwrap_or_default()
+                    .to_owned();
+                cur = Some((addr, String::new()));
+            }
+        } else if let Some((_, m)) = cur.as_mut() {
             m.push_str(line);
             m.push('\n');
         }
@@ -314,8 +342,8 @@ fn attended_transfer_with_linphone_as_transferee() {
 /// `To: sip:c@127.0.0.1`), so the Refer-To is `sip:c@127.0.0.1?Replaces=...`, i.e. port 5060.
 /// Behind a registrar/proxy (C's AOR) that is right; B's call from linphone has no account (B
 /// is not registered), so B sends it straight to 127.0.0.1:5060. So this test stops at B's
-/// INVITE; the rest of the exchange (C replacing its call) is covered with linphone as the
-/// transferee above and among termphones in tests/e2e_transfer.rs.
+/// INVITE; the whole exchange behind a registrar/proxy is
+/// `linphone_as_transferor_through_kamailio` below.
 #[test]
 fn linphone_as_transferor_refers_termphone_with_replaces() {
     if skip_without_linphone() {
@@ -430,5 +458,262 @@ fn linphone_as_transferor_refers_termphone_with_replaces() {
         replaces.starts_with(&format!("{call_id};"))
             && replaces.contains(&format!("from-tag={from_tag}")),
         "Replaces {replaces} names linphone's call to C (Call-ID {call_id}, from-tag {from_tag})"
+    );
+}
+
+/// Skip (true, "NOT RUN") when kamailio is missing; a failure instead when `CI` is set.
+fn skip_without_kamailio() -> bool {
+    if kamailio_available() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "kamailio is not installed: install the Debian package kamailio \
+         (scripts/install-deps.sh)"
+    );
+    eprintln!("NOT RUN: kamailio is not installed");
+    true
+}
+
+/// `serve --config CFG --echo` with a control socket, for an account of Kamailio's, once it
+/// reports `registered` and Kamailio's location table has the user.
+fn registered_serve(
+    k: &Kamailio,
+    user: &str,
+    password: &str,
+) -> (Termphone, std::path::PathBuf, CtlClient) {
+    let cfg = k.account_config(user, &format!("password = \"{password}\"\n"));
+    let cfg = cfg.display().to_string();
+    let (mut t, sock) = serve_with_control(&k.dir_handle(), &["--config", &cfg, "--echo"]);
+    t.wait_event(
+        |e| e["event"] == "registration" && e["state"] == "registered",
+        WAIT,
+    );
+    k.wait_registrations(WAIT, &format!("{user} registered"), |r| {
+        r.iter().any(|b| b.aor == user)
+    });
+    let mut ctl = CtlClient::connect(&sock);
+    ctl.ok(json!({"cmd": "subscribe"}));
+    (t, sock, ctl)
+}
+
+/// The states of call `call` in a termphone's events, in order.
+fn call_states(t: &mut Termphone, call: &str) -> Vec<String> {
+    t.events()
+        .iter()
+        .filter(|e| e["event"] == "call" && e["call"] == call)
+        .filter_map(|e| e["state"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Attended transfer with linphone as the transferor, the whole way, behind a registrar/proxy
+/// (Kamailio, tests/kamailio/): linphone A, termphone B and termphone C (`serve --echo`) are
+/// registered users a, b, c at 127.0.0.1. A calls `sip:b@127.0.0.1` and `sip:c@127.0.0.1`
+/// through Kamailio (answering its 407s with its auth_info), pauses B, then `transfer 1
+/// --to-call 2`. B takes the REFER (202, NOTIFY 100 Trying) and calls the Refer-To,
+/// `sip:c@127.0.0.1` (the AoR: linphone builds it from the To of its call with C), as its
+/// account b: through Kamailio (407, answered with b's password), which routes it to C by the
+/// location table. C takes B's call in place of A's at once (`incoming` then `connected`, no
+/// ringing) and ends A's; B reports the transfer done and A ends its call with B, so linphone
+/// has no call left, and B and C are connected.
+#[test]
+fn linphone_as_transferor_through_kamailio() {
+    if skip_without_linphone() || skip_without_kamailio() {
+        return;
+    }
+    let users = [
+        ("a", "alpha-pw-7"),
+        ("b", "bravo-pw-7"),
+        ("c", "charlie-pw-7"),
+    ];
+    let k = Kamailio::start(
+        KamailioOpts::default().users(users.iter().map(|(u, p)| User::new(u, p)).collect()),
+    );
+    let (mut b, _b_sock, mut cb) = registered_serve(&k, "b", users[1].1);
+    let (mut c, _c_sock, mut cc) = registered_serve(&k, "c", users[2].1);
+    let mut lp = Linphone::start(
+        &k.dir_handle(),
+        LinphoneOpts::default().name("a").account(LinphoneAccount {
+            proxy: k.uri(),
+            username: "a".into(),
+            domain: DOMAIN.into(),
+            password: users[0].1.into(),
+            expires: 600,
+        }),
+    );
+    // linphonec 5.1 prints nothing when its account registers: its log says so.
+    support::wait_until(WAIT, || {
+        lp.log()
+            .contains("to [LinphoneRegistrationOk]")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("linphone did not register\n{}", lp.diagnostics()));
+    k.wait_registrations(WAIT, "a registered", |r| r.iter().any(|x| x.aor == "a"));
+    // A -> B, by its AoR.
+    lp.send(&format!("call {}", k.aor("b")));
+    lp.wait_line(
+        |l| l.starts_with("Call 1 with") && l.ends_with("connected."),
+        WAIT,
+    );
+    let b1 = call_id(&cb.wait_event(|e| e["event"] == "call" && e["state"] == "connected", WAIT));
+    // A pauses B and calls C, by its AoR.
+    lp.send("pause 1");
+    lp.wait_line(
+        |l| l.starts_with("Call 1 with") && l.ends_with("is now paused."),
+        WAIT,
+    );
+    cb.wait_call(&b1, "remotehold", WAIT);
+    lp.send(&format!("call {}", k.aor("c")));
+    lp.wait_line(
+        |l| l.starts_with("Call 2 with") && l.ends_with("connected."),
+        WAIT,
+    );
+    let c1 = call_id(&cc.wait_event(|e| e["event"] == "call" && e["state"] == "connected", WAIT));
+    lp.wait_calls(
+        "call 1 paused, call 2 running",
+        |cs| {
+            cs.len() == 2
+                && cs.iter().any(|x| x.id == 1 && x.state == "Paused")
+                && cs.iter().any(|x| x.id == 2 && x.state == "StreamsRunning")
+        },
+        WAIT,
+    );
+    lp.send("transfer 1 --to-call 2");
+    // B follows the REFER with a new call, to C's AoR.
+    let t = cb.wait_event(
+        |e| e["event"] == "transfer" && e["call"] == b1.as_str() && e["state"] == "transferring",
+        WAIT,
+    );
+    let b2 = t["new_call"].as_str().unwrap_or_default().to_owned();
+    assert!(!b2.is_empty() && b2 != b1, "{t}");
+    // C: B's call comes in and is taken at once in place of A's, which C ends.
+    let inc = cc.wait_event(
+        |e| e["event"] == "call" && e["state"] == "incoming" && e["call"] != c1.as_str(),
+        WAIT,
+    );
+    let c2 = call_id(&inc);
+    cc.wait_call(&c2, "connected", WAIT);
+    cc.wait_call(&c1, "hanguplocal", WAIT);
+    // B: its new call connects, and A, told so (NOTIFY 200, checked below), ends the old one.
+    cb.wait_call(&b2, "connected", WAIT);
+    cb.wait_call(&b1, "hangupremote", WAIT);
+    // linphone: no call left.
+    lp.wait_calls("no call", <[_]>::is_empty, WAIT);
+    // C never rang for B's call.
+    let c2_states = call_states(&mut c, &c2);
+    assert_eq!(c2_states[..2], ["incoming", "connected"], "{c2_states:?}");
+    // B hangs up: C sees it.
+    cb.ok(json!({"cmd": "hangup", "call": b2}));
+    cc.wait_call(&c2, "hangupremote", WAIT);
+    cb.wait_call(&b2, "hanguplocal", WAIT);
+    lp.stop();
+    b.stop();
+    c.stop();
+
+    // On the wire, B: the REFER (through Kamailio) with Replaces in its Refer-To, 202 and a
+    // NOTIFY 100; its INVITE to sip:c@127.0.0.1 went to Kamailio, was challenged (407) and
+    // sent again with credentials, and carries the Replaces of the Refer-To.
+    let b_trace = b.stderr();
+    let k_addr = k.addr().to_string();
+    let msgs = sip_messages(&b_trace);
+    let refer = msgs
+        .iter()
+        .find(|m| m.starts_with("REFER sip:"))
+        .unwrap_or_else(|| panic!("linphone sent B no REFER:\n{b_trace}"));
+    let refer_to = header(refer, "Refer-To").unwrap_or_default().to_owned();
+    assert!(
+        refer_to.contains("sip:c@127.0.0.1?Replaces="),
+        "Refer-To is C's AoR with Replaces: {refer_to}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.starts_with("SIP/2.0 202 ")
+            && header(m, "CSeq").is_some_and(|v| v.ends_with(" REFER"))),
+        "B accepted the REFER (202):\n{b_trace}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.starts_with("NOTIFY sip:")
+            && header(m, "Event") == Some("refer")
+            && m.contains("SIP/2.0 100 Trying")),
+        "B reported progress (NOTIFY sipfrag 100):\n{b_trace}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.starts_with("NOTIFY sip:")
+            && header(m, "Event") == Some("refer")
+            && m.contains("SIP/2.0 200 OK")),
+        "B reported success (NOTIFY sipfrag 200):\n{b_trace}"
+    );
+    // The messages B sent, with where to.
+    let outgoing: Vec<(String, String)> = sent_messages(&b_trace);
+    let invites: Vec<&(String, String)> = outgoing
+        .iter()
+        .filter(|(_, m)| {
+            m.starts_with("INVITE sip:c@127.0.0.1 ") && header(m, "Replaces").is_some()
+        })
+        .collect();
+    assert!(
+        invites.len() >= 2,
+        "B's INVITE with Replaces was challenged and sent again:\n{b_trace}"
+    );
+    for (to, m) in &invites {
+        assert_eq!(to, &k_addr, "B's INVITE went to Kamailio:\n{m}");
+    }
+    assert!(
+        msgs.iter().any(|m| m.starts_with("SIP/2.0 407 ")
+            && header(m, "CSeq").is_some_and(|v| v.ends_with(" INVITE"))),
+        "Kamailio challenged B's INVITE (407):\n{b_trace}"
+    );
+    assert!(
+        header(&invites[invites.len() - 1].1, "Proxy-Authorization")
+            .is_some_and(|v| v.contains("username=\"b\"")),
+        "B answered the challenge as b:\n{}",
+        invites[invites.len() - 1].1
+    );
+    // The Replaces header B sent is the Refer-To's (decoded).
+    let replaces = header(&invites[0].1, "Replaces").unwrap().to_owned();
+    let encoded = refer_to
+        .split("?Replaces=")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('>');
+    assert_eq!(
+        replaces,
+        encoded
+            .replace("%3b", ";")
+            .replace("%3d", "=")
+            .replace("%3B", ";")
+            .replace("%3D", "="),
+        "Replaces header vs Refer-To"
+    );
+    // On the wire, C: linphone's INVITE (via Kamailio) and B's, whose Replaces names the first
+    // one's dialog (Call-ID and from-tag).
+    let c_trace = c.stderr();
+    let c_invites: Vec<String> = sip_messages(&c_trace)
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE sip:"))
+        .collect();
+    let from_a = c_invites
+        .iter()
+        .find(|m| header(m, "Replaces").is_none())
+        .unwrap_or_else(|| panic!("linphone's INVITE to C:\n{c_trace}"));
+    assert!(
+        header(from_a, "User-Agent").is_some_and(|ua| ua.contains("Linphone")),
+        "the first INVITE came from linphone:\n{from_a}"
+    );
+    let from_b = c_invites
+        .iter()
+        .find(|m| header(m, "Replaces").is_some())
+        .unwrap_or_else(|| panic!("B's INVITE with Replaces did not reach C:\n{c_trace}"));
+    assert!(
+        header(from_b, "From").is_some_and(|f| f.contains("sip:b@127.0.0.1")),
+        "C's replacing INVITE is from b:\n{from_b}"
+    );
+    let call_id = header(from_a, "Call-ID").unwrap();
+    let from_tag = header(from_a, "From")
+        .and_then(|f| f.split(";tag=").nth(1))
+        .unwrap();
+    let got = header(from_b, "Replaces").unwrap();
+    assert!(
+        got.starts_with(&format!("{call_id};")) && got.contains(&format!("from-tag={from_tag}")),
+        "Replaces {got} names linphone's call to C (Call-ID {call_id}, from-tag {from_tag})"
     );
 }

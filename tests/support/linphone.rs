@@ -8,6 +8,11 @@
 //!   mean a random port), `use_info` as asked
 //!   (DTMF as SIP INFO `application/dtmf-relay` instead of RFC 4733), no video, no IPv6, RTP
 //!   ports from a range, `contact=sip:NAME@127.0.0.1`;
+//! - with [`LinphoneOpts::account`]: a `[proxy_0]` (registrar/proxy, identity, expires,
+//!   `reg_sendregister=1`; the default proxy, so calls go through it) and an `[auth_info_0]`
+//!   (username, password, realm) for its challenges; `[sip] supported=replaces` (no GRUU: the
+//!   test registrar does not route in-dialog requests to a GRUU Contact). linphonec prints
+//!   nothing when it registers; its log says `to [LinphoneRegistrationOk]`;
 //! - no sound card: the first command is `soundcard use files` (wav files instead of a sound
 //!   device), so no PulseAudio is needed;
 //! - `linphonec -c RC -d 6 -l LOG` (`-a` for auto-answer): the log holds liblinphone's debug
@@ -65,6 +70,33 @@ pub struct LinphoneOpts {
     pub use_info: bool,
     /// Answer incoming calls at once (`-a`).
     pub autoanswer: bool,
+    /// Register at a proxy and place calls through it (`[proxy_0]` and `[auth_info_0]`).
+    pub account: Option<LinphoneAccount>,
+}
+
+/// An account of linphone's at a registrar/proxy: written into its rc file as `[proxy_0]`
+/// (`reg_proxy`, `reg_identity`, `reg_expires`, `reg_sendregister=1`, the default proxy) and
+/// `[auth_info_0]` (`username`, `passwd`, `realm`, `domain`). Calls then go through the proxy,
+/// with the identity as From, and its challenges are answered with these credentials.
+#[derive(Clone, Debug)]
+pub struct LinphoneAccount {
+    /// The proxy's URI, e.g. `sip:127.0.0.1:5070`.
+    pub proxy: String,
+    /// The user part of the identity and the digest username.
+    pub username: String,
+    /// The identity's domain and the digest realm (e.g. `127.0.0.1`).
+    pub domain: String,
+    /// The digest password (only in the rc file).
+    pub password: String,
+    /// `reg_expires` in seconds.
+    pub expires: u32,
+}
+
+impl LinphoneAccount {
+    /// `sip:USERNAME@DOMAIN`.
+    pub fn identity(&self) -> String {
+        format!("sip:{}@{}", self.username, self.domain)
+    }
 }
 
 impl Default for LinphoneOpts {
@@ -73,6 +105,7 @@ impl Default for LinphoneOpts {
             name: "linphone".into(),
             use_info: false,
             autoanswer: false,
+            account: None,
         }
     }
 }
@@ -91,6 +124,11 @@ impl LinphoneOpts {
     /// Auto-answer.
     pub fn autoanswer(mut self, on: bool) -> Self {
         self.autoanswer = on;
+        self
+    }
+    /// Register at a proxy and call through it.
+    pub fn account(mut self, account: LinphoneAccount) -> Self {
+        self.account = Some(account);
         self
     }
 }
@@ -161,6 +199,7 @@ impl Linphone {
              use_info={info}\n\
              use_rfc2833={rfc}\n\
              inc_timeout=60\n\
+             {default_proxy}\
              [net]\n\
              ipv6=0\n\
              firewall_policy=0\n\
@@ -172,7 +211,38 @@ impl Linphone {
              capture=0\n",
             name = opts.name,
             rfc = 1 - info,
+            default_proxy = if opts.account.is_some() {
+                // No GRUU (its Contact would be `sip:a@127.0.0.1;gr=...`: the test registrar
+                // does not route in-dialog requests by GRUU, so they went to port 5060).
+                "default_proxy=0\nsupported=replaces\n"
+            } else {
+                ""
+            },
         );
+        let rc_text = match &opts.account {
+            None => rc_text,
+            Some(a) => format!(
+                "{rc_text}\
+                 [proxy_0]\n\
+                 reg_proxy={proxy}\n\
+                 reg_identity={identity}\n\
+                 reg_expires={expires}\n\
+                 reg_sendregister=1\n\
+                 publish=0\n\
+                 dial_escape_plus=0\n\
+                 [auth_info_0]\n\
+                 username={user}\n\
+                 passwd={password}\n\
+                 realm={domain}\n\
+                 domain={domain}\n",
+                proxy = a.proxy,
+                identity = a.identity(),
+                expires = a.expires,
+                user = a.username,
+                password = a.password,
+                domain = a.domain,
+            ),
+        };
         std::fs::write(&rc, rc_text).expect("write linphonerc");
         let log_path = base.join("linphone.log");
         let out_path = base.join("linphonec.stdout");
