@@ -537,100 +537,73 @@ fn tab_panel(m: &Model, f: &mut Frame, area: Rect) {
     match shown {
         Focus::History => {
             let rows = m.visible_history();
-            if rows.is_empty() {
-                let text = if m.history.is_empty() {
-                    "No calls yet."
-                } else {
-                    "Nothing matches the filter."
+            let empty = if m.history.is_empty() {
+                "No calls yet."
+            } else {
+                "Nothing matches the filter."
+            };
+            let row = |h: &&crate::store::HistoryEntry| {
+                let (mark, color) = match (h.direction, h.missed()) {
+                    (_, true) => ("✗ missed  ", Color::Red),
+                    (Direction::Incoming, false) => ("← in      ", Color::Green),
+                    (Direction::Outgoing, _) => ("→ out     ", Color::Cyan),
                 };
-                f.render_widget(
-                    Paragraph::new(Span::styled(text, fg(m, Color::DarkGray))),
-                    inner,
-                );
-                return;
-            }
-            // Only the rows that fit, around the selection (the list can be long).
-            let (start, selected) = window(m.history_selected, rows.len(), inner.height);
-            let items: Vec<ListItem> = rows
-                .iter()
-                .skip(start)
-                .take(usize::from(inner.height))
-                .map(|h| {
-                    let (mark, color) = match (h.direction, h.missed()) {
-                        (_, true) => ("✗ missed  ", Color::Red),
-                        (Direction::Incoming, false) => ("← in      ", Color::Green),
-                        (Direction::Outgoing, _) => ("→ out     ", Color::Cyan),
-                    };
-                    let who = fit(&h.name.clone().unwrap_or_else(|| short_uri(&h.peer)), 24);
-                    let how = if h.answered {
-                        duration_text(u64::from(h.duration_s))
-                    } else {
-                        match (&h.code, &h.reason) {
-                            (Some(c), Some(r)) => format!("{c} {r}"),
-                            (Some(c), None) => c.to_string(),
-                            (None, Some(r)) => r.clone(),
-                            (None, None) => h.end_state.clone(),
-                        }
-                    };
-                    let mut spans = vec![
-                        Span::styled(
-                            date_text(h.started, m.clock.utc_offset),
-                            fg(m, Color::DarkGray),
-                        ),
-                        Span::raw("  "),
-                        Span::styled(mark, fg(m, color)),
-                        Span::styled(format!("{who:<24}"), bold()),
-                        Span::raw(format!(" {how}")),
-                    ];
-                    if let Some(a) = &h.account {
-                        spans.push(Span::styled(format!("  {a}"), fg(m, Color::DarkGray)));
+                let who = fit(&h.name.clone().unwrap_or_else(|| short_uri(&h.peer)), 24);
+                let how = if h.answered {
+                    duration_text(u64::from(h.duration_s))
+                } else {
+                    match (&h.code, &h.reason) {
+                        (Some(c), Some(r)) => format!("{c} {r}"),
+                        (Some(c), None) => c.to_string(),
+                        (None, Some(r)) => r.clone(),
+                        (None, None) => h.end_state.clone(),
                     }
-                    ListItem::new(Line::from(spans))
-                })
-                .collect();
-            let mut state = ListState::default().with_selected(Some(selected));
-            f.render_stateful_widget(
-                List::new(items).highlight_style(highlight),
-                inner,
-                &mut state,
-            );
+                };
+                let mut spans = vec![
+                    Span::styled(
+                        date_text(h.started, m.clock.utc_offset),
+                        fg(m, Color::DarkGray),
+                    ),
+                    Span::raw("  "),
+                    Span::styled(mark, fg(m, color)),
+                    Span::styled(format!("{who:<24}"), bold()),
+                    Span::raw(format!(" {how}")),
+                ];
+                if let Some(a) = &h.account {
+                    spans.push(Span::styled(format!("  {a}"), fg(m, Color::DarkGray)));
+                }
+                ListItem::new(Line::from(spans))
+            };
+            let list = Rows {
+                rows: &rows,
+                selected: m.history_selected,
+                empty: empty.into(),
+            };
+            list.draw(m, f, inner, highlight, row);
         }
         Focus::Contacts => {
             let rows = m.visible_contacts();
-            if rows.is_empty() {
-                let text = if m.contacts.is_empty() {
-                    format!(
-                        "No contacts. {} adds one, {} imports a vCard or CSV file.",
-                        m.keymap.key(Action::ContactNew),
-                        m.keymap.key(Action::ContactImport)
-                    )
-                } else {
-                    "Nothing matches the filter.".into()
-                };
-                f.render_widget(
-                    Paragraph::new(Span::styled(text, fg(m, Color::DarkGray))),
-                    inner,
-                );
-                return;
-            }
-            let (start, selected) = window(m.contact_selected, rows.len(), inner.height);
-            let items: Vec<ListItem> = rows
-                .iter()
-                .skip(start)
-                .take(usize::from(inner.height))
-                .map(|c| {
-                    ListItem::new(Line::from(vec![
-                        Span::styled(format!("{:<28}", c.name), bold()),
-                        Span::raw(c.uri.clone()),
-                    ]))
-                })
-                .collect();
-            let mut state = ListState::default().with_selected(Some(selected));
-            f.render_stateful_widget(
-                List::new(items).highlight_style(highlight),
-                inner,
-                &mut state,
-            );
+            let empty = if m.contacts.is_empty() {
+                format!(
+                    "No contacts. {} adds one, {} imports a vCard or CSV file.",
+                    m.keymap.key(Action::ContactNew),
+                    m.keymap.key(Action::ContactImport)
+                )
+            } else {
+                "Nothing matches the filter.".into()
+            };
+            let row = |c: &&crate::store::Contact| {
+                ListItem::new(Line::from(vec![
+                    Span::styled(format!("{:<28}", c.name), bold()),
+                    Span::raw(c.uri.clone()),
+                ]))
+            };
+            let list = Rows {
+                rows: &rows,
+                selected: m.contact_selected,
+                empty,
+            };
+            list.draw(m, f, inner, highlight, row);
         }
         _ => {
             let lines = m.visible_log();
@@ -801,6 +774,47 @@ fn help_bar(m: &Model, f: &mut Frame, area: Rect) {
         spans.push(Span::raw(format!(" {what} ")));
     }
     f.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// A tab's list: its rows, the selection, what to say when it is empty.
+struct Rows<'a, T> {
+    rows: &'a [T],
+    selected: usize,
+    empty: String,
+}
+
+impl<T> Rows<'_, T> {
+    /// Draw only the rows that fit, around the selection (a list can be long).
+    fn draw(
+        self,
+        m: &Model,
+        f: &mut Frame,
+        area: Rect,
+        highlight: Style,
+        row: impl Fn(&T) -> ListItem<'static>,
+    ) {
+        if self.rows.is_empty() {
+            f.render_widget(
+                Paragraph::new(Span::styled(self.empty, fg(m, Color::DarkGray))),
+                area,
+            );
+            return;
+        }
+        let (start, selected) = window(self.selected, self.rows.len(), area.height);
+        let items: Vec<ListItem> = self
+            .rows
+            .iter()
+            .skip(start)
+            .take(usize::from(area.height))
+            .map(row)
+            .collect();
+        let mut state = ListState::default().with_selected(Some(selected));
+        f.render_stateful_widget(
+            List::new(items).highlight_style(highlight),
+            area,
+            &mut state,
+        );
+    }
 }
 
 /// The rows of a list of `len` that a `height`-row view shows with row `selected` in it: the
