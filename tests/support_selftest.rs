@@ -501,6 +501,31 @@ fn sipp_uac_100rel_pracks_a_reliable_180() {
     );
 }
 
+/// uac_late_offer.xml (checked against termphone serve in e2e_late_offer) against sipp's
+/// built-in UAS, which answers its INVITE without SDP with an SDP of its own: the 200's
+/// `m=audio` check passes and the ACK with the answer is sent.
+#[test]
+fn sipp_uac_late_offer_against_builtin_uas() {
+    if !need_sipp() {
+        return;
+    }
+    let sink = RtpSink::bind();
+    let mut uas = Sipp::builtin("uas").spawn();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut uac = Sipp::uac("uac_late_offer.xml", uas.addr())
+        .key("rtp_sink_port", sink.port())
+        .spawn();
+    uac.expect_success(T);
+    uas.expect_success(T);
+    assert!(
+        uac.logs().contains("offer in the 200: m=audio"),
+        "{}",
+        uac.logs()
+    );
+    let ack = uas.received_request("ACK").expect("the ACK");
+    assert!(ack.body.contains("m=audio"), "{}", ack.body);
+}
+
 // ---------------------------------------------------------------- Termphone runner (with a stand-in)
 
 use support::{is_call_state, is_event, Termphone};

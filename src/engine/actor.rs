@@ -104,6 +104,9 @@ struct SessionState {
     retry_at: Option<Instant>,
     /// What the last offer/answer agreed.
     negotiated: Option<Negotiated>,
+    /// Our offer went in a 2xx (the peer's INVITE or re-INVITE had none): the answer comes
+    /// with the ACK (RFC 3261 §13.2.1, §14.2).
+    offer_in_2xx: bool,
 }
 
 /// Calls that hear each other: each call sends its own source plus what the others' peers
@@ -915,12 +918,19 @@ impl EngineActor {
             }
         };
         if offer.trim().is_empty() {
-            // Offer in the ACK (late offer) is not supported yet: 488 with a clear log.
-            self.warn(
-                Some(call),
-                "incoming INVITE without SDP offer is not supported yet".into(),
-            );
-            let _ = self.ua.reject(now, call.0, 488);
+            // A late offer (RFC 3261 §13.2.1): our offer, the one we would dial with, goes in
+            // the 200; the answer comes with the ACK, and the media starts then.
+            let ours = sdp::create_offer(&local_media);
+            self.ua
+                .answer(now, call.0, ours.into_bytes())
+                .map_err(|_| CommandError::WrongState(call))?;
+            let c = self.calls.get_mut(&call.0).expect("checked above");
+            c.rtp = Some(rtp);
+            c.rtcp = Some(rtcp);
+            c.local_media = Some(local_media);
+            c.audio = audio;
+            c.session.offer_in_2xx = true;
+            self.set_state(call.0, CallState::Connected, None, None);
             return Ok(());
         }
         match sdp::create_answer(&offer, &local_media) {
@@ -1662,8 +1672,9 @@ impl EngineActor {
                 reason: "a re-INVITE is already in progress; try again when it is answered".into(),
             });
         }
-        if !self.ua.is_confirmed(call.0) {
-            // Answered a moment ago, the ACK still on its way: the re-INVITE goes after it.
+        if !self.ua.is_confirmed(call.0) || c.session.offer_in_2xx {
+            // Answered a moment ago, the ACK still on its way (with the answer to our offer,
+            // when the 2xx carried one): the re-INVITE goes after it.
             c.session.offered_hold = hold;
             c.session.retry_at = Some(now + Duration::from_millis(100));
             return Ok(());
@@ -1742,6 +1753,90 @@ impl EngineActor {
                 );
                 let _ = self.ua.reject_reoffer(now, call, e.sip_status());
             }
+        }
+    }
+
+    /// The ACK to the 200 that carried our offer (the INVITE had none) brought `sdp`: the
+    /// media starts from the answer in it. Without a usable answer the call ends with BYE
+    /// (RFC 3261 §13.2.1: the offer/answer exchange cannot complete). True: the call goes on.
+    fn on_late_answer(&mut self, now: Instant, call: CallRef, sdp: &[u8]) -> bool {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return false;
+        };
+        c.session.offer_in_2xx = false;
+        let Some(local) = c.local_media.clone() else {
+            return false;
+        };
+        let reason = if sdp.trim_ascii().is_empty() {
+            "the ACK brought no SDP answer to the offer in our 200 OK".to_string()
+        } else {
+            match sdp::process_answer(&local, &String::from_utf8_lossy(sdp)) {
+                Ok(neg) => {
+                    self.start_media(call, &neg);
+                    return true;
+                }
+                Err(e) => format!("unusable SDP answer in the ACK: {e}"),
+            }
+        };
+        c.failure = Some(reason.clone());
+        self.warn(Some(CallId(call)), format!("{reason}; hanging up"));
+        let _ = self.ua.hangup(now, call);
+        false
+    }
+
+    /// The peer sent a re-INVITE without an offer: ours goes in the 200, the session we have
+    /// (same o= session id, version one higher: RFC 3264 §8) with all our codecs; the answer
+    /// comes with the ACK ([`Self::on_reoffer_acked`]).
+    fn on_offer_wanted(&mut self, now: Instant, call: CallRef) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(local) = c.local_media.as_mut() else {
+            let _ = self.ua.reject_reoffer(now, call, 488);
+            return;
+        };
+        local.direction = if c.session.local_hold {
+            Direction::SendOnly
+        } else {
+            Direction::SendRecv
+        };
+        local.session_version += 1;
+        let offer = sdp::create_offer(local).into_bytes();
+        if self.ua.answer_reoffer(now, call, offer).is_ok() {
+            c.session.offer_in_2xx = true;
+        }
+    }
+
+    /// The ACK to the 200 that carried our offer to a re-INVITE without one brought `sdp`:
+    /// the answer takes effect. Without a usable one the session stays as it was.
+    fn on_reoffer_acked(&mut self, call: CallRef, sdp: &[u8]) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.session.offer_in_2xx = false;
+        let Some(local) = c.local_media.clone() else {
+            return;
+        };
+        if sdp.trim_ascii().is_empty() {
+            self.warn(
+                Some(CallId(call)),
+                "the ACK to our re-INVITE 200 OK brought no SDP answer to its offer; session unchanged".into(),
+            );
+            return;
+        }
+        match sdp::process_answer(&local, &String::from_utf8_lossy(sdp)) {
+            Ok(neg) => {
+                // Our offer wanted to send: if the answer does not take our audio, the peer
+                // holds the call.
+                if local.direction.sends() {
+                    c.session.remote_hold = !neg.direction.sends();
+                }
+                self.apply_session(call, neg);
+            }
+            Err(e) => self.warn(
+                Some(CallId(call)),
+                format!("unusable SDP answer in the ACK to our re-INVITE 200 OK, session unchanged: {e}"),
+            ),
         }
     }
 
@@ -2071,7 +2166,14 @@ impl EngineActor {
                     }
                 }
             }
-            UaEvent::Confirmed { call } => {
+            UaEvent::Confirmed { call, sdp } => {
+                let late = self
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| c.session.offer_in_2xx);
+                if late && !self.on_late_answer(now, call, &sdp) {
+                    return;
+                }
                 // What was asked for while our 2xx waited for its ACK.
                 if let Some(target) = self
                     .calls
@@ -2085,6 +2187,8 @@ impl EngineActor {
                 self.send_info_dtmf(now, call);
             }
             UaEvent::Reoffer { call, sdp } => self.on_peer_reoffer(now, call, &sdp),
+            UaEvent::OfferWanted { call } => self.on_offer_wanted(now, call),
+            UaEvent::ReofferAcked { call, sdp } => self.on_reoffer_acked(call, &sdp),
             UaEvent::ReinviteFailed { call, code, reason } => {
                 let Some(c) = self.calls.get_mut(&call) else {
                     return;

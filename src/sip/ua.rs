@@ -274,11 +274,20 @@ pub enum UaEvent {
     /// Our INVITE was answered (2xx). `sdp` is the answer. Also the 2xx to a re-INVITE we
     /// sent ([`UserAgent::reinvite`]).
     Answered { call: CallRef, sdp: Vec<u8> },
-    /// The ACK for our 2xx arrived.
-    Confirmed { call: CallRef },
+    /// The ACK for our 2xx arrived. `sdp` is its body: the answer when our 2xx carried the
+    /// offer (an INVITE without one, RFC 3261 §13.2.1: the "late offer"), else normally empty.
+    Confirmed { call: CallRef, sdp: Vec<u8> },
     /// The peer sent a re-INVITE with a new SDP offer (hold, resume, a new address): answer
     /// it with [`UserAgent::answer_reoffer`] or refuse it with [`UserAgent::reject_reoffer`].
     Reoffer { call: CallRef, sdp: Vec<u8> },
+    /// The peer sent a re-INVITE without an offer: it asks for ours (RFC 3261 §14.2: a session
+    /// refresh, or a PBX learning our current SDP). Send it in the 2xx with
+    /// [`UserAgent::answer_reoffer`] (or refuse with [`UserAgent::reject_reoffer`]); the
+    /// answer comes with the ACK as [`UaEvent::ReofferAcked`].
+    OfferWanted { call: CallRef },
+    /// The ACK for the 2xx that carried our offer to a re-INVITE without one
+    /// ([`UaEvent::OfferWanted`]): `sdp` is its body, the peer's answer (empty: it sent none).
+    ReofferAcked { call: CallRef, sdp: Vec<u8> },
     /// Our re-INVITE got a failure that leaves the session as it was (RFC 3261 §14.1; 481 and
     /// 408 end the call instead). 491: the peer was sending its own; try again later.
     ReinviteFailed {
@@ -405,6 +414,9 @@ struct Call {
     /// A re-INVITE from the peer whose offer the engine has to answer: its transaction, the
     /// request and where it came from.
     reoffer: Option<(TxnKey, Request, SocketAddr)>,
+    /// The 2xx waiting for its ACK (`ok_retransmit`) answers a re-INVITE without an offer: it
+    /// carries ours, and the ACK brings the answer ([`UaEvent::ReofferAcked`]).
+    offer_in_reinvite_ok: bool,
     /// A REFER from the peer waiting for the engine's decision.
     refer: Option<(TxnKey, Request, SocketAddr)>,
     /// RFC 4028 session timer, when the call has one.
@@ -885,6 +897,7 @@ impl UserAgent {
                 dialog: None,
                 ok_retransmit: None,
                 reoffer: None,
+                offer_in_reinvite_ok: false,
                 refer: None,
                 timer: None,
                 redirects: 0,
@@ -981,7 +994,9 @@ impl UserAgent {
         Ok(())
     }
 
-    /// Answer an incoming call with SDP `answer` (200 OK). The 2xx is retransmitted until ACK.
+    /// Answer an incoming call with SDP `answer` (200 OK), or with our offer when its INVITE
+    /// had none (the answer then comes with the ACK: [`UaEvent::Confirmed`]). The 2xx is
+    /// retransmitted until ACK.
     pub fn answer(&mut self, now: Instant, call: CallRef, answer: Vec<u8>) -> Result<(), UaError> {
         let contact = {
             let c = self.calls.get(&call).ok_or(UaError::NoSuchCall)?;
@@ -1851,6 +1866,7 @@ impl UserAgent {
                 dialog: None,
                 ok_retransmit: None,
                 reoffer: None,
+                offer_in_reinvite_ok: false,
                 refer: None,
                 timer: None,
                 redirects: 0,
@@ -1986,12 +2002,14 @@ impl UserAgent {
             self.events.push_back(UaEvent::Reoffer { call, sdp });
             return;
         }
-        // No offer in it: ours goes in the 200 (the session we already have); the answer comes
-        // in the ACK, and the session does not change.
-        self.send_reinvite_ok(now, call, &key, &req, source);
+        // No offer in it: the engine makes one for the 200 (answer_reoffer); the answer comes
+        // in the ACK.
+        c.reoffer = Some((key, req, source));
+        self.events.push_back(UaEvent::OfferWanted { call });
     }
 
-    /// Answer the peer's re-INVITE offer ([`UaEvent::Reoffer`]) with `answer` (SDP).
+    /// Answer the peer's re-INVITE: with our SDP answer to its offer ([`UaEvent::Reoffer`]),
+    /// or with our offer when it had none ([`UaEvent::OfferWanted`]).
     pub fn answer_reoffer(
         &mut self,
         now: Instant,
@@ -2001,6 +2019,7 @@ impl UserAgent {
         let c = self.calls.get_mut(&call).ok_or(UaError::NoSuchCall)?;
         let (key, req, source) = c.reoffer.take().ok_or(UaError::WrongState)?;
         c.local_sdp = answer;
+        c.offer_in_reinvite_ok = req.body.is_empty();
         self.send_reinvite_ok(now, call, &key, &req, source);
         self.drain_txn(now, None);
         Ok(())
@@ -2069,9 +2088,13 @@ impl UserAgent {
         let c = self.calls.get_mut(&call).expect("found above");
         if c.ok_retransmit.as_ref().is_some_and(|r| r.cseq == cseq) {
             c.ok_retransmit = None;
+            // The body is the answer when our 2xx carried the offer (RFC 3261 §13.2.1).
+            let sdp = req.body;
             if matches!(c.phase, Phase::Answered) {
                 c.phase = Phase::Confirmed;
-                self.events.push_back(UaEvent::Confirmed { call });
+                self.events.push_back(UaEvent::Confirmed { call, sdp });
+            } else if std::mem::take(&mut c.offer_in_reinvite_ok) {
+                self.events.push_back(UaEvent::ReofferAcked { call, sdp });
             }
         }
     }
@@ -3646,6 +3669,188 @@ mod tests {
         format!(
             "PRACK sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch={branch}\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>;tag={to_tag}\r\nCall-ID: rel1\r\nCSeq: 8 PRACK\r\nRAck: {rack}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         )
+    }
+
+    /// A request of the raw peer at A in the dialog `lo1` with b: `cseq`, the To tag, a body.
+    fn raw_in_dialog(method: &str, cseq: u32, to_tag: &str, body: &str) -> String {
+        let to = if to_tag.is_empty() {
+            String::new()
+        } else {
+            format!(";tag={to_tag}")
+        };
+        let ctype = if body.is_empty() {
+            String::new()
+        } else {
+            "Content-Type: application/sdp\r\n".to_string()
+        };
+        format!(
+            "{method} sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKlo{cseq}{method}\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>{to}\r\nCall-ID: lo1\r\nCSeq: {cseq} {method}\r\nContact: <sip:x@{A}>\r\nMax-Forwards: 70\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// The raw peer at A calls b with `offer` as the INVITE's body (empty: none); b answers
+    /// with `sdp`. Returns b's call, the 200 b sent and its To tag.
+    fn raw_answered(
+        b: &mut UserAgent,
+        now: Instant,
+        offer: &str,
+        sdp: &[u8],
+    ) -> (CallRef, String, String) {
+        let invite = raw_in_dialog("INVITE", 1, "", offer);
+        b.handle_datagram(now, invite.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let (call, got) = std::iter::from_fn(|| b.poll_event())
+            .find_map(|e| match e {
+                UaEvent::Incoming { call, offer, .. } => Some((call, offer)),
+                _ => None,
+            })
+            .expect("incoming call");
+        assert_eq!(got, offer.as_bytes());
+        drain_text(b);
+        b.answer(now, call, sdp.to_vec()).unwrap();
+        let ok = drain_text(b)
+            .into_iter()
+            .find(|m| m.starts_with("SIP/2.0 200"))
+            .expect("a 200");
+        let to = header(&ok, "To").unwrap();
+        let tag = to.split(";tag=").nth(1).unwrap().to_string();
+        (call, ok, tag)
+    }
+
+    /// An INVITE without an offer (late offer, RFC 3261 §13.2.1): the 200 carries ours, as
+    /// SDP, and the ACK's body (the answer, or nothing) comes with `Confirmed`, once.
+    #[test]
+    fn invite_without_offer_gets_ours_in_the_200_and_the_ack_brings_the_answer() {
+        for answer in ["v=0 answer\r\n", ""] {
+            let mut b = Pair::new().b;
+            let now = crate::test_epoch();
+            let (call, ok, tag) = raw_answered(&mut b, now, "", b"v=0 offer\r\n");
+            assert_eq!(header(&ok, "Content-Type"), Some("application/sdp"));
+            assert!(ok.ends_with("\r\n\r\nv=0 offer\r\n"), "{ok}");
+            // Retransmitted until the ACK.
+            b.handle_timeout(now + Duration::from_millis(500));
+            assert!(drain_text(&mut b)
+                .iter()
+                .any(|m| m.starts_with("SIP/2.0 200")));
+            let ack = raw_in_dialog("ACK", 1, &tag, answer);
+            for _ in 0..2 {
+                b.handle_datagram(now, ack.as_bytes(), Pair::addr(A), Pair::addr(B));
+            }
+            let events: Vec<UaEvent> = std::iter::from_fn(|| b.poll_event()).collect();
+            let confirmed: Vec<&Vec<u8>> = events
+                .iter()
+                .filter_map(|e| match e {
+                    UaEvent::Confirmed { call: c, sdp } if *c == call => Some(sdp),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(confirmed, [&answer.as_bytes().to_vec()], "{events:?}");
+            assert!(b.is_confirmed(call));
+            assert_eq!(b.local_sdp(call), Some(&b"v=0 offer\r\n"[..]));
+        }
+    }
+
+    /// A re-INVITE without an offer: the engine is asked for one (`OfferWanted`), it goes in
+    /// the 200, and the ACK's answer comes as `ReofferAcked`; the call stays up.
+    #[test]
+    fn reinvite_without_offer_gets_ours_in_the_200_and_the_ack_brings_the_answer() {
+        let mut b = Pair::new().b;
+        let now = crate::test_epoch();
+        let (call, _, tag) = raw_answered(&mut b, now, "v=0 a\r\n", b"v=0 b1\r\n");
+        let ack = raw_in_dialog("ACK", 1, &tag, "");
+        b.handle_datagram(now, ack.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let events: Vec<UaEvent> = std::iter::from_fn(|| b.poll_event()).collect();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, UaEvent::Confirmed { sdp, .. } if sdp.is_empty())),
+            "{events:?}"
+        );
+        let reinvite = raw_in_dialog("INVITE", 2, &tag, "");
+        b.handle_datagram(now, reinvite.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let events: Vec<UaEvent> = std::iter::from_fn(|| b.poll_event()).collect();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, UaEvent::OfferWanted { call: c } if *c == call)),
+            "{events:?}"
+        );
+        assert!(
+            !drain_text(&mut b)
+                .iter()
+                .any(|m| m.starts_with("SIP/2.0 200")),
+            "no 200 before the engine's offer"
+        );
+        // A second re-INVITE meanwhile gets 500 + Retry-After (RFC 3261 §14.2).
+        let again = raw_in_dialog("INVITE", 3, &tag, "");
+        b.handle_datagram(now, again.as_bytes(), Pair::addr(A), Pair::addr(B));
+        let sent = drain_text(&mut b);
+        assert!(
+            sent.iter().any(|m| m.starts_with("SIP/2.0 500")),
+            "{sent:?}"
+        );
+        b.answer_reoffer(now, call, b"v=0 b2\r\n".to_vec()).unwrap();
+        let ok = drain_text(&mut b)
+            .into_iter()
+            .find(|m| m.starts_with("SIP/2.0 200"))
+            .expect("a 200");
+        assert_eq!(header(&ok, "CSeq"), Some("2 INVITE"));
+        assert!(ok.ends_with("\r\n\r\nv=0 b2\r\n"), "{ok}");
+        let ack = raw_in_dialog("ACK", 2, &tag, "v=0 a2\r\n");
+        for _ in 0..2 {
+            b.handle_datagram(now, ack.as_bytes(), Pair::addr(A), Pair::addr(B));
+        }
+        let events: Vec<UaEvent> = std::iter::from_fn(|| b.poll_event()).collect();
+        let acked: Vec<&Vec<u8>> = events
+            .iter()
+            .filter_map(|e| match e {
+                UaEvent::ReofferAcked { call: c, sdp } if *c == call => Some(sdp),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(acked, [&b"v=0 a2\r\n".to_vec()], "{events:?}");
+        assert!(!events.iter().any(|e| matches!(e, UaEvent::Ended { .. })));
+        assert!(b.is_confirmed(call));
+        assert_eq!(b.local_sdp(call), Some(&b"v=0 b2\r\n"[..]));
+    }
+
+    /// Between two agents: a re-INVITE without a body gets the other's offer in the 200, and
+    /// its ACK (without a body here) is reported; a re-INVITE with an offer does not.
+    #[test]
+    fn reinvite_without_offer_between_two_agents() {
+        let mut p = Pair::new();
+        let (a_call, b_call) = established(&mut p);
+        p.b.reinvite(p.now, b_call, Vec::new()).unwrap();
+        p.pump();
+        assert!(p
+            .a_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::OfferWanted { call } if *call == a_call)));
+        p.a.answer_reoffer(p.now, a_call, b"v=0 offer\r\n".to_vec())
+            .unwrap();
+        p.pump();
+        assert!(p
+            .b_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answered { sdp, .. } if sdp == b"v=0 offer\r\n")));
+        assert!(p
+            .a_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::ReofferAcked { call, sdp } if *call == a_call && sdp.is_empty())));
+        // An ordinary re-offer's ACK is not reported.
+        p.a_events.clear();
+        p.b.reinvite(p.now, b_call, b"v=0 hold\r\n".to_vec())
+            .unwrap();
+        p.pump();
+        p.a.answer_reoffer(p.now, a_call, b"v=0 held\r\n".to_vec())
+            .unwrap();
+        p.pump();
+        assert!(!p
+            .a_events
+            .iter()
+            .any(|e| matches!(e, UaEvent::ReofferAcked { .. })));
+        assert_eq!(ended(&p.a_events), None);
+        assert_eq!(ended(&p.b_events), None);
     }
 
     /// An INVITE requiring an extension we lack gets 420 naming it, with a To tag (a final
