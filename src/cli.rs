@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "termphone",
     version,
-    about = "A SIP softphone for the terminal",
+    about = "A SIP softphone for the terminal. Without a command: the interactive phone (keys: F1 or ?).",
     after_help = "Examples:\n  termphone                      (the interactive phone; ? shows its keys)\n  termphone serve --listen 127.0.0.1:5070 --echo\n  termphone dial sip:echo@127.0.0.1:5070 --play speech.wav --record back.wav --duration 5"
 )]
 pub struct Cli {
@@ -18,7 +18,9 @@ pub struct Cli {
     /// serverless "local" account is used for direct sip:user@host:port calls).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Write logs to this file (level from RUST_LOG, default info). Without it, warnings go to stderr.
+    /// Write logs to this file (level from RUST_LOG, default info). Without it, the config's
+    /// [general] log_file; without that, warnings go to stderr (the interactive phone writes
+    /// $XDG_STATE_HOME/termphone/termphone.log instead: it owns the terminal).
     #[arg(long, global = true, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
     /// Print every SIP message sent and received to stderr.

@@ -139,3 +139,31 @@ fn the_configs_log_file_is_used() {
     let text = std::fs::read_to_string(&log).expect("the log file named in the config");
     assert!(text.contains("engine started"), "{text}");
 }
+
+/// Without a terminal (stdin not a tty) the interactive phone says so and exits 1, instead of
+/// drawing into a pipe; it leaves no socket behind.
+#[test]
+fn the_interactive_phone_needs_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("control.sock");
+    let out = Command::new(env!("CARGO_BIN_EXE_termphone"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--control",
+            sock.to_str().unwrap(),
+            "--database",
+            dir.path().join("t.db").to_str().unwrap(),
+            "--log-file",
+            dir.path().join("t.log").to_str().unwrap(),
+        ])
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("XDG_STATE_HOME", dir.path().join("state"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs a terminal"), "{err}");
+    assert!(!sock.exists(), "the control socket is removed");
+}

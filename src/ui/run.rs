@@ -193,7 +193,10 @@ pub async fn run(config: &Config, mut ec: EngineConfig, opts: TuiOptions) -> i32
     let mut tui = match Tui::enter(stderr_to.as_deref()) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("termphone: cannot take the terminal: {e}");
+            eprintln!(
+                "termphone: the interactive phone needs a terminal ({e}); without one, use \
+                 `termphone serve`, `termphone dial` or `termphone ctl`"
+            );
             handle.shutdown().await;
             return 1;
         }

@@ -31,7 +31,11 @@ impl Tui {
     pub fn enter(stderr_to: Option<&std::path::Path>) -> io::Result<Tui> {
         install_panic_hook();
         redirect_stderr(stderr_to);
-        enable_raw_mode()?;
+        if let Err(e) = enable_raw_mode() {
+            // Not a terminal (stdin redirected, no tty): give stderr back for the error.
+            restore();
+            return Err(e);
+        }
         ACTIVE.store(true, Ordering::SeqCst);
         let mut out = io::stdout();
         if let Err(e) = execute!(out, EnterAlternateScreen, EnableBracketedPaste) {
