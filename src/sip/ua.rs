@@ -3857,8 +3857,9 @@ mod tests {
     /// response), and no call.
     #[test]
     fn unknown_required_extension_gets_420_with_unsupported() {
-        let mut b = Pair::new().b;
-        let now = Instant::now();
+        let p = Pair::new();
+        let now = p.now;
+        let mut b = p.b;
         let invite = format!(
             "INVITE sip:bob@{B} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKinv9\r\nFrom: <sip:x@{A}>;tag=ft\r\nTo: <sip:bob@{B}>\r\nCall-ID: ext1\r\nCSeq: 1 INVITE\r\nContact: <sip:x@{A}>\r\nRequire: 100rel, foo\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
         );

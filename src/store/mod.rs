@@ -129,7 +129,14 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A file to import is not a regular file of a sane size (an address book is kilobytes;
+    /// this guards against a device, a FIFO or the wrong file).
+    #[error("cannot import {}: {why}", path.display())]
+    NotImportable { path: PathBuf, why: String },
 }
+
+/// The largest contacts file [`Store::import_contacts`] reads.
+pub const MAX_IMPORT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Which way a call went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -529,10 +536,38 @@ impl Store {
     /// are reported as `line N: why` and do not stop the others. All additions are one
     /// transaction: an import is either all in or (on a database error) not at all.
     pub fn import_contacts(&self, path: &Path) -> Result<ImportReport, StoreError> {
-        let bytes = std::fs::read(path).map_err(|source| StoreError::Read {
+        let read_err = |source| StoreError::Read {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let refuse = |why: String| StoreError::NotImportable {
+            path: path.to_path_buf(),
+            why,
+        };
+        // Check what it is before opening it: opening a FIFO would block.
+        let meta = std::fs::metadata(path).map_err(read_err)?;
+        if !meta.is_file() {
+            return Err(refuse("not a regular file".into()));
+        }
+        if meta.len() > MAX_IMPORT_BYTES {
+            return Err(refuse(format!(
+                "{} bytes, more than the {MAX_IMPORT_BYTES} a contacts file may have",
+                meta.len()
+            )));
+        }
+        let mut bytes = Vec::new();
+        {
+            use std::io::Read;
+            let file = std::fs::File::open(path).map_err(read_err)?;
+            file.take(MAX_IMPORT_BYTES + 1)
+                .read_to_end(&mut bytes)
+                .map_err(read_err)?;
+        }
+        if bytes.len() as u64 > MAX_IMPORT_BYTES {
+            return Err(refuse(
+                "it grew past the size limit while being read".into(),
+            ));
+        }
         let text = String::from_utf8_lossy(&bytes);
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let vcard_ext = path

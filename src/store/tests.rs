@@ -397,3 +397,25 @@ fn import_detects_vcard_by_content_and_reports_unreadable_file() {
     assert_eq!(report.added, 1);
     assert!(report.errors[0].contains("UTF-8"), "{report:?}");
 }
+
+#[test]
+fn import_refuses_what_is_not_a_contacts_file_without_blocking() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_in_memory().expect("open");
+    // A directory, a FIFO (opening one would block until a writer came) and a file past the
+    // size limit (sparse: no disk used).
+    let fifo = tmp.path().join("pipe.vcf");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: mkfifo reads the NUL-terminated path only.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let big = tmp.path().join("big.csv");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(MAX_IMPORT_BYTES + 1))
+        .expect("sparse file");
+    for path in [tmp.path().to_path_buf(), fifo, big] {
+        let err = store.import_contacts(&path).expect_err("refused");
+        assert!(matches!(err, StoreError::NotImportable { .. }), "{err}");
+        assert!(err.to_string().contains(&*path.to_string_lossy()), "{err}");
+    }
+    assert!(store.contacts("").expect("contacts").is_empty());
+}
