@@ -545,13 +545,16 @@ fn ctl_drives_the_phone_on_the_screen() {
     assert_clean_exit(&tui, "q");
 }
 
-/// Not a test on its own: run (in tmux) by `a_panic_restores_the_terminal` with
-/// TERMPHONE_TEST_PANIC=1, it takes the terminal as the TUI does, draws, and panics.
+/// Not a test on its own (hence ignored): run in tmux by `a_panic_restores_the_terminal`
+/// (`--ignored --exact panicking_child`), it takes the terminal as the TUI does, draws, and
+/// panics.
 #[test]
+#[ignore = "the child of a_panic_restores_the_terminal"]
 fn panicking_child() {
-    if std::env::var_os("TERMPHONE_TEST_PANIC").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os("TERMPHONE_TEST_PANIC").is_some(),
+        "run by a_panic_restores_the_terminal only"
+    );
     let mut tui = termphone::ui::terminal::Tui::enter(None).expect("take the terminal");
     tui.terminal
         .draw(|f| {
@@ -578,6 +581,7 @@ fn a_panic_restores_the_terminal() {
         .instead(
             vec![
                 exe.display().to_string(),
+                "--ignored".into(),
                 "--exact".into(),
                 "panicking_child".into(),
                 "--nocapture".into(),
