@@ -77,6 +77,33 @@ fn sent_messages(trace: &str) -> Vec<(String, String)> {
     msgs
 }
 
+/// The transferee's side of an attended transfer in its trace (`msgs` of `trace`): a REFER
+/// whose Refer-To carries Replaces, accepted with 202, and a NOTIFY sipfrag 100. Returns the
+/// Refer-To.
+fn assert_refer_accepted(msgs: &[String], trace: &str) -> String {
+    let refer = msgs
+        .iter()
+        .find(|m| m.starts_with("REFER sip:"))
+        .unwrap_or_else(|| panic!("no REFER arrived:\n{trace}"));
+    let refer_to = header(refer, "Refer-To").unwrap_or_default().to_owned();
+    assert!(
+        refer_to.contains("?Replaces="),
+        "Refer-To has Replaces: {refer_to}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.starts_with("SIP/2.0 202 ")
+            && header(m, "CSeq").is_some_and(|v| v.ends_with(" REFER"))),
+        "the REFER was accepted (202):\n{trace}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.starts_with("NOTIFY sip:")
+            && header(m, "Event") == Some("refer")
+            && m.contains("SIP/2.0 100 Trying")),
+        "progress was reported (NOTIFY sipfrag 100):\n{trace}"
+    );
+    refer_to
+}
+
 /// A header's value in one message (first occurrence, exact name).
 fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
     msg.lines()
@@ -408,26 +435,7 @@ fn linphone_as_transferor_refers_termphone_with_replaces() {
     c.stop();
     let b_trace = b.stderr();
     let msgs = sip_messages(&b_trace);
-    let refer = msgs
-        .iter()
-        .find(|m| m.starts_with("REFER sip:"))
-        .unwrap_or_else(|| panic!("linphone sent B no REFER:\n{b_trace}"));
-    let refer_to = header(refer, "Refer-To").unwrap_or_default().to_owned();
-    assert!(
-        refer_to.contains("?Replaces="),
-        "Refer-To has Replaces: {refer_to}"
-    );
-    assert!(
-        msgs.iter().any(|m| m.starts_with("SIP/2.0 202 ")
-            && header(m, "CSeq").is_some_and(|v| v.ends_with(" REFER"))),
-        "B accepted the REFER (202):\n{b_trace}"
-    );
-    assert!(
-        msgs.iter().any(|m| m.starts_with("NOTIFY sip:")
-            && header(m, "Event") == Some("refer")
-            && m.contains("SIP/2.0 100 Trying")),
-        "B reported progress (NOTIFY sipfrag 100):\n{b_trace}"
-    );
+    let refer_to = assert_refer_accepted(&msgs, &b_trace);
     // The Replaces header B sent is the one in the Refer-To (decoded), and it names
     // linphone's dialog with C: that INVITE's Call-ID and tags.
     let replaces = header(&replaces_sent, "Replaces").unwrap().to_owned();
@@ -616,25 +624,10 @@ fn linphone_as_transferor_through_kamailio() {
     let b_trace = b.stderr();
     let k_addr = k.addr().to_string();
     let msgs = sip_messages(&b_trace);
-    let refer = msgs
-        .iter()
-        .find(|m| m.starts_with("REFER sip:"))
-        .unwrap_or_else(|| panic!("linphone sent B no REFER:\n{b_trace}"));
-    let refer_to = header(refer, "Refer-To").unwrap_or_default().to_owned();
+    let refer_to = assert_refer_accepted(&msgs, &b_trace);
     assert!(
         refer_to.contains("sip:c@127.0.0.1?Replaces="),
         "Refer-To is C's AoR with Replaces: {refer_to}"
-    );
-    assert!(
-        msgs.iter().any(|m| m.starts_with("SIP/2.0 202 ")
-            && header(m, "CSeq").is_some_and(|v| v.ends_with(" REFER"))),
-        "B accepted the REFER (202):\n{b_trace}"
-    );
-    assert!(
-        msgs.iter().any(|m| m.starts_with("NOTIFY sip:")
-            && header(m, "Event") == Some("refer")
-            && m.contains("SIP/2.0 100 Trying")),
-        "B reported progress (NOTIFY sipfrag 100):\n{b_trace}"
     );
     assert!(
         msgs.iter().any(|m| m.starts_with("NOTIFY sip:")
