@@ -11,21 +11,22 @@ use std::time::{Duration, Instant};
 use support::sipp::sipp_available;
 use support::{RtpSink, Sipp, Termphone};
 
-#[test]
-fn dial_refreshes_a_90_s_session_timer_at_half_time() {
+/// `termphone dial` holds a 50 s call with sipp playing `scenario` (a callee that sets a 90 s
+/// session timer), and both end well; `None` when sipp is missing (outside CI).
+/// The RTP sink sipp's SDP points at is returned too: it must live until the test ends.
+fn fifty_second_call_to(scenario: &str) -> Option<(Sipp, Termphone, RtpSink)> {
     if !sipp_available() {
         assert!(std::env::var_os("CI").is_none(), "sipp is not installed");
         eprintln!("skipping: sipp (Debian sip-tester) is not installed");
-        return;
+        return None;
     }
     let sink = RtpSink::bind();
     let dir = support::test_dir();
-    let mut sipp = Sipp::uas("uas_timer.xml")
+    let mut sipp = Sipp::uas(scenario)
         .key("rtp_sink_port", sink.port())
         .timeout(Duration::from_secs(120))
         .dir(dir.clone())
         .spawn();
-    let started = Instant::now();
     let mut dial = Termphone::builder(&["dial", &sipp.uri("timer"), "--duration", "50"])
         .dir(dir)
         .spawn();
@@ -37,6 +38,15 @@ fn dial_refreshes_a_90_s_session_timer_at_half_time() {
         dial.diagnostics()
     );
     sipp.expect_success(Duration::from_secs(30));
+    Some((sipp, dial, sink))
+}
+
+#[test]
+fn dial_refreshes_a_90_s_session_timer_at_half_time() {
+    let started = Instant::now();
+    let Some((sipp, dial, sink)) = fifty_second_call_to("uas_timer.xml") else {
+        return;
+    };
     let trace = dial.stderr();
     // The refresh re-INVITE (CSeq 2) went out with the session interval.
     assert!(
@@ -129,29 +139,9 @@ fn serve_refuses_a_30_s_session_interval_with_422() {
 /// no re-INVITE. (Long: the refresh is due 45 s into the call.)
 #[test]
 fn dial_refreshes_by_update_when_the_callee_allows_it() {
-    if !sipp_available() {
-        assert!(std::env::var_os("CI").is_none(), "sipp is not installed");
-        eprintln!("skipping: sipp (Debian sip-tester) is not installed");
+    let Some((sipp, _dial, sink)) = fifty_second_call_to("uas_timer_update.xml") else {
         return;
-    }
-    let sink = RtpSink::bind();
-    let dir = support::test_dir();
-    let mut sipp = Sipp::uas("uas_timer_update.xml")
-        .key("rtp_sink_port", sink.port())
-        .timeout(Duration::from_secs(120))
-        .dir(dir.clone())
-        .spawn();
-    let mut dial = Termphone::builder(&["dial", &sipp.uri("timer"), "--duration", "50"])
-        .dir(dir)
-        .spawn();
-    dial.wait_call_state("connected", Duration::from_secs(20));
-    assert_eq!(
-        dial.wait_exit_code(Duration::from_secs(90)),
-        0,
-        "{}",
-        dial.diagnostics()
-    );
-    sipp.expect_success(Duration::from_secs(30));
+    };
     let logs = sipp.logs().split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
         logs.contains("refresh by UPDATE with Session-Expires 90"),
