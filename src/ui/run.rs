@@ -249,16 +249,24 @@ pub async fn run(config: &Config, mut ec: EngineConfig, opts: TuiOptions) -> i32
                 }
             },
             Some(m) = msg_rx.recv() => m,
-            Some(rec) = log_rx.recv() => Msg::Log(LogLine {
-                at: unix_now(),
-                kind: match rec.level {
-                    tracing::Level::ERROR => LogKind::Error,
-                    tracing::Level::WARN => LogKind::Warn,
-                    _ => LogKind::Info,
-                },
-                text: rec.text,
-            }),
-            Some(line) = trace_rx.recv() => Msg::Log(line),
+            // Log lines come in bursts (a SIP message is a line per header): take every one
+            // waiting, then draw once.
+            Some(rec) = log_rx.recv() => {
+                update(&mut model, Msg::Log(log_line(rec)));
+                while let Ok(more) = log_rx.try_recv() {
+                    update(&mut model, Msg::Log(log_line(more)));
+                }
+                let _ = tui.terminal.draw(|f| view(&model, f));
+                continue;
+            }
+            Some(line) = trace_rx.recv() => {
+                update(&mut model, Msg::Log(line));
+                while let Ok(more) = trace_rx.try_recv() {
+                    update(&mut model, Msg::Log(more));
+                }
+                let _ = tui.terminal.draw(|f| view(&model, f));
+                continue;
+            }
             _ = ticks.tick() => tick_msg(start),
             _ = recv_signal(&mut term) => break,
             _ = recv_signal(&mut hup) => break,
@@ -335,6 +343,19 @@ pub async fn run(config: &Config, mut ec: EngineConfig, opts: TuiOptions) -> i32
     drop(control);
     let _ = engine.task.await;
     exit
+}
+
+/// A tracing record as a line of the log tab.
+fn log_line(rec: UiLogRecord) -> LogLine {
+    LogLine {
+        at: unix_now(),
+        kind: match rec.level {
+            tracing::Level::ERROR => LogKind::Error,
+            tracing::Level::WARN => LogKind::Warn,
+            _ => LogKind::Info,
+        },
+        text: rec.text,
+    }
 }
 
 fn unix_now() -> i64 {
