@@ -669,6 +669,12 @@ fn paste_goes_into_the_field_being_typed() {
     let mut m = phone();
     update(&mut m, Msg::Paste("sip:1002@pbx.example.com\n".into()));
     assert_eq!(m.dialer, "sip:1002@pbx.example.com");
+    // A huge paste is cut at the field's limit.
+    update(&mut m, Msg::Paste("9".repeat(1_000_000)));
+    assert_eq!(
+        m.dialer.chars().count(),
+        termphone::ui::update::MAX_FIELD_CHARS
+    );
 }
 
 mod random_use {

@@ -185,7 +185,7 @@ fn apply(m: &mut Model, msg: Msg) -> Vec<Effect> {
         Msg::Paste(text) => {
             let text: String = text.chars().filter(|c| !c.is_control()).collect();
             if let Some(field) = text_field(m) {
-                field.push_str(&text);
+                push_capped(field, &text);
                 after_text_edit(m);
             }
         }
@@ -572,6 +572,15 @@ fn on_call(
     }
 }
 
+/// The longest text a field takes (a SIP URI, a name, a path); a huge paste is cut there.
+pub const MAX_FIELD_CHARS: usize = 512;
+
+/// Append `text` to a field, up to [`MAX_FIELD_CHARS`].
+fn push_capped(field: &mut String, text: &str) {
+    let room = MAX_FIELD_CHARS.saturating_sub(field.chars().count());
+    field.extend(text.chars().take(room));
+}
+
 /// The text field that typing edits now, if any.
 fn text_field(m: &mut Model) -> Option<&mut String> {
     let dialer_types = m.focus == Focus::Dialer && !m.help && m.incoming_prompt().is_none();
@@ -720,7 +729,7 @@ fn reject(m: &mut Model, call: CallId, code: u16, fx: &mut Vec<Effect>) {
 /// Keys of the dialer's text field; true when the key was used.
 fn on_dialer_key(m: &mut Model, key: Key, fx: &mut Vec<Effect>) -> bool {
     if let Some(c) = plain_char(key) {
-        m.dialer.push(c);
+        push_capped(&mut m.dialer, c.encode_utf8(&mut [0; 4]));
         m.completion = None;
         return true;
     }
@@ -839,7 +848,7 @@ fn on_list_key(m: &mut Model, key: Key, fx: &mut Vec<Effect>) -> bool {
                 // No call to send it on: start dialing with it.
                 None => {
                     set_focus(m, Focus::Dialer);
-                    m.dialer.push(c);
+                    push_capped(&mut m.dialer, c.encode_utf8(&mut [0; 4]));
                 }
             }
         }
@@ -1195,7 +1204,7 @@ fn on_prompt_key(m: &mut Model, key: Key, fx: &mut Vec<Effect>) {
                 if let (Some(c), Some(Prompt::Text { input, .. })) =
                     (plain_char(key), &mut m.prompt)
                 {
-                    input.push(c);
+                    push_capped(input, c.encode_utf8(&mut [0; 4]));
                     after_text_edit(m);
                 }
             }
@@ -1238,7 +1247,7 @@ fn on_prompt_key(m: &mut Model, key: Key, fx: &mut Vec<Effect>) {
             _ => {
                 if let Some(c) = plain_char(key) {
                     if let Some(f) = text_field(m) {
-                        f.push(c);
+                        push_capped(f, c.encode_utf8(&mut [0; 4]));
                     }
                 }
             }
